@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { MemoryBroker } from '../brokers/memory.js';
+import { Hub } from '../core/hub.js';
+import { createHubServer } from '../http/hub-server.js';
+import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
+
+const USAGE = `Usage: kometa <command> [options]
+
+Commands:
+  serve       run the hub (embedded in-memory broker)
+
+Run 'kometa serve --help' for the hub's settings.`;
+
+async function serve(argv: string[]): Promise<number> {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, config: { type: 'string' } };
+  for (const spec of Object.values(settingSpecs)) options[spec.flag] = { type: 'string' };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true });
+  } catch (error) {
+    process.stderr.write(`kometa serve: ${(error as Error).message}\nRun 'kometa serve --help' for the settings.\n`);
+    return 2;
+  }
+  if (parsed.values.help === true) {
+    process.stdout.write(
+      `Usage: kometa serve [options]\n\nRuns the comet hub. Settings come from flags, then KOMETA_* environment variables,\nthen a JSON config file (--config or KOMETA_CONFIG), then the defaults.\n\n  --config <file>                JSON file with any of the settings below, by their camelCase name\n${settingsHelp()}\n`,
+    );
+    return 0;
+  }
+  let settings;
+  try {
+    const configPath = (parsed.values.config as string | undefined) ?? process.env.KOMETA_CONFIG;
+    settings = resolveSettings(parsed.values as Record<string, string | undefined>, process.env, configPath || undefined);
+  } catch (error) {
+    if (error instanceof SettingsError) {
+      process.stderr.write(`kometa serve: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+
+  const broker = new MemoryBroker({
+    history: { maxMessages: settings.historyMessages, maxBytes: settings.historyBytes, maxAgeMs: settings.historyAge * 1000 },
+  });
+  const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
+  const hubServer = createHubServer(hub, {
+    heartbeatMs: settings.heartbeat * 1000,
+    retryMs: settings.retry * 1000,
+    pollTimeoutMs: settings.pollTimeout * 1000,
+    maxPollTimeoutMs: settings.pollTimeoutMax * 1000,
+    maxQueueBytes: settings.maxQueueBytes,
+    maxBodyBytes: settings.maxMessageBytes,
+    headersTimeoutMs: settings.headersTimeout * 1000,
+    requestTimeoutMs: settings.requestTimeout * 1000,
+    keepAliveTimeoutMs: settings.keepAliveTimeout * 1000,
+    maxHeaderBytes: settings.maxHeaderBytes,
+    shutdownGraceMs: settings.shutdownGrace * 1000,
+  });
+  let address;
+  try {
+    address = await hubServer.listen(settings.port, settings.host);
+  } catch (error) {
+    process.stderr.write(`kometa serve: cannot listen on ${settings.host}:${settings.port}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const base = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  process.stdout.write(
+    `kometa hub listening on ${base}\n` +
+      `  subscribe  curl -N ${base}/sub/demo\n` +
+      `  publish    curl -d 'hello' ${base}/pub/demo\n` +
+      `  channel    ${base}/channels/demo\n`,
+  );
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        process.stderr.write(`kometa: second ${signal}, exiting now\n`);
+        resolve(130);
+        return;
+      }
+      stopping = true;
+      process.stdout.write(`kometa: ${signal} received, closing (up to ${settings.shutdownGrace}s)\n`);
+      hubServer.close().then(() => {
+        process.stdout.write('kometa: closed\n');
+        resolve(0);
+      });
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`kometa: unknown command '${command}'\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`kometa: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);

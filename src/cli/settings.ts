@@ -1,0 +1,99 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * Every setting of `kometa serve`, in one table: its flag, environment
+ * variable, config-file key, default and meaning. --help and docs/config.md
+ * come from here. Precedence: flag > environment > config file > default.
+ */
+interface SettingSpec {
+  readonly flag: string;
+  readonly kind: 'int' | 'seconds' | 'string';
+  readonly default: number | string;
+  readonly help: string;
+}
+
+export const settingSpecs = {
+  port: { flag: 'port', kind: 'int', default: 8080, help: 'TCP port to listen on (0 picks a free one)' },
+  host: { flag: 'host', kind: 'string', default: '127.0.0.1', help: 'address to listen on (0.0.0.0 for every interface)' },
+  historyMessages: { flag: 'history-messages', kind: 'int', default: 1000, help: 'messages kept per channel for resume' },
+  historyBytes: { flag: 'history-bytes', kind: 'int', default: 1048576, help: 'bytes of message data kept per channel' },
+  historyAge: { flag: 'history-age', kind: 'seconds', default: 3600, help: 'oldest message kept, in seconds' },
+  maxMessageBytes: { flag: 'max-message-bytes', kind: 'int', default: 65536, help: 'largest publish body, in bytes' },
+  maxChannels: { flag: 'max-channels', kind: 'int', default: 64, help: 'most channels in one subscription' },
+  heartbeat: { flag: 'heartbeat', kind: 'seconds', default: 15, help: 'heartbeat on quiet SSE/stream connections, in seconds' },
+  retry: { flag: 'retry', kind: 'seconds', default: 2, help: 'reconnect delay hinted to SSE clients, in seconds' },
+  pollTimeout: { flag: 'poll-timeout', kind: 'seconds', default: 30, help: 'how long a long-poll is held, in seconds' },
+  pollTimeoutMax: { flag: 'poll-timeout-max', kind: 'seconds', default: 120, help: 'the most a long-poll may ask to be held (timeout=)' },
+  maxQueueBytes: { flag: 'max-queue-bytes', kind: 'int', default: 1048576, help: 'outgoing bytes queued per connection before a slow consumer is closed' },
+  headersTimeout: { flag: 'headers-timeout', kind: 'seconds', default: 10, help: 'time to receive request headers, in seconds' },
+  requestTimeout: { flag: 'request-timeout', kind: 'seconds', default: 30, help: 'time to receive a whole request, in seconds' },
+  keepAliveTimeout: { flag: 'keep-alive-timeout', kind: 'seconds', default: 5, help: 'idle keep-alive connections close after this, in seconds' },
+  maxHeaderBytes: { flag: 'max-header-bytes', kind: 'int', default: 16384, help: 'largest request head, in bytes' },
+  shutdownGrace: { flag: 'shutdown-grace', kind: 'seconds', default: 5, help: 'on SIGINT/SIGTERM, connections still open after this are cut' },
+} as const satisfies Record<string, SettingSpec>;
+
+export type SettingName = keyof typeof settingSpecs;
+export type Settings = { [K in SettingName]: (typeof settingSpecs)[K]['default'] extends number ? number : string };
+
+export function envName(name: string): string {
+  return `KOMETA_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+export class SettingsError extends Error {}
+
+function convert(name: SettingName, raw: unknown, source: string): number | string {
+  const spec: SettingSpec = settingSpecs[name];
+  if (spec.kind === 'string') {
+    if (typeof raw !== 'string' || raw === '') throw new SettingsError(`${source}: ${name} must be a non-empty string`);
+    return raw;
+  }
+  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isFinite(value) || value < 0 || (spec.kind === 'int' && !Number.isInteger(value))) {
+    throw new SettingsError(`${source}: ${name} must be a ${spec.kind === 'int' ? 'whole number' : 'number of seconds'} ≥ 0, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+/** Resolve settings from flags, environment and an optional JSON config file. */
+export function resolveSettings(
+  flags: Record<string, string | boolean | undefined>,
+  env: NodeJS.ProcessEnv,
+  configPath: string | undefined,
+): Settings {
+  let file: Record<string, unknown> = {};
+  if (configPath !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(configPath, 'utf8');
+    } catch (error) {
+      throw new SettingsError(`cannot read config file ${configPath}: ${(error as Error).message}`);
+    }
+    try {
+      file = JSON.parse(text) as Record<string, unknown>;
+    } catch (error) {
+      throw new SettingsError(`config file ${configPath} is not valid JSON: ${(error as Error).message}`);
+    }
+    for (const key of Object.keys(file)) {
+      if (!(key in settingSpecs)) throw new SettingsError(`config file ${configPath}: unknown setting "${key}"`);
+    }
+  }
+  const out: Record<string, number | string> = {};
+  for (const name of Object.keys(settingSpecs) as SettingName[]) {
+    const spec: SettingSpec = settingSpecs[name];
+    const flag = flags[spec.flag];
+    const fromEnv = env[envName(name)];
+    if (flag !== undefined && typeof flag === 'string') out[name] = convert(name, flag, `--${spec.flag}`);
+    else if (fromEnv !== undefined && fromEnv !== '') out[name] = convert(name, fromEnv, envName(name));
+    else if (file[name] !== undefined) out[name] = convert(name, file[name], configPath!);
+    else out[name] = spec.default;
+  }
+  return out as Settings;
+}
+
+export function settingsHelp(): string {
+  const rows = Object.entries(settingSpecs).map(([name, spec]) => {
+    const left = `  --${spec.flag} <${spec.kind === 'seconds' ? 's' : spec.kind === 'int' ? 'n' : 'text'}>`;
+    return `${left.padEnd(30)} ${spec.help} (default ${spec.default}; ${envName(name)})`;
+  });
+  return rows.join('\n');
+}

@@ -1,0 +1,46 @@
+import type { ChannelHead, HistoryRead, Message } from './message.js';
+
+export interface PublishOptions {
+  readonly event?: string | undefined;
+}
+
+export interface ChannelStats {
+  readonly epoch: string;
+  readonly headSeq: number;
+  readonly messages: number;
+  readonly bytes: number;
+  readonly oldestSeq: number;
+}
+
+export type BrokerHealth = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+/**
+ * Where messages are stored and how they reach every process that has
+ * subscribers. The core defines it; engines (memory, Redis) implement it, so
+ * the core never imports an engine.
+ *
+ * Contract:
+ * - `publish` resolves only once the message is stored with its position;
+ *   it rejects (KOMETA_ERR_BROKER_UNAVAILABLE) rather than accept a message it
+ *   could not store.
+ * - Messages of one channel get strictly increasing `seq` within an epoch.
+ * - After `watch(channel)`, every message published on that channel, by any
+ *   process, is handed to the listener, in order per channel. A listener may
+ *   still see a hole (e.g. a dropped pub/sub link); the hub repairs holes from
+ *   `read`, so an engine need not be perfect, only honest in `read`.
+ */
+export interface Broker {
+  publish(channel: string, data: string, options?: PublishOptions): Promise<Message>;
+  /** Retained messages of `channel` after `afterSeq` in the current epoch. */
+  read(channel: string, afterSeq: number): Promise<HistoryRead>;
+  /** The channel's current epoch and last sequence (creating the epoch if the channel is new). */
+  head(channel: string): Promise<ChannelHead>;
+  stats(channel: string): Promise<ChannelStats>;
+  setListener(listener: (message: Message) => void): void;
+  watch(channel: string): void;
+  unwatch(channel: string): void;
+  health(): BrokerHealth;
+  /** Periodic housekeeping (trim aged history, forget unused channels); optional. */
+  sweep?(isWatched: (channel: string) => boolean): void;
+  close(): Promise<void>;
+}

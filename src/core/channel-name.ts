@@ -1,0 +1,47 @@
+import { KometaError } from './errors.js';
+
+export const MAX_CHANNEL_NAME_LENGTH = 128;
+
+/**
+ * The one rule for channel names, used by every route and transport.
+ *
+ * A name is 1–128 ASCII characters: letters, digits and `_ - . : @`, starting
+ * with a letter, digit or `_`. This keeps names safe as a path segment
+ * (no `/`, no `..` as a whole segment, nothing that needs percent-encoding),
+ * safe inside a cursor (`~` and `,` are the cursor's separators) and leaves `*`
+ * free for access-control patterns.
+ */
+const CHANNEL_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$/;
+
+export function isValidChannelName(name: string): boolean {
+  return CHANNEL_NAME.test(name);
+}
+
+export function assertChannelName(name: string): string {
+  if (!isValidChannelName(name)) {
+    throw new KometaError(
+      'KOMETA_ERR_CHANNEL_NAME',
+      `Channel names are 1-${MAX_CHANNEL_NAME_LENGTH} characters of A-Z a-z 0-9 _ - . : @, starting with a letter, digit or _`,
+      { channel: printable(name) },
+    );
+  }
+  return name;
+}
+
+/** Echo a rejected name back without letting it carry control characters or unbounded length. */
+function printable(value: string): string {
+  const shortened = value.length > 64 ? `${value.slice(0, 64)}…` : value;
+  return shortened.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+const EVENT_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** Event names travel in SSE `event:` lines, so they must never contain CR or LF. */
+export function assertEventName(name: string): string {
+  if (!EVENT_NAME.test(name)) {
+    throw new KometaError('KOMETA_ERR_EVENT_NAME', 'Event names are 1-64 characters of A-Z a-z 0-9 _ . : -', {
+      event: printable(name),
+    });
+  }
+  return name;
+}

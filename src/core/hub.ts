@@ -1,0 +1,524 @@
+import type { Broker, ChannelStats } from './broker.js';
+import { assertChannelName, assertEventName } from './channel-name.js';
+import { type Cursor, type Position, formatId } from './cursor.js';
+import { KometaError } from './errors.js';
+import type { GapNotice, HistoryRead, Message } from './message.js';
+import type { Encoder, Sink } from './sink.js';
+
+export interface HubLimits {
+  /** Most channels one subscription may follow. */
+  readonly maxChannelsPerSubscription: number;
+  /** Largest message data, in bytes of UTF-8. */
+  readonly maxMessageBytes: number;
+}
+
+export const defaultHubLimits: HubLimits = {
+  maxChannelsPerSubscription: 64,
+  maxMessageBytes: 64 * 1024,
+};
+
+export interface PublishResult {
+  readonly message: Message;
+  /** Subscribers of the channel in this process when the message was accepted. */
+  readonly subscribers: number;
+}
+
+export interface HubCounters {
+  published: number;
+  /** Messages handed to subscribers (one per subscriber per message). */
+  delivered: number;
+  subscriptionsOpened: number;
+  subscriptionsClosed: number;
+  gaps: number;
+}
+
+/**
+ * Subscribers of the same channel set on the same transport see exactly the
+ * same bytes for every live message (the cursor after a message is the same
+ * for all of them), so they form a group and a message is encoded once per
+ * group.
+ */
+class Group {
+  readonly members = new Set<Subscription>();
+  constructor(
+    readonly key: string,
+    readonly encoder: Encoder,
+    /** Sorted by name, so the cursor lists channels in one order. */
+    readonly channels: readonly LocalChannel[],
+  ) {}
+
+  cursorAfter(channel: LocalChannel, message: Message): string {
+    if (this.channels.length === 1) return message.id;
+    let text = '';
+    for (const other of this.channels) {
+      if (text !== '') text += ',';
+      text += other === channel ? message.id : formatId(other.name, other.epoch, other.deliveredSeq);
+    }
+    return text;
+  }
+}
+
+/** This process's view of a channel that has local subscribers. */
+class LocalChannel {
+  epoch = '';
+  /** Highest sequence handed to every live subscriber of this channel here. */
+  deliveredSeq = 0;
+  /** Messages from the broker not yet fanned out (flushed once per event-loop turn). */
+  pending: Message[] = [];
+  repairing = false;
+  readonly groups = new Set<Group>();
+  /** Subscriptions that are resuming from history and receive messages one by one. */
+  readonly catchingUp = new Set<Subscription>();
+  subscriberCount = 0;
+  readonly ready: Promise<void>;
+
+  constructor(readonly name: string, broker: Broker) {
+    broker.watch(name);
+    this.ready = broker.head(name).then((head) => {
+      this.epoch = head.epoch;
+      this.deliveredSeq = head.seq;
+      // Anything the broker passed on before we knew the head is either
+      // already counted in it or newer; keep only the newer.
+      this.pending = this.pending.filter((m) => m.epoch !== head.epoch || m.seq > head.seq);
+    });
+  }
+}
+
+type SubscriptionState = 'resolving' | 'ready' | 'catching-up' | 'live' | 'closed';
+
+/**
+ * One subscriber following one or more channels. Created by `Hub.subscribe`
+ * (which resolves the cursor against history and may reject with a 400),
+ * then started with a sink once the transport is ready to write.
+ */
+export class Subscription {
+  state: SubscriptionState = 'resolving';
+  sink: Sink | undefined;
+  group: Group | undefined;
+  /** Where this subscriber is, per channel. */
+  readonly positions = new Map<string, Position>();
+  /** Gaps to report and retained messages to replay, found while resolving. */
+  readonly backlog: { gaps: GapNotice[]; messages: Message[] } = { gaps: [], messages: [] };
+  /** Live messages that arrived while resolving or catching up. */
+  buffered: Message[] = [];
+
+  constructor(
+    private readonly hub: Hub,
+    readonly channels: readonly LocalChannel[],
+  ) {}
+
+  get channelNames(): string[] {
+    return this.channels.map((c) => c.name);
+  }
+
+  cursor(): string {
+    let text = '';
+    for (const channel of this.channels) {
+      if (text !== '') text += ',';
+      // A live subscriber is always level with the channel, so live fan-out
+      // need not record a position per subscriber per message.
+      if (this.state === 'live') {
+        text += formatId(channel.name, channel.epoch, channel.deliveredSeq);
+      } else {
+        const position = this.positions.get(channel.name)!;
+        text += formatId(channel.name, position.epoch, position.seq);
+      }
+    }
+    return text;
+  }
+
+  /** Begin delivering: the backlog first, then live messages. */
+  start(sink: Sink): void {
+    if (this.state !== 'ready') return;
+    this.sink = sink;
+    this.state = 'catching-up';
+    this.hub.catchUp(this);
+  }
+
+  close(): void {
+    this.hub.unsubscribe(this);
+  }
+}
+
+/**
+ * The fan-out engine: it keeps, per channel, who is subscribed in this
+ * process, resolves cursors against the broker's history, and delivers each
+ * message to every subscriber in order, once. No node:http in here.
+ */
+export class Hub {
+  readonly limits: HubLimits;
+  readonly counters: HubCounters = { published: 0, delivered: 0, subscriptionsOpened: 0, subscriptionsClosed: 0, gaps: 0 };
+  readonly #channels = new Map<string, LocalChannel>();
+  readonly #groups = new Map<string, Group>();
+  #dirty: LocalChannel[] = [];
+  #flushScheduled = false;
+  #closed = false;
+  readonly #live = new Set<Subscription>();
+
+  constructor(
+    readonly broker: Broker,
+    limits: Partial<HubLimits> = {},
+  ) {
+    this.limits = { ...defaultHubLimits, ...limits };
+    broker.setListener((message) => this.#onBrokerMessage(message));
+  }
+
+  async publish(channel: string, data: string, options: { event?: string | undefined } = {}): Promise<PublishResult> {
+    assertChannelName(channel);
+    if (options.event !== undefined) assertEventName(options.event);
+    const size = Buffer.byteLength(data);
+    if (size > this.limits.maxMessageBytes) {
+      throw new KometaError('KOMETA_ERR_BODY_TOO_LARGE', `Messages are limited to ${this.limits.maxMessageBytes} bytes`, {
+        limit: this.limits.maxMessageBytes,
+      });
+    }
+    if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
+    const message = await this.broker.publish(channel, data, { event: options.event });
+    this.counters.published++;
+    return { message, subscribers: this.#channels.get(channel)?.subscriberCount ?? 0 };
+  }
+
+  /**
+   * Register a subscriber and resolve its cursor: which gaps it must be told
+   * about and which retained messages it must be sent. Rejects with a
+   * KometaError (bad names, a cursor past the end) before anything is written.
+   */
+  async subscribe(channelNames: readonly string[], cursor: Cursor | null): Promise<Subscription> {
+    if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
+    if (channelNames.length === 0) throw new KometaError('KOMETA_ERR_CHANNEL_MISSING');
+    const unique = [...new Set(channelNames)].sort();
+    if (unique.length > this.limits.maxChannelsPerSubscription) {
+      throw new KometaError('KOMETA_ERR_TOO_MANY_CHANNELS', `At most ${this.limits.maxChannelsPerSubscription} channels per subscription`, {
+        limit: this.limits.maxChannelsPerSubscription,
+      });
+    }
+    for (const name of unique) assertChannelName(name);
+
+    const channels = unique.map((name) => this.#acquire(name));
+    const subscription = new Subscription(this, channels);
+    // Registered before any await, so nothing published from here on is missed.
+    for (const channel of channels) channel.catchingUp.add(subscription);
+    this.counters.subscriptionsOpened++;
+    try {
+      await Promise.all(channels.map((c) => c.ready));
+      const reads = await Promise.all(
+        channels.map((channel) => {
+          const from = cursor?.get(channel.name);
+          // No entry: start from what this process has delivered (i.e. from now).
+          if (from === undefined) return undefined;
+          if (from.epoch === channel.epoch && from.seq === channel.deliveredSeq) return undefined;
+          return this.broker.read(channel.name, from.epoch === channel.epoch ? from.seq : 0);
+        }),
+      );
+      if (subscription.state === 'closed') return subscription;
+      channels.forEach((channel, i) => this.#resolve(subscription, channel, cursor?.get(channel.name), reads[i]));
+      subscription.state = 'ready';
+      return subscription;
+    } catch (error) {
+      this.unsubscribe(subscription);
+      throw error;
+    }
+  }
+
+  #resolve(subscription: Subscription, channel: LocalChannel, from: Position | undefined, read: HistoryRead | undefined): void {
+    if (read === undefined) {
+      subscription.positions.set(channel.name, from ?? { epoch: channel.epoch, seq: channel.deliveredSeq });
+      return;
+    }
+    if (from !== undefined && from.epoch === read.epoch && from.seq > read.headSeq) {
+      throw new KometaError('KOMETA_ERR_CURSOR_AHEAD', `Channel ${channel.name} has no message ${from.seq} yet`);
+    }
+    let afterSeq = from?.seq ?? 0;
+    if (from === undefined || from.epoch !== read.epoch) {
+      subscription.backlog.gaps.push({ channel: channel.name, reason: 'epoch-changed', epoch: read.epoch });
+      afterSeq = read.oldestSeq - 1;
+    } else if (from.seq < read.oldestSeq - 1) {
+      subscription.backlog.gaps.push({
+        channel: channel.name,
+        reason: 'history-truncated',
+        epoch: read.epoch,
+        missed: { from: from.seq + 1, to: read.oldestSeq - 1 },
+      });
+      afterSeq = read.oldestSeq - 1;
+    }
+    subscription.positions.set(channel.name, { epoch: read.epoch, seq: afterSeq });
+    for (const message of read.messages) if (message.seq > afterSeq) subscription.backlog.messages.push(message);
+  }
+
+  /** Send a started subscription its gaps, backlog and buffered messages; join its group once level with the channel. */
+  catchUp(subscription: Subscription): void {
+    const sink = subscription.sink!;
+    const { gaps, messages } = subscription.backlog;
+    for (const notice of gaps) {
+      this.counters.gaps++;
+      sink.gap(notice, subscription.cursor());
+    }
+    subscription.backlog.gaps = [];
+    const queue = messages.length > 0 ? messages.concat(subscription.buffered) : subscription.buffered;
+    subscription.backlog.messages = [];
+    subscription.buffered = [];
+    this.#sendIndividually(subscription, queue);
+    if (subscription.state === 'closed') return;
+    this.#joinIfLevel(subscription);
+  }
+
+  /** Encode for one subscriber (catch-up is rare next to live fan-out, so per-subscriber cost is fine here). */
+  #sendIndividually(subscription: Subscription, queue: readonly Message[]): void {
+    const sink = subscription.sink!;
+    const frames: Buffer[] = [];
+    for (const message of queue) {
+      const position = subscription.positions.get(message.channel);
+      if (position === undefined) continue;
+      const channel = this.#channels.get(message.channel)!;
+      if (message.epoch !== position.epoch) {
+        // The channel's history was lost while this subscriber was catching up.
+        if (frames.length > 0) sink.push(Buffer.concat(frames), subscription.cursor());
+        frames.length = 0;
+        subscription.positions.set(message.channel, { epoch: message.epoch, seq: 0 });
+        this.counters.gaps++;
+        sink.gap({ channel: message.channel, reason: 'epoch-changed', epoch: message.epoch }, subscription.cursor());
+      }
+      // Only what this process has delivered to everyone; newer ones come through the group.
+      if (message.seq <= position.seq || message.seq > channel.deliveredSeq || message.epoch !== channel.epoch) continue;
+      subscription.positions.set(message.channel, { epoch: message.epoch, seq: message.seq });
+      frames.push(sink.encoder.message(message, subscription.cursor()));
+      this.counters.delivered++;
+    }
+    if (frames.length > 0) sink.push(frames.length === 1 ? frames[0]! : Buffer.concat(frames), subscription.cursor());
+  }
+
+  #joinIfLevel(subscription: Subscription): void {
+    for (const channel of subscription.channels) {
+      const position = subscription.positions.get(channel.name)!;
+      if (position.epoch !== channel.epoch || position.seq !== channel.deliveredSeq) return;
+    }
+    const sink = subscription.sink!;
+    const key = `${sink.encoder.name}\u0000${subscription.channelNames.join(',')}`;
+    let group = this.#groups.get(key);
+    if (group === undefined) {
+      group = new Group(key, sink.encoder, subscription.channels);
+      this.#groups.set(key, group);
+      for (const channel of subscription.channels) channel.groups.add(group);
+    }
+    group.members.add(subscription);
+    subscription.group = group;
+    for (const channel of subscription.channels) channel.catchingUp.delete(subscription);
+    subscription.state = 'live';
+    this.#live.add(subscription);
+    sink.live(subscription.cursor());
+  }
+
+  unsubscribe(subscription: Subscription): void {
+    if (subscription.state === 'closed') return;
+    subscription.state = 'closed';
+    this.counters.subscriptionsClosed++;
+    this.#live.delete(subscription);
+    const group = subscription.group;
+    if (group !== undefined) {
+      group.members.delete(subscription);
+      if (group.members.size === 0) {
+        this.#groups.delete(group.key);
+        for (const channel of group.channels) channel.groups.delete(group);
+      }
+      subscription.group = undefined;
+    }
+    for (const channel of subscription.channels) {
+      channel.catchingUp.delete(subscription);
+      this.#release(channel);
+    }
+  }
+
+  #acquire(name: string): LocalChannel {
+    let channel = this.#channels.get(name);
+    if (channel === undefined) {
+      channel = new LocalChannel(name, this.broker);
+      channel.ready.catch(() => {}); // the subscribe that awaits it reports the error
+      this.#channels.set(name, channel);
+    }
+    channel.subscriberCount++;
+    return channel;
+  }
+
+  #release(channel: LocalChannel): void {
+    channel.subscriberCount--;
+    if (channel.subscriberCount === 0 && this.#channels.get(channel.name) === channel) {
+      this.#channels.delete(channel.name);
+      this.broker.unwatch(channel.name);
+    }
+  }
+
+  #onBrokerMessage(message: Message): void {
+    const channel = this.#channels.get(message.channel);
+    if (channel === undefined) return;
+    if (channel.pending.length === 0) this.#dirty.push(channel);
+    channel.pending.push(message);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      // After the poll phase: every publish read in this turn of the event loop
+      // is fanned out together, one write per subscriber.
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Fan out everything pending. Public for tests and for callers that need delivery now. */
+  flush(): void {
+    this.#flushScheduled = false;
+    const dirty = this.#dirty;
+    this.#dirty = [];
+    for (const channel of dirty) {
+      if (channel.repairing || this.#channels.get(channel.name) !== channel) continue;
+      this.#flushChannel(channel);
+    }
+  }
+
+  #flushChannel(channel: LocalChannel): void {
+    const pending = channel.pending;
+    channel.pending = [];
+    const deliverable: Message[] = [];
+    for (let i = 0; i < pending.length; i++) {
+      const message = pending[i]!;
+      if (message.epoch !== channel.epoch) {
+        if (deliverable.length > 0) this.#fanOut(channel, deliverable.splice(0));
+        this.#epochChanged(channel, message.epoch);
+      }
+      if (message.seq <= channel.deliveredSeq) continue; // a duplicate from the broker
+      if (message.seq > channel.deliveredSeq + 1 + deliverable.length) {
+        // A hole: something was published that never reached us. Fetch it from history first.
+        if (deliverable.length > 0) this.#fanOut(channel, deliverable.splice(0));
+        channel.pending = pending.slice(i).concat(channel.pending);
+        this.#repair(channel);
+        return;
+      }
+      deliverable.push(message);
+    }
+    if (deliverable.length > 0) this.#fanOut(channel, deliverable);
+  }
+
+  #fanOut(channel: LocalChannel, messages: readonly Message[]): void {
+    for (const group of channel.groups) {
+      let frames: Buffer;
+      let cursor = '';
+      const savedSeq = channel.deliveredSeq;
+      if (messages.length === 1) {
+        const message = messages[0]!;
+        channel.deliveredSeq = message.seq;
+        cursor = group.cursorAfter(channel, message);
+        frames = group.encoder.message(message, cursor);
+      } else {
+        const parts: Buffer[] = [];
+        for (const message of messages) {
+          channel.deliveredSeq = message.seq;
+          cursor = group.cursorAfter(channel, message);
+          parts.push(group.encoder.message(message, cursor));
+        }
+        frames = Buffer.concat(parts);
+      }
+      channel.deliveredSeq = savedSeq;
+      // Long-poll members leave the group inside push; iterating a Set while deleting is safe.
+      for (const subscription of group.members) subscription.sink!.push(frames, cursor);
+      this.counters.delivered += group.members.size * messages.length;
+    }
+    channel.deliveredSeq = messages[messages.length - 1]!.seq;
+    for (const subscription of channel.catchingUp) {
+      if (subscription.state === 'catching-up') {
+        this.#sendIndividually(subscription, messages);
+        if (subscription.state === 'catching-up') this.#joinIfLevel(subscription);
+      } else {
+        subscription.buffered.push(...messages);
+      }
+    }
+  }
+
+  #epochChanged(channel: LocalChannel, epoch: string): void {
+    channel.epoch = epoch;
+    channel.deliveredSeq = 0;
+    const notice: GapNotice = { channel: channel.name, reason: 'epoch-changed', epoch };
+    for (const group of channel.groups) {
+      for (const subscription of group.members) {
+        this.counters.gaps++;
+        subscription.sink!.gap(notice, subscription.cursor());
+      }
+    }
+  }
+
+  #repair(channel: LocalChannel): void {
+    channel.repairing = true;
+    const afterSeq = channel.deliveredSeq;
+    this.broker.read(channel.name, afterSeq).then(
+      (read) => {
+        channel.repairing = false;
+        if (this.#channels.get(channel.name) !== channel) return;
+        if (read.epoch === channel.epoch && read.oldestSeq > afterSeq + 1) {
+          const notice: GapNotice = {
+            channel: channel.name,
+            reason: 'history-truncated',
+            epoch: read.epoch,
+            missed: { from: afterSeq + 1, to: read.oldestSeq - 1 },
+          };
+          channel.deliveredSeq = read.oldestSeq - 1;
+          for (const group of channel.groups) {
+            for (const subscription of group.members) {
+              this.counters.gaps++;
+              subscription.sink!.gap(notice, subscription.cursor());
+            }
+          }
+        }
+        const bySeq = new Map<number, Message>();
+        for (const m of read.messages) if (m.epoch === channel.epoch) bySeq.set(m.seq, m);
+        for (const m of channel.pending) if (m.epoch === channel.epoch) bySeq.set(m.seq, m);
+        const newer = channel.pending.filter((m) => m.epoch !== channel.epoch);
+        channel.pending = [...bySeq.values()].sort((a, b) => a.seq - b.seq).concat(newer);
+        // Whatever is still missing after a fresh read is gone for good: do not wait for it again.
+        const first = channel.pending[0];
+        if (first !== undefined && first.epoch === channel.epoch && first.seq > channel.deliveredSeq + 1) {
+          channel.deliveredSeq = first.seq - 1;
+        }
+        this.#flushChannel(channel);
+      },
+      () => {
+        // The broker is unreachable; try again on the next message or sweep.
+        channel.repairing = false;
+        if (channel.pending.length > 0) {
+          this.#dirty.push(channel);
+          setTimeout(() => this.flush(), 1000).unref();
+        }
+      },
+    );
+  }
+
+  async channelInfo(channel: string): Promise<ChannelStats & { subscribers: number }> {
+    assertChannelName(channel);
+    const stats = await this.broker.stats(channel);
+    return { ...stats, subscribers: this.#channels.get(channel)?.subscriberCount ?? 0 };
+  }
+
+  subscriberCount(channel: string): number {
+    return this.#channels.get(channel)?.subscriberCount ?? 0;
+  }
+
+  get channelCount(): number {
+    return this.#channels.size;
+  }
+
+  get liveSubscriptions(): ReadonlySet<Subscription> {
+    return this.#live;
+  }
+
+  isWatched(channel: string): boolean {
+    return this.#channels.has(channel);
+  }
+
+  /** Called about once a minute by the server's sweep. */
+  housekeeping(): void {
+    this.broker.sweep?.((channel) => this.#channels.has(channel));
+  }
+
+  /** End every subscription (they are told why) and stop accepting new ones. */
+  close(): void {
+    this.#closed = true;
+    for (const subscription of [...this.#live]) {
+      subscription.sink?.end('shutdown');
+      this.unsubscribe(subscription);
+    }
+  }
+}

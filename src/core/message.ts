@@ -1,0 +1,45 @@
+import type { Position } from './cursor.js';
+
+/** One published message. Immutable once created; shared by history and every subscriber. */
+export interface Message extends Position {
+  readonly channel: string;
+  /** The message's id on the wire: `channel~epoch~seq`, computed once. */
+  readonly id: string;
+  readonly event: string | undefined;
+  /** UTF-8 text; JSON is the common case but kometa never parses it. */
+  readonly data: string;
+  /** Publish time, milliseconds since 1970. */
+  readonly time: number;
+  /** Bytes of `data` in UTF-8, for history limits. */
+  readonly size: number;
+}
+
+/** Why a subscriber did not get every message after its cursor. */
+export type GapReason = 'history-truncated' | 'epoch-changed';
+
+/**
+ * The explicit notice a subscriber gets, before anything else, when messages
+ * after its cursor are gone. Loss is never silent.
+ */
+export interface GapNotice {
+  readonly channel: string;
+  readonly reason: GapReason;
+  /** The epoch the channel is in now. */
+  readonly epoch: string;
+  /** For `history-truncated`: the sequence numbers that were lost (inclusive). */
+  readonly missed?: { readonly from: number; readonly to: number };
+}
+
+/** What a broker can say about a channel. `seq` 0 means no message yet in this epoch. */
+export interface ChannelHead extends Position {}
+
+export interface HistoryRead {
+  /** The channel's current epoch. */
+  readonly epoch: string;
+  /** Retained messages with seq greater than the one asked for, oldest first. */
+  readonly messages: readonly Message[];
+  /** Sequence of the oldest retained message, or head + 1 when history is empty. */
+  readonly oldestSeq: number;
+  /** Sequence of the newest message ever published in this epoch. */
+  readonly headSeq: number;
+}

@@ -1,0 +1,32 @@
+import type { GapNotice, Message } from './message.js';
+
+/**
+ * Turns messages into the bytes of one transport. The hub calls it once per
+ * message per group of subscribers that share a transport and a channel set,
+ * and hands the same Buffer to every subscriber in the group.
+ */
+export interface Encoder {
+  readonly name: string;
+  message(message: Message, cursor: string): Buffer;
+}
+
+/**
+ * One subscriber's connection, as the hub sees it. Implemented by each
+ * transport; the hub never formats bytes and a transport never looks up a
+ * channel.
+ */
+export interface Sink {
+  readonly encoder: Encoder;
+  /**
+   * Encoded frames (one or more messages, already in this sink's encoding)
+   * and the subscription's cursor after them. The sink owns backpressure:
+   * when its queue is over its bound it closes its connection itself.
+   */
+  push(frames: Buffer, cursor: string): void;
+  /** Messages after the cursor are gone: tell the subscriber before anything else. */
+  gap(notice: GapNotice, cursor: string): void;
+  /** Catch-up is over; from here on messages arrive as they are published. */
+  live(cursor: string): void;
+  /** The hub ends the subscription (server shutting down). */
+  end(reason: 'shutdown'): void;
+}

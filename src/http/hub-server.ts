@@ -1,0 +1,368 @@
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { Socket } from 'node:net';
+import { parseCursor } from '../core/cursor.js';
+import { assertChannelName } from '../core/channel-name.js';
+import { KometaError } from '../core/errors.js';
+import type { Hub, Subscription } from '../core/hub.js';
+import { ChunkedStream } from '../transports/chunked.js';
+import { LongPollSink } from '../transports/long-poll.js';
+import { SSE_HEARTBEAT, SseSink, sseSlowFrame } from '../transports/sse.js';
+import { STREAM_HEARTBEAT, StreamSink, streamSlowFrame } from '../transports/stream.js';
+import { decodePublishBody, readBody } from './body.js';
+import { rawProblemResponse, sendProblem } from './problem.js';
+
+export interface HubHttpOptions {
+  /** Heartbeat on quiet SSE and stream connections, so proxies do not cut them as idle. */
+  readonly heartbeatMs: number;
+  /** The `retry:` hint sent to EventSource clients. */
+  readonly retryMs: number;
+  /** How long a long-poll is held when nothing comes, unless the request asks for less. */
+  readonly pollTimeoutMs: number;
+  /** The most a request may ask a long-poll to be held (`timeout=`, seconds). */
+  readonly maxPollTimeoutMs: number;
+  /** Outgoing bytes that may queue on one connection before it is closed as a slow consumer. */
+  readonly maxQueueBytes: number;
+  /** Largest publish body. */
+  readonly maxBodyBytes: number;
+  /** Time allowed to receive a request's headers (slowloris). */
+  readonly headersTimeoutMs: number;
+  /** Time allowed to receive a whole request, body included. */
+  readonly requestTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** Largest request head (request line and headers). */
+  readonly maxHeaderBytes: number;
+  /** On shutdown, connections still open after this are cut. */
+  readonly shutdownGraceMs: number;
+}
+
+export const defaultHubHttpOptions: HubHttpOptions = {
+  heartbeatMs: 15_000,
+  retryMs: 2_000,
+  pollTimeoutMs: 30_000,
+  maxPollTimeoutMs: 120_000,
+  maxQueueBytes: 1024 * 1024,
+  maxBodyBytes: 64 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderBytes: 16 * 1024,
+  shutdownGraceMs: 5_000,
+};
+
+/** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
+const TICK_MS = 250;
+/** Aged history is trimmed and unused channels forgotten once a minute. */
+const HOUSEKEEPING_TICKS = 240;
+
+type Transport = 'sse' | 'poll' | 'stream';
+const TRANSPORTS = new Set<string>(['sse', 'poll', 'stream']);
+
+interface StreamingSubscriber {
+  readonly stream: ChunkedStream;
+  readonly heartbeat: Buffer;
+}
+
+/**
+ * The hub's HTTP routes: /sub, /pub, /channels, /healthz. `handle` answers a
+ * request if it is one of ours and returns false otherwise, so an app can
+ * mount the hub beside its own routes.
+ */
+export class HubHttp {
+  readonly options: HubHttpOptions;
+  #tick = 0;
+  readonly #streaming = new Set<StreamingSubscriber>();
+  /** Long-polls by the tick at which they time out: one shared sweep, no timer per request. */
+  readonly #pollWheel = new Map<number, Set<LongPollSink>>();
+  readonly #timer: NodeJS.Timeout;
+  #draining = false;
+
+  constructor(
+    readonly hub: Hub,
+    options: Partial<HubHttpOptions> = {},
+  ) {
+    this.options = { ...defaultHubHttpOptions, ...options };
+    this.#timer = setInterval(() => this.#sweep(), TICK_MS);
+    this.#timer.unref();
+  }
+
+  get streamingCount(): number {
+    return this.#streaming.size;
+  }
+
+  get pollCount(): number {
+    let count = 0;
+    for (const bucket of this.#pollWheel.values()) count += bucket.size;
+    return count;
+  }
+
+  /** Returns false when the request is not for the hub. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = new URL(req.url ?? '/', 'http://kometa.invalid');
+    const path = url.pathname;
+    let route: (() => Promise<void>) | undefined;
+    if (path === '/sub' || path.startsWith('/sub/')) {
+      route = () => this.#subscribeRoute(req, res, url, path === '/sub' ? undefined : path.slice(5));
+    } else if (path.startsWith('/pub/')) {
+      route = () => this.#publishRoute(req, res, url, path.slice(5));
+    } else if (path.startsWith('/channels/')) {
+      route = () => this.#channelRoute(req, res, path.slice(10));
+    } else if (path === '/healthz') {
+      route = () => this.#healthRoute(req, res);
+    }
+    if (route === undefined) return false;
+    if (this.#draining) {
+      sendProblem(res, new KometaError('KOMETA_ERR_DRAINING'), { Connection: 'close', 'Retry-After': '1' });
+      return true;
+    }
+    route().catch((error: unknown) => sendProblem(res, error));
+    return true;
+  }
+
+  async #subscribeRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string | undefined): Promise<void> {
+    allowMethods(req, 'GET');
+    const channels = pathChannel === undefined ? url.searchParams.getAll('channel') : [decodeChannel(pathChannel)];
+    const transport = pickTransport(url.searchParams.get('transport'), req.headers.accept);
+    // The header wins: EventSource sends the newest id in it when it reconnects,
+    // while the query keeps whatever the page first put in the URL.
+    const cursorText = headerValue(req.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? url.searchParams.get('since') ?? '';
+    const cursor = parseCursor(cursorText.trim(), this.hub.limits.maxChannelsPerSubscription);
+    const pollTimeoutMs = transport === 'poll' ? this.#pollTimeout(url.searchParams.get('timeout')) : 0;
+
+    const subscription = await this.hub.subscribe(channels, cursor);
+    if (req.socket.destroyed || res.destroyed) {
+      subscription.close();
+      return;
+    }
+    if (transport === 'poll') this.#startPoll(req, res, subscription, pollTimeoutMs);
+    else this.#startStreaming(res, subscription, transport);
+  }
+
+  #startStreaming(res: ServerResponse, subscription: Subscription, transport: 'sse' | 'stream'): void {
+    const entry: { stream: ChunkedStream; heartbeat: Buffer } = {
+      stream: new ChunkedStream(
+        res,
+        { maxQueueBytes: this.options.maxQueueBytes },
+        () => {
+          this.#streaming.delete(entry);
+          subscription.close();
+        },
+        transport === 'sse' ? sseSlowFrame : streamSlowFrame,
+      ),
+      heartbeat: transport === 'sse' ? SSE_HEARTBEAT : STREAM_HEARTBEAT,
+    };
+    const sweep = () => this.#tick;
+    if (transport === 'sse') {
+      const sink = new SseSink(entry.stream, sweep, this.options.retryMs);
+      sink.open();
+      subscription.start(sink);
+    } else {
+      const sink = new StreamSink(entry.stream, sweep, this.options.retryMs);
+      sink.open();
+      subscription.start(sink);
+    }
+    if (!entry.stream.closed) this.#streaming.add(entry);
+  }
+
+  #startPoll(req: IncomingMessage, res: ServerResponse, subscription: Subscription, timeoutMs: number): void {
+    const sink = new LongPollSink(res, subscription.cursor(), () => {
+      this.#pollWheel.get(sink.deadlineTick)?.delete(sink);
+      subscription.close();
+    });
+    res.once('close', () => {
+      if (!sink.answered) {
+        this.#pollWheel.get(sink.deadlineTick)?.delete(sink);
+        subscription.close();
+      }
+    });
+    subscription.start(sink);
+    if (sink.answered) return;
+    if (timeoutMs === 0) {
+      sink.answer();
+      return;
+    }
+    sink.deadlineTick = this.#tick + Math.max(1, Math.ceil(timeoutMs / TICK_MS));
+    let bucket = this.#pollWheel.get(sink.deadlineTick);
+    if (bucket === undefined) this.#pollWheel.set(sink.deadlineTick, (bucket = new Set()));
+    bucket.add(sink);
+    void req;
+  }
+
+  #pollTimeout(value: string | null): number {
+    if (value === null) return this.options.pollTimeoutMs;
+    if (!/^\d{1,6}(\.\d{1,3})?$/.test(value)) {
+      throw new KometaError('KOMETA_ERR_TIMEOUT_PARAM', 'timeout is a number of seconds, e.g. timeout=25');
+    }
+    return Math.min(Number(value) * 1000, this.options.maxPollTimeoutMs);
+  }
+
+  async #publishRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string): Promise<void> {
+    allowMethods(req, 'POST');
+    const channel = decodeChannel(pathChannel);
+    // Refuse a bad name before reading a body that would be thrown away.
+    assertChannelName(channel);
+    const eventParam = url.searchParams.get('event') ?? headerValue(req.headers['kometa-event']);
+    const body = await readBody(req, this.options.maxBodyBytes).catch((error: unknown) => {
+      // Stop reading what is left of an oversized body; the connection is not reused.
+      res.setHeader('Connection', 'close');
+      throw error;
+    });
+    const data = decodePublishBody(req.headers['content-type'], body);
+    const { message, subscribers } = await this.hub.publish(channel, data, { event: eventParam ?? undefined });
+    sendJson(res, 201, { channel, id: message.id, subscribers });
+  }
+
+  async #channelRoute(req: IncomingMessage, res: ServerResponse, pathChannel: string): Promise<void> {
+    allowMethods(req, 'GET');
+    const channel = decodeChannel(pathChannel);
+    const info = await this.hub.channelInfo(channel);
+    sendJson(res, 200, {
+      channel,
+      subscribers: info.subscribers,
+      last: info.headSeq === 0 ? null : `${channel}~${info.epoch}~${info.headSeq}`,
+      history: { messages: info.messages, bytes: info.bytes, oldestSeq: info.messages === 0 ? null : info.oldestSeq },
+    });
+  }
+
+  async #healthRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    allowMethods(req, 'GET');
+    const broker = this.hub.broker.health();
+    sendJson(res, broker.ok ? 200 : 503, { status: broker.ok ? 'ok' : 'degraded', broker });
+  }
+
+  #sweep(): void {
+    this.#tick++;
+    const due = this.#pollWheel.get(this.#tick);
+    if (due !== undefined) {
+      this.#pollWheel.delete(this.#tick);
+      for (const sink of due) sink.answer();
+    }
+    const heartbeatTicks = Math.max(1, Math.round(this.options.heartbeatMs / TICK_MS));
+    if (this.#tick % heartbeatTicks === 0) {
+      const quietSince = this.#tick - heartbeatTicks;
+      for (const { stream, heartbeat } of this.#streaming) {
+        if (stream.lastWriteSweep <= quietSince) stream.write(heartbeat, this.#tick);
+      }
+    }
+    if (this.#tick % HOUSEKEEPING_TICKS === 0) this.hub.housekeeping();
+  }
+
+  /** Stop taking requests, end every subscription with a retry hint, and stop the sweep. */
+  drain(): void {
+    this.#draining = true;
+    clearInterval(this.#timer);
+    this.hub.close();
+    for (const bucket of this.#pollWheel.values()) for (const sink of bucket) sink.answer();
+    this.#pollWheel.clear();
+  }
+}
+
+export interface HubServer {
+  readonly server: Server;
+  readonly http: HubHttp;
+  listen(port: number, host: string): Promise<{ port: number; host: string }>;
+  /** Graceful stop: no new connections, subscribers told to retry, everything closed within the grace period. */
+  close(): Promise<void>;
+}
+
+/** A node:http server for the hub, with its timeouts and malformed-request answers set. */
+export function createHubServer(
+  hub: Hub,
+  options: Partial<HubHttpOptions> = {},
+  fallback?: (req: IncomingMessage, res: ServerResponse) => void,
+): HubServer {
+  const http = new HubHttp(hub, options);
+  const server = createServer({ maxHeaderSize: http.options.maxHeaderBytes }, (req, res) => {
+    if (http.handle(req, res)) return;
+    if (fallback !== undefined) fallback(req, res);
+    else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
+  });
+  server.headersTimeout = http.options.headersTimeoutMs;
+  server.requestTimeout = http.options.requestTimeoutMs;
+  server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const kometaError =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? new KometaError('KOMETA_ERR_HEADERS_TOO_LARGE')
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new KometaError('KOMETA_ERR_REQUEST_TIMEOUT')
+          : new KometaError('KOMETA_ERR_BAD_REQUEST', 'The request could not be parsed as HTTP/1.1');
+    socket.end(rawProblemResponse(kometaError));
+  });
+
+  return {
+    server,
+    http,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address();
+          resolve({ port: typeof address === 'object' && address !== null ? address.port : port, host });
+        });
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        http.drain();
+        const grace = setTimeout(() => server.closeAllConnections(), http.options.shutdownGraceMs);
+        grace.unref();
+        server.close(() => {
+          clearTimeout(grace);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}
+
+function allowMethods(req: IncomingMessage, method: 'GET' | 'POST'): void {
+  if (req.method === method) return;
+  throw new KometaError('KOMETA_ERR_METHOD', `Use ${method} here`, { allow: method });
+}
+
+function decodeChannel(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new KometaError('KOMETA_ERR_CHANNEL_NAME', 'The channel is not valid percent-encoding');
+  }
+}
+
+function pickTransport(param: string | null, accept: string | undefined): Transport {
+  if (param !== null) {
+    if (!TRANSPORTS.has(param)) {
+      throw new KometaError('KOMETA_ERR_TRANSPORT', 'transport is one of sse, poll, stream (ws has its own endpoint)', {
+        transport: param.slice(0, 32),
+      });
+    }
+    return param as Transport;
+  }
+  if (accept === undefined) return 'sse';
+  if (accept.includes('text/event-stream')) return 'sse';
+  if (accept.includes('application/x-ndjson')) return 'stream';
+  if (accept.includes('application/json')) return 'poll';
+  return 'sse';
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function sanitizePath(url: string | undefined): string {
+  return (url ?? '/').split('?')[0]!.slice(0, 100).replace(/[^\x21-\x7e]/g, '?');
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(body)),
+    'Cache-Control': 'no-store',
+  });
+  res.end(body);
+}

@@ -1,0 +1,31 @@
+import type { ServerResponse } from 'node:http';
+import { KometaError, toProblem } from '../core/errors.js';
+
+/** Answer with RFC 9457 problem details. Unknown errors become a 500 without leaking their text. */
+export function sendProblem(res: ServerResponse, error: unknown, headers: Record<string, string> = {}): void {
+  const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(toProblem(known));
+  res.writeHead(known.status, {
+    'Content-Type': 'application/problem+json',
+    'Content-Length': String(Buffer.byteLength(body)),
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(body);
+}
+
+/** The same body as a raw HTTP/1.1 response, for sockets node:http could not parse a request from. */
+export function rawProblemResponse(error: KometaError): string {
+  const body = JSON.stringify(toProblem(error));
+  return (
+    `HTTP/1.1 ${error.status} ${error.title}\r\n` +
+    'Content-Type: application/problem+json\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Connection: close\r\n\r\n' +
+    body
+  );
+}

@@ -1,0 +1,97 @@
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+const CRLF = Buffer.from('\r\n');
+export const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/** One HTTP/1.1 chunk (`size CRLF payload CRLF`) in a single Buffer, so it can be shared by many sockets. */
+export function chunk(payload: string | Buffer): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const size = body.length.toString(16);
+  const out = Buffer.allocUnsafe(size.length + 2 + body.length + 2);
+  out.write(size, 0, 'latin1');
+  CRLF.copy(out, size.length);
+  body.copy(out, size.length + 2);
+  CRLF.copy(out, size.length + 2 + body.length);
+  return out;
+}
+
+export interface StreamLimits {
+  /** Bytes that may wait in a connection's outgoing queue before it is closed as too slow. */
+  readonly maxQueueBytes: number;
+}
+
+/**
+ * A long-lived chunked response written straight to its socket.
+ *
+ * After the headers go out through node:http, every frame is a pre-built
+ * chunk Buffer that the hub shares between all subscribers, written with
+ * `socket.write`: no per-subscriber chunk framing, no copy, no extra writes
+ * through ServerResponse. The wire stays valid HTTP/1.1 chunked encoding.
+ */
+export class ChunkedStream {
+  #socket: Socket | null = null;
+  #closed = false;
+  /** Sweep generation of the last write, so heartbeats skip connections that were just written to. */
+  lastWriteSweep = 0;
+
+  constructor(
+    readonly res: ServerResponse,
+    private readonly limits: StreamLimits,
+    private readonly onClose: () => void,
+    private readonly onSlow: () => Buffer,
+  ) {}
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Send status and headers now; later writes go to the socket directly. */
+  open(headers: Record<string, string>): void {
+    const res = this.res;
+    res.writeHead(200, { ...headers, 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders();
+    const socket = res.socket;
+    if (socket === null || socket.destroyed) {
+      this.#finish();
+      return;
+    }
+    this.#socket = socket;
+    socket.setNoDelay(true);
+    socket.once('close', () => this.#finish());
+  }
+
+  write(bytes: Buffer, sweep: number): void {
+    const socket = this.#socket;
+    if (socket === null || this.#closed) return;
+    this.lastWriteSweep = sweep;
+    socket.write(bytes);
+    if (socket.writableLength > this.limits.maxQueueBytes) {
+      // The subscriber is not reading. Tell it why (it may never read this) and
+      // let it resume from history on a fresh connection.
+      this.end(this.onSlow());
+    }
+  }
+
+  /** Finish the response cleanly with an optional last frame, then close the connection. */
+  end(lastFrame?: Buffer): void {
+    const socket = this.#socket;
+    if (socket === null || this.#closed) return;
+    if (lastFrame !== undefined) socket.write(lastFrame);
+    socket.end(LAST_CHUNK);
+    // A peer that never reads would keep the socket half-closed forever.
+    setTimeout(() => socket.destroy(), 5000).unref();
+    this.#finish();
+  }
+
+  destroy(): void {
+    this.#socket?.destroy();
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.onClose();
+  }
+}

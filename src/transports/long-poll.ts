@@ -1,0 +1,97 @@
+import type { ServerResponse } from 'node:http';
+import type { GapNotice, Message } from '../core/message.js';
+import type { Encoder, Sink } from '../core/sink.js';
+
+/*
+ * Long-poll: the request is held until there is something after the cursor
+ * (or the timeout passes), then answered with one JSON body and closed, so
+ * the connection can be reused for the next poll:
+ *   { "messages": [ { "channel", "id", "event"?, "data" } ], "cursor", "gaps"? }
+ * Items are encoded once per group, each with a leading comma so that batches
+ * concatenate without re-encoding; the first comma is dropped when answering.
+ */
+export function pollItem(message: Message, cursor: string): string {
+  const event = message.event === undefined ? '' : `,"event":${JSON.stringify(message.event)}`;
+  return `,{"channel":${JSON.stringify(message.channel)},"id":${JSON.stringify(cursor)}${event},"data":${JSON.stringify(message.data)}}`;
+}
+
+export const pollEncoder: Encoder = {
+  name: 'poll',
+  message: (message, cursor) => Buffer.from(pollItem(message, cursor)),
+};
+
+const OPEN = Buffer.from('{"messages":[');
+
+export class LongPollSink implements Sink {
+  readonly encoder = pollEncoder;
+  #items: Buffer[] = [];
+  #gaps: (GapNotice & { id: string })[] = [];
+  #cursor: string;
+  #answerScheduled = false;
+  #answered = false;
+  /** Sweep tick at which an empty answer is due; set by the server's timeout wheel. */
+  deadlineTick = 0;
+
+  constructor(
+    private readonly res: ServerResponse,
+    startCursor: string,
+    private readonly onAnswered: () => void,
+  ) {
+    this.#cursor = startCursor;
+  }
+
+  get answered(): boolean {
+    return this.#answered;
+  }
+
+  push(frames: Buffer, cursor: string): void {
+    if (this.#answered) return;
+    this.#items.push(frames);
+    this.#cursor = cursor;
+    this.#scheduleAnswer();
+  }
+
+  gap(notice: GapNotice, cursor: string): void {
+    if (this.#answered) return;
+    this.#gaps.push({ ...notice, id: cursor });
+    this.#cursor = cursor;
+    this.#scheduleAnswer();
+  }
+
+  live(cursor: string): void {
+    this.#cursor = cursor;
+  }
+
+  end(): void {
+    this.answer();
+  }
+
+  // Answer after the current fan-out, so messages of several channels that
+  // arrive in the same turn go out in one body.
+  #scheduleAnswer(): void {
+    if (this.#answerScheduled) return;
+    this.#answerScheduled = true;
+    queueMicrotask(() => this.answer());
+  }
+
+  /** Send what has been collected (possibly nothing: the timeout answer). */
+  answer(): void {
+    if (this.#answered) return;
+    this.#answered = true;
+    this.onAnswered();
+    const res = this.res;
+    if (res.destroyed || res.writableEnded) return;
+    const parts: Buffer[] = [OPEN];
+    this.#items.forEach((frames, i) => parts.push(i === 0 ? frames.subarray(1) : frames));
+    let tail = `],"cursor":${JSON.stringify(this.#cursor)}`;
+    if (this.#gaps.length > 0) tail += `,"gaps":${JSON.stringify(this.#gaps)}`;
+    parts.push(Buffer.from(`${tail}}`));
+    const body = Buffer.concat(parts);
+    res.writeHead(200, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': String(body.length),
+      'Cache-Control': 'no-store',
+    });
+    res.end(body);
+  }
+}
