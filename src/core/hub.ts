@@ -266,14 +266,18 @@ export class Hub {
   #sendIndividually(subscription: Subscription, queue: readonly Message[]): void {
     const sink = subscription.sink!;
     const frames: Buffer[] = [];
+    const sent: Message[] = [];
+    const flush = () => {
+      if (frames.length > 0) sink.push(frames.length === 1 ? frames[0]! : Buffer.concat(frames), subscription.cursor(), sent.splice(0));
+      frames.length = 0;
+    };
     for (const message of queue) {
       const position = subscription.positions.get(message.channel);
       if (position === undefined) continue;
       const channel = this.#channels.get(message.channel)!;
       if (message.epoch !== position.epoch) {
         // The channel's history was lost while this subscriber was catching up.
-        if (frames.length > 0) sink.push(Buffer.concat(frames), subscription.cursor());
-        frames.length = 0;
+        flush();
         subscription.positions.set(message.channel, { epoch: message.epoch, seq: 0 });
         this.counters.gaps++;
         sink.gap({ channel: message.channel, reason: 'epoch-changed', epoch: message.epoch }, subscription.cursor());
@@ -282,9 +286,10 @@ export class Hub {
       if (message.seq <= position.seq || message.seq > channel.deliveredSeq || message.epoch !== channel.epoch) continue;
       subscription.positions.set(message.channel, { epoch: message.epoch, seq: message.seq });
       frames.push(sink.encoder.message(message, subscription.cursor()));
+      sent.push(message);
       this.counters.delivered++;
     }
-    if (frames.length > 0) sink.push(frames.length === 1 ? frames[0]! : Buffer.concat(frames), subscription.cursor());
+    flush();
   }
 
   #joinIfLevel(subscription: Subscription): void {
@@ -415,7 +420,7 @@ export class Hub {
       }
       channel.deliveredSeq = savedSeq;
       // Long-poll members leave the group inside push; iterating a Set while deleting is safe.
-      for (const subscription of group.members) subscription.sink!.push(frames, cursor);
+      for (const subscription of group.members) subscription.sink!.push(frames, cursor, messages);
       this.counters.delivered += group.members.size * messages.length;
     }
     channel.deliveredSeq = messages[messages.length - 1]!.seq;

@@ -18,11 +18,13 @@ export interface Encoder {
 export interface Sink {
   readonly encoder: Encoder;
   /**
-   * Encoded frames (one or more messages, already in this sink's encoding)
-   * and the subscription's cursor after them. The sink owns backpressure:
-   * when its queue is over its bound it closes its connection itself.
+   * Encoded frames (one or more messages, already in this sink's encoding),
+   * the subscription's cursor after them, and the messages themselves (for
+   * in-process consumers that want objects, not bytes). The sink owns
+   * backpressure: when its queue is over its bound it closes its connection
+   * itself.
    */
-  push(frames: Buffer, cursor: string): void;
+  push(frames: Buffer, cursor: string, messages: readonly Message[]): void;
   /** Messages after the cursor are gone: tell the subscriber before anything else. */
   gap(notice: GapNotice, cursor: string): void;
   /** Catch-up is over; from here on messages arrive as they are published. */
