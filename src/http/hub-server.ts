@@ -272,11 +272,20 @@ export function createHubServer(
   fallback?: (req: IncomingMessage, res: ServerResponse) => void,
 ): HubServer {
   const http = new HubHttp(hub, options);
-  const server = createServer({ maxHeaderSize: http.options.maxHeaderBytes }, (req, res) => {
+  const server = createServer(
+    {
+      maxHeaderSize: http.options.maxHeaderBytes,
+      // node:http only checks header and request timeouts this often (30 s by
+      // default), which would let a slowloris client hold a socket far longer
+      // than headersTimeout says.
+      connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
+    },
+    (req, res) => {
     if (http.handle(req, res)) return;
     if (fallback !== undefined) fallback(req, res);
     else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
-  });
+    },
+  );
   server.headersTimeout = http.options.headersTimeoutMs;
   server.requestTimeout = http.options.requestTimeoutMs;
   server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
