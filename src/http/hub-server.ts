@@ -98,8 +98,12 @@ export class HubHttp {
 
   /** Returns false when the request is not for the hub. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
-    const url = new URL(req.url ?? '/', 'http://kometa.invalid');
-    const path = url.pathname;
+    const raw = req.url ?? '/';
+    // Route on the path as sent: WHATWG URL parsing would resolve `/sub/..`
+    // to `/` and hide a path trick instead of rejecting it.
+    const queryAt = raw.indexOf('?');
+    const path = queryAt === -1 ? raw : raw.slice(0, queryAt);
+    const url = new URL(queryAt === -1 ? '/' : raw.slice(queryAt), 'http://kometa.invalid');
     let route: (() => Promise<void>) | undefined;
     if (path === '/sub' || path.startsWith('/sub/')) {
       route = () => this.#subscribeRoute(req, res, url, path === '/sub' ? undefined : path.slice(5));

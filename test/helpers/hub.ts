@@ -52,7 +52,11 @@ export function httpRequest(
   init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
 ): Promise<SimpleResponse> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: init.method ?? 'GET', headers: init.headers, agent: false }, (res) => {
+    // Split by hand: WHATWG URL parsing would normalise paths like /sub/.. before they are sent.
+    const parts = /^http:\/\/([^/:]+):(\d+)(.*)$/.exec(url);
+    if (parts === null) throw new Error(`not an http URL with a port: ${url}`);
+    const target = { host: parts[1], port: Number(parts[2]), path: parts[3] || '/' };
+    const req = request({ ...target, method: init.method ?? 'GET', headers: init.headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
