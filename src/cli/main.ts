@@ -74,13 +74,18 @@ async function serve(argv: string[]): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let stopping = false;
+    let firstSignalAt = 0;
     const stop = (signal: string) => {
       if (stopping) {
+        // Under `npm start`, one Ctrl-C reaches us twice (from the terminal
+        // and forwarded by npm); only a second press, later, means "now".
+        if (Date.now() - firstSignalAt < 1000) return;
         process.stderr.write(`kometa: second ${signal}, exiting now\n`);
         resolve(130);
         return;
       }
       stopping = true;
+      firstSignalAt = Date.now();
       process.stdout.write(`kometa: ${signal} received, closing (up to ${settings.shutdownGrace}s)\n`);
       hubServer.close().then(() => {
         process.stdout.write('kometa: closed\n');

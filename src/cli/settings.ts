@@ -44,12 +44,12 @@ export class SettingsError extends Error {}
 function convert(name: SettingName, raw: unknown, source: string): number | string {
   const spec: SettingSpec = settingSpecs[name];
   if (spec.kind === 'string') {
-    if (typeof raw !== 'string' || raw === '') throw new SettingsError(`${source}: ${name} must be a non-empty string`);
+    if (typeof raw !== 'string' || raw === '') throw new SettingsError(`${source} must be a non-empty string`);
     return raw;
   }
   const value = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : NaN;
   if (!Number.isFinite(value) || value < 0 || (spec.kind === 'int' && !Number.isInteger(value))) {
-    throw new SettingsError(`${source}: ${name} must be a ${spec.kind === 'int' ? 'whole number' : 'number of seconds'} ≥ 0, got ${JSON.stringify(raw)}`);
+    throw new SettingsError(`${source} must be a ${spec.kind === 'int' ? 'whole number' : 'number of seconds'} ≥ 0, got ${JSON.stringify(raw)}`);
   }
   return value;
 }
@@ -84,7 +84,7 @@ export function resolveSettings(
     const fromEnv = env[envName(name)];
     if (flag !== undefined && typeof flag === 'string') out[name] = convert(name, flag, `--${spec.flag}`);
     else if (fromEnv !== undefined && fromEnv !== '') out[name] = convert(name, fromEnv, envName(name));
-    else if (file[name] !== undefined) out[name] = convert(name, file[name], configPath!);
+    else if (file[name] !== undefined) out[name] = convert(name, file[name], `${configPath!}: ${name}`);
     else out[name] = spec.default;
   }
   return out as Settings;
