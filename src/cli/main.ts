@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { MemoryBroker } from '../brokers/memory.js';
 import { Hub } from '../core/hub.js';
 import { createHubServer } from '../http/hub-server.js';
+import { Comet } from '../comet/comet.js';
+import { seedFallback } from './seed-route.js';
 import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
 
 const USAGE = `Usage: kometa <command> [options]
@@ -44,6 +46,8 @@ async function serve(argv: string[]): Promise<number> {
     history: { maxMessages: settings.historyMessages, maxBytes: settings.historyBytes, maxAgeMs: settings.historyAge * 1000 },
   });
   const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
+  // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
+  const comet = new Comet({ hub, onError: (report) => process.stderr.write(`kometa: handler for ${report.method} ${report.path} failed (${report.phase}): ${String(report.error)}\n`) });
   const hubServer = createHubServer(hub, {
     heartbeatMs: settings.heartbeat * 1000,
     retryMs: settings.retry * 1000,
@@ -56,7 +60,7 @@ async function serve(argv: string[]): Promise<number> {
     keepAliveTimeoutMs: settings.keepAliveTimeout * 1000,
     maxHeaderBytes: settings.maxHeaderBytes,
     shutdownGraceMs: settings.shutdownGrace * 1000,
-  });
+  }, seedFallback(comet));
   let address;
   try {
     address = await hubServer.listen(settings.port, settings.host);
@@ -69,7 +73,8 @@ async function serve(argv: string[]): Promise<number> {
     `kometa hub listening on ${base}\n` +
       `  subscribe  curl -N ${base}/sub/demo\n` +
       `  publish    curl -d 'hello' ${base}/pub/demo\n` +
-      `  channel    ${base}/channels/demo\n`,
+      `  channel    ${base}/channels/demo\n` +
+      `  comet      curl -N --raw ${base}/seed\n`,
   );
 
   return new Promise<number>((resolve) => {

@@ -1,0 +1,112 @@
+import type { Context } from 'hono';
+import { type Comet, defaultComet } from '../comet/comet.js';
+import type { CometHandler, CometOutput } from '../comet/types.js';
+
+/** The node:http response behind a Hono context, when it runs on `@hono/node-server`. */
+interface NodeBindings {
+  readonly outgoing: { destroy(): void };
+}
+
+function nodeBindings(env: unknown): NodeBindings | undefined {
+  if (typeof env !== 'object' || env === null || !('outgoing' in env)) return undefined;
+  const outgoing: unknown = env.outgoing;
+  return typeof outgoing === 'object' && outgoing !== null && 'destroy' in outgoing && typeof outgoing.destroy === 'function'
+    ? (env as NodeBindings)
+    : undefined;
+}
+
+/**
+ * A Fetch `Response` whose body is a `ReadableStream`; one enqueued chunk per
+ * write, which `@hono/node-server` writes to node:http as one HTTP chunk. The
+ * Response is handed to Hono only when the first chunk (or the end, or an
+ * error) is there, because that is when status and headers are final.
+ */
+class HonoOutput implements CometOutput {
+  readonly response: Promise<Response>;
+  #respond!: (response: Response) => void;
+  #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  #closed = false;
+  #wake: (() => void) | undefined;
+
+  constructor(
+    private readonly node: NodeBindings | undefined,
+    private readonly onCancel: () => void,
+  ) {
+    this.response = new Promise((resolve) => {
+      this.#respond = resolve;
+    });
+  }
+
+  open(status: number, headers: Readonly<Record<string, string>>, first: Buffer | undefined): void {
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#controller = controller;
+          if (first !== undefined) controller.enqueue(first);
+        },
+        pull: () => this.#wakeWriter(),
+        cancel: () => {
+          this.#closed = true;
+          this.#wakeWriter();
+          this.onCancel();
+        },
+      },
+      { highWaterMark: 16 * 1024, size: (chunk) => chunk.byteLength },
+    );
+    // Said outright, so @hono/node-server streams at once instead of reading
+    // ahead to work out a Content-Length.
+    const framing: Record<string, string> = this.node === undefined ? {} : { 'Transfer-Encoding': 'chunked' };
+    this.#respond(new Response(body, { status, headers: { ...headers, ...framing } }));
+  }
+
+  write(chunk: Buffer): Promise<void> | undefined {
+    const controller = this.#controller;
+    if (controller === undefined || this.#closed) return undefined;
+    controller.enqueue(chunk);
+    if ((controller.desiredSize ?? 1) > 0) return undefined;
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+
+  end(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#controller?.close();
+  }
+
+  cut(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.node !== undefined) {
+      // Erroring the stream would make @hono/node-server print the error and
+      // write it into the body; destroying the socket truncates the response.
+      this.node.outgoing.destroy();
+    } else {
+      this.#controller?.error(new Error('kometa: the handler failed after the first chunk'));
+    }
+  }
+
+  fail(status: number, headers: Readonly<Record<string, string>>, body: string): void {
+    this.#closed = true;
+    this.#respond(new Response(body, { status, headers }));
+  }
+
+  #wakeWriter(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+/** A Hono 4 handler for a comet handler: `app.get('/seed', honoComet(handler))`. */
+export function honoComet(handler: CometHandler, comet: Comet = defaultComet): (c: Context) => Promise<Response> {
+  return (c) => {
+    let gone = (): void => {};
+    const output = new HonoOutput(nodeBindings(c.env), () => gone());
+    const run = comet.start(handler, { method: c.req.method, url: new URL(c.req.url), header: (name) => c.req.header(name) }, output);
+    gone = () => run.clientGone();
+    c.req.raw.signal.addEventListener('abort', gone, { once: true });
+    return output.response;
+  };
+}
