@@ -1,0 +1,374 @@
+import diagnostics from 'node:diagnostics_channel';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Broker, BrokerHealth, ChannelStats, PublishOptions } from '../core/broker.js';
+import type { Clock } from '../core/clock.js';
+import { formatId } from '../core/cursor.js';
+import { newEpoch } from '../core/epoch.js';
+import { KometaError } from '../core/errors.js';
+import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
+import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
+import { type Script, publishScript, readScript } from './redis-scripts.js';
+
+/**
+ * The few commands the broker sends on its command connection. An ioredis
+ * `Redis` has them; anything else that has them (a wrapper that counts, a
+ * client for another Redis-compatible server) will do.
+ */
+export interface RedisCommandLink {
+  readonly status: string;
+  evalsha(sha: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  pexpire(key: string, ms: number): Promise<unknown>;
+  on(event: 'ready' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  once(event: 'ready', listener: () => void): unknown;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+/** The subscriber connection: pub/sub only. */
+export interface RedisSubscriberLink {
+  readonly status: string;
+  subscribe(...channels: string[]): Promise<unknown>;
+  unsubscribe(...channels: string[]): Promise<unknown>;
+  on(event: 'message', listener: (channel: string, payload: string) => void): unknown;
+  on(event: 'ready' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  once(event: 'ready', listener: () => void): unknown;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+export interface RedisBrokerOptions {
+  /** `redis://[user:password@]host:port[/db]`; ignored when `links` is given. Default redis://127.0.0.1:6379. */
+  readonly url?: string;
+  /** Prepended to every key and pub/sub channel, so several kometa deployments can share one Redis. Default `kometa:`. */
+  readonly prefix?: string;
+  readonly history?: Partial<HistoryLimits>;
+  /**
+   * A channel's epoch and last sequence are forgotten after this long with no
+   * publish and no reader (its history is gone by then anyway); a later cursor
+   * for it gets an epoch-changed gap. Watched channels are kept alive by the
+   * sweep. Default: history age + 24 hours.
+   */
+  readonly channelTtlMs?: number;
+  /** Time for message stamps and history age. Default: Redis's own clock (`TIME`), one clock for every node. */
+  readonly clock?: Clock;
+  /** A command that gets no answer in this time fails (and a publish answers 503). Default 2000. */
+  readonly commandTimeoutMs?: number;
+  /** Reconnect backoff: the delay doubles from `minMs` up to `maxMs`, with jitter. Default 100 / 3000. */
+  readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };
+  /** Bring your own connections (tests, instrumentation). Both must be dedicated to this broker. */
+  readonly links?: { readonly commands: RedisCommandLink; readonly subscriber: RedisSubscriberLink };
+}
+
+const errorChannel = diagnostics.channel('kometa:broker:error');
+
+/**
+ * Scale-out broker on Redis (7.x). Each channel is a stream plus a small hash
+ * (epoch, last sequence, bytes); a Lua script increments the sequence, appends,
+ * trims and publishes in one atomic step, so positions are totally ordered
+ * however many nodes publish at once. Messages reach other nodes over pub/sub;
+ * pub/sub may drop messages around a reconnect, and the hub repairs holes from
+ * `read`, which always answers from the stream.
+ *
+ * Connections are never queued behind: while Redis is unreachable, publish
+ * and read fail at once with KOMETA_ERR_BROKER_UNAVAILABLE, health() says why,
+ * and ioredis reconnects with backoff. After a reconnect the broker
+ * resubscribes and, for each watched channel whose head moved, hands the
+ * newest message to the listener so the hub notices the hole and fills it.
+ */
+export class RedisBroker implements Broker {
+  readonly #commands: RedisCommandLink;
+  readonly #subscriber: RedisSubscriberLink;
+  readonly #prefix: string;
+  readonly #limits: HistoryLimits;
+  readonly #channelTtlMs: number;
+  readonly #clock: Clock | undefined;
+  readonly #where: string;
+  #listener: (message: Message) => void = () => {};
+  /** Watched channels → the SUBSCRIBE in flight for them (head() waits for it, see there). */
+  readonly #watched = new Map<string, Promise<void>>();
+  /** The newest position handed to the listener per watched channel, to know after a reconnect whether anything was missed. */
+  readonly #seen = new Map<string, { epoch: string; seq: number }>();
+  #lastError: string | undefined;
+  #closed = false;
+  #everReady: Promise<void>;
+
+  constructor(options: RedisBrokerOptions = {}) {
+    this.#prefix = options.prefix ?? 'kometa:';
+    this.#limits = { ...defaultHistoryLimits, ...options.history };
+    this.#channelTtlMs = options.channelTtlMs ?? this.#limits.maxAgeMs + 24 * 60 * 60 * 1000;
+    this.#clock = options.clock;
+    if (options.links !== undefined) {
+      this.#commands = options.links.commands;
+      this.#subscriber = options.links.subscriber;
+      this.#where = 'Redis';
+    } else {
+      const url = options.url ?? 'redis://127.0.0.1:6379';
+      const connection = redisConnectionOptions(options);
+      this.#commands = new Redis(url, connection);
+      this.#subscriber = new Redis(url, connection);
+      // Never echo credentials: name the server by host and port only.
+      const parsed = new URL(url);
+      this.#where = `Redis at ${parsed.hostname}:${parsed.port || '6379'}`;
+    }
+    this.#everReady = Promise.all([readyOnce(this.#commands), readyOnce(this.#subscriber)]).then(() => {});
+    this.#everReady.catch(() => {});
+    const onError = (error: Error) => {
+      // Without a listener ioredis prints every failed reconnect; the cause is kept for health().
+      this.#lastError = error.message;
+      if (errorChannel.hasSubscribers) errorChannel.publish({ broker: 'redis', error });
+    };
+    this.#commands.on('error', onError);
+    this.#subscriber.on('error', onError);
+    this.#commands.on('ready', () => {
+      this.#lastError = undefined;
+    });
+    this.#subscriber.on('message', (channel, payload) => this.#onPubSub(channel, payload));
+    this.#subscriber.on('ready', () => this.#resubscribe());
+  }
+
+  /** Resolves once both connections have been ready once (the CLI waits for it before it listens). */
+  ready(): Promise<void> {
+    return this.#everReady;
+  }
+
+  #keys(channel: string): [meta: string, stream: string] {
+    return [`${this.#prefix}{${channel}}.h`, `${this.#prefix}{${channel}}.s`];
+  }
+
+  #pubsubName(channel: string): string {
+    return `${this.#prefix}{${channel}}`;
+  }
+
+  #commonArgs(): (string | number)[] {
+    const { maxMessages, maxBytes, maxAgeMs } = this.#limits;
+    return [newEpoch(), maxMessages, maxBytes, maxAgeMs, this.#clock?.now() ?? '', this.#channelTtlMs];
+  }
+
+  async #run(script: Script, channel: string, args: (string | number)[]): Promise<unknown[]> {
+    if (this.#closed) throw new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', 'The message store is closed');
+    // Fail fast: a command sent now would only wait for a connection that is not there.
+    if (this.#commands.status !== 'ready') throw this.#unavailable();
+    const keys = this.#keys(channel);
+    try {
+      try {
+        return (await this.#commands.evalsha(script.sha, 2, ...keys, ...args)) as unknown[];
+      } catch (error) {
+        // After a Redis restart its script cache is empty: send the source once.
+        if (!String((error as Error).message).startsWith('NOSCRIPT')) throw error;
+        return (await this.#commands.eval(script.source, 2, ...keys, ...args)) as unknown[];
+      }
+    } catch (error) {
+      this.#lastError = (error as Error).message;
+      if (errorChannel.hasSubscribers) errorChannel.publish({ broker: 'redis', error });
+      throw this.#unavailable();
+    }
+  }
+
+  #unavailable(): KometaError {
+    return new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', `${this.#where} is unavailable${this.#lastError ? ` (${this.#lastError})` : ''}; retry shortly`);
+  }
+
+  /*
+   * A publish that fails is never retried by the client library (no offline
+   * queue, no resend after reconnect): a retried script could store the
+   * message twice. When the connection drops after the script was sent, the
+   * caller gets a 503 for a message that may in fact be stored; a 201 is only
+   * ever sent for a message Redis confirmed.
+   */
+  async publish(channel: string, data: string, options: PublishOptions = {}): Promise<Message> {
+    const event = options.event ?? '';
+    const reply = await this.#run(publishScript, channel, [...this.#commonArgs(), data, event, this.#pubsubName(channel)]);
+    const epoch = String(reply[0]);
+    const seq = Number(reply[1]);
+    return makeMessage(channel, epoch, seq, Number(reply[2]), event, data);
+  }
+
+  async read(channel: string, afterSeq: number): Promise<HistoryRead> {
+    const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'after', afterSeq]);
+    return toHistoryRead(channel, reply);
+  }
+
+  async head(channel: string): Promise<ChannelHead> {
+    // The hub watches, then asks for the head, and counts on every message
+    // after that head reaching the listener. That holds only if the SUBSCRIBE
+    // was processed before the head was read; otherwise a message published
+    // in between would be missed until the next one reveals the hole.
+    const subscribing = this.#watched.get(channel);
+    if (subscribing !== undefined) await subscribing;
+    const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'head', 0]);
+    return { epoch: String(reply[0]), seq: Number(reply[1]) };
+  }
+
+  async stats(channel: string): Promise<ChannelStats> {
+    const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'stats', 0]);
+    return { epoch: String(reply[0]), headSeq: Number(reply[1]), oldestSeq: Number(reply[2]), messages: Number(reply[3]), bytes: Number(reply[4]) };
+  }
+
+  setListener(listener: (message: Message) => void): void {
+    this.#listener = listener;
+  }
+
+  watch(channel: string): void {
+    if (this.#watched.has(channel)) return;
+    this.#watched.set(channel, this.#subscribe([channel]));
+  }
+
+  unwatch(channel: string): void {
+    if (!this.#watched.delete(channel)) return;
+    this.#seen.delete(channel);
+    if (this.#subscriber.status === 'ready') this.#subscriber.unsubscribe(this.#pubsubName(channel)).catch(() => {});
+  }
+
+  /** Resolves when subscribed or when it cannot be now (the reconnect handler subscribes again). */
+  #subscribe(channels: string[]): Promise<void> {
+    if (this.#subscriber.status !== 'ready' || channels.length === 0) return Promise.resolve();
+    return this.#subscriber.subscribe(...channels.map((c) => this.#pubsubName(c))).then(
+      () => {},
+      () => {},
+    );
+  }
+
+  /**
+   * After (re)connecting: subscribe to every watched channel again, then look
+   * at each one's newest message. Anything published while the link was down
+   * reached no one here, and the hub only notices a hole when a later message
+   * arrives; handing it the newest message now makes it read the rest from
+   * history. If Redis lost its data, the newest message (when there is one)
+   * is of a new epoch, and the hub tells subscribers about the gap.
+   */
+  #resubscribe(): void {
+    const channels = [...this.#watched.keys()];
+    if (channels.length === 0) return;
+    const subscribed = this.#subscribe(channels);
+    for (const channel of channels) this.#watched.set(channel, subscribed);
+    subscribed
+      .then(() => readyOnce(this.#commands))
+      .then(() =>
+        Promise.all(
+          channels.map(async (channel) => {
+            if (!this.#watched.has(channel)) return;
+            const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'last', 0]);
+            const newest = toHistoryRead(channel, reply).messages[0];
+            const seen = this.#seen.get(channel);
+            if (newest === undefined || !this.#watched.has(channel)) return;
+            if (seen !== undefined && seen.epoch === newest.epoch && seen.seq >= newest.seq) return;
+            this.#deliver(newest);
+          }),
+        ),
+      )
+      .catch(() => {
+        // Redis went away again; the next 'ready' runs this again.
+      });
+  }
+
+  #onPubSub(pubsubChannel: string, payload: string): void {
+    const prefix = `${this.#prefix}{`;
+    if (!pubsubChannel.startsWith(prefix) || !pubsubChannel.endsWith('}')) return;
+    const channel = pubsubChannel.slice(prefix.length, -1);
+    if (!this.#watched.has(channel)) return;
+    const message = parsePayload(channel, payload);
+    if (message !== undefined) this.#deliver(message);
+  }
+
+  #deliver(message: Message): void {
+    const seen = this.#seen.get(message.channel);
+    if (seen === undefined || seen.epoch !== message.epoch || seen.seq < message.seq) {
+      this.#seen.set(message.channel, { epoch: message.epoch, seq: message.seq });
+    }
+    this.#listener(message);
+  }
+
+  health(): BrokerHealth {
+    if (this.#closed) return { ok: false, reason: 'closed' };
+    if (this.#commands.status === 'ready' && this.#subscriber.status === 'ready') return { ok: true };
+    const state = this.#commands.status !== 'ready' ? this.#commands.status : this.#subscriber.status;
+    return { ok: false, reason: `${this.#where} is unreachable (${state}${this.#lastError ? `: ${this.#lastError}` : ''})` };
+  }
+
+  /** Keep the epoch of every watched channel alive, however quiet the channel is. */
+  sweep(): void {
+    if (this.#commands.status !== 'ready') return;
+    for (const channel of this.#watched.keys()) {
+      this.#commands.pexpire(this.#keys(channel)[0], this.#channelTtlMs).catch(() => {});
+    }
+  }
+
+  get watchedCount(): number {
+    return this.#watched.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all(
+      [this.#commands, this.#subscriber].map((link) =>
+        link.status === 'ready' ? link.quit().then(() => {}, () => link.disconnect()) : link.disconnect(),
+      ),
+    );
+  }
+}
+
+function redisConnectionOptions(options: RedisBrokerOptions): RedisOptions {
+  const minMs = options.reconnect?.minMs ?? 100;
+  const maxMs = options.reconnect?.maxMs ?? 3000;
+  return {
+    // Commands are never held for a connection that is not there, and never
+    // resent after a reconnect: a publish either is confirmed now or fails now.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    autoResubscribe: false, // the broker resubscribes itself, then checks for missed messages
+    commandTimeout: options.commandTimeoutMs ?? 2000,
+    connectTimeout: 5000,
+    // Doubling with jitter, so a fleet of nodes does not reconnect in step.
+    retryStrategy: (attempt) => {
+      const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(attempt - 1, 16));
+      return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    },
+    lazyConnect: false,
+  };
+}
+
+/** Resolves the next time (or now, if already) the link is ready. */
+function readyOnce(link: { readonly status: string; once(event: 'ready', listener: () => void): unknown }): Promise<void> {
+  if (link.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => link.once('ready', resolve));
+}
+
+function makeMessage(channel: string, epoch: string, seq: number, time: number, event: string, data: string): Message {
+  return {
+    channel,
+    epoch,
+    seq,
+    id: formatId(channel, epoch, seq),
+    event: event === '' ? undefined : event,
+    data,
+    time,
+    size: Buffer.byteLength(data),
+  };
+}
+
+function toHistoryRead(channel: string, reply: unknown[]): HistoryRead {
+  const epoch = String(reply[0]);
+  const messages: Message[] = [];
+  for (let i = 3; i + 3 < reply.length; i += 4) {
+    messages.push(makeMessage(channel, epoch, Number(reply[i]), Number(reply[i + 1]), String(reply[i + 2]), String(reply[i + 3])));
+  }
+  return { epoch, headSeq: Number(reply[1]), oldestSeq: Number(reply[2]), messages };
+}
+
+/** `epoch \n seq \n time \n event \n data`; data may itself contain newlines, so only the first four count. */
+function parsePayload(channel: string, payload: string): Message | undefined {
+  const a = payload.indexOf('\n');
+  const b = payload.indexOf('\n', a + 1);
+  const c = payload.indexOf('\n', b + 1);
+  const d = payload.indexOf('\n', c + 1);
+  if (a < 0 || b < 0 || c < 0 || d < 0) return undefined;
+  const seq = Number(payload.slice(a + 1, b));
+  const time = Number(payload.slice(b + 1, c));
+  if (!Number.isSafeInteger(seq) || !Number.isFinite(time)) return undefined;
+  return makeMessage(channel, payload.slice(0, a), seq, time, payload.slice(c + 1, d), payload.slice(d + 1));
+}

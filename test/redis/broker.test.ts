@@ -1,0 +1,285 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Redis } from 'ioredis';
+import { RedisBroker, type RedisBrokerOptions, type RedisSubscriberLink } from '../../src/brokers/redis.js';
+import type { Message } from '../../src/core/message.js';
+import { httpRequest, publish, startHub, waitFor } from '../helpers/hub.js';
+import { SHARED_REDIS_URL, deletePrefix, epochOf, seqOf, sseCollector, uniquePrefix } from '../helpers/redis.js';
+
+/** A broker on the shared Redis under a prefix of its own, closed and cleaned up after the test. */
+async function broker(t: { after(fn: () => Promise<void>): void }, prefix: string, options: RedisBrokerOptions = {}): Promise<RedisBroker> {
+  const b = new RedisBroker({ url: SHARED_REDIS_URL, prefix, ...options });
+  t.after(() => b.close());
+  await b.ready();
+  return b;
+}
+
+function cleanup(t: { after(fn: () => Promise<void>): void }, prefix: string): void {
+  t.after(() => deletePrefix(SHARED_REDIS_URL, prefix));
+}
+
+test('publish stores messages with consecutive positions in one epoch', async (t) => {
+  const prefix = uniquePrefix('positions');
+  cleanup(t, prefix);
+  const b = await broker(t, prefix);
+  const first = await b.publish('news', 'héllo\nworld');
+  const second = await b.publish('news', '{"a":1}', { event: 'update' });
+  assert.equal(first.seq, 1);
+  assert.equal(second.seq, 2);
+  assert.equal(first.epoch, second.epoch);
+  assert.match(first.epoch, /^[A-Za-z0-9]{1,32}$/);
+  assert.equal(first.id, `news~${first.epoch}~1`);
+  assert.equal(first.size, Buffer.byteLength('héllo\nworld'));
+  assert.equal(first.event, undefined);
+  assert.equal(second.event, 'update');
+  assert.ok(Math.abs(first.time - Date.now()) < 60_000, 'stamped with the (Redis) time');
+
+  const head = await b.head('news');
+  assert.deepEqual(head, { epoch: first.epoch, seq: 2 });
+  const all = await b.read('news', 0);
+  assert.equal(all.epoch, first.epoch);
+  assert.equal(all.headSeq, 2);
+  assert.equal(all.oldestSeq, 1);
+  assert.deepEqual(
+    all.messages.map((m) => [m.seq, m.data, m.event, m.id, m.size]),
+    [
+      [1, 'héllo\nworld', undefined, first.id, first.size],
+      [2, '{"a":1}', 'update', second.id, second.size],
+    ],
+  );
+  const after = await b.read('news', 1);
+  assert.deepEqual(after.messages.map((m) => m.seq), [2]);
+  assert.deepEqual((await b.read('news', 2)).messages, []);
+  const stats = await b.stats('news');
+  assert.deepEqual(stats, { epoch: first.epoch, headSeq: 2, oldestSeq: 1, messages: 2, bytes: first.size + second.size });
+});
+
+test('a new channel gets an epoch from head or read alike, and an empty history', async (t) => {
+  const prefix = uniquePrefix('new-channel');
+  cleanup(t, prefix);
+  const b = await broker(t, prefix);
+  const head = await b.head('fresh');
+  assert.equal(head.seq, 0);
+  const read = await b.read('fresh', 0);
+  assert.deepEqual(read, { epoch: head.epoch, messages: [], oldestSeq: 1, headSeq: 0 });
+});
+
+test('the epoch lives in Redis: another process (or a restarted one) sees the same positions', async (t) => {
+  const prefix = uniquePrefix('epoch');
+  cleanup(t, prefix);
+  const a = await broker(t, prefix);
+  const m = await a.publish('room', 'one');
+  await a.close();
+  const b = await broker(t, prefix);
+  assert.deepEqual(await b.head('room'), { epoch: m.epoch, seq: 1 });
+  const next = await b.publish('room', 'two');
+  assert.equal(next.epoch, m.epoch);
+  assert.equal(next.seq, 2);
+});
+
+test('when Redis loses the channel, it starts a new epoch instead of reusing positions', async (t) => {
+  const prefix = uniquePrefix('lost');
+  cleanup(t, prefix);
+  const b = await broker(t, prefix);
+  const before = await b.publish('room', 'one');
+  await b.publish('room', 'two');
+  await deletePrefix(SHARED_REDIS_URL, prefix);
+  const after = await b.publish('room', 'three');
+  assert.notEqual(after.epoch, before.epoch);
+  assert.equal(after.seq, 1);
+  const read = await b.read('room', 0);
+  assert.deepEqual(read.messages.map((m) => m.data), ['three']);
+});
+
+test('history is bounded by count, keeping the newest', async (t) => {
+  const prefix = uniquePrefix('count');
+  cleanup(t, prefix);
+  const b = await broker(t, prefix, { history: { maxMessages: 5 } });
+  for (let i = 1; i <= 12; i++) await b.publish('c', `m${i}`);
+  const read = await b.read('c', 0);
+  assert.deepEqual(read.messages.map((m) => m.seq), [8, 9, 10, 11, 12]);
+  assert.equal(read.oldestSeq, 8);
+  assert.equal(read.headSeq, 12);
+  assert.deepEqual((await b.read('c', 3)).messages.map((m) => m.seq), [8, 9, 10, 11, 12], 'a cursor before the oldest gets what is left');
+  const stats = await b.stats('c');
+  assert.equal(stats.messages, 5);
+  assert.equal(stats.bytes, 2 * 2 + 3 * 3); // m8 m9 (2 bytes) m10 m11 m12 (3 bytes)
+});
+
+test('history is bounded by bytes of data', async (t) => {
+  const prefix = uniquePrefix('bytes');
+  cleanup(t, prefix);
+  const b = await broker(t, prefix, { history: { maxBytes: 25 } });
+  for (let i = 1; i <= 6; i++) await b.publish('c', 'x'.repeat(10));
+  const stats = await b.stats('c');
+  assert.equal(stats.messages, 2);
+  assert.equal(stats.bytes, 20);
+  assert.equal(stats.oldestSeq, 5);
+  // One message bigger than the limit is not kept at all, and takes the rest with it.
+  await b.publish('c', 'y'.repeat(30));
+  const read = await b.read('c', 0);
+  assert.deepEqual(read.messages, []);
+  assert.equal(read.oldestSeq, 8);
+  assert.equal(read.headSeq, 7);
+});
+
+test('history is bounded by age, on publish and on read', async (t) => {
+  const prefix = uniquePrefix('age');
+  cleanup(t, prefix);
+  let now = Date.now();
+  const b = await broker(t, prefix, { history: { maxAgeMs: 10_000 }, clock: { now: () => now } });
+  await b.publish('c', 'old1');
+  await b.publish('c', 'old2');
+  now += 6_000;
+  await b.publish('c', 'newer');
+  now += 6_000;
+  let read = await b.read('c', 0);
+  assert.deepEqual(read.messages.map((m) => m.data), ['newer']);
+  assert.equal(read.oldestSeq, 3);
+  now += 6_000;
+  read = await b.read('c', 0);
+  assert.deepEqual(read.messages, []);
+  assert.equal(read.oldestSeq, 4);
+  assert.equal(read.headSeq, 3, 'the position survives the history');
+});
+
+test('publishers on many connections get one total order with no position used twice', async (t) => {
+  const prefix = uniquePrefix('order');
+  cleanup(t, prefix);
+  const brokers = await Promise.all([broker(t, prefix), broker(t, prefix), broker(t, prefix)]);
+  const results = await Promise.all(
+    brokers.flatMap((b, n) => Array.from({ length: 100 }, (_, i) => b.publish('c', `${n}:${i}`))),
+  );
+  const seqs = results.map((m) => m.seq).sort((x, y) => x - y);
+  assert.deepEqual(seqs, Array.from({ length: 300 }, (_, i) => i + 1));
+  const read = await brokers[0]!.read('c', 0);
+  assert.deepEqual(read.messages.map((m) => m.seq), seqs);
+  const bySeq = new Map(results.map((m) => [m.seq, m.data]));
+  for (const m of read.messages) assert.equal(m.data, bySeq.get(m.seq));
+});
+
+test('a watched channel hears publishes from another process, in order', async (t) => {
+  const prefix = uniquePrefix('watch');
+  cleanup(t, prefix);
+  const a = await broker(t, prefix);
+  const b = await broker(t, prefix);
+  const heard: Message[] = [];
+  b.setListener((m) => heard.push(m));
+  b.watch('c');
+  await b.head('c'); // waits for the SUBSCRIBE
+  for (let i = 1; i <= 50; i++) await a.publish('c', `m${i}`);
+  await a.publish('other', 'not watched');
+  await waitFor(() => heard.length >= 50, 5000, '50 messages');
+  assert.deepEqual(heard.map((m) => m.data), Array.from({ length: 50 }, (_, i) => `m${i + 1}`));
+  assert.deepEqual(heard.map((m) => m.seq), Array.from({ length: 50 }, (_, i) => i + 1));
+  b.unwatch('c');
+  await a.publish('c', 'after unwatch');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(heard.length, 50);
+});
+
+/** A subscriber connection that loses the messages it is told to, like pub/sub around a reconnect. */
+function lossySubscriber(url: string, drop: (payload: string) => boolean): RedisSubscriberLink {
+  const real = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResubscribe: false });
+  const listeners: ((channel: string, payload: string) => void)[] = [];
+  real.on('message', (channel: string, payload: string) => {
+    if (!drop(payload)) for (const l of listeners) l(channel, payload);
+  });
+  return new Proxy(real, {
+    get(target, key, receiver) {
+      if (key === 'on') {
+        return (event: string, listener: (...args: any[]) => void) => {
+          if (event === 'message') listeners.push(listener);
+          else target.on(event, listener);
+          return receiver;
+        };
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  }) as unknown as RedisSubscriberLink;
+}
+
+test('the hub fills a hole left by a lost pub/sub message from history', async (t) => {
+  const prefix = uniquePrefix('hole');
+  cleanup(t, prefix);
+  const publisher = await broker(t, prefix);
+  const commands = new Redis(SHARED_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  const subscriber = lossySubscriber(SHARED_REDIS_URL, (payload) => /\nlost\d$/.test(payload));
+  const b = new RedisBroker({ prefix, links: { commands, subscriber } });
+  await b.ready();
+  const hub = await startHub({ broker: b });
+  t.after(() => hub.close());
+  const sub = sseCollector(`${hub.url}/sub/c`);
+  t.after(() => sub.close());
+  await waitFor(() => hub.hub.liveSubscriptions.size === 1, 5000, 'the subscription');
+  for (const data of ['m1', 'lost2', 'lost3', 'm4', 'm5']) await publisher.publish('c', data);
+  await waitFor(() => sub.received.length >= 5, 5000, 'five messages');
+  assert.deepEqual(sub.received.map((r) => r.data), ['m1', 'lost2', 'lost3', 'm4', 'm5']);
+  assert.deepEqual(sub.gaps, []);
+});
+
+test('after its pub/sub link comes back, the broker catches subscribers up without waiting for another publish', async (t) => {
+  const prefix = uniquePrefix('nudge');
+  cleanup(t, prefix);
+  const publisher = await broker(t, prefix);
+  const commands = new Redis(SHARED_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  // A slow first reconnect leaves a window in which publishes reach nobody over pub/sub.
+  const subscriber = new Redis(SHARED_REDIS_URL, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResubscribe: false,
+    retryStrategy: () => 1500,
+  });
+  const b = new RedisBroker({ prefix, links: { commands, subscriber } });
+  await b.ready();
+  const hub = await startHub({ broker: b });
+  t.after(() => hub.close());
+  const sub = sseCollector(`${hub.url}/sub/c`);
+  t.after(() => sub.close());
+  await waitFor(() => hub.hub.liveSubscriptions.size === 1, 5000, 'the subscription');
+  await publisher.publish('c', 'before');
+  await waitFor(() => sub.received.length === 1, 5000, 'the first message');
+
+  subscriber.disconnect(true);
+  await waitFor(() => b.health().ok === false, 5000, 'the broker to notice');
+  for (const data of ['during1', 'during2', 'during3']) await publisher.publish('c', data);
+  assert.notEqual(subscriber.status, 'ready', 'the publishes happened while the link was down');
+  const health = await httpRequest(`${hub.url}/healthz`);
+  assert.equal(health.status, 503);
+  assert.match(health.json<{ broker: { reason: string } }>().broker.reason, /unreachable/);
+
+  await waitFor(() => sub.received.length >= 4, 10_000, 'the missed messages');
+  assert.deepEqual(sub.received.map((r) => r.data), ['before', 'during1', 'during2', 'during3']);
+  assert.deepEqual(sub.gaps, []);
+  assert.equal(sub.opens(), 1, 'the subscriber stayed connected');
+  await waitFor(() => b.health().ok, 5000, 'health to recover');
+});
+
+test('through the hub: resume with a cursor, and a gap when the history was trimmed', async (t) => {
+  const prefix = uniquePrefix('hub');
+  cleanup(t, prefix);
+  const b = await broker(t, prefix, { history: { maxMessages: 3 } });
+  const hub = await startHub({ broker: b });
+  t.after(() => hub.close());
+  const ids: string[] = [];
+  for (let i = 1; i <= 3; i++) ids.push((await publish(hub.url, 'c', `m${i}`)).id);
+  const resumed = sseCollector(`${hub.url}/sub/c?lastEventId=${encodeURIComponent(ids[0]!)}`);
+  t.after(() => resumed.close());
+  await waitFor(() => resumed.received.length >= 2, 5000, 'the backlog');
+  assert.deepEqual(resumed.received.map((r) => r.data), ['m2', 'm3']);
+  assert.deepEqual(resumed.gaps, []);
+  resumed.close();
+
+  for (let i = 4; i <= 8; i++) await publish(hub.url, 'c', `m${i}`);
+  const late = sseCollector(`${hub.url}/sub/c?lastEventId=${encodeURIComponent(ids[2]!)}`);
+  t.after(() => late.close());
+  await waitFor(() => late.received.length >= 3, 5000, 'what is left');
+  assert.deepEqual(late.gaps.map((g) => [g.reason, g.missed]), [['history-truncated', { from: 4, to: 5 }]]);
+  assert.deepEqual(late.received.map((r) => r.data), ['m6', 'm7', 'm8']);
+  assert.equal(epochOf(late.received[0]!.id), epochOf(ids[0]!));
+  assert.equal(seqOf(late.received[2]!.id), 8);
+
+  const info = await httpRequest(`${hub.url}/channels/c`);
+  assert.equal(info.json<{ history: { messages: number } }>().history.messages, 3);
+});
