@@ -26,6 +26,10 @@ export const errorCodes = {
   KOMETA_ERR_INTERNAL: { status: 500, title: 'Internal error' },
   KOMETA_ERR_BROKER_UNAVAILABLE: { status: 503, title: 'Message store unavailable' },
   KOMETA_ERR_DRAINING: { status: 503, title: 'Server is shutting down' },
+  KOMETA_ERR_WS_FRAME: { status: 400, title: 'Malformed WebSocket frame' },
+  KOMETA_ERR_WS_BINARY: { status: 400, title: 'Binary WebSocket frames are not accepted' },
+  KOMETA_ERR_ALREADY_SUBSCRIBED: { status: 409, title: 'Already subscribed to this channel on this connection' },
+  KOMETA_ERR_PUBLISH_DISABLED: { status: 403, title: 'Publishing over WebSocket is turned off on this hub' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;
@@ -46,6 +50,28 @@ export class KometaError extends Error {
     this.title = entry.title;
     this.extra = extra;
   }
+}
+
+/*
+ * WebSocket close codes (RFC 6455 section 7.4). "Status codes in the range
+ * 4000-4999 are reserved for private use", so an error that ends a WebSocket
+ * connection closes it with 4000 + its HTTP status (4400 malformed frame,
+ * 4503 slow consumer; 4401/4403/4429 stay free for access control and
+ * limits), except where a registered code says the same thing better.
+ * docs/websocket.md lists them.
+ */
+const wsCloseOverrides: Partial<Record<ErrorCode, number>> = {
+  /** 1001 "going away, such as a server going down". */
+  KOMETA_ERR_DRAINING: 1001,
+  /** 1003 "received a type of data it cannot accept (e.g., an endpoint that understands only text data MAY send this if it receives a binary message)". */
+  KOMETA_ERR_WS_BINARY: 1003,
+  /** 1011 "encountered an unexpected condition that prevented it from fulfilling the request". */
+  KOMETA_ERR_INTERNAL: 1011,
+};
+
+/** The close code a WebSocket connection ends with when `code` ends it. */
+export function wsCloseCode(code: ErrorCode): number {
+  return wsCloseOverrides[code] ?? 4000 + errorCodes[code].status;
 }
 
 export interface ProblemDetails {

@@ -9,6 +9,7 @@ import { LongPollSink } from '../transports/long-poll.js';
 import { SSE_HEARTBEAT, SseSink, sseSlowFrame } from '../transports/sse.js';
 import { STREAM_HEARTBEAT, StreamSink, streamSlowFrame } from '../transports/stream.js';
 import { decodePublishBody, readBody } from './body.js';
+import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
 
 export interface HubHttpOptions {
@@ -34,6 +35,10 @@ export interface HubHttpOptions {
   readonly maxHeaderBytes: number;
   /** On shutdown, connections still open after this are cut. */
   readonly shutdownGraceMs: number;
+  /** Accept WebSocket upgrades at /ws (off: answered 404, clients fall back to SSE or long-poll). */
+  readonly websocket: boolean;
+  /** Accept `publish` frames on WebSocket connections. */
+  readonly websocketPublish: boolean;
 }
 
 export const defaultHubHttpOptions: HubHttpOptions = {
@@ -48,6 +53,8 @@ export const defaultHubHttpOptions: HubHttpOptions = {
   keepAliveTimeoutMs: 5_000,
   maxHeaderBytes: 16 * 1024,
   shutdownGraceMs: 5_000,
+  websocket: true,
+  websocketPublish: true,
 };
 
 /** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
@@ -223,6 +230,7 @@ export class HubHttp {
     sendJson(res, 200, {
       channel,
       subscribers: info.subscribers,
+      epoch: info.epoch,
       last: info.headSeq === 0 ? null : `${channel}~${info.epoch}~${info.headSeq}`,
       history: { messages: info.messages, bytes: info.bytes, oldestSeq: info.messages === 0 ? null : info.oldestSeq },
     });
@@ -264,6 +272,7 @@ export class HubHttp {
 export interface HubServer {
   readonly server: Server;
   readonly http: HubHttp;
+  readonly webSocket: HubWebSocket;
   listen(port: number, host: string): Promise<{ port: number; host: string }>;
   /** Graceful stop: no new connections, subscribers told to retry, everything closed within the grace period. */
   close(): Promise<void>;
@@ -290,6 +299,15 @@ export function createHubServer(
     else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
     },
   );
+  const webSocket = new HubWebSocket(hub, {
+    enabled: http.options.websocket,
+    publish: http.options.websocketPublish,
+    maxQueueBytes: http.options.maxQueueBytes,
+    maxMessageBytes: hub.limits.maxMessageBytes,
+    maxSubscriptions: hub.limits.maxChannelsPerSubscription,
+    heartbeatMs: http.options.heartbeatMs,
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => webSocket.handleUpgrade(req, socket, head));
   server.headersTimeout = http.options.headersTimeoutMs;
   server.requestTimeout = http.options.requestTimeoutMs;
   server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
@@ -310,6 +328,7 @@ export function createHubServer(
   return {
     server,
     http,
+    webSocket,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -321,8 +340,13 @@ export function createHubServer(
       }),
     close: () =>
       new Promise<void>((resolve) => {
+        webSocket.close();
         http.drain();
-        const grace = setTimeout(() => server.closeAllConnections(), http.options.shutdownGraceMs);
+        const grace = setTimeout(() => {
+          server.closeAllConnections();
+          // Upgraded sockets are no longer node:http's to close.
+          webSocket.terminateAll();
+        }, http.options.shutdownGraceMs);
         grace.unref();
         server.close(() => {
           clearTimeout(grace);

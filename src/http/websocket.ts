@@ -1,0 +1,307 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { assertChannelName } from '../core/channel-name.js';
+import { parseCursor } from '../core/cursor.js';
+import { KometaError, wsCloseCode } from '../core/errors.js';
+import type { Hub, Subscription } from '../core/hub.js';
+import { WEBSOCKET_PATH, type ClientFrame, type ErrorFrame, type Ref } from '../protocol/websocket.js';
+import { WsConnection, WsSink } from '../transports/websocket.js';
+import { rawProblemResponse } from './problem.js';
+
+export interface HubWebSocketOptions {
+  /** Accept upgrades at /ws. Off, the upgrade is answered 404 and clients fall back to HTTP transports. */
+  readonly enabled: boolean;
+  /** Accept `publish` frames. */
+  readonly publish: boolean;
+  /** Outgoing bytes that may queue on one connection before it is closed (4503) as a slow consumer. */
+  readonly maxQueueBytes: number;
+  /** Largest message data; frames may be a little larger to hold the JSON around it. */
+  readonly maxMessageBytes: number;
+  /** Channels one connection may follow at once. */
+  readonly maxSubscriptions: number;
+  /** The server pings every connection this often; one that has not answered the previous ping is cut. */
+  readonly heartbeatMs: number;
+}
+
+/** Publishes awaiting the broker on one connection; past this the server stops reading from it. */
+const MAX_INFLIGHT_PUBLISHES = 32;
+
+/** One client connection and the channels it follows. */
+class Session {
+  /** `null` while the subscription is being resolved against history. */
+  readonly subscriptions = new Map<string, Subscription | null>();
+  inflight = 0;
+  closed = false;
+  connection!: WsConnection;
+}
+
+/**
+ * The hub's WebSocket endpoint: upgrades at /ws, turns client frames into hub
+ * calls, and gives each subscription a sink on the connection. One connection
+ * follows many channels, each as its own single-channel hub subscription, so
+ * every WebSocket subscriber of a channel shares one encoded frame per message.
+ */
+export class HubWebSocket {
+  readonly #wss: WebSocketServer;
+  readonly #sessions = new Set<Session>();
+  readonly #timer: NodeJS.Timeout;
+  #draining = false;
+
+  constructor(
+    readonly hub: Hub,
+    readonly options: HubWebSocketOptions,
+  ) {
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      // JSON escaping can at most double ordinary text; the hub checks the exact data size.
+      maxPayload: options.maxMessageBytes * 2 + 16 * 1024,
+    });
+    this.#timer = setInterval(() => this.#sweep(), options.heartbeatMs);
+    this.#timer.unref();
+  }
+
+  get connectionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** For `server.on('upgrade')`. Upgrades elsewhere than /ws, or when turned off, are answered with problem details. */
+  handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '/').split('?')[0];
+    let refusal: KometaError | undefined;
+    if (path !== WEBSOCKET_PATH) refusal = new KometaError('KOMETA_ERR_NOT_FOUND', `WebSocket is served at ${WEBSOCKET_PATH}`);
+    else if (!this.options.enabled) refusal = new KometaError('KOMETA_ERR_NOT_FOUND', 'WebSocket is turned off on this hub');
+    else if (this.#draining) refusal = new KometaError('KOMETA_ERR_DRAINING');
+    if (refusal !== undefined) {
+      socket.end(rawProblemResponse(refusal));
+      return;
+    }
+    // ws answers a malformed handshake with 400 itself ("abortHandshake").
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws, socket));
+  }
+
+  #open(ws: WebSocket, socket: Socket): void {
+    const session = new Session();
+    session.connection = new WsConnection(ws, socket, { maxQueueBytes: this.options.maxQueueBytes }, () => this.#closeSession(session));
+    if (this.#draining) {
+      session.connection.close(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
+      return;
+    }
+    this.#sessions.add(session);
+    socket.setNoDelay(true);
+    ws.on('message', (data, isBinary) => this.#onFrame(session, data, isBinary));
+    ws.on('pong', () => {
+      session.connection.alive = true;
+    });
+    // Protocol errors (bad UTF-8, an oversized frame) are answered by ws with
+    // 1007 / 1009 and a close; nothing more to do than not crash.
+    ws.on('error', () => {});
+  }
+
+  #onFrame(session: Session, data: RawData, isBinary: boolean): void {
+    const connection = session.connection;
+    connection.alive = true;
+    if (connection.closing) return;
+    if (isBinary) {
+      this.#fail(session, new KometaError('KOMETA_ERR_WS_BINARY', 'Send JSON in text frames'));
+      return;
+    }
+    let frame: ClientFrame;
+    try {
+      frame = parseClientFrame(rawText(data));
+    } catch (error) {
+      this.#fail(session, error);
+      return;
+    }
+    switch (frame.type) {
+      case 'subscribe':
+        this.#subscribe(session, frame.channel, frame.cursor, frame.ref).catch((error: unknown) => this.#fail(session, error));
+        break;
+      case 'unsubscribe': {
+        const subscription = session.subscriptions.get(frame.channel);
+        session.subscriptions.delete(frame.channel);
+        subscription?.close();
+        // Idempotent: the client's view after this frame is "not subscribed", whatever it was before.
+        connection.sendJson(withRef({ type: 'unsubscribed', channel: frame.channel }, frame.ref));
+        break;
+      }
+      case 'publish':
+        this.#publish(session, frame.channel, frame.data, frame.event, frame.ref);
+        break;
+      case 'ping':
+        connection.sendJson(withRef({ type: 'pong' }, frame.ref));
+        break;
+    }
+  }
+
+  async #subscribe(session: Session, channel: string, cursorText: string | undefined, ref: Ref | undefined): Promise<void> {
+    const connection = session.connection;
+    let subscription: Subscription;
+    try {
+      assertChannelName(channel);
+      if (session.subscriptions.has(channel)) throw new KometaError('KOMETA_ERR_ALREADY_SUBSCRIBED', `Already subscribed to ${channel}`);
+      if (session.subscriptions.size >= this.options.maxSubscriptions) {
+        throw new KometaError('KOMETA_ERR_TOO_MANY_CHANNELS', `At most ${this.options.maxSubscriptions} channels per connection`, {
+          limit: this.options.maxSubscriptions,
+        });
+      }
+      const cursor = cursorText === undefined ? null : parseCursor(cursorText.trim(), this.hub.limits.maxChannelsPerSubscription);
+      session.subscriptions.set(channel, null);
+      try {
+        subscription = await this.hub.subscribe([channel], cursor);
+      } catch (error) {
+        if (session.subscriptions.get(channel) === null) session.subscriptions.delete(channel);
+        throw error;
+      }
+    } catch (error) {
+      connection.sendJson(errorFrame(error, channel, ref));
+      return;
+    }
+    // Unsubscribed (or disconnected) while history was being read.
+    if (session.closed || session.subscriptions.get(channel) !== null) {
+      subscription.close();
+      return;
+    }
+    session.subscriptions.set(channel, subscription);
+    connection.sendJson(withRef({ type: 'subscribed', channel, cursor: subscription.cursor() }, ref));
+    subscription.start(new WsSink(connection));
+  }
+
+  #publish(session: Session, channel: string, data: string, event: string | undefined, ref: Ref | undefined): void {
+    const connection = session.connection;
+    if (!this.options.publish) {
+      connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
+      return;
+    }
+    session.inflight++;
+    // Backpressure on the way in: a client that publishes faster than the
+    // broker stores is not read from until it catches up.
+    if (session.inflight === MAX_INFLIGHT_PUBLISHES) connection.ws.pause();
+    this.hub
+      .publish(channel, data, { event })
+      .then(
+        ({ message, subscribers }) => connection.sendJson(withRef({ type: 'published', channel, id: message.id, subscribers }, ref)),
+        (error: unknown) => connection.sendJson(errorFrame(error, channel, ref)),
+      )
+      .finally(() => {
+        session.inflight--;
+        if (session.inflight === MAX_INFLIGHT_PUBLISHES / 2 && connection.ws.isPaused) connection.ws.resume();
+      })
+      .catch(() => {});
+  }
+
+  /** A frame that breaks the protocol: say why, then close with the code for it. */
+  #fail(session: Session, error: unknown): void {
+    const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the frame');
+    session.connection.sendJson(errorFrame(known));
+    session.connection.close(wsCloseCode(known.code), known.code);
+  }
+
+  #closeSession(session: Session): void {
+    if (session.closed) return;
+    session.closed = true;
+    this.#sessions.delete(session);
+    for (const subscription of session.subscriptions.values()) subscription?.close();
+    session.subscriptions.clear();
+  }
+
+  #sweep(): void {
+    for (const session of this.#sessions) {
+      const connection = session.connection;
+      if (!connection.alive) {
+        connection.terminate();
+        continue;
+      }
+      connection.alive = false;
+      if (!connection.closing) connection.ws.ping();
+    }
+  }
+
+  /** Refuse new upgrades and close every connection with 1001 (clients reconnect and resume). */
+  close(): void {
+    this.#draining = true;
+    clearInterval(this.#timer);
+    for (const session of [...this.#sessions]) session.connection.close(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
+  }
+
+  /** Cut every connection without a closing handshake (tests use it to simulate a network failure). */
+  terminateAll(): void {
+    for (const session of [...this.#sessions]) session.connection.terminate();
+  }
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+function withRef<T extends object>(frame: T, ref: Ref | undefined): T & { ref?: Ref } {
+  return ref === undefined ? frame : { ...frame, ref };
+}
+
+function errorFrame(error: unknown, channel?: string, ref?: Ref): ErrorFrame {
+  const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
+  const frame: ErrorFrame = { type: 'error', code: known.code, status: known.status, title: known.title, detail: known.message, ...known.extra };
+  return withRef(channel === undefined ? frame : { ...frame, channel }, ref);
+}
+
+const MAX_REF_LENGTH = 64;
+
+/** Validate a client frame's shape. Anything not exactly a known request is a protocol error (4400). */
+export function parseClientFrame(text: string): ClientFrame {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw malformed('a frame is one JSON object');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw malformed('a frame is one JSON object');
+  const frame = value as Record<string, unknown>;
+  const ref = frame.ref;
+  if (ref !== undefined && !(typeof ref === 'number' && Number.isFinite(ref)) && !(typeof ref === 'string' && ref.length <= MAX_REF_LENGTH)) {
+    throw malformed(`ref is a number or a string of at most ${MAX_REF_LENGTH} characters`);
+  }
+  const refPart = ref === undefined ? {} : { ref: ref as Ref };
+  switch (frame.type) {
+    case 'subscribe': {
+      const channel = stringField(frame, 'channel');
+      const cursor = optionalStringField(frame, 'cursor');
+      return { type: 'subscribe', channel, ...(cursor === undefined ? {} : { cursor }), ...refPart };
+    }
+    case 'unsubscribe':
+      return { type: 'unsubscribe', channel: stringField(frame, 'channel'), ...refPart };
+    case 'publish': {
+      const event = optionalStringField(frame, 'event');
+      return {
+        type: 'publish',
+        channel: stringField(frame, 'channel'),
+        data: stringField(frame, 'data'),
+        ...(event === undefined ? {} : { event }),
+        ...refPart,
+      };
+    }
+    case 'ping':
+      return { type: 'ping', ...refPart };
+    default:
+      throw malformed('type is one of subscribe, unsubscribe, publish, ping');
+  }
+}
+
+function stringField(frame: Record<string, unknown>, name: string): string {
+  const value = frame[name];
+  if (typeof value !== 'string') throw malformed(`${String(frame.type)} needs a string "${name}"`);
+  return value;
+}
+
+function optionalStringField(frame: Record<string, unknown>, name: string): string | undefined {
+  if (frame[name] === undefined || frame[name] === null) return undefined;
+  return stringField(frame, name);
+}
+
+function malformed(detail: string): KometaError {
+  return new KometaError('KOMETA_ERR_WS_FRAME', `Malformed frame: ${detail}`);
+}

@@ -1,0 +1,138 @@
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import { wsCloseCode } from '../core/errors.js';
+import type { GapNotice, Message } from '../core/message.js';
+import type { Encoder, Sink } from '../core/sink.js';
+
+/*
+ * WebSocket transport: bytes on one upgraded connection.
+ *
+ * The `ws` package does the handshake, parses what the client sends, answers
+ * pings and runs the closing handshake. What the hub sends is framed here,
+ * because the hub encodes a message once and hands the same Buffer to every
+ * subscriber of the channel: a complete, unmasked text frame (RFC 6455
+ * section 5.2; "A server MUST NOT mask any frames that it sends to the
+ * client") is bytes that can be shared, and several of them concatenated are
+ * still valid. permessage-deflate is off, so the frames need no per-connection
+ * state. Frames are written to the socket directly; `ws` writes its own
+ * control frames (pong, close) to the same socket synchronously, so the order
+ * of bytes on the wire is the order of the calls.
+ */
+
+/** A complete FIN text frame (opcode 0x1) around a UTF-8 payload. */
+export function wsTextFrame(payload: string | Buffer): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const length = body.length;
+  // "the length of the payload: if 0-125, that is the payload length. If 126,
+  //  the following 2 bytes ... If 127, the following 8 bytes".
+  const headerLength = length < 126 ? 2 : length < 0x10000 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(headerLength + length);
+  frame[0] = 0x81;
+  if (length < 126) {
+    frame[1] = length;
+  } else if (length < 0x10000) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2);
+    frame.writeUInt32BE(length >>> 0, 6);
+  }
+  body.copy(frame, headerLength);
+  return frame;
+}
+
+/** The JSON of a `message` frame. The id is the channel's own id: a WebSocket subscription follows one channel. */
+export function wsMessageJson(message: Message, id: string): string {
+  const event = message.event === undefined ? '' : `,"event":${JSON.stringify(message.event)}`;
+  return `{"type":"message","channel":${JSON.stringify(message.channel)},"id":${JSON.stringify(id)}${event},"data":${JSON.stringify(message.data)}}`;
+}
+
+export const wsEncoder: Encoder = {
+  name: 'ws',
+  message: (message, cursor) => wsTextFrame(wsMessageJson(message, cursor)),
+};
+
+export interface WsConnectionLimits {
+  /** Outgoing bytes that may wait on the socket before the connection is closed as a slow consumer. */
+  readonly maxQueueBytes: number;
+}
+
+/** How long a closing handshake may take before the socket is cut (a peer that never reads would hold it forever). */
+const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * One WebSocket connection as the hub writes to it: shared frames straight to
+ * the socket, with a bounded queue. It never looks up a channel.
+ */
+export class WsConnection {
+  #closing = false;
+  /** Set by the server's sweep; cleared by any sign of life (a frame or a pong). */
+  alive = true;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly socket: Socket,
+    private readonly limits: WsConnectionLimits,
+    /** Called once, when the connection starts closing for any reason. */
+    private readonly onClosing: () => void,
+  ) {
+    ws.once('close', () => this.#markClosing());
+  }
+
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Write encoded frames. Over the bound, the connection is closed as a slow consumer and resumes from history. */
+  write(frames: Buffer): void {
+    if (this.#closing) return;
+    this.socket.write(frames);
+    if (this.socket.writableLength > this.limits.maxQueueBytes) this.close(wsCloseCode('KOMETA_ERR_SLOW_CONSUMER'), 'KOMETA_ERR_SLOW_CONSUMER');
+  }
+
+  sendJson(value: object): void {
+    this.write(wsTextFrame(JSON.stringify(value)));
+  }
+
+  /** Start the closing handshake with a code and a reason (at most 123 bytes, per RFC 6455 section 5.5). */
+  close(code: number, reason: string): void {
+    if (this.#closing) return;
+    this.#markClosing();
+    this.ws.close(code, reason);
+    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+
+  terminate(): void {
+    this.#markClosing();
+    this.ws.terminate();
+  }
+
+  #markClosing(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.onClosing();
+  }
+}
+
+/** One channel's subscription on a WebSocket connection, as the hub sees it. */
+export class WsSink implements Sink {
+  readonly encoder = wsEncoder;
+
+  constructor(private readonly connection: WsConnection) {}
+
+  push(frames: Buffer): void {
+    this.connection.write(frames);
+  }
+
+  gap(notice: GapNotice, cursor: string): void {
+    this.connection.sendJson({ type: 'gap', ...notice, id: cursor });
+  }
+
+  /* The `subscribed` frame already told the client where delivery starts. */
+  live(): void {}
+
+  end(): void {
+    this.connection.close(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
+  }
+}
