@@ -1,16 +1,17 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { MemoryBroker } from '../brokers/memory.js';
 import { Hub } from '../core/hub.js';
 import { createHubServer } from '../http/hub-server.js';
 import { Comet } from '../comet/comet.js';
 import { seedFallback } from './seed-route.js';
 import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
+import { brokerLine, createBroker, runPrimary } from './workers.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
 Commands:
-  serve       run the hub (embedded in-memory broker)
+  serve       run the hub (in-memory broker, or Redis with --redis)
 
 Run 'kometa serve --help' for the hub's settings.`;
 
@@ -42,9 +43,17 @@ async function serve(argv: string[]): Promise<number> {
     throw error;
   }
 
-  const broker = new MemoryBroker({
-    history: { maxMessages: settings.historyMessages, maxBytes: settings.historyBytes, maxAgeMs: settings.historyAge * 1000 },
-  });
+  if (settings.workers > 1 && settings.redis === '') {
+    process.stderr.write('kometa serve: --workers needs --redis (workers share nothing in memory; Redis carries messages between them)\n');
+    return 2;
+  }
+  if (settings.redis !== '' && !URL.canParse(settings.redis)) {
+    process.stderr.write(`kometa serve: --redis must be a URL like redis://127.0.0.1:6379\n`);
+    return 2;
+  }
+  if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings);
+
+  const broker = await createBroker(settings);
   const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
   const comet = new Comet({ hub, onError: (report) => process.stderr.write(`kometa: handler for ${report.method} ${report.path} failed (${report.phase}): ${String(report.error)}\n`) });
@@ -69,12 +78,14 @@ async function serve(argv: string[]): Promise<number> {
     return 1;
   }
   const base = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
-  process.stdout.write(
+  // Under --workers the primary prints the banner once, for all of them.
+  if (!cluster.isWorker) process.stdout.write(
     `kometa hub listening on ${base}\n` +
       `  subscribe  curl -N ${base}/sub/demo\n` +
       `  publish    curl -d 'hello' ${base}/pub/demo\n` +
       `  channel    ${base}/channels/demo\n` +
-      `  comet      curl -N --raw ${base}/seed\n`,
+      `  comet      curl -N --raw ${base}/seed\n` +
+      brokerLine(settings),
   );
 
   return new Promise<number>((resolve) => {
@@ -92,7 +103,7 @@ async function serve(argv: string[]): Promise<number> {
       stopping = true;
       firstSignalAt = Date.now();
       process.stdout.write(`kometa: ${signal} received, closing (up to ${settings.shutdownGrace}s)\n`);
-      hubServer.close().then(() => {
+      hubServer.close().then(() => broker.close()).then(() => {
         process.stdout.write('kometa: closed\n');
         resolve(0);
       });

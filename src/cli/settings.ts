@@ -30,6 +30,9 @@ export const settingSpecs = {
   keepAliveTimeout: { flag: 'keep-alive-timeout', kind: 'seconds', default: 5, help: 'idle keep-alive connections close after this, in seconds' },
   maxHeaderBytes: { flag: 'max-header-bytes', kind: 'int', default: 16384, help: 'largest request head, in bytes' },
   shutdownGrace: { flag: 'shutdown-grace', kind: 'seconds', default: 5, help: 'on SIGINT/SIGTERM, connections still open after this are cut' },
+  redis: { flag: 'redis', kind: 'string', default: '', help: 'Redis URL (redis://[user:pass@]host:port[/db]) to share channels between processes; empty = in-memory' },
+  redisPrefix: { flag: 'redis-prefix', kind: 'string', default: 'kometa:', help: 'prefix of every Redis key and pub/sub channel kometa uses' },
+  workers: { flag: 'workers', kind: 'int', default: 1, help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis' },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof settingSpecs;
