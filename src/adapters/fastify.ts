@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Comet, defaultComet } from '../comet/comet.js';
 import type { CometHandler, CometOutput } from '../comet/types.js';
-import { nodeRequest } from './node-http.js';
+import { cutResponse, nodeRequest } from './node-http.js';
 
 /**
  * The response goes through `reply.send(stream)`, not `reply.hijack()`, so
@@ -46,10 +46,22 @@ class FastifyOutput implements CometOutput {
   }
 
   cut(): void {
-    // Straight to the socket: a stream error before Fastify has written the
-    // head would turn into its own 500 instead of a truncated response.
-    this.reply.raw.destroy();
-    this.#stream?.destroy();
+    // Not a stream error: before Fastify has written the head that would
+    // become its own 500, and after it Fastify destroys the socket at once,
+    // dropping the chunks still on their way. Instead, once Fastify has piped
+    // everything pushed so far into node:http, close the connection without
+    // the terminating chunk.
+    const stream = this.#stream;
+    const res = this.reply.raw;
+    if (stream === undefined || stream.destroyed) {
+      cutResponse(res);
+      return;
+    }
+    const whenPiped = (): void => {
+      if (stream.readableFlowing === true) setImmediate(() => cutResponse(res));
+      else stream.once('resume', () => setImmediate(() => cutResponse(res)));
+    };
+    whenPiped();
   }
 
   fail(status: number, headers: Readonly<Record<string, string>>, body: string): void {

@@ -1,19 +1,20 @@
+import { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import { type Comet, defaultComet } from '../comet/comet.js';
 import type { CometHandler, CometOutput } from '../comet/types.js';
+import { cutResponse } from './node-http.js';
 
 /** The node:http response behind a Hono context, when it runs on `@hono/node-server`. */
 interface NodeBindings {
-  readonly outgoing: { destroy(): void };
+  readonly outgoing: ServerResponse;
 }
 
 function nodeBindings(env: unknown): NodeBindings | undefined {
   if (typeof env !== 'object' || env === null || !('outgoing' in env)) return undefined;
-  const outgoing: unknown = env.outgoing;
-  return typeof outgoing === 'object' && outgoing !== null && 'destroy' in outgoing && typeof outgoing.destroy === 'function'
-    ? (env as NodeBindings)
-    : undefined;
+  return env.outgoing instanceof ServerResponse ? { outgoing: env.outgoing } : undefined;
 }
+
+const HIGH_WATER_BYTES = 16 * 1024;
 
 /**
  * A Fetch `Response` whose body is a `ReadableStream`; one enqueued chunk per
@@ -27,6 +28,8 @@ class HonoOutput implements CometOutput {
   #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   #closed = false;
   #wake: (() => void) | undefined;
+  /** A cut waiting for @hono/node-server to take the chunks still queued. */
+  #afterPull: (() => void) | undefined;
 
   constructor(
     private readonly node: NodeBindings | undefined,
@@ -44,14 +47,19 @@ class HonoOutput implements CometOutput {
           this.#controller = controller;
           if (first !== undefined) controller.enqueue(first);
         },
-        pull: () => this.#wakeWriter(),
+        pull: () => {
+          this.#wakeWriter();
+          const afterPull = this.#afterPull;
+          this.#afterPull = undefined;
+          afterPull?.();
+        },
         cancel: () => {
           this.#closed = true;
           this.#wakeWriter();
           this.onCancel();
         },
       },
-      { highWaterMark: 16 * 1024, size: (chunk) => chunk.byteLength },
+      { highWaterMark: HIGH_WATER_BYTES, size: (chunk) => chunk.byteLength },
     );
     // Said outright, so @hono/node-server streams at once instead of reading
     // ahead to work out a Content-Length.
@@ -78,10 +86,18 @@ class HonoOutput implements CometOutput {
   cut(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.node !== undefined) {
+    const node = this.node;
+    const controller = this.#controller;
+    if (node !== undefined && controller !== undefined) {
       // Erroring the stream would make @hono/node-server print the error and
-      // write it into the body; destroying the socket truncates the response.
-      this.node.outgoing.destroy();
+      // write it into the body. Instead, once it has taken every queued chunk
+      // (it writes each to node:http as soon as it reads it), close the
+      // connection without the terminating chunk.
+      const whenTaken = (): void => {
+        if ((controller.desiredSize ?? 0) >= HIGH_WATER_BYTES) setImmediate(() => cutResponse(node.outgoing));
+        else this.#afterPull = whenTaken;
+      };
+      whenTaken();
     } else {
       this.#controller?.error(new Error('kometa: the handler failed after the first chunk'));
     }

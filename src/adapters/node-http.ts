@@ -36,13 +36,32 @@ class NodeResponseOutput implements CometOutput {
   }
 
   cut(): void {
-    this.res.destroy();
+    cutResponse(this.res);
   }
 
   fail(status: number, headers: Readonly<Record<string, string>>, body: string): void {
     this.res.writeHead(status, { ...headers, 'Content-Length': String(Buffer.byteLength(body)) });
     this.res.end(body);
   }
+}
+
+/**
+ * End the connection without the terminating chunk, after what was already
+ * written has gone out (node:http holds the latest write corked until the
+ * next tick, and destroying the socket at once would drop it): the client
+ * receives every chunk sent so far and sees a truncated response.
+ */
+export function cutResponse(res: ServerResponse): void {
+  const socket = res.socket;
+  if (socket === null || socket.destroyed) {
+    res.destroy();
+    return;
+  }
+  // A peer that never reads would otherwise hold the socket half-closed.
+  const timer = setTimeout(() => socket.destroy(), 5000).unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.once('finish', () => socket.destroy());
+  socket.end();
 }
 
 export function nodeRequest(req: IncomingMessage, target: string | undefined = req.url): CometRequest {
