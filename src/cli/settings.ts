@@ -17,6 +17,7 @@ export const settingSpecs = {
   host: { flag: 'host', kind: 'string', default: '127.0.0.1', help: 'address to listen on (0.0.0.0 for every interface)' },
   historyMessages: { flag: 'history-messages', kind: 'int', default: 1000, help: 'messages kept per channel for resume' },
   historyBytes: { flag: 'history-bytes', kind: 'int', default: 1048576, help: 'bytes of message data kept per channel' },
+  historyTotalBytes: { flag: 'history-total-bytes', kind: 'int', default: 268435456, help: 'bytes of message data kept across all channels (in-memory broker); oldest dropped first' },
   historyAge: { flag: 'history-age', kind: 'seconds', default: 3600, help: 'oldest message kept, in seconds' },
   maxMessageBytes: { flag: 'max-message-bytes', kind: 'int', default: 65536, help: 'largest publish body, in bytes' },
   maxChannels: { flag: 'max-channels', kind: 'int', default: 64, help: 'most channels in one subscription' },

@@ -12,7 +12,7 @@ import type { Settings } from './settings.js';
  */
 export async function createBroker(settings: Settings): Promise<Broker> {
   const history = { maxMessages: settings.historyMessages, maxBytes: settings.historyBytes, maxAgeMs: settings.historyAge * 1000 };
-  if (settings.redis === '') return new MemoryBroker({ history });
+  if (settings.redis === '') return new MemoryBroker({ history, maxTotalBytes: settings.historyTotalBytes });
   const broker = new RedisBroker({ url: settings.redis, prefix: settings.redisPrefix, history });
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([

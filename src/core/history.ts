@@ -71,6 +71,15 @@ export class History {
     }
   }
 
+  /** Drop the oldest message (the broker's total-bytes limit picks which channel). */
+  dropOldest(): void {
+    const oldest = this.#items[this.#start];
+    if (oldest === undefined) return;
+    this.#items[this.#start] = undefined as unknown as Message;
+    this.#start++;
+    this.#bytes -= oldest.size;
+  }
+
   /** Messages with seq > afterSeq, oldest first. Sequences are consecutive, so this is an index, not a search. */
   after(afterSeq: number): Message[] {
     const oldest = this.oldestSeq;
