@@ -37,6 +37,13 @@ const DEFAULT_HEADERS: ReadonlyArray<readonly [string, string]> = [
 ];
 
 const RESOLVED: Promise<void> = Promise.resolve();
+/*
+ * The abort reasons are shared: a stack trace says nothing about which
+ * client left, and building one per request is a measurable cost when
+ * thousands leave at once.
+ */
+const CLIENT_GONE = new DOMException('The client went away', 'AbortError');
+const HANDLER_RETURNED = new DOMException('The handler has returned', 'AbortError');
 const noop = (): void => {};
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -78,8 +85,9 @@ type State = 'idle' | 'open' | 'ended';
  * when the client leaves or the handler returns.
  */
 export class CometRun implements CometContext {
-  readonly signal: AbortSignal;
-  readonly #controller = new AbortController();
+  /** Made on first use of `signal`: most handlers never look at it, and 10,000 idle ones should not pay for it. */
+  #controller: AbortController | undefined;
+  #gone = false;
   readonly #headers = new Map<string, readonly [string, string]>();
   readonly #pending: CancelSet = new Set();
   #status = 200;
@@ -91,8 +99,15 @@ export class CometRun implements CometContext {
     private readonly output: CometOutput,
     private readonly env: RunEnvironment,
   ) {
-    this.signal = this.#controller.signal;
     for (const [name, value] of DEFAULT_HEADERS) this.#headers.set(name.toLowerCase(), [name, value]);
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#gone) this.#controller.abort(CLIENT_GONE);
+    }
+    return this.#controller.signal;
   }
 
   get status(): number {
@@ -118,7 +133,7 @@ export class CometRun implements CometContext {
   }
 
   write(chunk: Chunk): Promise<void> {
-    if (this.signal.aborted) return rejected(this.signal.reason);
+    if (this.#gone) return rejected(CLIENT_GONE);
     if (this.#state === 'ended') return rejected(new Error('kometa: write() after the response ended'));
     const bytes = toBuffer(chunk);
     if (bytes.length === 0) return RESOLVED;
@@ -134,7 +149,7 @@ export class CometRun implements CometContext {
     if (!(Number.isFinite(ms) && ms >= 0 && ms <= MAX_TIMER_MS)) {
       return rejected(new RangeError(`sleep(): ms must be between 0 and ${MAX_TIMER_MS}, got ${String(ms)}`));
     }
-    if (this.signal.aborted) return rejected(this.signal.reason);
+    if (this.#gone) return rejected(CLIENT_GONE);
     const counters = this.env.counters;
     const pending = this.#pending;
     return handled(
@@ -157,7 +172,7 @@ export class CometRun implements CometContext {
   }
 
   next(channels: string | readonly string[], options: NextOptions = {}): Promise<NextResult> {
-    if (this.signal.aborted) return rejected(this.signal.reason);
+    if (this.#gone) return rejected(CLIENT_GONE);
     const hub = this.env.hub;
     if (hub === undefined) return rejected(new Error('kometa: next() needs a hub: create the runtime with new Comet({ hub })'));
     try {
@@ -168,7 +183,7 @@ export class CometRun implements CometContext {
   }
 
   end(chunk?: Chunk): void {
-    if (this.signal.aborted || this.#state === 'ended') return;
+    if (this.#gone || this.#state === 'ended') return;
     const bytes = chunk === undefined ? undefined : toBuffer(chunk);
     const last = bytes !== undefined && bytes.length > 0 ? bytes : undefined;
     if (this.#state === 'idle') {
@@ -184,10 +199,11 @@ export class CometRun implements CometContext {
   /** The adapter saw the connection close before the response ended. */
   clientGone(): void {
     // After end() (or a cut) the close is ours, not the client's.
-    if (this.signal.aborted || !this.#running || this.#state === 'ended') return;
+    if (this.#gone || !this.#running || this.#state === 'ended') return;
     this.env.counters.aborted++;
-    this.#controller.abort(new DOMException('The client went away', 'AbortError'));
-    this.#cancelAll(this.signal.reason);
+    this.#gone = true;
+    this.#controller?.abort(CLIENT_GONE);
+    this.#cancelAll(CLIENT_GONE);
   }
 
   /** Run the handler to the end; never rejects (failures are answered, cut or reported). */
@@ -205,7 +221,7 @@ export class CometRun implements CometContext {
       } else {
         await result;
       }
-      if (this.signal.aborted) {
+      if (this.#gone) {
         this.output.cut();
         return;
       }
@@ -218,19 +234,19 @@ export class CometRun implements CometContext {
       counters.active--;
       // Whatever the handler started and did not wait for (the loser of a
       // race, say) must not outlive it.
-      this.#cancelAll(new DOMException('The handler has returned', 'AbortError'));
+      this.#cancelAll(HANDLER_RETURNED);
     }
   }
 
   #fail(error: unknown): void {
-    if (this.signal.aborted && (error === this.signal.reason || isAbortError(error))) {
+    if (this.#gone && (error === CLIENT_GONE || isAbortError(error))) {
       // The client left and the handler stopped because of it: nothing to report.
       this.output.cut();
       return;
     }
     this.env.counters.failed++;
     const phase = this.#state === 'idle' ? 'before-first-chunk' : 'after-first-chunk';
-    if (this.signal.aborted) {
+    if (this.#gone) {
       this.output.cut();
     } else if (this.#state === 'idle') {
       this.#state = 'ended';
