@@ -9,6 +9,7 @@ import { LongPollSink } from '../transports/long-poll.js';
 import { SSE_HEARTBEAT, SseSink, sseSlowFrame } from '../transports/sse.js';
 import { STREAM_HEARTBEAT, StreamSink, streamSlowFrame } from '../transports/stream.js';
 import { decodePublishBody, readBody } from './body.js';
+import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
 
@@ -295,6 +296,7 @@ export function createHubServer(
     },
     (req, res) => {
     if (http.handle(req, res)) return;
+    if (serveClientScript(req, res)) return;
     if (fallback !== undefined) fallback(req, res);
     else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
     },

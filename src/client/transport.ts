@@ -1,0 +1,178 @@
+import type { ChannelPosition } from './positions.js';
+
+export type TransportName = 'websocket' | 'sse' | 'poll';
+
+/** A message as the application receives it. */
+export interface KometaMessage {
+  readonly channel: string;
+  /** The message's id in its channel (`channel~epoch~seq`): store it to resume later with `cursor`. */
+  readonly id: string;
+  readonly event?: string;
+  /** The published text (JSON is the common case; the client never parses it). */
+  readonly data: string;
+}
+
+/** Messages after the channel's last position are gone: the application is told instead of missing them silently. */
+export interface KometaGap {
+  readonly channel: string;
+  readonly reason: 'history-truncated' | 'epoch-changed';
+  readonly epoch: string;
+  /** For `history-truncated`: the sequence numbers lost (inclusive). */
+  readonly missed?: { readonly from: number; readonly to: number };
+  /** The channel's position after the gap. */
+  readonly id: string;
+}
+
+/** Why the connection state changed. */
+export type StateReason =
+  /** The client started connecting. */
+  | 'connect'
+  /** A transport connected. */
+  | 'open'
+  /** The connection broke (socket closed, request failed, server unreachable). */
+  | 'network'
+  /** Nothing arrived on the connection for too long. */
+  | 'idle-timeout'
+  /** The hub is shutting down or restarting. */
+  | 'server-shutdown'
+  /** The hub closed the connection because the client did not read fast enough; it resumes from history. */
+  | 'slow-consumer'
+  /** The hub rejected something the client sent (a bug in the client or a proxy in the way). */
+  | 'protocol-error'
+  /** The hub refused the connection with an error status. */
+  | 'server-error'
+  /** `close()` was called. */
+  | 'client-closed';
+
+/** What a transport reports when its connection ends. */
+export interface TransportClose {
+  readonly reason: Exclude<StateReason, 'connect' | 'open' | 'client-closed'>;
+  /** Whether the connection had opened: a transport that never opens is skipped in favour of the next one. */
+  readonly opened: boolean;
+  readonly detail?: string;
+  /** The server's own hint for how long to wait. */
+  readonly retryAfterMs?: number;
+}
+
+/** An error the hub reported, with its stable code (docs/errors.md). */
+export class KometaClientError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status?: number,
+    readonly channel?: string,
+  ) {
+    super(message);
+    this.name = 'KometaClientError';
+  }
+}
+
+/**
+ * What the client gives a transport: where to connect, which channels to
+ * follow from where, and callbacks for what arrives. Callbacks from a
+ * connection the client has replaced are ignored by the client.
+ */
+export interface TransportHost {
+  readonly base: URL;
+  readonly fetch: typeof fetch;
+  /** Access token, if the application configured one (sent as `Authorization: Bearer` or `token=`). */
+  token(): Promise<string | undefined>;
+  /** Channels to follow and the position to resume each from (undefined: from now). */
+  channels(): ReadonlyMap<string, ChannelPosition | undefined>;
+  opened(): void;
+  message(message: KometaMessage): void;
+  gap(gap: KometaGap): void;
+  /** Where the hub says a channel stands (after a subscribe, a poll, an id-only SSE event). */
+  position(position: ChannelPosition): void;
+  /** The hub refused one channel; the client stops following it. */
+  channelError(channel: string, error: KometaClientError): void;
+  closed(close: TransportClose): void;
+}
+
+export interface PublishResult {
+  readonly channel: string;
+  readonly id: string;
+  readonly subscribers: number;
+}
+
+export interface TransportConnection {
+  /** The channel set changed: subscribe/unsubscribe, or re-open the request for the new set. */
+  update(): void;
+  /** Publish over this connection, when the transport can (WebSocket); otherwise the client uses HTTP. */
+  publish?(channel: string, data: string, event: string | undefined): Promise<PublishResult> | undefined;
+  close(): void;
+}
+
+export interface TransportTimings {
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly pingIntervalMs: number;
+  readonly pollTimeoutSeconds: number;
+}
+
+/** One way of reaching the hub. The client is given an ordered list of these and falls back down it. */
+export interface ClientTransport {
+  readonly name: TransportName;
+  /** False when this runtime lacks what the transport needs (e.g. no WebSocket in Node 20 unless one is given). */
+  available(): boolean;
+  open(host: TransportHost, timings: TransportTimings): TransportConnection;
+}
+
+/** Query string for a multi-channel HTTP subscription resuming from the joined positions. */
+export function subscribeQuery(channels: ReadonlyMap<string, ChannelPosition | undefined>, transport: 'sse' | 'poll'): URLSearchParams {
+  const query = new URLSearchParams();
+  const cursor: string[] = [];
+  for (const [channel, position] of channels) {
+    query.append('channel', channel);
+    if (position !== undefined) cursor.push(position.id);
+  }
+  query.set('transport', transport);
+  if (cursor.length > 0) query.set(transport === 'sse' ? 'lastEventId' : 'since', cursor.join(','));
+  return query;
+}
+
+export async function authHeaders(host: TransportHost, accept: string): Promise<Record<string, string>> {
+  const headers: Record<string, string> = { Accept: accept };
+  const token = await host.token();
+  if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
+/** Turn a failed HTTP answer into the reason the connection ended, reading the problem body when there is one. */
+export async function closeForResponse(response: Response, opened: boolean): Promise<TransportClose & { problem?: { code?: string; channel?: string; detail?: string } }> {
+  let problem: { code?: string; channel?: string; detail?: string } | undefined;
+  try {
+    problem = (await response.json()) as { code?: string; channel?: string; detail?: string };
+  } catch {
+    problem = undefined;
+  }
+  const retryAfter = Number(response.headers.get('retry-after'));
+  const detail = `${response.status} ${problem?.code ?? ''} ${problem?.detail ?? ''}`.trim();
+  if (response.status === 503 && problem?.code === 'KOMETA_ERR_DRAINING') {
+    return { reason: 'server-shutdown', opened, detail, ...(retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}), problem };
+  }
+  return { reason: 'server-error', opened, detail, ...(problem === undefined ? {} : { problem }) };
+}
+
+export interface ChannelInfo {
+  readonly epoch: string;
+  readonly headSeq: number;
+  /** Sequence of the oldest message history still holds, or undefined when it holds none. */
+  readonly oldestSeq: number | undefined;
+}
+
+/** `GET /channels/<channel>`: the channel's epoch, last sequence and oldest retained message. */
+export async function fetchChannelInfo(host: Pick<TransportHost, 'base' | 'fetch' | 'token'>, channel: string, signal?: AbortSignal): Promise<ChannelInfo> {
+  const headers = await authHeaders(host as TransportHost, 'application/json');
+  const response = await host.fetch(new URL(`/channels/${encodeURIComponent(channel)}`, host.base), {
+    headers,
+    cache: 'no-store',
+    ...(signal === undefined ? {} : { signal }),
+  });
+  if (!response.ok) throw new KometaClientError('KOMETA_CLIENT_HTTP', `GET /channels answered ${response.status}`, response.status, channel);
+  const info = (await response.json()) as { epoch?: string; last: string | null; history: { oldestSeq: number | null } };
+  const last = info.last === null ? undefined : info.last.split('~');
+  const epoch = info.epoch ?? last?.[1];
+  if (epoch === undefined) throw new KometaClientError('KOMETA_CLIENT_HTTP', 'GET /channels did not name the epoch', response.status, channel);
+  return { epoch, headSeq: last === undefined ? 0 : Number(last[2]), oldestSeq: info.history.oldestSeq ?? undefined };
+}

@@ -1,0 +1,260 @@
+import { type ChannelPosition, isAhead, parseCursorEntries, parseId } from '../positions.js';
+import {
+  type ClientTransport,
+  KometaClientError,
+  type TransportClose,
+  type TransportConnection,
+  type TransportHost,
+  type TransportTimings,
+  authHeaders,
+  closeForResponse,
+  fetchChannelInfo,
+  subscribeQuery,
+} from '../transport.js';
+
+/**
+ * Server-Sent Events over fetch, so that the client sees every event whatever
+ * its name (an EventSource only dispatches names it was told in advance),
+ * can send an Authorization header, and works the same in browsers and in
+ * Node without an EventSource implementation. Parsing follows the WHATWG
+ * "event stream interpretation" steps.
+ *
+ * All channels share one request: `GET /sub?channel=a&channel=b`, re-opened
+ * with the joined cursor when the set changes.
+ */
+export function sseTransport(): ClientTransport {
+  return {
+    name: 'sse',
+    available: () => typeof globalThis.fetch === 'function' && typeof TextDecoder === 'function',
+    open: (host, timings) => new SseConnection(host, timings),
+  };
+}
+
+interface SseEvent {
+  type: string;
+  data: string;
+  /** False for an event with no data line at all (an id-only event), which is not a message. */
+  hasData: boolean;
+  id: string | undefined;
+}
+
+/** Incremental parser for text/event-stream: feed decoded text, get whole events. */
+export class SseParser {
+  #buffer = '';
+  #data: string[] = [];
+  #type = '';
+  #id: string | undefined;
+  #pendingCr = false;
+
+  feed(text: string, dispatch: (event: SseEvent) => void): void {
+    let input = text;
+    // "a single U+000D CARRIAGE RETURN" or CRLF end a line: a CR at the end of
+    // one chunk and an LF at the start of the next are one line break.
+    if (this.#pendingCr && input.startsWith('\n')) input = input.slice(1);
+    this.#pendingCr = false;
+    this.#buffer += input;
+    let start = 0;
+    for (;;) {
+      const match = /\r\n|\r|\n/.exec(this.#buffer.slice(start));
+      if (match === null) break;
+      const end = start + match.index;
+      if (match[0] === '\r' && end + 1 === this.#buffer.length) {
+        this.#pendingCr = true;
+      }
+      this.#line(this.#buffer.slice(start, end), dispatch);
+      start = end + match[0].length;
+    }
+    this.#buffer = this.#buffer.slice(start);
+  }
+
+  #line(line: string, dispatch: (event: SseEvent) => void): void {
+    // "If the line is empty (a blank line): Dispatch the event".
+    if (line === '') {
+      if (this.#data.length > 0 || this.#id !== undefined) dispatch({ type: this.#type || 'message', data: this.#data.join('\n'), hasData: this.#data.length > 0, id: this.#id });
+      this.#data = [];
+      this.#type = '';
+      this.#id = undefined;
+      return;
+    }
+    // "If the line starts with a U+003A COLON character (:): Ignore the line."
+    if (line.startsWith(':')) return;
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'data') this.#data.push(value);
+    else if (field === 'event') this.#type = value;
+    else if (field === 'id' && !value.includes('\u0000')) this.#id = value;
+  }
+}
+
+class SseConnection implements TransportConnection {
+  #controller: AbortController | undefined;
+  #generation = 0;
+  #opened = false;
+  #done = false;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Where this stream stands per channel, to tell which channel each message belongs to. */
+  readonly #positions = new Map<string, ChannelPosition>();
+
+  constructor(
+    private readonly host: TransportHost,
+    private readonly timings: TransportTimings,
+  ) {
+    this.update();
+  }
+
+  /** (Re-)open the one request for the current channel set. */
+  update(): void {
+    if (this.#done) return;
+    this.#controller?.abort();
+    const generation = ++this.#generation;
+    const controller = new AbortController();
+    this.#controller = controller;
+    this.#run(generation, controller).catch((error: unknown) => {
+      if (generation !== this.#generation || this.#done) return;
+      this.#finish({ reason: 'network', opened: this.#opened, detail: String(error) });
+    });
+  }
+
+  async #run(generation: number, controller: AbortController): Promise<void> {
+    let channels = this.host.channels();
+    /*
+     * A message on a multi-channel stream is told apart by the one cursor
+     * entry that moves, so every channel needs a known start: channels
+     * followed "from now" start at their current head. (This also means "now"
+     * is when subscribe() was called, not when the request got through.)
+     */
+    const unknown = [...channels].filter(([, position]) => position === undefined).map(([channel]) => channel);
+    if (unknown.length > 0) {
+      const heads = await Promise.all(unknown.map((channel) => fetchChannelInfo(this.host, channel, controller.signal)));
+      if (generation !== this.#generation) return;
+      heads.forEach((head, i) => {
+        const position = parseId(`${unknown[i]}~${head.epoch}~${head.headSeq}`);
+        if (position !== undefined) this.host.position(position);
+      });
+      channels = this.host.channels();
+    }
+    const headers = await authHeaders(this.host, 'text/event-stream');
+    if (generation !== this.#generation) return;
+    this.#armIdle(generation, this.timings.connectTimeoutMs);
+    if (channels.size === 0) {
+      // Nothing to follow: make sure the hub is there, then wait for channels.
+      const health = await this.host.fetch(new URL('/healthz', this.host.base), { headers, signal: controller.signal, cache: 'no-store' });
+      await health.body?.cancel();
+      if (generation !== this.#generation) return;
+      clearTimeout(this.#idleTimer);
+      this.#markOpen();
+      return;
+    }
+    this.#positions.clear();
+    for (const [channel, position] of channels) if (position !== undefined) this.#positions.set(channel, position);
+    const url = new URL(`/sub?${subscribeQuery(channels, 'sse')}`, this.host.base);
+    const response = await this.host.fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
+    if (generation !== this.#generation) return;
+    if (!response.ok || response.body === null) {
+      const close = await closeForResponse(response, this.#opened);
+      if (generation !== this.#generation) return;
+      const refused = close.problem?.channel;
+      if (refused !== undefined && channels.has(refused)) {
+        // One channel is refused: drop it and go on with the rest (the client calls update()).
+        this.host.channelError(refused, new KometaClientError(close.problem?.code ?? 'KOMETA_ERR', close.detail ?? '', response.status, refused));
+        return;
+      }
+      this.#finish(close);
+      return;
+    }
+    this.#markOpen();
+    this.#armIdle(generation, this.timings.idleTimeoutMs);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = new SseParser();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (generation !== this.#generation) return;
+      if (done) break;
+      this.#armIdle(generation, this.timings.idleTimeoutMs);
+      let ended: TransportClose | undefined;
+      parser.feed(decoder.decode(value, { stream: true }), (event) => {
+        if (ended === undefined && generation === this.#generation) ended = this.#dispatch(event);
+      });
+      if (ended !== undefined) {
+        await reader.cancel().catch(() => {});
+        this.#finish(ended);
+        return;
+      }
+    }
+    this.#finish({ reason: 'network', opened: true, detail: 'the event stream ended' });
+  }
+
+  #markOpen(): void {
+    if (this.#opened) return;
+    this.#opened = true;
+    this.host.opened();
+  }
+
+  /** Returns how the connection ends, when the event says it does. */
+  #dispatch(event: SseEvent): TransportClose | undefined {
+    if (event.type === 'kometa-shutdown') {
+      const retryMs = Number((JSON.parse(event.data || '{}') as { retryMs?: number }).retryMs);
+      return { reason: 'server-shutdown', opened: true, ...(retryMs > 0 ? { retryAfterMs: retryMs } : {}) };
+    }
+    if (event.type === 'kometa-error') {
+      const error = JSON.parse(event.data || '{}') as { code?: string; detail?: string };
+      return { reason: error.code === 'KOMETA_ERR_SLOW_CONSUMER' ? 'slow-consumer' : 'server-error', opened: true, detail: error.detail ?? '' };
+    }
+    const entries = event.id === undefined ? [] : parseCursorEntries(event.id);
+    if (event.type === 'kometa-gap') {
+      const notice = JSON.parse(event.data) as { channel: string; reason: 'history-truncated' | 'epoch-changed'; epoch: string; missed?: { from: number; to: number } };
+      const entry = entries.find((e) => e.channel === notice.channel);
+      this.#advance(entries);
+      this.host.gap({ ...notice, id: entry?.id ?? `${notice.channel}~${notice.epoch}~0` });
+      return undefined;
+    }
+    if (!event.hasData) {
+      // An id-only event: where the subscription starts.
+      this.#advance(entries);
+      return undefined;
+    }
+    // A message: its channel is the one entry of the cursor that moved.
+    // Prefer a channel whose known position moved over one seen for the first time.
+    const moved =
+      entries.find((e) => this.#positions.has(e.channel) && isAhead(this.#positions.get(e.channel), e)) ??
+      entries.find((e) => !this.#positions.has(e.channel));
+    if (moved !== undefined) {
+      this.host.message(event.type === 'message' ? { channel: moved.channel, id: moved.id, data: event.data } : { channel: moved.channel, id: moved.id, event: event.type, data: event.data });
+    }
+    this.#advance(entries);
+    return undefined;
+  }
+
+  #advance(entries: readonly ChannelPosition[]): void {
+    for (const entry of entries) {
+      if (!isAhead(this.#positions.get(entry.channel), entry)) continue;
+      this.#positions.set(entry.channel, entry);
+      this.host.position(entry);
+    }
+  }
+
+  /* The hub sends a heartbeat on quiet streams; silence for longer than the
+   * idle timeout means the connection is dead even if no error says so. */
+  #armIdle(generation: number, ms: number): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      if (generation === this.#generation) this.#finish({ reason: this.#opened ? 'idle-timeout' : 'network', opened: this.#opened, detail: 'no data in time' });
+    }, ms);
+  }
+
+  close(): void {
+    this.#finish(undefined);
+  }
+
+  #finish(close: TransportClose | undefined): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#generation++;
+    clearTimeout(this.#idleTimer);
+    this.#controller?.abort();
+    if (close !== undefined) this.host.closed(close);
+  }
+}
