@@ -217,6 +217,8 @@ export class CometRun implements CometContext {
         for await (const chunk of result) {
           if (this.#state === 'ended') throw new Error('kometa: a generator handler yielded after end()');
           await this.write(chunk);
+          // Leaving the loop closes the generator (its finally blocks run).
+          if (this.#gone) break;
         }
       } else {
         await result;
