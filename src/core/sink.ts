@@ -10,6 +10,8 @@ export interface Encoder {
   message(message: Message, cursor: string): Buffer;
 }
 
+export type EndReason = 'shutdown' | 'token-expired';
+
 /**
  * One subscriber's connection, as the hub sees it. Implemented by each
  * transport; the hub never formats bytes and a transport never looks up a
@@ -29,6 +31,6 @@ export interface Sink {
   gap(notice: GapNotice, cursor: string): void;
   /** Catch-up is over; from here on messages arrive as they are published. */
   live(cursor: string): void;
-  /** The hub ends the subscription (server shutting down). */
-  end(reason: 'shutdown'): void;
+  /** The subscription ends: the server is shutting down, or the subscriber's credential expired. */
+  end(reason: EndReason): void;
 }

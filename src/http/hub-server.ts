@@ -8,7 +8,13 @@ import { ChunkedStream } from '../transports/chunked.js';
 import { LongPollSink } from '../transports/long-poll.js';
 import { SSE_HEARTBEAT, SseSink, sseSlowFrame } from '../transports/sse.js';
 import { STREAM_HEARTBEAT, StreamSink, streamSlowFrame } from '../transports/stream.js';
+import { AccessPolicy } from '../auth/access.js';
+import type { Grant } from '../auth/grant.js';
+import { isKometaClaim } from '../auth/grant.js';
+import { compilePatterns } from '../auth/patterns.js';
 import { decodePublishBody, readBody } from './body.js';
+import { RateLimiter } from './rate-limit.js';
+import { TimeoutWheel } from './wheel.js';
 import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
@@ -40,6 +46,16 @@ export interface HubHttpOptions {
   readonly websocket: boolean;
   /** Accept `publish` frames on WebSocket connections. */
   readonly websocketPublish: boolean;
+  /** Who may do what (tokens, publisher key, tickets, CORS origins). Open when not given. */
+  readonly access: AccessPolicy | undefined;
+  /** Publishes per second per publisher (token subject, publisher key or client address); 0 = no limit. */
+  readonly publishRate: number;
+  /** Request headers allowed at most (node:http alone would silently drop the rest). */
+  readonly maxHeaderCount: number;
+  /** Open connections at most (0 = no limit); past it new connections get a 429 and are closed. */
+  readonly maxConnections: number;
+  /** Open connections per client address at most (0 = no limit; behind a load balancer every client shares its address). */
+  readonly maxConnectionsPerIp: number;
 }
 
 export const defaultHubHttpOptions: HubHttpOptions = {
@@ -56,6 +72,11 @@ export const defaultHubHttpOptions: HubHttpOptions = {
   shutdownGraceMs: 5_000,
   websocket: true,
   websocketPublish: true,
+  access: undefined,
+  publishRate: 1000,
+  maxHeaderCount: 100,
+  maxConnections: 0,
+  maxConnectionsPerIp: 0,
 };
 
 /** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
@@ -81,15 +102,21 @@ export class HubHttp {
   #tick = 0;
   readonly #streaming = new Set<StreamingSubscriber>();
   /** Long-polls by the tick at which they time out: one shared sweep, no timer per request. */
-  readonly #pollWheel = new Map<number, Set<LongPollSink>>();
+  readonly #pollWheel = new TimeoutWheel<LongPollSink>();
+  /** Subscriptions whose credential expires, by tick: they are ended then. */
+  readonly #expiryWheel = new TimeoutWheel<() => void>();
   readonly #timer: NodeJS.Timeout;
   #draining = false;
+  readonly access: AccessPolicy;
+  readonly #publishLimiter: RateLimiter;
 
   constructor(
     readonly hub: Hub,
     options: Partial<HubHttpOptions> = {},
   ) {
     this.options = { ...defaultHubHttpOptions, ...options };
+    this.access = this.options.access ?? AccessPolicy.open();
+    this.#publishLimiter = new RateLimiter(this.options.publishRate);
     this.#timer = setInterval(() => this.#sweep(), TICK_MS);
     this.#timer.unref();
   }
@@ -99,9 +126,12 @@ export class HubHttp {
   }
 
   get pollCount(): number {
-    let count = 0;
-    for (const bucket of this.#pollWheel.values()) count += bucket.size;
-    return count;
+    return this.#pollWheel.size;
+  }
+
+  /** The tick (of the shared sweep) at which a credential expiring at `expiresAt` must be acted on. */
+  #tickAt(expiresAt: number): number {
+    return this.#tick + Math.max(1, Math.ceil((expiresAt - Date.now()) / TICK_MS));
   }
 
   /** Returns false when the request is not for the hub. */
@@ -121,14 +151,47 @@ export class HubHttp {
       route = () => this.#channelRoute(req, res, path.slice(10));
     } else if (path === '/healthz') {
       route = () => this.#healthRoute(req, res);
+    } else if (path === '/tickets') {
+      route = () => this.#ticketRoute(req, res, url);
     }
     if (route === undefined) return false;
     if (this.#draining) {
       sendProblem(res, new KometaError('KOMETA_ERR_DRAINING'), { Connection: 'close', 'Retry-After': '1' });
       return true;
     }
-    route().catch((error: unknown) => sendProblem(res, error));
+    if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {
+      sendProblem(res, new KometaError('KOMETA_ERR_HEADERS_TOO_LARGE', `At most ${this.options.maxHeaderCount} request headers`), { Connection: 'close' });
+      return true;
+    }
+    if (!this.access.originAllowed(req)) {
+      sendProblem(res, new KometaError('KOMETA_ERR_ORIGIN', 'This hub does not accept requests from that origin'));
+      return true;
+    }
+    this.access.corsHeaders(req, res);
+    if (req.method === 'OPTIONS') {
+      // A CORS preflight for an allowed origin.
+      res.writeHead(204, {
+        'Access-Control-Allow-Methods': 'GET, POST',
+        'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Kometa-Event',
+        'Access-Control-Max-Age': '600',
+      });
+      res.end();
+      return true;
+    }
+    route().catch((error: unknown) => {
+      const retryAfter = error instanceof KometaError ? error.extra?.retryAfter : undefined;
+      sendProblem(res, error, retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) });
+    });
     return true;
+  }
+
+  /** Authenticate and check a request for channels; sets the session cookie when a ticket was spent. */
+  async #authorize(req: IncomingMessage, res: ServerResponse, url: URL, action: 'subscribe' | 'publish', channels: readonly string[]): Promise<Grant> {
+    for (const channel of channels) assertChannelName(channel);
+    const { grant, setCookie } = await this.access.authenticate(req, url);
+    await this.access.require(req, grant, action, channels);
+    if (setCookie !== undefined) res.setHeader('Set-Cookie', setCookie);
+    return grant;
   }
 
   async #subscribeRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string | undefined): Promise<void> {
@@ -140,23 +203,26 @@ export class HubHttp {
     const cursorText = headerValue(req.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? url.searchParams.get('since') ?? '';
     const cursor = parseCursor(cursorText.trim(), this.hub.limits.maxChannelsPerSubscription);
     const pollTimeoutMs = transport === 'poll' ? this.#pollTimeout(url.searchParams.get('timeout')) : 0;
+    if (channels.length === 0) throw new KometaError('KOMETA_ERR_CHANNEL_MISSING');
+    const grant = await this.#authorize(req, res, url, 'subscribe', channels);
 
     const subscription = await this.hub.subscribe(channels, cursor);
     if (req.socket.destroyed || res.destroyed) {
       subscription.close();
       return;
     }
-    if (transport === 'poll') this.#startPoll(req, res, subscription, pollTimeoutMs);
-    else this.#startStreaming(res, subscription, transport);
+    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - Date.now())));
+    else this.#startStreaming(res, subscription, transport, grant);
   }
 
-  #startStreaming(res: ServerResponse, subscription: Subscription, transport: 'sse' | 'stream'): void {
+  #startStreaming(res: ServerResponse, subscription: Subscription, transport: 'sse' | 'stream', grant: Grant): void {
     const entry: { stream: ChunkedStream; heartbeat: Buffer } = {
       stream: new ChunkedStream(
         res,
         { maxQueueBytes: this.options.maxQueueBytes },
         () => {
           this.#streaming.delete(entry);
+          this.#expiryWheel.delete(expire);
           subscription.close();
         },
         transport === 'sse' ? sseSlowFrame : streamSlowFrame,
@@ -164,26 +230,24 @@ export class HubHttp {
       heartbeat: transport === 'sse' ? SSE_HEARTBEAT : STREAM_HEARTBEAT,
     };
     const sweep = () => this.#tick;
-    if (transport === 'sse') {
-      const sink = new SseSink(entry.stream, sweep, this.options.retryMs);
-      sink.open();
-      subscription.start(sink);
-    } else {
-      const sink = new StreamSink(entry.stream, sweep, this.options.retryMs);
-      sink.open();
-      subscription.start(sink);
-    }
-    if (!entry.stream.closed) this.#streaming.add(entry);
+    const sink = transport === 'sse' ? new SseSink(entry.stream, sweep, this.options.retryMs) : new StreamSink(entry.stream, sweep, this.options.retryMs);
+    // A credential that expires while the stream is open ends it with a clear reason.
+    const expire = () => sink.end('token-expired');
+    sink.open();
+    subscription.start(sink);
+    if (entry.stream.closed) return;
+    this.#streaming.add(entry);
+    if (grant.expiresAt !== undefined) this.#expiryWheel.add(expire, this.#tickAt(grant.expiresAt));
   }
 
   #startPoll(req: IncomingMessage, res: ServerResponse, subscription: Subscription, timeoutMs: number): void {
     const sink = new LongPollSink(res, subscription.cursor(), () => {
-      this.#pollWheel.get(sink.deadlineTick)?.delete(sink);
+      this.#pollWheel.delete(sink);
       subscription.close();
     });
     res.once('close', () => {
       if (!sink.answered) {
-        this.#pollWheel.get(sink.deadlineTick)?.delete(sink);
+        this.#pollWheel.delete(sink);
         subscription.close();
       }
     });
@@ -193,10 +257,7 @@ export class HubHttp {
       sink.answer();
       return;
     }
-    sink.deadlineTick = this.#tick + Math.max(1, Math.ceil(timeoutMs / TICK_MS));
-    let bucket = this.#pollWheel.get(sink.deadlineTick);
-    if (bucket === undefined) this.#pollWheel.set(sink.deadlineTick, (bucket = new Set()));
-    bucket.add(sink);
+    this.#pollWheel.add(sink, this.#tick + Math.max(1, Math.ceil(timeoutMs / TICK_MS)));
     void req;
   }
 
@@ -211,8 +272,13 @@ export class HubHttp {
   async #publishRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string): Promise<void> {
     allowMethods(req, 'POST');
     const channel = decodeChannel(pathChannel);
-    // Refuse a bad name before reading a body that would be thrown away.
-    assertChannelName(channel);
+    // Refuse a bad name or a missing right before reading a body that would be thrown away.
+    const grant = await this.#authorize(req, res, url, 'publish', [channel]);
+    const wait = this.#publishLimiter.take(grant.kind === 'anonymous' ? `ip:${req.socket.remoteAddress}` : grant.subject);
+    if (wait > 0) {
+      res.setHeader('Connection', 'close');
+      throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${this.options.publishRate} publishes per second`, { retryAfter: wait });
+    }
     const eventParam = url.searchParams.get('event') ?? headerValue(req.headers['kometa-event']);
     const body = await readBody(req, this.options.maxBodyBytes).catch((error: unknown) => {
       // Stop reading what is left of an oversized body; the connection is not reused.
@@ -237,6 +303,29 @@ export class HubHttp {
     });
   }
 
+  /**
+   * POST /tickets with a publisher credential and `{"subscribe": ["room.*"], "ttl": 3600}`:
+   * a single-use ticket, valid for a minute, that a browser trades for a
+   * session cookie on its first subscribe (`?ticket=`).
+   */
+  async #ticketRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    allowMethods(req, 'POST');
+    const { grant } = await this.access.authenticate(req, url);
+    if (!grant.tickets) {
+      throw new KometaError(grant.kind === 'anonymous' ? 'KOMETA_ERR_UNAUTHORIZED' : 'KOMETA_ERR_FORBIDDEN', 'Minting tickets needs the publisher key or a token with "tickets": true');
+    }
+    const body = decodePublishBody('application/json', await readBody(req, this.options.maxBodyBytes));
+    const request = JSON.parse(body) as { subscribe?: unknown; ttl?: unknown };
+    const claim = { subscribe: request.subscribe };
+    if (!isKometaClaim(claim) || claim.subscribe === undefined || claim.subscribe.length === 0) {
+      throw new KometaError('KOMETA_ERR_PATTERN', 'Give the channels the ticket may subscribe to: {"subscribe": ["room.42"]}');
+    }
+    compilePatterns(claim.subscribe); // refuse a bad pattern now, not when the ticket is used
+    const ttl = typeof request.ttl === 'number' && request.ttl > 0 ? request.ttl * 1000 : undefined;
+    const { ticket, expiresAt } = this.access.tickets.mint(claim, grant.subject, ttl);
+    sendJson(res, 201, { ticket, expiresAt: new Date(expiresAt).toISOString() });
+  }
+
   async #healthRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
     allowMethods(req, 'GET');
     const broker = this.hub.broker.health();
@@ -245,11 +334,8 @@ export class HubHttp {
 
   #sweep(): void {
     this.#tick++;
-    const due = this.#pollWheel.get(this.#tick);
-    if (due !== undefined) {
-      this.#pollWheel.delete(this.#tick);
-      for (const sink of due) sink.answer();
-    }
+    for (const sink of this.#pollWheel.take(this.#tick)) sink.answer();
+    for (const expire of this.#expiryWheel.take(this.#tick)) expire();
     const heartbeatTicks = Math.max(1, Math.round(this.options.heartbeatMs / TICK_MS));
     if (this.#tick % heartbeatTicks === 0) {
       const quietSince = this.#tick - heartbeatTicks;
@@ -257,7 +343,11 @@ export class HubHttp {
         if (stream.lastWriteSweep <= quietSince) stream.write(heartbeat, this.#tick);
       }
     }
-    if (this.#tick % HOUSEKEEPING_TICKS === 0) this.hub.housekeeping();
+    if (this.#tick % HOUSEKEEPING_TICKS === 0) {
+      this.hub.housekeeping();
+      this.#publishLimiter.prune();
+      this.access.tickets.sweep();
+    }
   }
 
   /** Stop taking requests, end every subscription with a retry hint, and stop the sweep. */
@@ -265,8 +355,8 @@ export class HubHttp {
     this.#draining = true;
     clearInterval(this.#timer);
     this.hub.close();
-    for (const bucket of this.#pollWheel.values()) for (const sink of bucket) sink.answer();
-    this.#pollWheel.clear();
+    for (const sink of this.#pollWheel.drain()) sink.answer();
+    this.#expiryWheel.drain();
   }
 }
 

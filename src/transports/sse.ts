@@ -1,5 +1,5 @@
 import type { Message, GapNotice } from '../core/message.js';
-import type { Encoder, Sink } from '../core/sink.js';
+import type { Encoder, EndReason, Sink } from '../core/sink.js';
 import { ChunkedStream, chunk } from './chunked.js';
 
 /*
@@ -78,10 +78,15 @@ export class SseSink implements Sink {
     this.#sentId = true;
   }
 
-  end(reason: 'shutdown'): void {
+  end(reason: EndReason): void {
+    if (reason === 'token-expired') {
+      this.stream.end(chunk('event: kometa-error\ndata: {"code":"KOMETA_ERR_TOKEN_EXPIRED","detail":"The credential expired; subscribe again with a fresh one to resume"}\n\n'));
+      return;
+    }
     const retryMs = this.retryMs;
     this.stream.end(chunk(`retry: ${retryMs}\nevent: kometa-${reason}\ndata: {"retryMs":${retryMs}}\n\n`));
   }
+
 }
 
 export function sseSlowFrame(): Buffer {

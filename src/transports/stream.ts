@@ -1,5 +1,5 @@
 import type { GapNotice, Message } from '../core/message.js';
-import type { Encoder, Sink } from '../core/sink.js';
+import type { Encoder, EndReason, Sink } from '../core/sink.js';
 import { ChunkedStream, chunk } from './chunked.js';
 
 /*
@@ -51,7 +51,11 @@ export class StreamSink implements Sink {
     this.stream.write(chunk(`{"type":"live","cursor":${JSON.stringify(cursor)}}\n`), this.sweep());
   }
 
-  end(reason: 'shutdown'): void {
+  end(reason: EndReason): void {
+    if (reason === 'token-expired') {
+      this.stream.end(chunk('{"type":"error","code":"KOMETA_ERR_TOKEN_EXPIRED","detail":"The credential expired; subscribe again with a fresh one to resume"}\n'));
+      return;
+    }
     this.stream.end(chunk(`{"type":"${reason}","retryMs":${this.retryMs}}\n`));
   }
 }

@@ -1,0 +1,47 @@
+/**
+ * Token buckets keyed by who is publishing (a token's subject, the publisher
+ * key, or the client address for anonymous publishers). Buckets refill lazily
+ * from the time of each request, so there is no timer; full buckets are
+ * forgotten by `prune`, so the map only holds recent publishers.
+ */
+export class RateLimiter {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    /** Sustained requests per second; 0 turns the limit off. */
+    readonly perSecond: number,
+    /** Requests allowed in a burst. */
+    readonly burst: number = perSecond * 2,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Take one token; returns 0 when allowed, else the seconds until one is free. */
+  take(key: string): number {
+    if (this.perSecond <= 0) return 0;
+    const now = this.now();
+    let bucket = this.#buckets.get(key);
+    if (bucket === undefined) {
+      bucket = { tokens: this.burst, at: now };
+      this.#buckets.set(key, bucket);
+    } else {
+      bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.perSecond);
+      bucket.at = now;
+    }
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil((1 - bucket.tokens) / this.perSecond);
+  }
+
+  prune(): void {
+    const now = this.now();
+    for (const [key, bucket] of this.#buckets) {
+      if (bucket.tokens + ((now - bucket.at) / 1000) * this.perSecond >= this.burst) this.#buckets.delete(key);
+    }
+  }
+
+  get size(): number {
+    return this.#buckets.size;
+  }
+}
