@@ -3,6 +3,7 @@ import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { Hub } from '../core/hub.js';
 import { createHubServer } from '../http/hub-server.js';
+import { withChat } from '../http/web.js';
 import { Comet } from '../comet/comet.js';
 import { seedFallback } from './seed-route.js';
 import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
@@ -69,7 +70,7 @@ async function serve(argv: string[]): Promise<number> {
     keepAliveTimeoutMs: settings.keepAliveTimeout * 1000,
     maxHeaderBytes: settings.maxHeaderBytes,
     shutdownGraceMs: settings.shutdownGrace * 1000,
-  }, seedFallback(comet));
+  }, withChat(seedFallback(comet)));
   let address;
   try {
     address = await hubServer.listen(settings.port, settings.host);
@@ -81,6 +82,7 @@ async function serve(argv: string[]): Promise<number> {
   // Under --workers the primary prints the banner once, for all of them.
   if (!cluster.isWorker) process.stdout.write(
     `kometa hub listening on ${base}\n` +
+      `  chat       open ${base}/ in a browser\n` +
       `  subscribe  curl -N ${base}/sub/demo\n` +
       `  publish    curl -d 'hello' ${base}/pub/demo\n` +
       `  channel    ${base}/channels/demo\n` +

@@ -99,3 +99,10 @@ export function serveChat(req: IncomingMessage, res: ServerResponse): boolean {
   const load = chatPages[path === '/index.html' ? '/' : path];
   return load !== undefined && send(req, res, load);
 }
+
+/** Put the chat in front of another fallback handler (the CLI's /seed route, or a 404). */
+export function withChat(next: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    if (!serveChat(req, res)) next(req, res);
+  };
+}
