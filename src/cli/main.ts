@@ -6,6 +6,7 @@ import { createHubServer } from '../http/hub-server.js';
 import { withChat } from '../http/web.js';
 import { Comet } from '../comet/comet.js';
 import { seedFallback } from './seed-route.js';
+import { accessFromSettings, openFilesLimit } from './access.js';
 import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
 import { brokerLine, createBroker, runPrimary } from './workers.js';
 
@@ -54,6 +55,16 @@ async function serve(argv: string[]): Promise<number> {
   }
   if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings);
 
+  let access;
+  try {
+    access = await accessFromSettings(settings);
+  } catch (error) {
+    if (error instanceof SettingsError) {
+      process.stderr.write(`kometa serve: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
   const broker = await createBroker(settings);
   const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
@@ -70,6 +81,12 @@ async function serve(argv: string[]): Promise<number> {
     keepAliveTimeoutMs: settings.keepAliveTimeout * 1000,
     maxHeaderBytes: settings.maxHeaderBytes,
     shutdownGraceMs: settings.shutdownGrace * 1000,
+    access,
+    publishRate: settings.publishRate,
+    maxHeaderCount: settings.maxHeaders,
+    // Past the open-files limit node:http can only fail to accept; stop short of it with a clear answer.
+    maxConnections: settings.maxConnections || Math.max(0, (openFilesLimit() ?? 0) - 256),
+    maxConnectionsPerIp: settings.maxConnectionsPerIp,
   }, withChat(seedFallback(comet)));
   let address;
   try {

@@ -376,6 +376,7 @@ export function createHubServer(
   fallback?: (req: IncomingMessage, res: ServerResponse) => void,
 ): HubServer {
   const http = new HubHttp(hub, options);
+  const rejected = new WeakSet<Socket>();
   const server = createServer(
     {
       maxHeaderSize: http.options.maxHeaderBytes,
@@ -385,6 +386,7 @@ export function createHubServer(
       connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
     },
     (req, res) => {
+    if (rejected.has(req.socket)) return;
     if (http.handle(req, res)) return;
     if (serveClientScript(req, res)) return;
     if (fallback !== undefined) fallback(req, res);
@@ -399,7 +401,11 @@ export function createHubServer(
     maxSubscriptions: hub.limits.maxChannelsPerSubscription,
     heartbeatMs: http.options.heartbeatMs,
   });
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => webSocket.handleUpgrade(req, socket, head));
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (rejected.has(socket)) socket.destroy();
+    else webSocket.handleUpgrade(req, socket, head);
+  });
+  limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected);
   server.headersTimeout = http.options.headersTimeoutMs;
   server.requestTimeout = http.options.requestTimeoutMs;
   server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
@@ -447,6 +453,39 @@ export function createHubServer(
         server.closeIdleConnections();
       }),
   };
+}
+
+/**
+ * Connection limits, in total and per client address, checked as each TCP
+ * connection arrives: the one over the limit is told why (429 problem
+ * details) and closed, and no request on it is read.
+ */
+function limitConnections(server: Server, maxTotal: number, maxPerIp: number, rejected: WeakSet<Socket>): void {
+  if (maxTotal <= 0 && maxPerIp <= 0) return;
+  let total = 0;
+  const perIp = new Map<string, number>();
+  server.prependListener('connection', (socket: Socket) => {
+    const ip = socket.remoteAddress ?? '';
+    const fromIp = (perIp.get(ip) ?? 0) + 1;
+    if ((maxTotal > 0 && total + 1 > maxTotal) || (maxPerIp > 0 && fromIp > maxPerIp)) {
+      const error = new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', maxPerIp > 0 && fromIp > maxPerIp ? `At most ${maxPerIp} connections per address` : `At most ${maxTotal} connections`);
+      // node:http attaches its parser to this socket too; the request handler
+      // ignores whatever it parses from a rejected one.
+      rejected.add(socket);
+      socket.on('error', () => socket.destroy());
+      socket.end(rawProblemResponse(error));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    total++;
+    perIp.set(ip, fromIp);
+    socket.once('close', () => {
+      total--;
+      const left = (perIp.get(ip) ?? 1) - 1;
+      if (left === 0) perIp.delete(ip);
+      else perIp.set(ip, left);
+    });
+  });
 }
 
 function allowMethods(req: IncomingMessage, method: 'GET' | 'POST'): void {
