@@ -200,7 +200,8 @@ export interface Received {
 /** An SSE subscriber using the `eventsource` package, recording messages, gaps and (re)connects. */
 export interface SseCollector {
   readonly received: Received[];
-  readonly gaps: { reason: string; epoch: string; missed?: { from: number; to: number } }[];
+  /** Each gap notice, with `at`: how many messages had arrived before it. */
+  readonly gaps: { reason: string; epoch: string; missed?: { from: number; to: number }; at: number }[];
   readonly opens: () => number;
   readonly lastId: () => string;
   close(): void;
@@ -219,7 +220,7 @@ export function sseCollector(url: string): SseCollector {
   };
   source.addEventListener('kometa-gap', (event) => {
     lastId = event.lastEventId;
-    gaps.push(JSON.parse(event.data));
+    gaps.push({ ...JSON.parse(event.data), at: received.length });
   });
   return { received, gaps, opens: () => opens, lastId: () => lastId, close: () => source.close() };
 }
