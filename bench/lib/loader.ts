@@ -1,0 +1,264 @@
+/*
+ * A load generator: a separate process (forked by bench/run.ts) that opens
+ * subscribers on raw `net` sockets with hand-written requests and counts
+ * what arrives by scanning the bytes for the message marker `@@<seq>.<µs>;`
+ * — no HTTP, SSE, JSON or WebSocket parsing beyond that. Latency is the
+ * receiver's monotonic clock minus the one embedded by the publisher.
+ */
+import { type Socket, connect } from 'node:net';
+import { Histogram } from './histogram.js';
+import type { ChildMessage, ConnectOrder, LoadReport, ParentMessage } from './protocol.js';
+import { sourceAddress } from './protocol.js';
+
+const AT = 0x40;
+const DOT = 0x2e;
+const SEMI = 0x3b;
+const MARK = Buffer.from('@@');
+const ID_LINE = Buffer.from('\nid: ');
+
+interface Sub {
+  readonly index: number;
+  socket: Socket | null;
+  ready: boolean;
+  /** Highest message sequence seen. */
+  last: number;
+  /** The SSE id that came with it (reconnect storm). */
+  id: string;
+  tail: Buffer | null;
+  head: string;
+  attempts: number;
+}
+
+let order: ConnectOrder | undefined;
+const subs: Sub[] = [];
+const hist = new Histogram();
+const stats = { frames: 0, unique: 0, duplicates: 0, skipped: 0, closed: 0, errors: 0 };
+let cpuAt = process.cpuUsage();
+let wallAt = performance.now();
+const reached = new Map<number, number>();
+let frontier = 0;
+let dropping = false;
+
+function send(message: ChildMessage): void {
+  process.send?.(message);
+}
+
+function request(o: ConnectOrder, sub: Sub): Buffer {
+  const ch = o.perSocketChannel ? `${o.channel}${o.firstIndex + sub.index}` : o.channel;
+  const path = o.path.replaceAll('{ch}', ch);
+  if (o.kind === 'ws') {
+    const head = Buffer.from(
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    if (o.wsFrame === undefined) return head;
+    // A masked text frame with an all-zero masking key: the payload goes as is.
+    const payload = Buffer.from(o.wsFrame.replaceAll('{ch}', ch));
+    const frame = Buffer.alloc(2 + 4 + payload.length);
+    frame[0] = 0x81;
+    frame[1] = 0x80 | payload.length;
+    payload.copy(frame, 6);
+    return Buffer.concat([head, frame]);
+  }
+  const resume = sub.id !== '' ? `Last-Event-ID: ${sub.id}\r\n` : '';
+  const accept = o.kind === 'sse' ? 'Accept: text/event-stream\r\n' : '';
+  return Buffer.from(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${accept}${resume}\r\n`);
+}
+
+/** Count the markers in one chunk of a subscriber's bytes. */
+function scan(sub: Sub, input: Buffer, nowUs: number): void {
+  let buf = input;
+  if (sub.tail !== null) {
+    buf = Buffer.concat([sub.tail, input]);
+    sub.tail = null;
+  }
+  let at = buf.indexOf(MARK);
+  while (at !== -1) {
+    let i = at + 2;
+    let seq = 0;
+    let t = 0;
+    let c = 0;
+    for (; i < buf.length; i++) {
+      c = buf[i]!;
+      if (c === DOT) break;
+      seq = seq * 10 + (c - 48);
+    }
+    if (c === DOT) {
+      for (i++; i < buf.length; i++) {
+        c = buf[i]!;
+        if (c === SEMI) break;
+        t = t * 10 + (c - 48);
+      }
+    }
+    if (c !== SEMI || i >= buf.length) {
+      sub.tail = Buffer.from(buf.subarray(at));
+      break;
+    }
+    delivered(sub, seq, nowUs - t);
+    at = buf.indexOf(MARK, i);
+  }
+  if (sub.tail === null && buf[buf.length - 1] === AT) sub.tail = Buffer.from('@');
+  if (order!.trackIds) {
+    // The id of the newest complete event in this chunk.
+    const idAt = buf.lastIndexOf(ID_LINE);
+    if (idAt !== -1) {
+      const end = buf.indexOf(0x0a, idAt + ID_LINE.length);
+      if (end !== -1) sub.id = buf.toString('latin1', idAt + ID_LINE.length, end);
+    }
+  }
+}
+
+function delivered(sub: Sub, seq: number, latencyUs: number): void {
+  stats.frames++;
+  hist.record(latencyUs);
+  if (seq <= sub.last) {
+    stats.duplicates++;
+    return;
+  }
+  stats.unique++;
+  if (seq > sub.last + 1 && sub.last !== 0) stats.skipped += seq - sub.last - 1;
+  sub.last = seq;
+  const o = order!;
+  if (!o.frontier) return;
+  const count = (reached.get(seq) ?? 0) + 1;
+  if (count >= o.count) {
+    reached.delete(seq);
+    if (seq > frontier) {
+      frontier = seq;
+      send({ type: 'frontier', seq });
+    }
+  } else reached.set(seq, count);
+}
+
+function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean) => void): void {
+  const address = sourceAddress(addressBase + Math.floor(sub.index / o.perAddress));
+  const socket = connect({ host: o.host, port: o.port, localAddress: address });
+  sub.socket = socket;
+  sub.ready = false;
+  sub.head = '';
+  sub.tail = null;
+  let settled = false;
+  const settle = (ok: boolean) => {
+    if (settled) return;
+    settled = true;
+    done(ok);
+  };
+  socket.setNoDelay(true);
+  socket.on('connect', () => {
+    socket.write(request(o, sub));
+    if (o.readyToken === undefined) {
+      sub.ready = true;
+      settle(true);
+    }
+  });
+  socket.on('data', (chunk: Buffer) => {
+    if (!sub.ready) {
+      sub.head += chunk.toString('latin1');
+      if (sub.head.length > 65536) sub.head = sub.head.slice(-4096);
+      if (!sub.head.includes(o.readyToken!)) return;
+      sub.ready = true;
+      sub.head = '';
+      settle(true);
+    }
+    scan(sub, chunk, Number(process.hrtime.bigint() / 1000n));
+  });
+  socket.on('error', () => {
+    stats.errors++;
+  });
+  socket.on('close', () => {
+    if (sub.socket !== socket) return;
+    sub.socket = null;
+    if (sub.ready) {
+      sub.ready = false;
+      if (!dropping) stats.closed++;
+    }
+    settle(false);
+  });
+}
+
+function connectAll(o: ConnectOrder, addressBase: number, subsToOpen: Sub[], then: (ready: number, failed: number, ms: number) => void): void {
+  const started = performance.now();
+  let next = 0;
+  let inflight = 0;
+  let ready = 0;
+  let failed = 0;
+  const pump = () => {
+    while (inflight < o.concurrency && next < subsToOpen.length) {
+      const sub = subsToOpen[next++]!;
+      inflight++;
+      const attempt = () =>
+        open(o, sub, addressBase, (ok) => {
+          if (!ok && sub.attempts < 3) {
+            sub.attempts++;
+            setTimeout(attempt, 50 * sub.attempts);
+            return;
+          }
+          inflight--;
+          if (ok) ready++;
+          else failed++;
+          if (ready + failed === subsToOpen.length) then(ready, failed, performance.now() - started);
+          else pump();
+        });
+      attempt();
+    }
+  };
+  if (subsToOpen.length === 0) then(0, 0, 0);
+  else pump();
+}
+
+function report(): LoadReport {
+  const cpu = process.cpuUsage(cpuAt);
+  const atSeq: Record<string, number> = {};
+  let ready = 0;
+  for (const sub of subs) {
+    if (sub.ready) ready++;
+    atSeq[sub.last] = (atSeq[sub.last] ?? 0) + 1;
+  }
+  return {
+    ...stats,
+    latency: hist.toSparse(),
+    latencyMax: hist.max,
+    cpuUs: cpu.user + cpu.system,
+    wallMs: performance.now() - wallAt,
+    ready,
+    atSeq,
+  };
+}
+
+process.on('message', (message: ParentMessage) => {
+  switch (message.type) {
+    case 'connect': {
+      order = message;
+      for (let i = 0; i < message.count; i++) subs.push({ index: i, socket: null, ready: false, last: 0, id: '', tail: null, head: '', attempts: 0 });
+      connectAll(message, message.addressBase, subs, (ready, failed, ms) => send({ type: 'connected', ready, failed, ms }));
+      break;
+    }
+    case 'reset':
+      hist.reset();
+      for (const key of Object.keys(stats) as (keyof typeof stats)[]) stats[key] = 0;
+      cpuAt = process.cpuUsage();
+      wallAt = performance.now();
+      break;
+    case 'report':
+      send({ type: 'report', report: report() });
+      break;
+    case 'drop':
+      dropping = true;
+      for (const sub of subs) sub.socket?.destroy();
+      setTimeout(() => {
+        dropping = false;
+        send({ type: 'dropped' });
+      }, 100);
+      break;
+    case 'reconnect':
+      for (const sub of subs) sub.attempts = 0;
+      connectAll(order!, message.addressBase, subs, (ready, failed, ms) => send({ type: 'connected', ready, failed, ms }));
+      break;
+    case 'exit':
+      for (const sub of subs) sub.socket?.destroy();
+      process.exit(0);
+  }
+});
+process.on('disconnect', () => process.exit(0));
+// Never outlive a run by much, whatever happens to the parent.
+setTimeout(() => process.exit(3), 20 * 60_000).unref();

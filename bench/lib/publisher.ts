@@ -1,0 +1,109 @@
+/*
+ * Publishes over a few raw keep-alive HTTP/1.1 connections, one request in
+ * flight per connection (Pushpin's publish endpoint and others do not all
+ * pipeline), more waiting in a queue. Responses are counted by their status
+ * lines; nothing else is parsed.
+ */
+import { type Socket, connect } from 'node:net';
+
+export interface PublishTarget {
+  readonly port: number;
+  /** The bytes of one request for this message. */
+  request(channel: string, data: string): Buffer;
+}
+
+const STATUS = Buffer.from('HTTP/1.1 ');
+
+interface Conn {
+  socket: Socket | null;
+  busy: boolean;
+}
+
+export class Publisher {
+  readonly #conns: Conn[] = [];
+  readonly #queue: Buffer[] = [];
+  sent = 0;
+  acked = 0;
+  failed = 0;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly host: string,
+    private readonly target: PublishTarget,
+    connections = 8,
+  ) {
+    for (let i = 0; i < connections; i++) this.#conns.push({ socket: null, busy: false });
+  }
+
+  publish(channel: string, data: string): void {
+    this.#queue.push(this.target.request(channel, data));
+    this.sent++;
+    this.#pump();
+  }
+
+  get inflight(): number {
+    return this.sent - this.acked - this.failed;
+  }
+
+  /** Resolves when every request sent so far has been answered. */
+  idle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #pump(): void {
+    for (const conn of this.#conns) {
+      if (this.#queue.length === 0) return;
+      if (conn.busy) continue;
+      const request = this.#queue.shift()!;
+      conn.busy = true;
+      this.#socket(conn).write(request);
+    }
+  }
+
+  #socket(conn: Conn): Socket {
+    if (conn.socket !== null && !conn.socket.destroyed) return conn.socket;
+    const socket = connect({ host: this.host, port: this.target.port });
+    socket.setNoDelay(true);
+    conn.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      let at = chunk.indexOf(STATUS);
+      while (at !== -1) {
+        if (chunk[at + STATUS.length] === 0x32) this.acked++;
+        else this.failed++;
+        conn.busy = false;
+        at = chunk.indexOf(STATUS, at + STATUS.length);
+      }
+      this.#settle();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (conn.socket !== socket) return;
+      conn.socket = null;
+      if (conn.busy) {
+        // Lost with the connection (e.g. the server's keep-alive timeout raced it).
+        conn.busy = false;
+        this.failed++;
+        this.#settle();
+      }
+    });
+    return socket;
+  }
+
+  #settle(): void {
+    this.#pump();
+    if (this.inflight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  close(): void {
+    for (const conn of this.#conns) conn.socket?.destroy();
+  }
+}
+
+export function postRequest(path: string, body: string, contentType = 'text/plain'): Buffer {
+  const bytes = Buffer.from(body);
+  return Buffer.concat([
+    Buffer.from(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${contentType}\r\nContent-Length: ${bytes.length}\r\n\r\n`),
+    bytes,
+  ]);
+}

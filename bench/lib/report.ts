@@ -1,0 +1,90 @@
+/** The Markdown form of a results document. */
+
+type Row = Record<string, unknown>;
+interface Doc {
+  date: string;
+  quick: boolean;
+  repeat: number;
+  machine: { cpus: number; model: string; loadAverageAtStart: number[]; note: string };
+  versions: Record<string, string>;
+  node: string;
+  skipped: { system: string; scenario: string; reason: string }[];
+  results: Record<string, Row[] | unknown[]>;
+}
+
+function table(header: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]) => `| ${cells.map((c) => (typeof c === 'number' && Number.isNaN(c) ? '–' : String(c))).join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n') + '\n';
+}
+
+const k = (n: number) => (n >= 10_000 ? `${Math.round(n / 1000)}k` : String(n));
+
+export function renderMarkdown(doc: Doc): string {
+  let out = `# kometa bench ${doc.date.slice(0, 16).replace('T', ' ')} UTC${doc.quick ? ' (quick)' : ''}\n\n`;
+  out += `Machine: ${doc.machine.cpus} × ${doc.machine.model}; ${doc.machine.note}; load average at start ${doc.machine.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}. Node ${doc.node}.\n`;
+  out += `Versions: ${Object.entries(doc.versions).map(([s, v]) => `${s} ${v}`).join('; ')}.\n\n`;
+
+  const fan = doc.results.fanout as Row[];
+  if (fan?.length) {
+    out += `## Fan-out: one channel, 100-byte messages\n\nMax rate (closed loop, at most 4 messages ahead of the slowest subscriber), median of ${doc.repeat} runs. **CPU-s/M** = server CPU-seconds per million deliveries (lower is better); load % = the load generators' own CPU (100% = one core).\n\n`;
+    out += table(
+      ['subscribers', 'system', 'transport', 'deliveries/s', 'CPU-s/M', 'p50 ms', 'p99 ms', 'lost', 'load %'],
+      fan.map((r) => {
+        const m = r.median as Row;
+        return [k(r.subscribers as number), r.system as string, r.transport as string, k(m.deliveriesPerSec as number), m.cpuSecPerMillion as number, m.p50Ms as number, m.p99Ms as number, m.lost as number, m.loadCpuPct as number];
+      }),
+    );
+    out += `\nFixed rates (open loop; a system's ladder stops at its first rate with p99 ≥ 100 ms or a loss):\n\n`;
+    const rows: (string | number)[][] = [];
+    for (const r of fan) {
+      for (const p of r.phases as Row[]) {
+        if (p.rate === null) continue;
+        rows.push([k(r.subscribers as number), r.system as string, p.rate as number, k(p.deliveriesPerSec as number), p.p50Ms as number, p.p99Ms as number, p.maxMs as number, p.lost as number, p.cpuSecPerMillion as number, p.serverCpuPct as number, p.loadCpuPct as number]);
+      }
+    }
+    out += table(['subscribers', 'system', 'msg/s', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'lost', 'CPU-s/M', 'server %', 'load %'], rows);
+    out += '\n';
+  }
+  const idle = doc.results.idle as Row[];
+  if (idle?.length) {
+    out += `## Idle subscribers\n\nServer RSS per subscriber over the empty server (whole process tree), and the time to open them all (200 at a time).\n\n`;
+    out += table(
+      ['subscribers', 'system', 'transport', 'ready', 'KiB each', 'connect ms', 'server RSS MiB'],
+      idle.map((r) => [k(r.subscribers as number), r.system as string, r.transport as string, r.ready as number, r.kibPerSubscriber as number, r.connectMs as number, Math.round((r.rssKiB as number) / 1024)]),
+    );
+    out += '\n';
+  }
+  const ch = doc.results.channels as Row[];
+  if (ch?.length) {
+    out += `## Many channels: one subscriber per channel, one message to each\n\n`;
+    out += table(
+      ['subscribers', 'system', 'all delivered ms', 'lost', 'p50 ms', 'p99 ms', 'CPU-s/M'],
+      ch.map((r) => [k(r.subscribers as number), r.system as string, r.allDeliveredMs as number, r.lost as number, r.p50Ms as number, r.p99Ms as number, r.cpuSecPerMillion as number]),
+    );
+    out += '\n';
+  }
+  const storm = doc.results.storm as Row[];
+  if (storm?.length) {
+    out += `## Reconnect storm: every subscriber drops, messages are published, all come back at once with their last id\n\n`;
+    out += table(
+      ['subscribers', 'system', 'missed msgs', 'caught up', 'all caught up ms', 'replay deliveries/s', 'lost', 'duplicates'],
+      storm.map((r) => [k(r.subscribers as number), r.system as string, r.missedMessages as number, `${r.caughtUp}/${r.subscribers}`, r.allCaughtUpMs as number, k(r.replayPerSec as number), r.lost as number, r.duplicates as number]),
+    );
+    out += '\n';
+  }
+  const prof = doc.results.profile as Row[];
+  if (prof?.length) {
+    out += `## Profile runs (server under --cpu-prof)\n\n`;
+    for (const r of prof) {
+      const m = r.median as Row;
+      out += `### ${r.system}, ${k(r.subscribers as number)} subscribers: ${k(m.deliveriesPerSec as number)} deliveries/s, ${m.cpuSecPerMillion} CPU-s/M\n\n`;
+      const p = r.profile as { top: { fn: string; where: string; selfPct: number }[] } | undefined;
+      if (p) out += table(['self %', 'function', 'where'], p.top.map((e) => [e.selfPct, e.fn, e.where])) + '\n';
+    }
+  }
+  if (doc.skipped.length) {
+    const seen = new Set<string>();
+    out += `Skipped: ${doc.skipped.filter((s) => !seen.has(`${s.system}${s.reason}`) && seen.add(`${s.system}${s.reason}`)).map((s) => `${s.system} (${s.reason})`).join('; ')}.\n`;
+  }
+  return out;
+}

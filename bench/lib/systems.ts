@@ -1,0 +1,318 @@
+/*
+ * The systems under test: how to start each, how a subscriber asks for a
+ * channel on each transport, and how to publish to it.
+ */
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { commandExists, spawnServer, stopProcess, waitForOutput } from './procs.js';
+import type { SubscriberKind } from './protocol.js';
+import { type PublishTarget, postRequest } from './publisher.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const SERVERS = fileURLToPath(new URL('../servers/', import.meta.url));
+
+export interface SubscriberSpec {
+  readonly kind: SubscriberKind;
+  readonly path: string;
+  readonly readyToken?: string;
+  readonly wsFrame?: string;
+}
+
+export interface Running {
+  /** Root of the process tree whose CPU and memory count as the server's. */
+  readonly pid: number;
+  readonly port: number;
+  readonly publish: PublishTarget;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly port: number;
+  readonly tmp: string;
+  /** Write a V8 CPU profile here when the server exits (Node servers only). */
+  readonly cpuProfDir?: string;
+}
+
+export interface System {
+  readonly name: string;
+  readonly description: string;
+  /** Why it cannot run here, or null. */
+  unavailable(): string | null;
+  version(): string;
+  readonly transports: Partial<Record<'sse' | 'poll' | 'ws', SubscriberSpec>>;
+  /** The transport its fan-out is measured on. */
+  readonly fanout: 'sse' | 'ws';
+  /** Resumes SSE subscribers from `Last-Event-ID`. */
+  readonly resume: boolean;
+  start(options: StartOptions): Promise<Running>;
+}
+
+const SSE: SubscriberSpec = { kind: 'sse', path: '/sub/{ch}', readyToken: '\r\n\r\n' };
+const require = createRequire(import.meta.url);
+
+function packageVersion(name: string): string {
+  try {
+    return (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+function dpkgVersion(name: string): string {
+  try {
+    return execFileSync('dpkg-query', ['-W', '-f', '${Version}', name], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'not installed';
+  }
+}
+
+async function startNode(script: string, args: string[], options: StartOptions, ready: string | RegExp, env?: NodeJS.ProcessEnv): Promise<ChildProcess> {
+  const nodeArgs = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
+  const child = spawnServer(process.execPath, [...nodeArgs, script, ...args], { env: env ?? process.env });
+  await waitForOutput(child, ready, 15_000);
+  return child;
+}
+
+function nodeRunning(child: ChildProcess, port: number, publish: PublishTarget = pubTarget(port)): Running {
+  return { pid: child.pid!, port, publish, stop: () => stopProcess(child, 10_000) };
+}
+
+function pubTarget(port: number): PublishTarget {
+  return { port, request: (channel, data) => postRequest(`/pub/${channel}`, data) };
+}
+
+export function kometaSystem(name: string, root: string, description: string): System {
+  const cli = join(root, 'dist/src/cli/main.js');
+  return {
+    name,
+    description,
+    unavailable: () => {
+      try {
+        readFileSync(cli);
+        return null;
+      } catch {
+        return `no build at ${cli}`;
+      }
+    },
+    version: () => {
+      try {
+        const sha = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+        return `${(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version} (${sha})`;
+      } catch {
+        return '?';
+      }
+    },
+    transports: {
+      sse: SSE,
+      poll: { kind: 'poll', path: '/sub/{ch}?transport=poll&timeout=120' },
+      ws: { kind: 'ws', path: '/ws', wsFrame: '{"type":"subscribe","channel":"{ch}"}', readyToken: '"subscribed"' },
+    },
+    fanout: 'sse',
+    resume: true,
+    async start(options) {
+      const child = await startNode(cli, ['serve', '--port', String(options.port), '--host', '127.0.0.1'], options, 'listening on');
+      return nodeRunning(child, options.port);
+    },
+  };
+}
+
+/** kometa with WebSocket subscribers (same server, other transport). */
+function kometaWs(base: System): System {
+  return { ...base, name: `${base.name}-ws`, description: `${base.description}, WebSocket subscribers`, fanout: 'ws', resume: false, transports: { ws: base.transports.ws! } };
+}
+
+const floor: System = {
+  name: 'floor',
+  description: 'hand-written node:http SSE: one cached frame Buffer, res.write to every response',
+  unavailable: () => null,
+  version: () => `node ${process.versions.node}`,
+  transports: { sse: SSE },
+  fanout: 'sse',
+  resume: false,
+  async start(options) {
+    const child = await startNode(join(SERVERS, 'node-floor.js'), ['--port', String(options.port)], options, 'listening on');
+    return nodeRunning(child, options.port);
+  },
+};
+
+const betterSse: System = {
+  name: 'better-sse',
+  description: 'better-sse channel.broadcast',
+  unavailable: () => null,
+  version: () => packageVersion('better-sse'),
+  transports: { sse: SSE },
+  fanout: 'sse',
+  resume: false,
+  async start(options) {
+    const child = await startNode(join(SERVERS, 'better-sse.js'), ['--port', String(options.port)], options, 'listening on');
+    return nodeRunning(child, options.port);
+  },
+};
+
+const socketio: System = {
+  name: 'socketio',
+  description: 'Socket.IO 4, WebSocket transport, room broadcast',
+  unavailable: () => null,
+  version: () => packageVersion('socket.io'),
+  transports: { ws: { kind: 'ws', path: '/socket.io/?EIO=4&transport=websocket&ch={ch}', wsFrame: '40', readyToken: '40{' } },
+  fanout: 'ws',
+  resume: false,
+  async start(options) {
+    const child = await startNode(join(SERVERS, 'socketio.js'), ['--port', String(options.port)], options, 'listening on');
+    return nodeRunning(child, options.port);
+  },
+};
+
+const nchan: System = {
+  name: 'nchan',
+  description: 'Nchan (nginx module), 1 worker, SSE',
+  unavailable: () => {
+    if (!commandExists('nginx')) return 'nginx not installed (apt-get install nginx libnginx-mod-nchan)';
+    try {
+      readFileSync('/usr/lib/nginx/modules/ngx_nchan_module.so');
+      return null;
+    } catch {
+      return 'libnginx-mod-nchan not installed';
+    }
+  },
+  version: () => `nginx ${dpkgVersion('nginx-core') === 'not installed' ? dpkgVersion('nginx') : dpkgVersion('nginx-core')}, nchan ${dpkgVersion('libnginx-mod-nchan')}`,
+  transports: { sse: SSE },
+  fanout: 'sse',
+  resume: true,
+  async start(options) {
+    const dir = join(options.tmp, `nchan-${options.port}`);
+    mkdirSync(dir, { recursive: true });
+    const conf = join(dir, 'nginx.conf');
+    writeFileSync(
+      conf,
+      `load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 19900; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_timeout 60s;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:${options.port} backlog=4096;
+    location ~ ^/sub/(.+)$ {
+      nchan_subscriber;
+      nchan_channel_id $1;
+      nchan_subscriber_first_message newest;
+    }
+    location ~ ^/pub/(.+)$ {
+      nchan_publisher;
+      nchan_channel_id $1;
+      nchan_message_buffer_length 1000;
+      nchan_message_timeout 1h;
+    }
+  }
+}
+`,
+    );
+    const child = spawnServer('nginx', ['-c', conf, '-e', join(dir, 'error.log')]);
+    await waitForListening(options.port, child);
+    return { pid: child.pid!, port: options.port, publish: pubTarget(options.port), stop: () => stopProcess(child, 3000, 'SIGQUIT') };
+  },
+};
+
+const pushpin: System = {
+  name: 'pushpin',
+  description: 'Pushpin (GRIP proxy) with a hold-stream origin, SSE',
+  unavailable: () => (commandExists('pushpin') ? null : 'pushpin not installed (apt-get install pushpin)'),
+  version: () => dpkgVersion('pushpin'),
+  transports: { sse: SSE },
+  fanout: 'sse',
+  resume: false,
+  async start(options) {
+    const dir = join(options.tmp, `pushpin-${options.port}`);
+    mkdirSync(join(dir, 'run'), { recursive: true });
+    mkdirSync(join(dir, 'log'), { recursive: true });
+    const originPort = options.port + 1;
+    const controlPort = options.port + 2;
+    // The origin only answers subscribe requests (never during fan-out): it runs with the load, not the server.
+    const origin = spawnServer(process.execPath, [join(SERVERS, 'pushpin-origin.js'), '--port', String(originPort)], { core: '1' });
+    await waitForOutput(origin, 'listening on', 10_000);
+    writeFileSync(join(dir, 'routes'), `* 127.0.0.1:${originPort}\n`);
+    let conf = readFileSync('/etc/pushpin/pushpin.conf', 'utf8');
+    const set = (key: string, value: string | number) => {
+      const line = new RegExp(`^${key}=.*$`, 'm');
+      conf = line.test(conf) ? conf.replace(line, `${key}=${value}`) : conf;
+    };
+    set('rundir', join(dir, 'run'));
+    set('ipc_prefix', `kbench${options.port}-`);
+    set('http_port', options.port);
+    set('logdir', join(dir, 'log'));
+    set('log_level', 1);
+    set('routesfile', join(dir, 'routes'));
+    set('push_in_spec', `tcp://127.0.0.1:${options.port + 3}`);
+    set('push_in_sub_specs', `tcp://127.0.0.1:${options.port + 4}`);
+    set('push_in_http_port', controlPort);
+    set('command_spec', `tcp://127.0.0.1:${options.port + 5}`);
+    // The defaults throttle delivery (2,500 messages/s) for fairness between
+    // connections; a benchmark of fan-out turns that off.
+    set('message_rate', 100_000_000);
+    set('message_hwm', 100_000_000);
+    set('stats_connection_ttl', 600);
+    conf = conf.replace(/\{libdir\}/g, '/usr/lib/pushpin');
+    writeFileSync(join(dir, 'pushpin.conf'), conf);
+    const child = spawnServer('pushpin', ['--config', join(dir, 'pushpin.conf')]);
+    await waitForListening(options.port, child);
+    await waitForListening(controlPort, child);
+    return {
+      pid: child.pid!,
+      port: options.port,
+      publish: {
+        port: controlPort,
+        request: (channel, data) =>
+          postRequest('/publish/', JSON.stringify({ items: [{ channel, formats: { 'http-stream': { content: `data: ${data}\n\n` } } }] }), 'application/json'),
+      },
+      stop: async () => {
+        await stopProcess(child, 5000);
+        await stopProcess(origin, 2000);
+      },
+    };
+  },
+};
+
+async function waitForListening(port: number, child: ChildProcess): Promise<void> {
+  const { connect } = await import('node:net');
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`nothing listening on ${port}`);
+}
+
+export function allSystems(kometaBefore?: string): System[] {
+  const kometa = kometaSystem('kometa', ROOT, 'kometa serve (this tree), SSE');
+  const list = [floor, kometa, kometaWs(kometa)];
+  if (kometaBefore !== undefined) {
+    const before = kometaSystem('kometa-before', kometaBefore, `kometa serve at ${kometaBefore}, SSE`);
+    list.push(before);
+  }
+  list.push(betterSse, socketio, nchan, pushpin);
+  return list;
+}

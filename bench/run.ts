@@ -1,0 +1,704 @@
+/*
+ * kometa's benchmark: the hub against the Node floor and the peers, in one run.
+ *
+ *   npm run bench -- [all|idle|fanout|channels|storm|profile] [--systems a,b] [--quick]
+ *                    [--repeat 3] [--kometa-before <dir>] [--out name]
+ *
+ * This process (pinned to core 1) starts each server on core 0, forks load
+ * generators (bench/lib/loader.ts, core 1) that hold the subscribers on raw
+ * sockets from 127.0.1.x source addresses, and publishes over raw keep-alive
+ * HTTP. Server CPU and memory are read from /proc (the whole process tree);
+ * the load's own CPU is reported beside them so that a saturated client is
+ * visible. Results: bench/results/<name>.json and .md. docs/benchmarks.md
+ * explains the method and the findings.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Histogram } from './lib/histogram.js';
+import { forkLoader, hasTaskset, killAllStarted, pinSelf, sampleTree } from './lib/procs.js';
+import type { ChildMessage, ConnectOrder, LoadReport, SubscriberKind } from './lib/protocol.js';
+import { messageData } from './lib/protocol.js';
+import { Publisher } from './lib/publisher.js';
+import { type Running, type SubscriberSpec, type System, allSystems } from './lib/systems.js';
+import { summarizeProfile } from './lib/profile.js';
+import { renderMarkdown } from './lib/report.js';
+
+const LOADER = fileURLToPath(new URL('./lib/loader.js', import.meta.url));
+const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+const SCENARIOS = ['idle', 'fanout', 'channels', 'storm', 'profile'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+const PER_LOADER = 10_000;
+const MESSAGE_BYTES = 100;
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    systems: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    repeat: { type: 'string' },
+    'kometa-before': { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\n?/, '').replace(/^ \* ?/gm, '') + '\n');
+  process.exit(0);
+}
+const quick = values.quick === true;
+const scenarioArg = positionals[0] ?? 'all';
+const scenarios: Scenario[] =
+  scenarioArg === 'all' ? ['idle', 'fanout', 'channels', 'storm'] : scenarioArg.split(',').map((s) => {
+    if (!(SCENARIOS as readonly string[]).includes(s)) {
+      process.stderr.write(`unknown scenario ${s}; one of all, ${SCENARIOS.join(', ')}\n`);
+      process.exit(2);
+    }
+    return s as Scenario;
+  });
+const repeat = Number(values.repeat ?? (quick ? 1 : 3));
+
+const config = quick
+  ? { idle: [1000], fanout: [500, 2000], channels: 2000, storm: 2000, maxSeconds: 3, fixedSeconds: 2, fixed: { 500: [100], 2000: [20, 50] } as Record<number, number[]>, stormMessages: 20, profileSubs: 2000 }
+  : { idle: [5000, 19000], fanout: [1000, 10000], channels: 10000, storm: 10000, maxSeconds: 6, fixedSeconds: 5, fixed: { 1000: [100, 300], 10000: [5, 10, 20, 30, 40] } as Record<number, number[]>, stormMessages: 50, profileSubs: 10000 };
+
+let systems = allSystems(values['kometa-before']);
+if (values.systems !== undefined) {
+  const wanted = values.systems.split(',');
+  for (const name of wanted) if (!systems.some((s) => s.name === name)) {
+    process.stderr.write(`unknown system ${name}; one of ${systems.map((s) => s.name).join(', ')}\n`);
+    process.exit(2);
+  }
+  systems = systems.filter((s) => wanted.includes(s.name));
+}
+
+// ---------------------------------------------------------------- plumbing
+
+const tmp = mkdtempSync(join(tmpdir(), 'kometa-bench-'));
+let nextPort = 18_100;
+let nextAddress = 0;
+const loaders = new Set<ChildProcess>();
+const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function cleanup(): void {
+  killAllStarted();
+  rmSync(tmp, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    log(`${signal}: stopping everything this bench started`);
+    cleanup();
+    process.exit(130);
+  });
+}
+// A run never goes on forever.
+const hardDeadline = setTimeout(() => {
+  log('hard deadline (40 min) reached; stopping');
+  cleanup();
+  process.exit(3);
+}, 40 * 60_000);
+hardDeadline.unref();
+
+class Load {
+  readonly children: ChildProcess[] = [];
+  readonly counts: number[] = [];
+  #frontiers: number[] = [];
+  onFrontier: ((seq: number) => void) | undefined;
+
+  static async open(running: Running, spec: SubscriberSpec, count: number, opts: { channel: string; perSocketChannel: boolean; trackIds?: boolean; frontier?: boolean }): Promise<{ load: Load; ms: number; ready: number; failed: number }> {
+    const load = new Load();
+    const processes = Math.max(1, Math.ceil(count / PER_LOADER));
+    let first = 0;
+    const results: Promise<ChildMessage & { type: 'connected' }>[] = [];
+    for (let p = 0; p < processes; p++) {
+      const n = Math.floor(count / processes) + (p < count % processes ? 1 : 0);
+      const child = forkLoader(LOADER);
+      loaders.add(child);
+      child.once('exit', () => loaders.delete(child));
+      load.children.push(child);
+      load.counts.push(n);
+      load.#frontiers.push(0);
+      const index = p;
+      child.on('message', (message: ChildMessage) => {
+        if (message.type === 'frontier') {
+          load.#frontiers[index] = message.seq;
+          load.onFrontier?.(load.frontier);
+        }
+      });
+      const perAddress = 1000;
+      const order: ConnectOrder = {
+        type: 'connect',
+        host: '127.0.0.1',
+        port: running.port,
+        kind: spec.kind,
+        count: n,
+        path: spec.path,
+        channel: opts.channel,
+        perSocketChannel: opts.perSocketChannel,
+        firstIndex: first,
+        addressBase: nextAddress,
+        perAddress,
+        ...(spec.wsFrame === undefined ? {} : { wsFrame: spec.wsFrame }),
+        ...(spec.readyToken === undefined ? {} : { readyToken: spec.readyToken }),
+        concurrency: 200,
+        trackIds: opts.trackIds ?? false,
+        frontier: opts.frontier ?? false,
+      };
+      nextAddress += Math.ceil(n / perAddress);
+      first += n;
+      results.push(load.#await(child, 'connected', 120_000) as Promise<ChildMessage & { type: 'connected' }>);
+      child.send(order);
+    }
+    const started = performance.now();
+    const connected = await Promise.all(results);
+    return {
+      load,
+      ms: performance.now() - started,
+      ready: connected.reduce((a, c) => a + c.ready, 0),
+      failed: connected.reduce((a, c) => a + c.failed, 0),
+    };
+  }
+
+  get frontier(): number {
+    return Math.min(...this.#frontiers);
+  }
+
+  #await(child: ChildProcess, type: ChildMessage['type'], timeoutMs: number): Promise<ChildMessage> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.off('message', onMessage);
+        reject(new Error(`load generator: no ${type} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onMessage = (message: ChildMessage) => {
+        if (message.type !== type) return;
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        resolve(message);
+      };
+      child.on('message', onMessage);
+    });
+  }
+
+  reset(): void {
+    for (const child of this.children) child.send({ type: 'reset' });
+  }
+
+  async report(): Promise<LoadReport & { processes: number }> {
+    const reports = await Promise.all(
+      this.children.map((child) => {
+        const answer = this.#await(child, 'report', 30_000);
+        child.send({ type: 'report' });
+        return answer.then((m) => (m as ChildMessage & { type: 'report' }).report);
+      }),
+    );
+    const total: LoadReport & { processes: number } = { frames: 0, unique: 0, duplicates: 0, skipped: 0, latency: [], latencyMax: 0, cpuUs: 0, wallMs: 0, ready: 0, closed: 0, errors: 0, atSeq: {}, processes: reports.length };
+    const hist = new Histogram();
+    for (const r of reports) {
+      total.frames += r.frames;
+      total.unique += r.unique;
+      total.duplicates += r.duplicates;
+      total.skipped += r.skipped;
+      total.cpuUs += r.cpuUs;
+      total.wallMs = Math.max(total.wallMs, r.wallMs);
+      total.ready += r.ready;
+      total.closed += r.closed;
+      total.errors += r.errors;
+      hist.addSparse(r.latency, r.latencyMax);
+      for (const [seq, n] of Object.entries(r.atSeq)) total.atSeq[seq] = (total.atSeq[seq] ?? 0) + n;
+    }
+    total.latency = hist.toSparse();
+    total.latencyMax = hist.max;
+    return total;
+  }
+
+  async drop(): Promise<void> {
+    await Promise.all(
+      this.children.map((child) => {
+        const answer = this.#await(child, 'dropped', 30_000);
+        child.send({ type: 'drop' });
+        return answer;
+      }),
+    );
+  }
+
+  async reconnect(): Promise<{ ready: number; failed: number }> {
+    const answers = this.children.map((child, i) => {
+      const answer = this.#await(child, 'connected', 120_000) as Promise<ChildMessage & { type: 'connected' }>;
+      child.send({ type: 'reconnect', addressBase: nextAddress });
+      nextAddress += Math.ceil(this.counts[i]! / 1000);
+      return answer;
+    });
+    const done = await Promise.all(answers);
+    return { ready: done.reduce((a, c) => a + c.ready, 0), failed: done.reduce((a, c) => a + c.failed, 0) };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      this.children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null) return resolve();
+            const timer = setTimeout(() => {
+              if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+            }, 5000);
+            child.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            child.send({ type: 'exit' });
+          }),
+      ),
+    );
+  }
+}
+
+function latencyStats(report: LoadReport): { p50Ms: number; p99Ms: number; maxMs: number } {
+  const hist = new Histogram();
+  hist.addSparse(report.latency, report.latencyMax);
+  const ms = (us: number) => Math.round(us / 10) / 100;
+  return { p50Ms: ms(hist.quantile(0.5)), p99Ms: ms(hist.quantile(0.99)), maxMs: ms(hist.max) };
+}
+
+async function startSystem(system: System, cpuProfDir?: string): Promise<Running> {
+  const port = nextPort;
+  nextPort += 10;
+  return system.start({ port, tmp, ...(cpuProfDir === undefined ? {} : { cpuProfDir }) });
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const results: Record<string, unknown[]> = { idle: [], fanout: [], channels: [], storm: [], profile: [] };
+const skipped: { system: string; scenario: string; reason: string }[] = [];
+
+function available(system: System, scenario: string): boolean {
+  const reason = system.unavailable();
+  if (reason === null) return true;
+  if (!skipped.some((s) => s.system === system.name)) log(`${system.name}: not installed — skipped (${reason})`);
+  skipped.push({ system: system.name, scenario, reason });
+  return false;
+}
+
+// ---------------------------------------------------------------- idle
+
+async function idle(): Promise<void> {
+  for (const count of config.idle) {
+    for (const system of systems) {
+      if (system.name.endsWith('-ws') || !available(system, 'idle')) continue;
+      for (const [transport, spec] of Object.entries(system.transports)) {
+        const running = await startSystem(system);
+        try {
+          await sleep(1000);
+          const base = sampleTree(running.pid);
+          const opened = await Load.open(running, spec, count, { channel: 'idle', perSocketChannel: false });
+          let connectMs = opened.ms;
+          if (spec.kind === 'poll') connectMs += await waitForSubscribers(running, 'idle', opened.ready, 20_000);
+          await sleep(2000);
+          const loaded = sampleTree(running.pid);
+          const row = {
+            system: system.name,
+            transport,
+            subscribers: count,
+            ready: opened.ready,
+            failed: opened.failed,
+            connectMs: Math.round(connectMs),
+            baseRssKiB: base.rssKiB,
+            rssKiB: loaded.rssKiB,
+            kibPerSubscriber: Math.round(((loaded.rssKiB - base.rssKiB) / Math.max(1, opened.ready)) * 100) / 100,
+            serverCpuSecConnecting: Math.round((loaded.cpuSec - base.cpuSec) * 100) / 100,
+          };
+          results.idle!.push(row);
+          log(`idle ${count} ${system.name}/${transport}: ${row.ready} ready (${row.failed} failed) in ${row.connectMs} ms, ${row.kibPerSubscriber} KiB each`);
+          await opened.load.close();
+        } finally {
+          await running.stop();
+        }
+      }
+    }
+  }
+}
+
+/** kometa only: wait until the hub counts the long-polls (they get no answer until a message). */
+async function waitForSubscribers(running: Running, channel: string, want: number, timeoutMs: number): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < timeoutMs) {
+    const res = await fetch(`http://127.0.0.1:${running.port}/channels/${channel}`).catch(() => undefined);
+    if (res?.ok) {
+      const body = (await res.json()) as { subscribers: number };
+      if (body.subscribers >= want) break;
+    }
+    await sleep(50);
+  }
+  return performance.now() - started;
+}
+
+// ---------------------------------------------------------------- fan-out
+
+interface PhaseResult {
+  phase: string;
+  rate: number | null;
+  seconds: number;
+  published: number;
+  publishFailed: number;
+  expected: number;
+  delivered: number;
+  lost: number;
+  duplicates: number;
+  deliveriesPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  serverCpuSec: number;
+  serverCpuPct: number;
+  cpuSecPerMillion: number;
+  loadCpuPct: number;
+  rssKiB: number;
+  closedByServer: number;
+}
+
+async function phase(
+  running: Running,
+  load: Load,
+  publisher: Publisher,
+  channel: string,
+  subscribers: number,
+  seq: { n: number },
+  name: string,
+  drive: { rate: number } | { window: number },
+  seconds: number,
+): Promise<PhaseResult> {
+  await sleep(300);
+  load.reset();
+  await sleep(50);
+  const before = sampleTree(running.pid);
+  const started = performance.now();
+  const first = seq.n + 1;
+  const failedBefore = publisher.failed;
+  const send = () => {
+    seq.n++;
+    publisher.publish(channel, messageData(seq.n, MESSAGE_BYTES));
+  };
+  const endAt = started + seconds * 1000;
+  if ('rate' in drive) {
+    // Open loop: the schedule does not wait for anyone.
+    const intervalMs = 1000 / drive.rate;
+    let due = started;
+    while (performance.now() < endAt) {
+      const now = performance.now();
+      while (due <= now && due < endAt) {
+        send();
+        due += intervalMs;
+      }
+      await sleep(Math.max(0, Math.min(due, endAt) - performance.now()));
+    }
+  } else {
+    // Closed loop: at most `window` messages ahead of the slowest subscriber
+    // (a stall of 250 ms lets one more go, so a dropped subscriber cannot stop the run).
+    await new Promise<void>((resolve) => {
+      let stalled: NodeJS.Timeout | undefined;
+      const pump = () => {
+        clearTimeout(stalled);
+        if (performance.now() >= endAt) {
+          load.onFrontier = undefined;
+          resolve();
+          return;
+        }
+        while (seq.n - load.frontier < drive.window) send();
+        stalled = setTimeout(() => {
+          send();
+          pump();
+        }, 250);
+      };
+      load.onFrontier = pump;
+      pump();
+    });
+  }
+  const publishedEnd = performance.now();
+  await publisher.idle();
+  // Let everything in flight arrive (up to 3 s).
+  const last = seq.n;
+  const drainUntil = performance.now() + 3000;
+  while (load.frontier < last && performance.now() < drainUntil) await sleep(20);
+  const deliveredAt = performance.now();
+  const after = sampleTree(running.pid);
+  const report = await load.report();
+  const published = last - first + 1;
+  const expected = published * subscribers;
+  const elapsed = (deliveredAt - started) / 1000;
+  const cpu = after.cpuSec - before.cpuSec;
+  void publishedEnd;
+  return {
+    phase: name,
+    rate: 'rate' in drive ? drive.rate : null,
+    seconds: Math.round(elapsed * 100) / 100,
+    published,
+    publishFailed: publisher.failed - failedBefore,
+    expected,
+    delivered: report.unique,
+    lost: Math.max(0, expected - report.unique),
+    duplicates: report.duplicates,
+    deliveriesPerSec: Math.round(report.unique / elapsed),
+    ...latencyStats(report),
+    serverCpuSec: Math.round(cpu * 100) / 100,
+    serverCpuPct: Math.round((cpu / elapsed) * 100),
+    cpuSecPerMillion: report.unique === 0 ? NaN : Math.round((cpu / report.unique) * 1e6 * 100) / 100,
+    loadCpuPct: Math.round((report.cpuUs / 1e6 / (report.wallMs / 1000)) * 100),
+    rssKiB: after.rssKiB,
+    closedByServer: report.closed,
+  };
+}
+
+async function fanout(list: System[], counts: number[], options: { profile?: boolean } = {}): Promise<void> {
+  for (const count of counts) {
+    for (const system of list) {
+      if (!available(system, 'fanout')) continue;
+      const spec = system.transports[system.fanout]!;
+      const profDir = options.profile ? mkdtempSync(join(tmp, 'prof-')) : undefined;
+      const running = await startSystem(system, profDir);
+      const publisher = new Publisher('127.0.0.1', running.publish);
+      let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
+      try {
+        opened = await Load.open(running, spec, count, { channel: 'fan', perSocketChannel: false, frontier: true });
+        const { load } = opened;
+        log(`fanout ${count} ${system.name}: ${opened.ready} subscribers in ${Math.round(opened.ms)} ms (${opened.failed} failed)`);
+        const seq = { n: 0 };
+        // Warm-up: the first messages reach everyone (and JITs warm up).
+        await phase(running, load, publisher, 'fan', opened.ready, seq, 'warm-up', { window: 1 }, quick ? 1 : 2);
+        const phases: PhaseResult[] = [];
+        for (let r = 0; r < (options.profile ? 1 : repeat); r++) {
+          const result = await phase(running, load, publisher, 'fan', opened.ready, seq, `max#${r + 1}`, { window: 4 }, options.profile ? 10 : config.maxSeconds);
+          phases.push(result);
+          log(`fanout ${count} ${system.name} ${result.phase}: ${result.deliveriesPerSec} deliveries/s, ${result.cpuSecPerMillion} CPU-s/M, p99 ${result.p99Ms} ms, lost ${result.lost}, server ${result.serverCpuPct}% load ${result.loadCpuPct}%`);
+        }
+        if (!options.profile) {
+          for (const rate of config.fixed[count] ?? []) {
+            const result = await phase(running, load, publisher, 'fan', opened.ready, seq, `rate ${rate}/s`, { rate }, config.fixedSeconds);
+            phases.push(result);
+            log(`fanout ${count} ${system.name} ${rate} msg/s: p50 ${result.p50Ms} p99 ${result.p99Ms} max ${result.maxMs} ms, lost ${result.lost}, ${result.cpuSecPerMillion} CPU-s/M, server ${result.serverCpuPct}% load ${result.loadCpuPct}%`);
+            if (result.p99Ms >= 100 || result.lost > 0) break; // higher rates only get worse
+          }
+        }
+        const maxPhases = phases.filter((p) => p.phase.startsWith('max'));
+        results[options.profile ? 'profile' : 'fanout']!.push({
+          system: system.name,
+          transport: system.fanout,
+          subscribers: count,
+          ready: opened.ready,
+          connectMs: Math.round(opened.ms),
+          median: {
+            cpuSecPerMillion: median(maxPhases.map((p) => p.cpuSecPerMillion)),
+            deliveriesPerSec: median(maxPhases.map((p) => p.deliveriesPerSec)),
+            p50Ms: median(maxPhases.map((p) => p.p50Ms)),
+            p99Ms: median(maxPhases.map((p) => p.p99Ms)),
+            loadCpuPct: median(maxPhases.map((p) => p.loadCpuPct)),
+            lost: maxPhases.reduce((a, p) => a + p.lost, 0),
+          },
+          phases,
+        });
+      } finally {
+        publisher.close();
+        await opened?.load.close();
+        await running.stop();
+      }
+      if (profDir !== undefined) {
+        const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+        if (file === undefined) log(`${system.name}: no CPU profile was written`);
+        else {
+          mkdirSync(join(RESULTS, 'profiles'), { recursive: true });
+          const kept = join(RESULTS, 'profiles', `${system.name}-fanout-${count}.cpuprofile`);
+          writeFileSync(kept, readFileSync(join(profDir, file)));
+          const summary = summarizeProfile(kept, 25);
+          (results.profile!.at(-1) as Record<string, unknown>).profile = { file: kept.slice(RESULTS.length), ...summary };
+          log(`${system.name} profile (${kept}):\n${summary.text}`);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- many channels
+
+async function channels(): Promise<void> {
+  const count = config.channels;
+  for (const system of systems) {
+    if (!available(system, 'channels')) continue;
+    const spec = system.transports[system.fanout]!;
+    const running = await startSystem(system);
+    const publisher = new Publisher('127.0.0.1', running.publish);
+    let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
+    try {
+      opened = await Load.open(running, spec, count, { channel: 'm', perSocketChannel: true });
+      const { load } = opened;
+      await sleep(1000);
+      load.reset();
+      await sleep(50);
+      const before = sampleTree(running.pid);
+      const started = performance.now();
+      for (let i = 0; i < count; i++) publisher.publish(`m${i}`, messageData(1, MESSAGE_BYTES));
+      await publisher.idle();
+      const publishedMs = performance.now() - started;
+      let report = await load.report();
+      const deadline = performance.now() + 15_000;
+      while (report.unique < count && performance.now() < deadline) {
+        await sleep(50);
+        report = await load.report();
+      }
+      const doneMs = performance.now() - started;
+      const after = sampleTree(running.pid);
+      const cpu = after.cpuSec - before.cpuSec;
+      const row = {
+        system: system.name,
+        transport: system.fanout,
+        subscribers: count,
+        ready: opened.ready,
+        publishMs: Math.round(publishedMs),
+        allDeliveredMs: Math.round(doneMs),
+        delivered: report.unique,
+        lost: count - report.unique,
+        publishFailed: publisher.failed,
+        ...latencyStats(report),
+        serverCpuSec: Math.round(cpu * 100) / 100,
+        cpuSecPerMillion: Math.round((cpu / Math.max(1, report.unique)) * 1e6 * 100) / 100,
+      };
+      results.channels!.push(row);
+      log(`channels ${count} ${system.name}: all delivered in ${row.allDeliveredMs} ms, lost ${row.lost}, p99 ${row.p99Ms} ms, ${row.cpuSecPerMillion} CPU-s/M`);
+    } finally {
+      publisher.close();
+      await opened?.load.close();
+      await running.stop();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- reconnect storm
+
+async function storm(): Promise<void> {
+  const count = config.storm;
+  const messages = config.stormMessages;
+  for (const system of systems) {
+    if (!available(system, 'storm')) continue;
+    if (!system.resume || system.transports.sse === undefined) {
+      log(`storm ${system.name}: skipped (no resume from Last-Event-ID)`);
+      skipped.push({ system: system.name, scenario: 'storm', reason: 'no resume from Last-Event-ID' });
+      continue;
+    }
+    const running = await startSystem(system);
+    const publisher = new Publisher('127.0.0.1', running.publish);
+    let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
+    try {
+      opened = await Load.open(running, system.transports.sse, count, { channel: 'storm', perSocketChannel: false, trackIds: true, frontier: true });
+      const { load } = opened;
+      const seq = { n: 0 };
+      await phase(running, load, publisher, 'storm', opened.ready, seq, 'live', { window: 1 }, 1);
+      const live = seq.n;
+      await load.drop();
+      await sleep(1000);
+      for (let i = 0; i < messages; i++) {
+        seq.n++;
+        publisher.publish('storm', messageData(seq.n, MESSAGE_BYTES));
+      }
+      await publisher.idle();
+      load.reset();
+      await sleep(50);
+      const before = sampleTree(running.pid);
+      const started = performance.now();
+      const reconnected = await load.reconnect();
+      const reconnectMs = performance.now() - started;
+      let report = await load.report();
+      const deadline = performance.now() + 30_000;
+      while ((report.atSeq[seq.n] ?? 0) < count && performance.now() < deadline) {
+        await sleep(25);
+        report = await load.report();
+      }
+      const caughtUpMs = performance.now() - started;
+      const after = sampleTree(running.pid);
+      const expected = count * messages;
+      const row = {
+        system: system.name,
+        subscribers: count,
+        liveMessages: live,
+        missedMessages: messages,
+        reconnected: reconnected.ready,
+        failed: reconnected.failed,
+        reconnectMs: Math.round(reconnectMs),
+        allCaughtUpMs: Math.round(caughtUpMs),
+        caughtUp: report.atSeq[seq.n] ?? 0,
+        replayed: report.unique,
+        lost: Math.max(0, expected - report.unique),
+        duplicates: report.duplicates,
+        replayPerSec: Math.round(report.unique / (caughtUpMs / 1000)),
+        serverCpuSec: Math.round((after.cpuSec - before.cpuSec) * 100) / 100,
+      };
+      results.storm!.push(row);
+      log(`storm ${count} ${system.name}: ${row.caughtUp}/${count} caught up in ${row.allCaughtUpMs} ms (reconnects took ${row.reconnectMs} ms), replayed ${row.replayed}/${expected}, lost ${row.lost}, duplicates ${row.duplicates}`);
+    } finally {
+      publisher.close();
+      await opened?.load.close();
+      await running.stop();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  pinSelf();
+  const startedAt = new Date();
+  log(`kometa bench: ${scenarios.join(', ')}${quick ? ' (quick)' : ''}; systems ${systems.map((s) => s.name).join(', ')}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  if (!hasTaskset()) log('taskset not found: server and load share the cores');
+  for (const scenario of scenarios) {
+    log(`--- ${scenario}`);
+    if (scenario === 'idle') await idle();
+    if (scenario === 'fanout') await fanout(systems, config.fanout);
+    if (scenario === 'channels') await channels();
+    if (scenario === 'storm') await storm();
+    if (scenario === 'profile') await fanout(systems.filter((s) => s.name.startsWith('kometa') && !s.name.endsWith('-ws')), [config.profileSubs], { profile: true });
+  }
+  const document = {
+    date: startedAt.toISOString(),
+    durationSec: Math.round((Date.now() - startedAt.getTime()) / 1000),
+    quick,
+    repeat,
+    scenarios,
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model ?? '?',
+      loadAverageAtStart: loadavg(),
+      taskset: hasTaskset(),
+      note: '2 cores, shared with other work; server on core 0, load generators and publisher on core 1',
+    },
+    versions: Object.fromEntries(systems.map((s) => [s.name, s.unavailable() === null ? s.version() : 'not installed'])),
+    node: process.versions.node,
+    systems: Object.fromEntries(systems.map((s) => [s.name, s.description])),
+    messageBytes: MESSAGE_BYTES,
+    skipped,
+    results,
+  };
+  mkdirSync(RESULTS, { recursive: true });
+  const name = values.out ?? `${startedAt.toISOString().slice(0, 19).replace(/[:T]/g, '-')}${quick ? '-quick' : ''}`;
+  writeFileSync(join(RESULTS, `${name}.json`), JSON.stringify(document, null, 2) + '\n');
+  const markdown = renderMarkdown(document);
+  writeFileSync(join(RESULTS, `${name}.md`), markdown);
+  process.stdout.write(markdown);
+  log(`results: bench/results/${name}.json and .md (${document.durationSec} s)`);
+}
+
+main().then(
+  () => {
+    cleanup();
+    process.exit(0);
+  },
+  (error: unknown) => {
+    log(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    cleanup();
+    process.exit(1);
+  },
+);
