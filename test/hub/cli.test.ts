@@ -82,6 +82,16 @@ test('kometa serve --help lists every setting with its flag, variable and defaul
   }
 });
 
+test('docs/configuration.md lists every setting with its variable and default', () => {
+  const doc = readFileSync(join(root, 'docs/configuration.md'), 'utf8');
+  for (const [name, spec] of Object.entries(settingSpecs)) {
+    const row = doc.split('\n').find((line) => line.startsWith(`| \`--${spec.flag}\` |`));
+    assert.ok(row, `--${spec.flag} is missing from docs/configuration.md`);
+    assert.ok(row.includes(`\`${envName(name)}\``), `${spec.flag}: variable`);
+    assert.ok(row.includes(spec.default === '' ? '(empty)' : `| ${spec.default} |`), `${spec.flag}: default`);
+  }
+});
+
 test('kometa with a bad flag or command exits 2 and says what is wrong', async () => {
   await assert.rejects(run(process.execPath, [cli, 'serve', '--prot', '1']), (e: { code: number; stderr: string }) => e.code === 2 && /prot/.test(e.stderr));
   await assert.rejects(run(process.execPath, [cli, 'serve', '--port', 'x']), (e: { code: number; stderr: string }) => e.code === 2 && /--port/.test(e.stderr));
