@@ -1,0 +1,10 @@
+export { GripProxy, proxyErrorChannel } from './proxy.js';
+export type { ProxyOptions, ProxyErrorReport, ProxyCounters } from './proxy.js';
+export { createProxyServer, defaultProxyServerOptions } from './server.js';
+export type { ProxyServer, ProxyServerOptions } from './server.js';
+export { createControlServer, publishRoute, defaultControlOptions } from './control.js';
+export type { ControlOptions } from './control.js';
+export { GRIP_EVENT } from './items.js';
+export type { StoredItem, HttpResponseFormat, HttpStreamFormat } from './items.js';
+export { defaultInstructionLimits, parseInstructions } from './instructions.js';
+export type { InstructionLimits, Instructions } from './instructions.js';

@@ -1,0 +1,74 @@
+import { type Server, createServer } from 'node:http';
+import type { Socket } from 'node:net';
+import { KometaError } from '../core/errors.js';
+import { rawProblemResponse } from '../http/problem.js';
+import type { GripProxy } from './proxy.js';
+
+export interface ProxyServerOptions {
+  readonly headersTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly maxHeaderBytes: number;
+  readonly shutdownGraceMs: number;
+}
+
+export const defaultProxyServerOptions: ProxyServerOptions = {
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderBytes: 16 * 1024,
+  shutdownGraceMs: 5_000,
+};
+
+export interface ProxyServer {
+  readonly server: Server;
+  listen(port: number, host: string): Promise<{ port: number; host: string }>;
+  close(): Promise<void>;
+}
+
+/**
+ * The public port of `kometa proxy`: every request goes to the origin (no
+ * path is kept for kometa, so the origin's URL space is whole). No request
+ * timeout: a held request is meant to stay open.
+ */
+export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServerOptions> = {}): ProxyServer {
+  const settings = { ...defaultProxyServerOptions, ...options };
+  const server = createServer({ maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) }, proxy.handle);
+  server.headersTimeout = settings.headersTimeoutMs;
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = settings.keepAliveTimeoutMs;
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const kometaError =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? new KometaError('KOMETA_ERR_HEADERS_TOO_LARGE')
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new KometaError('KOMETA_ERR_REQUEST_TIMEOUT')
+          : new KometaError('KOMETA_ERR_BAD_REQUEST', 'The request could not be parsed as HTTP/1.1');
+    socket.end(rawProblemResponse(kometaError));
+  });
+  return {
+    server,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address();
+          resolve({ port: typeof address === 'object' && address !== null ? address.port : port, host });
+        });
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        const grace = setTimeout(() => server.closeAllConnections(), settings.shutdownGraceMs);
+        grace.unref();
+        server.close(() => {
+          clearTimeout(grace);
+          proxy.close();
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}
