@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchBrowser, startWebHub } from './helpers.js';
 
-const docs = resolve(import.meta.dirname, '../../../docs');
+// The screenshots in docs/ are refreshed with KOMETA_UPDATE_SCREENSHOTS=1; ordinary runs write to a temporary folder.
+const docs = process.env.KOMETA_UPDATE_SCREENSHOTS === '1' ? resolve(import.meta.dirname, '../../../docs') : mkdtempSync(join(tmpdir(), 'kometa-chat-'));
 
 async function join(browser: Browser, url: string, name: string, viewport: { width: number; height: number }, mobile = false): Promise<Page> {
   const context = await browser.newContext({ viewport, ...(mobile ? { isMobile: true, hasTouch: true, deviceScaleFactor: 2 } : {}) });
