@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import * as path from 'node:path';
 import { test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchBrowser, startWebHub } from './helpers.js';
 
 // The screenshots in docs/ are refreshed with KOMETA_UPDATE_SCREENSHOTS=1; ordinary runs write to a temporary folder.
-const docs = process.env.KOMETA_UPDATE_SCREENSHOTS === '1' ? resolve(import.meta.dirname, '../../../docs') : mkdtempSync(join(tmpdir(), 'kometa-chat-'));
+const docs = process.env.KOMETA_UPDATE_SCREENSHOTS === '1' ? path.resolve(import.meta.dirname, '../../../docs') : mkdtempSync(path.join(tmpdir(), 'kometa-chat-'));
 
 async function join(browser: Browser, url: string, name: string, viewport: { width: number; height: number }, mobile = false): Promise<Page> {
   const context = await browser.newContext({ viewport, ...(mobile ? { isMobile: true, hasTouch: true, deviceScaleFactor: 2 } : {}) });
@@ -64,8 +64,8 @@ test('the chat works for two people in two browser contexts, with history for wh
   assert.equal(hub.server.webSocket.connectionCount, 3);
 
   mkdirSync(docs, { recursive: true });
-  await ada.screenshot({ path: resolve(docs, 'chat.png') });
+  await ada.screenshot({ path: path.resolve(docs, 'chat.png') });
   await grace.click('.chips a[href="#general"]');
   await grace.locator('.bubble', { hasText: 'Coffee first' }).waitFor({ timeout: 10_000 });
-  await grace.screenshot({ path: resolve(docs, 'chat-phone.png') });
+  await grace.screenshot({ path: path.resolve(docs, 'chat-phone.png') });
 });
