@@ -36,10 +36,14 @@ function printable(value: string): string {
 
 const EVENT_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
-/** Event names travel in SSE `event:` lines, so they must never contain CR or LF. */
+/**
+ * Event names travel in SSE `event:` lines, so they must never contain CR or
+ * LF; and `kometa-` is reserved for the hub's own events (gap, shutdown,
+ * error), so a publisher cannot fake a gap notice or a shutdown.
+ */
 export function assertEventName(name: string): string {
-  if (!EVENT_NAME.test(name)) {
-    throw new KometaError('KOMETA_ERR_EVENT_NAME', 'Event names are 1-64 characters of A-Z a-z 0-9 _ . : -', {
+  if (!EVENT_NAME.test(name) || name.toLowerCase().startsWith('kometa-')) {
+    throw new KometaError('KOMETA_ERR_EVENT_NAME', 'Event names are 1-64 characters of A-Z a-z 0-9 _ . : -, not starting with kometa-', {
       event: printable(name),
     });
   }

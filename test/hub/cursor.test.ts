@@ -79,4 +79,7 @@ test('event names cannot carry line breaks into SSE framing', () => {
   assert.equal(assertEventName('chat.message'), 'chat.message');
   assert.throws(() => assertEventName('x\ndata: injected'), (e: unknown) => e instanceof KometaError && e.code === 'KOMETA_ERR_EVENT_NAME');
   assert.throws(() => assertEventName(''), KometaError);
+  for (const reserved of ['kometa-gap', 'kometa-shutdown', 'Kometa-Error']) {
+    assert.throws(() => assertEventName(reserved), (e: unknown) => e instanceof KometaError && e.code === 'KOMETA_ERR_EVENT_NAME', reserved);
+  }
 });
