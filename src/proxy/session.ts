@@ -109,11 +109,16 @@ export class ProxySession {
     let stages = 0;
     for (;;) {
       let instructions: Instructions | undefined;
+      let nextPath: string | undefined;
+      let deferPath: string | undefined;
       try {
         if (!first && (response.statusCode ?? 502) >= 400) {
           throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `the stage ${this.#path.split('?')[0]} answered ${response.statusCode}`);
         }
         instructions = hasInstructions(response.headers) ? parseInstructions(response.headers, ctx.limits) : undefined;
+        // Check where the next links lead before anything is sent, so a bad one is still a clean 502.
+        if (instructions?.next !== undefined) nextPath = ctx.origin.resolve(instructions.next.url, this.#path);
+        if (instructions?.defer !== undefined) deferPath = ctx.origin.resolve(instructions.defer.url, this.#path);
       } catch (error) {
         response.resume();
         throw error;
@@ -146,22 +151,22 @@ export class ProxySession {
       await this.#copyBody(response);
       if (this.#gone) return;
 
-      let link: { url: string; delayMs: number } | undefined;
+      let link: { path: string; delayMs: number } | undefined;
       if (hold?.mode === 'stream') {
         const outcome = await this.#holdStream(await subscribing!, hold, instructions.next);
         if (outcome !== 'next') return;
-        link = { url: instructions.next!.url, delayMs: 0 };
+        link = { path: nextPath!, delayMs: 0 };
       } else if (instructions.defer !== undefined) {
-        link = instructions.defer;
-      } else if (instructions.next !== undefined) {
-        link = { url: instructions.next.url, delayMs: 0 };
+        link = { path: deferPath!, delayMs: instructions.defer.delayMs };
+      } else if (nextPath !== undefined) {
+        link = { path: nextPath, delayMs: 0 };
       }
       if (link === undefined) {
         this.#finish();
         return;
       }
       if (++stages > ctx.maxStages) throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `more than ${ctx.maxStages} stages for one request`);
-      const path = ctx.origin.resolve(link.url, this.#path);
+      const path = link.path;
       if (link.delayMs > 0 && !(await this.#sleep(link.delayMs))) return;
       if (this.#gone) return;
       ctx.counters.stages++;
