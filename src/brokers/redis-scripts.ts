@@ -106,7 +106,9 @@ return { epoch, seq, now }
 
 /**
  * KEYS: meta, stream. ARGV: newEpoch, maxMessages, maxBytes, maxAgeMs, now,
- * metaTtlMs, mode ('after' | 'head' | 'last' | 'stats'), afterSeq.
+ * metaTtlMs, mode ('after' | 'head' | 'last' | 'check' | 'stats'), afterSeq,
+ * seenEpoch (for 'check': like 'last', but first start a new epoch if the
+ * channel is still in seenEpoch and its head is below afterSeq).
  * Returns { epoch, headSeq, oldestSeq, entries... } where entries are flat
  * quadruples seq, time, event, data: every entry after afterSeq ('after'),
  * none ('head'), or the newest one ('last'); for 'stats', { epoch, headSeq,
@@ -115,6 +117,14 @@ return { epoch, seq, now }
 export const READ_SCRIPT = `${COMMON}
 local mode, afterSeq = ARGV[7], tonumber(ARGV[8])
 local epoch = ensureEpoch()
+if mode == 'check' and epoch == ARGV[9] and tonumber(redis.call('HGET', meta, 'seq')) < afterSeq then
+  -- A node saw position afterSeq in this epoch, and Redis no longer has it: Redis went
+  -- back in time (restart from an older AOF/RDB, failover to a lagging replica). The
+  -- positions after the head would be handed out again to other messages, which
+  -- subscribers would take for ones they already have. Start a new epoch instead.
+  redis.call('DEL', meta)
+  epoch = ensureEpoch()
+end
 trim()
 redis.call('PEXPIRE', meta, metaTtl)
 local headSeq = tonumber(redis.call('HGET', meta, 'seq'))
@@ -122,7 +132,7 @@ local out = { epoch, headSeq, oldestSeq(headSeq) }
 local entries = {}
 if mode == 'after' then
   entries = redis.call('XRANGE', stream, (afterSeq + 1) .. '-0', '+')
-elseif mode == 'last' then
+elseif mode == 'last' or mode == 'check' then
   entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
 elseif mode == 'stats' then
   out[4] = redis.call('XLEN', stream)

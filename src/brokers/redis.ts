@@ -91,6 +91,8 @@ export class RedisBroker implements Broker {
   readonly #watched = new Map<string, Promise<void>>();
   /** The newest position handed to the listener per watched channel, to know after a reconnect whether anything was missed. */
   readonly #seen = new Map<string, { epoch: string; seq: number }>();
+  /** The newest position Redis is known to have had per watched channel (handed on, or confirmed to a publish here), to notice a rollback. */
+  readonly #confirmed = new Map<string, { epoch: string; seq: number }>();
   #lastError: string | undefined;
   #closed = false;
   #everReady: Promise<void>;
@@ -181,9 +183,10 @@ export class RedisBroker implements Broker {
   async publish(channel: string, data: string, options: PublishOptions = {}): Promise<Message> {
     const event = options.event ?? '';
     const reply = await this.#run(publishScript, channel, [...this.#commonArgs(), data, event, this.#pubsubName(channel)]);
-    const epoch = String(reply[0]);
-    const seq = Number(reply[1]);
-    return makeMessage(channel, epoch, seq, Number(reply[2]), event, data);
+    const message = makeMessage(channel, String(reply[0]), Number(reply[1]), Number(reply[2]), event, data);
+    // A position Redis confirmed: if Redis later turns out not to have it, that is a rollback (see #resubscribe).
+    if (this.#watched.has(channel)) raise(this.#confirmed, message);
+    return message;
   }
 
   async read(channel: string, afterSeq: number): Promise<HistoryRead> {
@@ -199,7 +202,9 @@ export class RedisBroker implements Broker {
     const subscribing = this.#watched.get(channel);
     if (subscribing !== undefined) await subscribing;
     const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'head', 0]);
-    return { epoch: String(reply[0]), seq: Number(reply[1]) };
+    const head = { epoch: String(reply[0]), seq: Number(reply[1]) };
+    if (this.#watched.has(channel)) raise(this.#confirmed, { channel, ...head });
+    return head;
   }
 
   async stats(channel: string): Promise<ChannelStats> {
@@ -219,6 +224,7 @@ export class RedisBroker implements Broker {
   unwatch(channel: string): void {
     if (!this.#watched.delete(channel)) return;
     this.#seen.delete(channel);
+    this.#confirmed.delete(channel);
     if (this.#subscriber.status === 'ready') this.#subscriber.unsubscribe(this.#pubsubName(channel)).catch(() => {});
   }
 
@@ -237,7 +243,10 @@ export class RedisBroker implements Broker {
    * reached no one here, and the hub only notices a hole when a later message
    * arrives; handing it the newest message now makes it read the rest from
    * history. If Redis lost its data, the newest message (when there is one)
-   * is of a new epoch, and the hub tells subscribers about the gap.
+   * is of a new epoch, and the hub tells subscribers about the gap. If Redis
+   * kept the epoch but lost its newest messages (restarted from an older
+   * snapshot, or a replica that lagged took over), the script starts a new
+   * epoch rather than hand out positions this node has already seen.
    */
   #resubscribe(): void {
     const channels = [...this.#watched.keys()];
@@ -250,9 +259,10 @@ export class RedisBroker implements Broker {
         Promise.all(
           channels.map(async (channel) => {
             if (!this.#watched.has(channel)) return;
-            const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'last', 0]);
-            const newest = toHistoryRead(channel, reply).messages[0];
+            const confirmed = this.#confirmed.get(channel);
+            const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'check', confirmed?.seq ?? 0, confirmed?.epoch ?? '']);
             const seen = this.#seen.get(channel);
+            const newest = toHistoryRead(channel, reply).messages[0];
             if (newest === undefined || !this.#watched.has(channel)) return;
             if (seen !== undefined && seen.epoch === newest.epoch && seen.seq >= newest.seq) return;
             this.#deliver(newest);
@@ -274,10 +284,8 @@ export class RedisBroker implements Broker {
   }
 
   #deliver(message: Message): void {
-    const seen = this.#seen.get(message.channel);
-    if (seen === undefined || seen.epoch !== message.epoch || seen.seq < message.seq) {
-      this.#seen.set(message.channel, { epoch: message.epoch, seq: message.seq });
-    }
+    raise(this.#seen, message);
+    raise(this.#confirmed, message);
     this.#listener(message);
   }
 
@@ -308,6 +316,14 @@ export class RedisBroker implements Broker {
         link.status === 'ready' ? link.quit().then(() => {}, () => link.disconnect()) : link.disconnect(),
       ),
     );
+  }
+}
+
+/** Record `message`'s position in `positions` if it is newer than what is there (or of another epoch). */
+function raise(positions: Map<string, { epoch: string; seq: number }>, message: { readonly channel: string; readonly epoch: string; readonly seq: number }): void {
+  const known = positions.get(message.channel);
+  if (known === undefined || known.epoch !== message.epoch || known.seq < message.seq) {
+    positions.set(message.channel, { epoch: message.epoch, seq: message.seq });
   }
 }
 

@@ -283,3 +283,40 @@ test('through the hub: resume with a cursor, and a gap when the history was trim
   const info = await httpRequest(`${hub.url}/channels/c`);
   assert.equal(info.json<{ history: { messages: number } }>().history.messages, 3);
 });
+
+test('when Redis comes back with fewer messages than it had confirmed (an older snapshot, a lagging replica), the channel gets a new epoch rather than reused positions', async (t) => {
+  const prefix = uniquePrefix('rollback');
+  cleanup(t, prefix);
+  const publisher = await broker(t, prefix);
+  const commands = new Redis(SHARED_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  const subscriber = new Redis(SHARED_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResubscribe: false, retryStrategy: () => 300 });
+  const b = new RedisBroker({ prefix, links: { commands, subscriber } });
+  await b.ready();
+  const hub = await startHub({ broker: b });
+  t.after(() => hub.close());
+  const sub = sseCollector(`${hub.url}/sub/c`);
+  t.after(() => sub.close());
+  await waitFor(() => hub.hub.liveSubscriptions.size === 1, 5000, 'the subscription');
+  for (let i = 1; i <= 5; i++) await publisher.publish('c', `m${i}`);
+  await waitFor(() => sub.received.length === 5, 5000, 'five messages');
+
+  // Redis "forgets" messages 4 and 5 while the node is disconnected, as a restart from an older AOF would.
+  subscriber.disconnect(true);
+  const raw = new Redis(SHARED_REDIS_URL);
+  t.after(() => raw.disconnect());
+  await raw.xtrim(`${prefix}{c}.s`, 'MAXLEN', 3);
+  await raw.hset(`${prefix}{c}.h`, 'seq', 3);
+  await waitFor(() => b.health().ok, 5000, 'the reconnect');
+  // Once the node has checked, a new publish must not come out as position 4 of the old epoch.
+  let next: Message | undefined;
+  const deadline = Date.now() + 5000;
+  while (next === undefined || next.epoch === epochOf(sub.received[0]!.id)) {
+    assert.ok(Date.now() < deadline, 'the rollback was noticed');
+    await new Promise((r) => setTimeout(r, 20));
+    const head = await publisher.head('c');
+    if (head.epoch !== epochOf(sub.received[0]!.id)) next = await publisher.publish('c', 'after');
+  }
+  await waitFor(() => sub.received.length === 6, 5000, 'the message after the rollback');
+  assert.deepEqual(sub.received.map((r) => r.data), ['m1', 'm2', 'm3', 'm4', 'm5', 'after']);
+  assert.deepEqual(sub.gaps.map((g) => [g.reason, g.epoch, g.at]), [['epoch-changed', next.epoch, 5]]);
+});
