@@ -129,6 +129,17 @@ export class HubHttp {
     return this.#pollWheel.size;
   }
 
+  /** Run `expire` on the shared sweep when a credential runs out; returns a canceller. */
+  atExpiry(expiresAt: number, expire: () => void): () => void {
+    const entry = () => expire();
+    this.#expiryWheel.add(entry, this.#tickAt(expiresAt));
+    return () => this.#expiryWheel.delete(entry);
+  }
+
+  get publishLimiter(): RateLimiter {
+    return this.#publishLimiter;
+  }
+
   /** The tick (of the shared sweep) at which a credential expiring at `expiresAt` must be acted on. */
   #tickAt(expiresAt: number): number {
     return this.#tick + Math.max(1, Math.ceil((expiresAt - Date.now()) / TICK_MS));
@@ -148,7 +159,7 @@ export class HubHttp {
     } else if (path.startsWith('/pub/')) {
       route = () => this.#publishRoute(req, res, url, path.slice(5));
     } else if (path.startsWith('/channels/')) {
-      route = () => this.#channelRoute(req, res, path.slice(10));
+      route = () => this.#channelRoute(req, res, url, path.slice(10));
     } else if (path === '/healthz') {
       route = () => this.#healthRoute(req, res);
     } else if (path === '/tickets') {
@@ -290,9 +301,11 @@ export class HubHttp {
     sendJson(res, 201, { channel, id: message.id, subscribers });
   }
 
-  async #channelRoute(req: IncomingMessage, res: ServerResponse, pathChannel: string): Promise<void> {
+  async #channelRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string): Promise<void> {
     allowMethods(req, 'GET');
     const channel = decodeChannel(pathChannel);
+    // A channel's last id and subscriber count are for those who may read it.
+    await this.#authorize(req, res, url, 'subscribe', [channel]);
     const info = await this.hub.channelInfo(channel);
     sendJson(res, 200, {
       channel,
@@ -400,6 +413,9 @@ export function createHubServer(
     maxMessageBytes: hub.limits.maxMessageBytes,
     maxSubscriptions: hub.limits.maxChannelsPerSubscription,
     heartbeatMs: http.options.heartbeatMs,
+    access: http.access,
+    publishLimiter: http.publishLimiter,
+    atExpiry: (expiresAt, expire) => http.atExpiry(expiresAt, expire),
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     if (rejected.has(socket)) socket.destroy();

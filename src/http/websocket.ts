@@ -7,7 +7,10 @@ import { KometaError, wsCloseCode } from '../core/errors.js';
 import type { Hub, Subscription } from '../core/hub.js';
 import { WEBSOCKET_PATH, type ClientFrame, type ErrorFrame, type Ref } from '../protocol/websocket.js';
 import { WsConnection, WsSink } from '../transports/websocket.js';
+import { AccessPolicy } from '../auth/access.js';
+import { type Grant, allowAll } from '../auth/grant.js';
 import { rawProblemResponse } from './problem.js';
+import type { RateLimiter } from './rate-limit.js';
 
 export interface HubWebSocketOptions {
   /** Accept upgrades at /ws. Off, the upgrade is answered 404 and clients fall back to HTTP transports. */
@@ -22,6 +25,12 @@ export interface HubWebSocketOptions {
   readonly maxSubscriptions: number;
   /** The server pings every connection this often; one that has not answered the previous ping is cut. */
   readonly heartbeatMs: number;
+  /** Who may connect, subscribe and publish; the same policy as the HTTP routes. Open when not given. */
+  readonly access?: AccessPolicy;
+  /** The HTTP routes' publish limiter, so a publisher has one budget whichever way it publishes. */
+  readonly publishLimiter?: RateLimiter;
+  /** Run `expire` when a credential runs out (on the server's shared sweep); returns a canceller. */
+  readonly atExpiry?: (expiresAt: number, expire: () => void) => () => void;
 }
 
 /** Publishes awaiting the broker on one connection; past this the server stops reading from it. */
@@ -29,6 +38,9 @@ const MAX_INFLIGHT_PUBLISHES = 32;
 
 /** One client connection and the channels it follows. */
 class Session {
+  grant: Grant = allowAll;
+  request!: IncomingMessage;
+  cancelExpiry: () => void = () => {};
   /** `null` while the subscription is being resolved against history. */
   readonly subscriptions = new Map<string, Subscription | null>();
   inflight = 0;
@@ -44,6 +56,9 @@ class Session {
  */
 export class HubWebSocket {
   readonly #wss: WebSocketServer;
+  readonly #access: AccessPolicy;
+  /** Session cookies to set on the handshake response (a ticket was spent). */
+  readonly #cookies = new WeakMap<IncomingMessage, string>();
   readonly #sessions = new Set<Session>();
   readonly #timer: NodeJS.Timeout;
   #draining = false;
@@ -58,6 +73,11 @@ export class HubWebSocket {
       perMessageDeflate: false,
       // JSON escaping can at most double ordinary text; the hub checks the exact data size.
       maxPayload: options.maxMessageBytes * 2 + 16 * 1024,
+    });
+    this.#access = options.access ?? AccessPolicy.open();
+    this.#wss.on('headers', (headers, req) => {
+      const cookie = this.#cookies.get(req);
+      if (cookie !== undefined) headers.push(`Set-Cookie: ${cookie}`);
     });
     this.#timer = setInterval(() => this.#sweep(), options.heartbeatMs);
     this.#timer.unref();
@@ -79,18 +99,40 @@ export class HubWebSocket {
       socket.end(rawProblemResponse(refusal));
       return;
     }
-    // ws answers a malformed handshake with 400 itself ("abortHandshake").
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws, socket));
+    // Cross-site WebSocket hijacking: a page on another origin must not ride on the user's cookies.
+    if (!this.#access.originAllowed(req)) {
+      socket.end(rawProblemResponse(new KometaError('KOMETA_ERR_ORIGIN', 'This hub does not accept WebSocket connections from that origin')));
+      return;
+    }
+    this.#access.authenticate(req, new URL(req.url ?? '/', 'http://kometa.invalid')).then(
+      ({ grant, setCookie }) => {
+        if (socket.destroyed) return;
+        if (setCookie !== undefined) this.#cookies.set(req, setCookie);
+        // ws answers a malformed handshake with 400 itself ("abortHandshake").
+        this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws, socket, req, grant));
+      },
+      (error: unknown) => {
+        const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL');
+        socket.end(rawProblemResponse(known));
+      },
+    );
   }
 
-  #open(ws: WebSocket, socket: Socket): void {
+  #open(ws: WebSocket, socket: Socket, req: IncomingMessage, grant: Grant): void {
     const session = new Session();
+    session.grant = grant;
+    session.request = req;
     session.connection = new WsConnection(ws, socket, { maxQueueBytes: this.options.maxQueueBytes }, () => this.#closeSession(session));
     if (this.#draining) {
       session.connection.close(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
       return;
     }
     this.#sessions.add(session);
+    if (grant.expiresAt !== undefined && this.options.atExpiry !== undefined) {
+      session.cancelExpiry = this.options.atExpiry(grant.expiresAt, () =>
+        session.connection.close(wsCloseCode('KOMETA_ERR_TOKEN_EXPIRED'), 'KOMETA_ERR_TOKEN_EXPIRED'),
+      );
+    }
     socket.setNoDelay(true);
     ws.on('message', (data, isBinary) => this.#onFrame(session, data, isBinary));
     ws.on('pong', () => {
@@ -149,6 +191,9 @@ export class HubWebSocket {
         });
       }
       const cursor = cursorText === undefined ? null : parseCursor(cursorText.trim(), this.hub.limits.maxChannelsPerSubscription);
+      await this.#access.require(session.request, session.grant, 'subscribe', [channel]);
+      // Checked again: another subscribe to this channel may have started while access was checked.
+      if (session.subscriptions.has(channel)) throw new KometaError('KOMETA_ERR_ALREADY_SUBSCRIBED', `Already subscribed to ${channel}`);
       session.subscriptions.set(channel, null);
       try {
         subscription = await this.hub.subscribe([channel], cursor);
@@ -176,12 +221,18 @@ export class HubWebSocket {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
       return;
     }
+    const wait = this.options.publishLimiter?.take(session.grant.kind === 'anonymous' ? `ip:${session.request.socket.remoteAddress}` : session.grant.subject) ?? 0;
+    if (wait > 0) {
+      connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many publishes', { retryAfter: wait }), channel, ref));
+      return;
+    }
     session.inflight++;
     // Backpressure on the way in: a client that publishes faster than the
     // broker stores is not read from until it catches up.
     if (session.inflight === MAX_INFLIGHT_PUBLISHES) connection.ws.pause();
-    this.hub
-      .publish(channel, data, { event })
+    this.#access
+      .require(session.request, session.grant, 'publish', [channel])
+      .then(() => this.hub.publish(channel, data, { event }))
       .then(
         ({ message, subscribers }) => connection.sendJson(withRef({ type: 'published', channel, id: message.id, subscribers }, ref)),
         (error: unknown) => connection.sendJson(errorFrame(error, channel, ref)),
@@ -203,6 +254,7 @@ export class HubWebSocket {
   #closeSession(session: Session): void {
     if (session.closed) return;
     session.closed = true;
+    session.cancelExpiry();
     this.#sessions.delete(session);
     for (const subscription of session.subscriptions.values()) subscription?.close();
     session.subscriptions.clear();

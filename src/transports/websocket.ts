@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { wsCloseCode } from '../core/errors.js';
 import type { GapNotice, Message } from '../core/message.js';
-import type { Encoder, Sink } from '../core/sink.js';
+import type { Encoder, EndReason, Sink } from '../core/sink.js';
 
 /*
  * WebSocket transport: bytes on one upgraded connection.
@@ -132,7 +132,8 @@ export class WsSink implements Sink {
   /* The `subscribed` frame already told the client where delivery starts. */
   live(): void {}
 
-  end(): void {
-    this.connection.close(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
+  end(reason: EndReason): void {
+    const code = reason === 'token-expired' ? 'KOMETA_ERR_TOKEN_EXPIRED' : 'KOMETA_ERR_DRAINING';
+    this.connection.close(wsCloseCode(code), code);
   }
 }
