@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { httpRequest, startHub, type TestHub, waitFor } from '../helpers/hub.js';
 import { StreamReader } from '../helpers/streams.js';
 
@@ -11,14 +13,28 @@ import { StreamReader } from '../helpers/streams.js';
 let hub: TestHub;
 let healthy: StreamReader;
 let probe = 0;
+let baselineHeap = 0;
+
+// A full collection before each heap reading, so "memory returns near its baseline" compares live objects.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+async function settledHeap(): Promise<number> {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return process.memoryUsage().heapUsed;
+}
 
 before(async () => {
   hub = await startHub({
-    http: { maxBodyBytes: 1024, headersTimeoutMs: 600, requestTimeoutMs: 1200, maxHeaderBytes: 4096 },
+    http: { maxBodyBytes: 1024, headersTimeoutMs: 600, requestTimeoutMs: 1200, maxHeaderBytes: 4096, maxQueueBytes: 64 * 1024, publishRate: 50 },
     limits: { maxChannelsPerSubscription: 4, maxMessageBytes: 1024 },
   });
   healthy = await StreamReader.open(`${hub.url}/sub/healthy?transport=stream`);
   await waitFor(() => hub.hub.subscriberCount('healthy') === 1);
+  await assertHealthyStillReceives();
+  baselineHeap = await settledHeap();
 });
 
 after(async () => {
@@ -178,7 +194,65 @@ test('a long-lived subscription outlives the request timeout (which only bounds 
   reader.close();
 });
 
-test('bad input leaves no subscription behind', async () => {
+test('a consumer that never reads is closed at its queue bound, without disturbing anyone', async () => {
+  const stalled = connect({ port: hub.port, host: '127.0.0.1' });
+  stalled.on('error', () => {});
+  stalled.pause();
+  stalled.write('GET /sub/flooded?transport=stream HTTP/1.1\r\nHost: x\r\n\r\n');
+  await waitFor(() => hub.hub.subscriberCount('flooded') === 1);
+  const big = 'q'.repeat(1000);
+  for (let i = 0; i < 20_000 && hub.hub.subscriberCount('flooded') === 1; i++) {
+    await hub.hub.publish('flooded', big);
+    if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await waitFor(() => hub.hub.subscriberCount('flooded') === 0, 10_000, 'the stalled consumer to be closed');
+  stalled.destroy();
+  await assertHealthyStillReceives();
+});
+
+test('a publisher flood gets 429 with Retry-After past its rate; the flood publishes nothing more', async () => {
+  const statuses = new Map<number, number>();
+  const before = hub.hub.counters.published;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let i = 0; i < 50; i++) {
+        const res = await httpRequest(`${hub.url}/pub/flood`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'f' });
+        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        if (res.status === 429) assert.ok(Number(res.headers['retry-after']) >= 1);
+      }
+    }),
+  );
+  assert.ok((statuses.get(429) ?? 0) > 0, `some refused: ${JSON.stringify([...statuses])}`);
+  assert.equal(hub.hub.counters.published - before, statuses.get(201));
+  assert.ok((statuses.get(201) ?? 0) <= 100 + 50 * 5, 'no more than the burst plus the refill over a few seconds');
+  await assertHealthyStillReceives();
+});
+
+test('clients that disconnect mid-body or mid-stream leave nothing behind', async () => {
+  const before = hub.hub.counters.published;
+  for (let i = 0; i < 20; i++) {
+    const socket = connect(hub.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write('POST /pub/midbody HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 500\r\n\r\npartial');
+    await new Promise((r) => setTimeout(r, 5));
+    socket.destroy();
+  }
+  const readers = await Promise.all(Array.from({ length: 20 }, () => StreamReader.open(`${hub.url}/sub/midstream?transport=stream`)));
+  await waitFor(() => hub.hub.subscriberCount('midstream') === 20);
+  const publishing = (async () => {
+    for (let i = 0; i < 200; i++) await hub.hub.publish('midstream', `m${i}`);
+  })();
+  for (const reader of readers) reader.close();
+  await publishing;
+  await waitFor(() => hub.hub.subscriberCount('midstream') === 0, 5000, 'the dropped streams to be cleaned up');
+  assert.equal(hub.hub.counters.published - before, 200, 'half-sent bodies published nothing');
+  await assertHealthyStillReceives();
+});
+
+test('bad input leaves no subscription behind and memory returns near its baseline', async () => {
   await waitFor(() => hub.hub.channelCount <= 1, 2000, 'only the healthy channel to remain');
   assert.equal(hub.hub.subscriberCount('healthy'), 1);
+  // History is bounded and kept on purpose: what is left must be about what history holds, not what was sent.
+  const grown = (await settledHeap()) - baselineHeap;
+  assert.ok(grown < 8 * 1024 * 1024, `heap grew by ${(grown / 1048576).toFixed(1)} MiB over the whole suite`);
 });
