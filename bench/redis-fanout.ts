@@ -54,7 +54,7 @@ interface Server {
 }
 
 async function startServer(args: string[]): Promise<Server> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--max-queue-bytes', String(64 * 1024 * 1024), ...args], {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--publish-rate', '0', '--max-queue-bytes', String(64 * 1024 * 1024), ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

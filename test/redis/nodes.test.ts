@@ -20,7 +20,7 @@ async function nodes(t: After, count: number, extra: string[] = []): Promise<Kom
   const prefix = uniquePrefix('nodes');
   t.after(() => deletePrefix(SHARED_REDIS_URL, prefix));
   const started = await Promise.all(
-    Array.from({ length: count }, () => startKometa(['--redis', SHARED_REDIS_URL, '--redis-prefix', prefix, '--retry', '0.2', ...extra])),
+    Array.from({ length: count }, () => startKometa(['--redis', SHARED_REDIS_URL, '--redis-prefix', prefix, '--retry', '0.2', '--publish-rate', '0', ...extra])),
   );
   for (const node of started) t.after(() => node.kill('SIGKILL'));
   return started;
