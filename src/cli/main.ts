@@ -9,15 +9,18 @@ import { seedFallback } from './seed-route.js';
 import { accessFromSettings, openFilesLimit } from './access.js';
 import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
 import { brokerLine, createBroker, runPrimary } from './workers.js';
+import { startProxying } from './proxy.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
 Commands:
   serve       run the hub (in-memory broker, or Redis with --redis)
+  proxy       forward every request to --origin, holding those it answers with GRIP
+              or Kometa-Defer instructions; publish on --control-port (127.0.0.1:5561)
 
 Run 'kometa serve --help' for the hub's settings.`;
 
-async function serve(argv: string[]): Promise<number> {
+async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Promise<number> {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, config: { type: 'string' } };
   for (const spec of Object.values(settingSpecs)) options[spec.flag] = { type: 'string' };
   let parsed;
@@ -29,7 +32,7 @@ async function serve(argv: string[]): Promise<number> {
   }
   if (parsed.values.help === true) {
     process.stdout.write(
-      `Usage: kometa serve [options]\n\nRuns the comet hub. Settings come from flags, then KOMETA_* environment variables,\nthen a JSON config file (--config or KOMETA_CONFIG), then the defaults.\n\n  --config <file>                JSON file with any of the settings below, by their camelCase name\n${settingsHelp()}\n`,
+      `Usage: kometa ${command} [options]\n\nRuns the comet hub${command === 'proxy' ? ' behind a GRIP proxy to --origin' : ''}. Settings come from flags, then KOMETA_* environment variables,\nthen a JSON config file (--config or KOMETA_CONFIG), then the defaults.\n\n  --config <file>                JSON file with any of the settings below, by their camelCase name\n${settingsHelp()}\n`,
     );
     return 0;
   }
@@ -53,6 +56,10 @@ async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`kometa serve: --redis must be a URL like redis://127.0.0.1:6379\n`);
     return 2;
   }
+  if (command === 'proxy' && settings.origin === '') {
+    process.stderr.write('kometa proxy: --origin is required, e.g. --origin http://127.0.0.1:8000\n');
+    return 2;
+  }
   if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings);
 
   let access;
@@ -69,7 +76,9 @@ async function serve(argv: string[]): Promise<number> {
   const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
   const comet = new Comet({ hub, onError: (report) => process.stderr.write(`kometa: handler for ${report.method} ${report.path} failed (${report.phase}): ${String(report.error)}\n`) });
-  const hubServer = createHubServer(hub, {
+  const proxying = settings.origin === '' ? undefined : await startProxying(hub, settings, command);
+  if (typeof proxying === 'number') return proxying;
+  const hubServer = command === 'proxy' ? proxying!.publicServer : createHubServer(hub, {
     heartbeatMs: settings.heartbeat * 1000,
     retryMs: settings.retry * 1000,
     pollTimeoutMs: settings.pollTimeout * 1000,
@@ -87,7 +96,7 @@ async function serve(argv: string[]): Promise<number> {
     // Past the open-files limit node:http can only fail to accept; stop short of it with a clear answer.
     maxConnections: settings.maxConnections || Math.max(0, (openFilesLimit() ?? 0) - 256),
     maxConnectionsPerIp: settings.maxConnectionsPerIp,
-  }, withChat(seedFallback(comet)));
+  }, proxying?.proxy.handle ?? withChat(seedFallback(comet)));
   let address;
   try {
     address = await hubServer.listen(settings.port, settings.host);
@@ -97,14 +106,16 @@ async function serve(argv: string[]): Promise<number> {
   }
   const base = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   // Under --workers the primary prints the banner once, for all of them.
-  if (!cluster.isWorker) process.stdout.write(
+  if (!cluster.isWorker && command === 'proxy') process.stdout.write(`kometa proxy listening on ${base}\n${proxying!.banner(base)}${brokerLine(settings)}`);
+  else if (!cluster.isWorker) process.stdout.write(
     `kometa hub listening on ${base}\n` +
       `  chat       open ${base}/ in a browser\n` +
       `  subscribe  curl -N ${base}/sub/demo\n` +
       `  publish    curl -d 'hello' ${base}/pub/demo\n` +
       `  channel    ${base}/channels/demo\n` +
       `  comet      curl -N --raw ${base}/seed\n` +
-      brokerLine(settings),
+      brokerLine(settings) +
+      (proxying?.banner(base) ?? ''),
   );
 
   return new Promise<number>((resolve) => {
@@ -122,7 +133,7 @@ async function serve(argv: string[]): Promise<number> {
       stopping = true;
       firstSignalAt = Date.now();
       process.stdout.write(`kometa: ${signal} received, closing (up to ${settings.shutdownGrace}s)\n`);
-      hubServer.close().then(() => broker.close()).then(() => {
+      hubServer.close().then(() => proxying?.close()).then(() => broker.close()).then(() => {
         process.stdout.write('kometa: closed\n');
         resolve(0);
       });
@@ -137,6 +148,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return serve(rest);
+    case 'proxy':
+      return serve(rest, 'proxy');
     case undefined:
     case 'help':
     case '--help':

@@ -44,6 +44,9 @@ export const settingSpecs = {
   redis: { flag: 'redis', kind: 'string', default: '', help: 'Redis URL (redis://[user:pass@]host:port[/db]) to share channels between processes; empty = in-memory' },
   redisPrefix: { flag: 'redis-prefix', kind: 'string', default: 'kometa:', help: 'prefix of every Redis key and pub/sub channel kometa uses' },
   workers: { flag: 'workers', kind: 'int', default: 1, help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis' },
+  origin: { flag: 'origin', kind: 'string', default: '', help: 'origin server to proxy to (http://host:port); kometa proxy needs it, with serve every path the hub does not take goes there' },
+  controlPort: { flag: 'control-port', kind: 'int', default: 5561, help: 'port of the control API when proxying (POST /publish/ as Pushpin, POST /pub/<channel>), on 127.0.0.1' },
+  gripSigKey: { flag: 'grip-sig-key', kind: 'string', default: '', help: 'key that signs the Grip-Sig header sent to the origin (HS256); empty = a random key per process' },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof settingSpecs;
