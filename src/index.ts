@@ -17,3 +17,5 @@ export type { HubHttpOptions, HubServer } from './http/hub-server.js';
 export { Comet, cometErrorChannel, defaultComet, createSeedHandler, seedHandler } from './comet/index.js';
 export type { Chunk, CometContext, CometCounters, CometErrorReport, CometHandler, CometOptions, CometOutput, CometRequest, NextOptions, NextResult } from './comet/index.js';
 export { nodeComet } from './adapters/node-http.js';
+export { GripProxy, createProxyServer, createControlServer, proxyErrorChannel } from './proxy/index.js';
+export type { ProxyOptions, ProxyErrorReport, ProxyServer, ControlOptions } from './proxy/index.js';
