@@ -121,7 +121,12 @@ export class GripProxy implements ProxyContext {
     session.run().finally(() => this.sessions.delete(session));
   };
 
-  /** Stop: pending stage timers are dropped and idle origin connections closed. Held requests end with the hub. */
+  /** Shutting down: end every held request now (streams cleanly, long-polls with the origin's response). */
+  drain(): void {
+    for (const session of this.sessions) session.drain();
+  }
+
+  /** Stop: whatever is still open is cut, pending timers dropped, origin connections closed. */
   close(): void {
     for (const session of this.sessions) session.shutdown();
     this.wheel.clear();

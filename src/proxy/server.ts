@@ -61,6 +61,7 @@ export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServer
       }),
     close: () =>
       new Promise<void>((resolve) => {
+        proxy.drain();
         const grace = setTimeout(() => server.closeAllConnections(), settings.shutdownGraceMs);
         grace.unref();
         server.close(() => {

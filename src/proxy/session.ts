@@ -49,6 +49,8 @@ export class ProxySession {
   #wake: (() => void) | undefined;
   #subscription: Subscription | undefined;
   #lastWriteTick = 0;
+  /** Ends a hold the way a shutdown should: a stream cleanly, a long-poll with the origin's response. */
+  #drain: (() => void) | undefined;
 
   constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse) {
     this.#ctx = ctx;
@@ -70,7 +72,12 @@ export class ProxySession {
     }
   }
 
-  /** The proxy is closing: cut this request (a held stream is ended by the hub first). */
+  /** The server is closing: a held request is ended as if its hold were over; others may finish within the grace period. */
+  drain(): void {
+    this.#drain?.();
+  }
+
+  /** The proxy is closed: cut whatever is still open. */
   shutdown(): void {
     this.#res.destroy();
   }
@@ -327,6 +334,7 @@ export class ProxySession {
         this.#task?.cancel();
         this.#task = undefined;
         this.#wake = undefined;
+        this.#drain = undefined;
         subscription.close();
         this.#subscription = undefined;
         resolve();
@@ -340,6 +348,7 @@ export class ProxySession {
         this.#respond(message.code, message.reason, overrideHeaders(base, message.headers), message.body);
       };
       this.#wake = resolve;
+      this.#drain = answerWithOrigin;
       this.#task = ctx.wheel.schedule(hold.timeoutMs, answerWithOrigin);
       // May answer at once, from what history holds after a prev-id.
       subscription.start(new HeldResponseSink(answerWithMessage, answerWithOrigin));
@@ -382,6 +391,7 @@ export class ProxySession {
         subscription.close();
         this.#subscription = undefined;
         this.#wake = undefined;
+        this.#drain = undefined;
         resolve(outcome);
       };
       const output: StreamOutput = {
@@ -398,6 +408,7 @@ export class ProxySession {
         recover: () => settle('next'),
       };
       this.#wake = () => settle('gone');
+      this.#drain = output.end;
 
       const keepAlive = hold.keepAlive;
       if (keepAlive !== undefined) {
