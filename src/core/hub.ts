@@ -284,6 +284,13 @@ export class Hub {
       }
       // Only what this process has delivered to everyone; newer ones come through the group.
       if (message.seq <= position.seq || message.seq > channel.deliveredSeq || message.epoch !== channel.epoch) continue;
+      if (message.seq > position.seq + 1) {
+        // The hub gave up on messages this subscriber had not reached (see #announceLoss).
+        flush();
+        this.counters.gaps++;
+        subscription.positions.set(message.channel, { epoch: message.epoch, seq: message.seq - 1 });
+        sink.gap({ channel: message.channel, reason: 'history-truncated', epoch: message.epoch, missed: { from: position.seq + 1, to: message.seq - 1 } }, subscription.cursor());
+      }
       subscription.positions.set(message.channel, { epoch: message.epoch, seq: message.seq });
       frames.push(sink.encoder.message(message, subscription.cursor()));
       sent.push(message);
@@ -453,30 +460,16 @@ export class Hub {
       (read) => {
         channel.repairing = false;
         if (this.#channels.get(channel.name) !== channel) return;
-        if (read.epoch === channel.epoch && read.oldestSeq > afterSeq + 1) {
-          const notice: GapNotice = {
-            channel: channel.name,
-            reason: 'history-truncated',
-            epoch: read.epoch,
-            missed: { from: afterSeq + 1, to: read.oldestSeq - 1 },
-          };
-          channel.deliveredSeq = read.oldestSeq - 1;
-          for (const group of channel.groups) {
-            for (const subscription of group.members) {
-              this.counters.gaps++;
-              subscription.sink!.gap(notice, subscription.cursor());
-            }
-          }
-        }
         const bySeq = new Map<number, Message>();
         for (const m of read.messages) if (m.epoch === channel.epoch) bySeq.set(m.seq, m);
         for (const m of channel.pending) if (m.epoch === channel.epoch) bySeq.set(m.seq, m);
         const newer = channel.pending.filter((m) => m.epoch !== channel.epoch);
         channel.pending = [...bySeq.values()].sort((a, b) => a.seq - b.seq).concat(newer);
-        // Whatever is still missing after a fresh read is gone for good: do not wait for it again.
+        // Whatever is still missing after a fresh read is gone for good (trimmed
+        // from history, or the history itself was lost): say so, then go on.
         const first = channel.pending[0];
         if (first !== undefined && first.epoch === channel.epoch && first.seq > channel.deliveredSeq + 1) {
-          channel.deliveredSeq = first.seq - 1;
+          this.#announceLoss(channel, channel.deliveredSeq + 1, first.seq - 1);
         }
         this.#flushChannel(channel);
       },
@@ -489,6 +482,18 @@ export class Hub {
         }
       },
     );
+  }
+
+  /** Live subscribers of `channel` will never get messages `from`..`to`: tell them before moving on. */
+  #announceLoss(channel: LocalChannel, from: number, to: number): void {
+    const notice: GapNotice = { channel: channel.name, reason: 'history-truncated', epoch: channel.epoch, missed: { from, to } };
+    channel.deliveredSeq = to;
+    for (const group of channel.groups) {
+      for (const subscription of group.members) {
+        this.counters.gaps++;
+        subscription.sink!.gap(notice, subscription.cursor());
+      }
+    }
   }
 
   async channelInfo(channel: string): Promise<ChannelStats & { subscribers: number }> {
