@@ -6,7 +6,7 @@ import { KometaError } from '../core/errors.js';
 import type { Hub, Subscription } from '../core/hub.js';
 import { ChunkedStream } from '../transports/chunked.js';
 import { LongPollSink } from '../transports/long-poll.js';
-import { SSE_HEARTBEAT, SseSink, sseSlowFrame } from '../transports/sse.js';
+import { SSE_HEADERS, SSE_HEARTBEAT, SseSink, sseSlowFrame } from '../transports/sse.js';
 import { STREAM_HEARTBEAT, StreamSink, streamSlowFrame } from '../transports/stream.js';
 import { AccessPolicy } from '../auth/access.js';
 import type { Grant } from '../auth/grant.js';
@@ -217,7 +217,22 @@ export class HubHttp {
     if (channels.length === 0) throw new KometaError('KOMETA_ERR_CHANNEL_MISSING');
     const grant = await this.#authorize(req, res, url, 'subscribe', channels);
 
-    const subscription = await this.hub.subscribe(channels, cursor);
+    let subscription: Subscription;
+    try {
+      subscription = await this.hub.subscribe(channels, cursor);
+    } catch (error) {
+      // EventSource treats any status but 200 as final and never reconnects
+      // (WHATWG: "fail the connection"), so a passing outage would lose the
+      // subscriber for good. Answer 200 with a retry hint and an error event
+      // instead, and end: the browser comes back by itself.
+      if (transport === 'sse' && error instanceof KometaError && error.status === 503) {
+        const body = `retry: ${this.options.retryMs}\nevent: kometa-error\ndata: ${JSON.stringify({ code: error.code, detail: error.message })}\n\n`;
+        res.writeHead(200, { ...SSE_HEADERS, 'Content-Length': String(Buffer.byteLength(body)) });
+        res.end(body);
+        return;
+      }
+      throw error;
+    }
     if (req.socket.destroyed || res.destroyed) {
       subscription.close();
       return;
