@@ -1,5 +1,6 @@
 import type { Broker, ChannelStats } from './broker.js';
 import { assertChannelName, assertEventName } from './channel-name.js';
+import { fanOutChannel } from './diagnostics.js';
 import { type Cursor, type Position, formatId } from './cursor.js';
 import { KometaError } from './errors.js';
 import type { GapNotice, HistoryRead, Message } from './message.js';
@@ -30,6 +31,18 @@ export interface HubCounters {
   subscriptionsOpened: number;
   subscriptionsClosed: number;
   gaps: number;
+  /** Bytes of message data accepted by publish. */
+  publishedBytes: number;
+  /** Bytes handed to subscriber connections by live fan-out (counted once per group, times its size). */
+  deliveredBytes: number;
+}
+
+/** One channel with subscribers in this process, as the operator's view lists it. */
+export interface LocalChannelSummary {
+  readonly name: string;
+  readonly subscribers: number;
+  /** Messages fanned out here since the channel got its first local subscriber. */
+  readonly messages: number;
 }
 
 /**
@@ -70,6 +83,8 @@ class LocalChannel {
   /** Subscriptions that are resuming from history and receive messages one by one. */
   readonly catchingUp = new Set<Subscription>();
   subscriberCount = 0;
+  /** Messages fanned out (counted per fan-out, not per subscriber). */
+  messageCount = 0;
   readonly ready: Promise<void>;
 
   constructor(readonly name: string, broker: Broker) {
@@ -147,7 +162,7 @@ export class Subscription {
  */
 export class Hub {
   readonly limits: HubLimits;
-  readonly counters: HubCounters = { published: 0, delivered: 0, subscriptionsOpened: 0, subscriptionsClosed: 0, gaps: 0 };
+  readonly counters: HubCounters = { published: 0, delivered: 0, subscriptionsOpened: 0, subscriptionsClosed: 0, gaps: 0, publishedBytes: 0, deliveredBytes: 0 };
   readonly #channels = new Map<string, LocalChannel>();
   readonly #groups = new Map<string, Group>();
   #dirty: LocalChannel[] = [];
@@ -175,6 +190,7 @@ export class Hub {
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
     const message = await this.broker.publish(channel, data, { event: options.event });
     this.counters.published++;
+    this.counters.publishedBytes += size;
     return { message, subscribers: this.#channels.get(channel)?.subscriberCount ?? 0 };
   }
 
@@ -407,6 +423,11 @@ export class Hub {
   }
 
   #fanOut(channel: LocalChannel, messages: readonly Message[]): void {
+    // Watched (by /metrics or the dashboard): two clock reads per fan-out, none per subscriber.
+    const observed = fanOutChannel.hasSubscribers;
+    const started = observed ? performance.now() : 0;
+    let subscribers = 0;
+    let bytes = 0;
     for (const group of channel.groups) {
       let frames: Buffer;
       let cursor = '';
@@ -429,6 +450,22 @@ export class Hub {
       // Long-poll members leave the group inside push; iterating a Set while deleting is safe.
       for (const subscription of group.members) subscription.sink!.push(frames, cursor, messages);
       this.counters.delivered += group.members.size * messages.length;
+      subscribers += group.members.size;
+      bytes += frames.length * group.members.size;
+    }
+    this.counters.deliveredBytes += bytes;
+    channel.messageCount += messages.length;
+    if (observed) {
+      const durationMs = performance.now() - started;
+      fanOutChannel.publish({
+        channel: channel.name,
+        messages: messages.length,
+        subscribers,
+        bytes,
+        publishedAt: messages[0]!.time,
+        startedAt: Date.now() - durationMs,
+        durationMs,
+      });
     }
     channel.deliveredSeq = messages[messages.length - 1]!.seq;
     for (const subscription of channel.catchingUp) {
@@ -504,6 +541,13 @@ export class Hub {
 
   subscriberCount(channel: string): number {
     return this.#channels.get(channel)?.subscriberCount ?? 0;
+  }
+
+  /** Channels with subscribers in this process (for the operator's view; one pass over them). */
+  *localChannels(): IterableIterator<LocalChannelSummary> {
+    for (const channel of this.#channels.values()) {
+      yield { name: channel.name, subscribers: channel.subscriberCount, messages: channel.messageCount };
+    }
   }
 
   get channelCount(): number {

@@ -1,9 +1,11 @@
 import type { ServerResponse } from 'node:http';
+import { reportError } from '../core/diagnostics.js';
 import { KometaError, toProblem } from '../core/errors.js';
 
 /** Answer with RFC 9457 problem details. Unknown errors become a 500 without leaking their text. */
 export function sendProblem(res: ServerResponse, error: unknown, headers: Record<string, string> = {}): void {
   const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
+  reportError({ code: known.code, status: known.status, transport: 'http' });
   if (res.headersSent) {
     res.destroy();
     return;
@@ -20,6 +22,7 @@ export function sendProblem(res: ServerResponse, error: unknown, headers: Record
 
 /** The same body as a raw HTTP/1.1 response, for sockets node:http could not parse a request from. */
 export function rawProblemResponse(error: KometaError): string {
+  reportError({ code: error.code, status: error.status, transport: 'http' });
   const body = JSON.stringify(toProblem(error));
   return (
     `HTTP/1.1 ${error.status} ${error.title}\r\n` +

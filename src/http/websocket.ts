@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { assertChannelName } from '../core/channel-name.js';
 import { parseCursor } from '../core/cursor.js';
+import { reportError } from '../core/diagnostics.js';
 import { KometaError, wsCloseCode } from '../core/errors.js';
 import type { Hub, Subscription } from '../core/hub.js';
 import { WEBSOCKET_PATH, type ClientFrame, type ErrorFrame, type Ref } from '../protocol/websocket.js';
@@ -297,6 +298,7 @@ function withRef<T extends object>(frame: T, ref: Ref | undefined): T & { ref?: 
 
 function errorFrame(error: unknown, channel?: string, ref?: Ref): ErrorFrame {
   const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
+  reportError({ code: known.code, status: known.status, transport: 'websocket' });
   const frame: ErrorFrame = { type: 'error', code: known.code, status: known.status, title: known.title, detail: known.message, ...known.extra };
   return withRef(channel === undefined ? frame : { ...frame, channel }, ref);
 }

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { reportDrop } from '../core/diagnostics.js';
 
 const CRLF = Buffer.from('\r\n');
 export const LAST_CHUNK = Buffer.from('0\r\n\r\n');
@@ -69,6 +70,7 @@ export class ChunkedStream {
     if (socket.writableLength > this.limits.maxQueueBytes) {
       // The subscriber is not reading. Tell it why (it may never read this) and
       // let it resume from history on a fresh connection.
+      reportDrop({ transport: transportOf(this.res), reason: 'slow-consumer', queuedBytes: socket.writableLength, remoteAddress: socket.remoteAddress });
       this.end(this.onSlow());
     }
   }
@@ -94,4 +96,12 @@ export class ChunkedStream {
     this.#closed = true;
     this.onClose();
   }
+}
+
+/** Which transport a chunked response carries, from its Content-Type (only asked when one is dropped). */
+function transportOf(res: ServerResponse): string {
+  const type = String(res.getHeader('content-type') ?? '');
+  if (type.startsWith('text/event-stream')) return 'sse';
+  if (type.startsWith('application/x-ndjson')) return 'stream';
+  return 'http-stream';
 }

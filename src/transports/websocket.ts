@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
+import { reportDrop } from '../core/diagnostics.js';
 import { wsCloseCode } from '../core/errors.js';
 import type { GapNotice, Message } from '../core/message.js';
 import type { Encoder, EndReason, Sink } from '../core/sink.js';
@@ -88,7 +89,10 @@ export class WsConnection {
   write(frames: Buffer): void {
     if (this.#closing) return;
     this.socket.write(frames);
-    if (this.socket.writableLength > this.limits.maxQueueBytes) this.close(wsCloseCode('KOMETA_ERR_SLOW_CONSUMER'), 'KOMETA_ERR_SLOW_CONSUMER');
+    if (this.socket.writableLength > this.limits.maxQueueBytes) {
+      reportDrop({ transport: 'ws', reason: 'slow-consumer', queuedBytes: this.socket.writableLength, remoteAddress: this.socket.remoteAddress });
+      this.close(wsCloseCode('KOMETA_ERR_SLOW_CONSUMER'), 'KOMETA_ERR_SLOW_CONSUMER');
+    }
   }
 
   sendJson(value: object): void {
