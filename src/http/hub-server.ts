@@ -18,6 +18,7 @@ import { TimeoutWheel } from './wheel.js';
 import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
+import { answerMalformedRequests, listen } from './server-setup.js';
 
 export interface HubHttpOptions {
   /** Heartbeat on quiet SSE and stream connections, so proxies do not cut them as idle. */
@@ -440,33 +441,13 @@ export function createHubServer(
   server.headersTimeout = http.options.headersTimeoutMs;
   server.requestTimeout = http.options.requestTimeoutMs;
   server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const kometaError =
-      error.code === 'HPE_HEADER_OVERFLOW'
-        ? new KometaError('KOMETA_ERR_HEADERS_TOO_LARGE')
-        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new KometaError('KOMETA_ERR_REQUEST_TIMEOUT')
-          : new KometaError('KOMETA_ERR_BAD_REQUEST', 'The request could not be parsed as HTTP/1.1');
-    socket.end(rawProblemResponse(kometaError));
-  });
+  answerMalformedRequests(server);
 
   return {
     server,
     http,
     webSocket,
-    listen: (port, host) =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          const address = server.address();
-          resolve({ port: typeof address === 'object' && address !== null ? address.port : port, host });
-        });
-      }),
+    listen: (port, host) => listen(server, port, host),
     close: () =>
       new Promise<void>((resolve) => {
         webSocket.close();

@@ -1,8 +1,6 @@
 import { type Server, createServer } from 'node:http';
-import type { Socket } from 'node:net';
-import { KometaError } from '../core/errors.js';
-import { rawProblemResponse } from '../http/problem.js';
 import type { GripProxy } from './proxy.js';
+import { answerMalformedRequests, listen } from '../http/server-setup.js';
 
 export interface ProxyServerOptions {
   readonly headersTimeoutMs: number;
@@ -35,30 +33,10 @@ export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServer
   server.headersTimeout = settings.headersTimeoutMs;
   server.requestTimeout = 0;
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const kometaError =
-      error.code === 'HPE_HEADER_OVERFLOW'
-        ? new KometaError('KOMETA_ERR_HEADERS_TOO_LARGE')
-        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new KometaError('KOMETA_ERR_REQUEST_TIMEOUT')
-          : new KometaError('KOMETA_ERR_BAD_REQUEST', 'The request could not be parsed as HTTP/1.1');
-    socket.end(rawProblemResponse(kometaError));
-  });
+  answerMalformedRequests(server);
   return {
     server,
-    listen: (port, host) =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          const address = server.address();
-          resolve({ port: typeof address === 'object' && address !== null ? address.port : port, host });
-        });
-      }),
+    listen: (port, host) => listen(server, port, host),
     close: () =>
       new Promise<void>((resolve) => {
         proxy.drain();
