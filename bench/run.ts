@@ -144,6 +144,7 @@ class Load {
         addressBase: nextAddress,
         perAddress,
         ...(spec.wsFrame === undefined ? {} : { wsFrame: spec.wsFrame }),
+        ...(spec.wsSendAfter === undefined ? {} : { wsSendAfter: spec.wsSendAfter }),
         ...(spec.readyToken === undefined ? {} : { readyToken: spec.readyToken }),
         concurrency: 200,
         trackIds: opts.trackIds ?? false,
@@ -151,7 +152,7 @@ class Load {
       };
       nextAddress += Math.ceil(n / perAddress);
       first += n;
-      results.push(load.#await(child, 'connected', 120_000) as Promise<ChildMessage & { type: 'connected' }>);
+      results.push(load.#await(child, 'connected', 60_000) as Promise<ChildMessage & { type: 'connected' }>);
       child.send(order);
     }
     const started = performance.now();
@@ -184,8 +185,14 @@ class Load {
     });
   }
 
-  reset(): void {
-    for (const child of this.children) child.send({ type: 'reset' });
+  async reset(): Promise<void> {
+    await Promise.all(
+      this.children.map((child) => {
+        const answer = this.#await(child, 'reset', 30_000);
+        child.send({ type: 'reset' });
+        return answer;
+      }),
+    );
   }
 
   async report(): Promise<LoadReport & { processes: number }> {
@@ -279,6 +286,18 @@ function median(values: number[]): number {
 const results: Record<string, unknown[]> = { idle: [], fanout: [], channels: [], storm: [], profile: [] };
 const skipped: { system: string; scenario: string; reason: string }[] = [];
 
+/** Run one system's part of a scenario; a failure is recorded and the run goes on. */
+async function attempt(system: System, scenario: string, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    const reason = `failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
+    log(`${scenario} ${system.name}: ${reason}`);
+    for (const child of loaders) child.kill('SIGKILL');
+    skipped.push({ system: system.name, scenario, reason });
+  }
+}
+
 function available(system: System, scenario: string): boolean {
   const reason = system.unavailable();
   if (reason === null) return true;
@@ -294,33 +313,35 @@ async function idle(): Promise<void> {
     for (const system of systems) {
       if (system.name.endsWith('-ws') || !available(system, 'idle')) continue;
       for (const [transport, spec] of Object.entries(system.transports)) {
-        const running = await startSystem(system);
-        try {
-          await sleep(1000);
-          const base = sampleTree(running.pid);
-          const opened = await Load.open(running, spec, count, { channel: 'idle', perSocketChannel: false });
-          let connectMs = opened.ms;
-          if (spec.kind === 'poll') connectMs += await waitForSubscribers(running, 'idle', opened.ready, 20_000);
-          await sleep(2000);
-          const loaded = sampleTree(running.pid);
-          const row = {
-            system: system.name,
-            transport,
-            subscribers: count,
-            ready: opened.ready,
-            failed: opened.failed,
-            connectMs: Math.round(connectMs),
-            baseRssKiB: base.rssKiB,
-            rssKiB: loaded.rssKiB,
-            kibPerSubscriber: Math.round(((loaded.rssKiB - base.rssKiB) / Math.max(1, opened.ready)) * 100) / 100,
-            serverCpuSecConnecting: Math.round((loaded.cpuSec - base.cpuSec) * 100) / 100,
-          };
-          results.idle!.push(row);
-          log(`idle ${count} ${system.name}/${transport}: ${row.ready} ready (${row.failed} failed) in ${row.connectMs} ms, ${row.kibPerSubscriber} KiB each`);
-          await opened.load.close();
-        } finally {
-          await running.stop();
-        }
+        await attempt(system, `idle ${count} ${transport}`, async () => {
+          const running = await startSystem(system);
+          try {
+            await sleep(1000);
+            const base = sampleTree(running.pid);
+            const opened = await Load.open(running, spec, count, { channel: 'idle', perSocketChannel: false });
+            let connectMs = opened.ms;
+            if (spec.kind === 'poll') connectMs += await waitForSubscribers(running, 'idle', opened.ready, 20_000);
+            await sleep(2000);
+            const loaded = sampleTree(running.pid);
+            const row = {
+              system: system.name,
+              transport,
+              subscribers: count,
+              ready: opened.ready,
+              failed: opened.failed,
+              connectMs: Math.round(connectMs),
+              baseRssKiB: base.rssKiB,
+              rssKiB: loaded.rssKiB,
+              kibPerSubscriber: Math.round(((loaded.rssKiB - base.rssKiB) / Math.max(1, opened.ready)) * 100) / 100,
+              serverCpuSecConnecting: Math.round((loaded.cpuSec - base.cpuSec) * 100) / 100,
+            };
+            results.idle!.push(row);
+            log(`idle ${count} ${system.name}/${transport}: ${row.ready} ready (${row.failed} failed) in ${row.connectMs} ms, ${row.kibPerSubscriber} KiB each`);
+            await opened.load.close();
+          } finally {
+            await running.stop();
+          }
+        });
       }
     }
   }
@@ -376,8 +397,7 @@ async function phase(
   seconds: number,
 ): Promise<PhaseResult> {
   await sleep(300);
-  load.reset();
-  await sleep(50);
+  await load.reset();
   const before = sampleTree(running.pid);
   const started = performance.now();
   const first = seq.n + 1;
@@ -460,66 +480,69 @@ async function fanout(list: System[], counts: number[], options: { profile?: boo
   for (const count of counts) {
     for (const system of list) {
       if (!available(system, 'fanout')) continue;
-      const spec = system.transports[system.fanout]!;
-      const profDir = options.profile ? mkdtempSync(join(tmp, 'prof-')) : undefined;
-      const running = await startSystem(system, profDir);
-      const publisher = new Publisher('127.0.0.1', running.publish);
-      let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
-      try {
-        opened = await Load.open(running, spec, count, { channel: 'fan', perSocketChannel: false, frontier: true });
-        const { load } = opened;
-        log(`fanout ${count} ${system.name}: ${opened.ready} subscribers in ${Math.round(opened.ms)} ms (${opened.failed} failed)`);
-        const seq = { n: 0 };
-        // Warm-up: the first messages reach everyone (and JITs warm up).
-        await phase(running, load, publisher, 'fan', opened.ready, seq, 'warm-up', { window: 1 }, quick ? 1 : 2);
-        const phases: PhaseResult[] = [];
-        for (let r = 0; r < (options.profile ? 1 : repeat); r++) {
-          const result = await phase(running, load, publisher, 'fan', opened.ready, seq, `max#${r + 1}`, { window: 4 }, options.profile ? 10 : config.maxSeconds);
-          phases.push(result);
-          log(`fanout ${count} ${system.name} ${result.phase}: ${result.deliveriesPerSec} deliveries/s, ${result.cpuSecPerMillion} CPU-s/M, p99 ${result.p99Ms} ms, lost ${result.lost}, server ${result.serverCpuPct}% load ${result.loadCpuPct}%`);
-        }
-        if (!options.profile) {
-          for (const rate of config.fixed[count] ?? []) {
-            const result = await phase(running, load, publisher, 'fan', opened.ready, seq, `rate ${rate}/s`, { rate }, config.fixedSeconds);
+      await attempt(system, `fanout ${count}`, async () => {
+        const spec = system.transports[system.fanout]!;
+        const profDir = options.profile ? mkdtempSync(join(tmp, 'prof-')) : undefined;
+        const running = await startSystem(system, profDir);
+        // One pipelined connection: the channel's messages reach the server in order.
+        const publisher = new Publisher('127.0.0.1', running.publish, 1, 16);
+        let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
+        try {
+          opened = await Load.open(running, spec, count, { channel: 'fan', perSocketChannel: false, frontier: true });
+          const { load } = opened;
+          log(`fanout ${count} ${system.name}: ${opened.ready} subscribers in ${Math.round(opened.ms)} ms (${opened.failed} failed)`);
+          const seq = { n: 0 };
+          // Warm-up: the first messages reach everyone (and JITs warm up).
+          await phase(running, load, publisher, 'fan', opened.ready, seq, 'warm-up', { window: 1 }, quick ? 1 : 2);
+          const phases: PhaseResult[] = [];
+          for (let r = 0; r < (options.profile ? 1 : repeat); r++) {
+            const result = await phase(running, load, publisher, 'fan', opened.ready, seq, `max#${r + 1}`, { window: 4 }, options.profile ? 10 : config.maxSeconds);
             phases.push(result);
-            log(`fanout ${count} ${system.name} ${rate} msg/s: p50 ${result.p50Ms} p99 ${result.p99Ms} max ${result.maxMs} ms, lost ${result.lost}, ${result.cpuSecPerMillion} CPU-s/M, server ${result.serverCpuPct}% load ${result.loadCpuPct}%`);
-            if (result.p99Ms >= 100 || result.lost > 0) break; // higher rates only get worse
+            log(`fanout ${count} ${system.name} ${result.phase}: ${result.deliveriesPerSec} deliveries/s, ${result.cpuSecPerMillion} CPU-s/M, p99 ${result.p99Ms} ms, lost ${result.lost}, server ${result.serverCpuPct}% load ${result.loadCpuPct}%`);
+          }
+          if (!options.profile) {
+            for (const rate of config.fixed[count] ?? []) {
+              const result = await phase(running, load, publisher, 'fan', opened.ready, seq, `rate ${rate}/s`, { rate }, config.fixedSeconds);
+              phases.push(result);
+              log(`fanout ${count} ${system.name} ${rate} msg/s: p50 ${result.p50Ms} p99 ${result.p99Ms} max ${result.maxMs} ms, lost ${result.lost}, ${result.cpuSecPerMillion} CPU-s/M, server ${result.serverCpuPct}% load ${result.loadCpuPct}%`);
+              if (result.p99Ms >= 100 || result.lost > 0) break; // higher rates only get worse
+            }
+          }
+          const maxPhases = phases.filter((p) => p.phase.startsWith('max'));
+          results[options.profile ? 'profile' : 'fanout']!.push({
+            system: system.name,
+            transport: system.fanout,
+            subscribers: count,
+            ready: opened.ready,
+            connectMs: Math.round(opened.ms),
+            median: {
+              cpuSecPerMillion: median(maxPhases.map((p) => p.cpuSecPerMillion)),
+              deliveriesPerSec: median(maxPhases.map((p) => p.deliveriesPerSec)),
+              p50Ms: median(maxPhases.map((p) => p.p50Ms)),
+              p99Ms: median(maxPhases.map((p) => p.p99Ms)),
+              loadCpuPct: median(maxPhases.map((p) => p.loadCpuPct)),
+              lost: maxPhases.reduce((a, p) => a + p.lost, 0),
+            },
+            phases,
+          });
+        } finally {
+          publisher.close();
+          await opened?.load.close();
+          await running.stop();
+        }
+        if (profDir !== undefined) {
+          const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+          if (file === undefined) log(`${system.name}: no CPU profile was written`);
+          else {
+            mkdirSync(join(RESULTS, 'profiles'), { recursive: true });
+            const kept = join(RESULTS, 'profiles', `${system.name}-fanout-${count}.cpuprofile`);
+            writeFileSync(kept, readFileSync(join(profDir, file)));
+            const summary = summarizeProfile(kept, 25);
+            (results.profile!.at(-1) as Record<string, unknown>).profile = { file: kept.slice(RESULTS.length), ...summary };
+            log(`${system.name} profile (${kept}):\n${summary.text}`);
           }
         }
-        const maxPhases = phases.filter((p) => p.phase.startsWith('max'));
-        results[options.profile ? 'profile' : 'fanout']!.push({
-          system: system.name,
-          transport: system.fanout,
-          subscribers: count,
-          ready: opened.ready,
-          connectMs: Math.round(opened.ms),
-          median: {
-            cpuSecPerMillion: median(maxPhases.map((p) => p.cpuSecPerMillion)),
-            deliveriesPerSec: median(maxPhases.map((p) => p.deliveriesPerSec)),
-            p50Ms: median(maxPhases.map((p) => p.p50Ms)),
-            p99Ms: median(maxPhases.map((p) => p.p99Ms)),
-            loadCpuPct: median(maxPhases.map((p) => p.loadCpuPct)),
-            lost: maxPhases.reduce((a, p) => a + p.lost, 0),
-          },
-          phases,
-        });
-      } finally {
-        publisher.close();
-        await opened?.load.close();
-        await running.stop();
-      }
-      if (profDir !== undefined) {
-        const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-        if (file === undefined) log(`${system.name}: no CPU profile was written`);
-        else {
-          mkdirSync(join(RESULTS, 'profiles'), { recursive: true });
-          const kept = join(RESULTS, 'profiles', `${system.name}-fanout-${count}.cpuprofile`);
-          writeFileSync(kept, readFileSync(join(profDir, file)));
-          const summary = summarizeProfile(kept, 25);
-          (results.profile!.at(-1) as Record<string, unknown>).profile = { file: kept.slice(RESULTS.length), ...summary };
-          log(`${system.name} profile (${kept}):\n${summary.text}`);
-        }
-      }
+      });
     }
   }
 }
@@ -530,51 +553,52 @@ async function channels(): Promise<void> {
   const count = config.channels;
   for (const system of systems) {
     if (!available(system, 'channels')) continue;
-    const spec = system.transports[system.fanout]!;
-    const running = await startSystem(system);
-    const publisher = new Publisher('127.0.0.1', running.publish);
-    let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
-    try {
-      opened = await Load.open(running, spec, count, { channel: 'm', perSocketChannel: true });
-      const { load } = opened;
-      await sleep(1000);
-      load.reset();
-      await sleep(50);
-      const before = sampleTree(running.pid);
-      const started = performance.now();
-      for (let i = 0; i < count; i++) publisher.publish(`m${i}`, messageData(1, MESSAGE_BYTES));
-      await publisher.idle();
-      const publishedMs = performance.now() - started;
-      let report = await load.report();
-      const deadline = performance.now() + 15_000;
-      while (report.unique < count && performance.now() < deadline) {
-        await sleep(50);
-        report = await load.report();
+    await attempt(system, 'channels', async () => {
+      const spec = system.transports[system.fanout]!;
+      const running = await startSystem(system);
+      const publisher = new Publisher('127.0.0.1', running.publish);
+      let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
+      try {
+        opened = await Load.open(running, spec, count, { channel: 'm', perSocketChannel: true });
+        const { load } = opened;
+        await sleep(1000);
+        await load.reset();
+        const before = sampleTree(running.pid);
+        const started = performance.now();
+        for (let i = 0; i < count; i++) publisher.publish(`m${i}`, messageData(1, MESSAGE_BYTES));
+        await publisher.idle();
+        const publishedMs = performance.now() - started;
+        let report = await load.report();
+        const deadline = performance.now() + 15_000;
+        while (report.unique < count && performance.now() < deadline) {
+          await sleep(50);
+          report = await load.report();
+        }
+        const doneMs = performance.now() - started;
+        const after = sampleTree(running.pid);
+        const cpu = after.cpuSec - before.cpuSec;
+        const row = {
+          system: system.name,
+          transport: system.fanout,
+          subscribers: count,
+          ready: opened.ready,
+          publishMs: Math.round(publishedMs),
+          allDeliveredMs: Math.round(doneMs),
+          delivered: report.unique,
+          lost: count - report.unique,
+          publishFailed: publisher.failed,
+          ...latencyStats(report),
+          serverCpuSec: Math.round(cpu * 100) / 100,
+          cpuSecPerMillion: Math.round((cpu / Math.max(1, report.unique)) * 1e6 * 100) / 100,
+        };
+        results.channels!.push(row);
+        log(`channels ${count} ${system.name}: all delivered in ${row.allDeliveredMs} ms, lost ${row.lost}, p99 ${row.p99Ms} ms, ${row.cpuSecPerMillion} CPU-s/M`);
+      } finally {
+        publisher.close();
+        await opened?.load.close();
+        await running.stop();
       }
-      const doneMs = performance.now() - started;
-      const after = sampleTree(running.pid);
-      const cpu = after.cpuSec - before.cpuSec;
-      const row = {
-        system: system.name,
-        transport: system.fanout,
-        subscribers: count,
-        ready: opened.ready,
-        publishMs: Math.round(publishedMs),
-        allDeliveredMs: Math.round(doneMs),
-        delivered: report.unique,
-        lost: count - report.unique,
-        publishFailed: publisher.failed,
-        ...latencyStats(report),
-        serverCpuSec: Math.round(cpu * 100) / 100,
-        cpuSecPerMillion: Math.round((cpu / Math.max(1, report.unique)) * 1e6 * 100) / 100,
-      };
-      results.channels!.push(row);
-      log(`channels ${count} ${system.name}: all delivered in ${row.allDeliveredMs} ms, lost ${row.lost}, p99 ${row.p99Ms} ms, ${row.cpuSecPerMillion} CPU-s/M`);
-    } finally {
-      publisher.close();
-      await opened?.load.close();
-      await running.stop();
-    }
+    });
   }
 }
 
@@ -585,65 +609,67 @@ async function storm(): Promise<void> {
   const messages = config.stormMessages;
   for (const system of systems) {
     if (!available(system, 'storm')) continue;
-    if (!system.resume || system.transports.sse === undefined) {
+    const sse = system.transports.sse;
+    if (!system.resume || sse === undefined) {
       log(`storm ${system.name}: skipped (no resume from Last-Event-ID)`);
       skipped.push({ system: system.name, scenario: 'storm', reason: 'no resume from Last-Event-ID' });
       continue;
     }
-    const running = await startSystem(system);
-    const publisher = new Publisher('127.0.0.1', running.publish);
-    let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
-    try {
-      opened = await Load.open(running, system.transports.sse, count, { channel: 'storm', perSocketChannel: false, trackIds: true, frontier: true });
-      const { load } = opened;
-      const seq = { n: 0 };
-      await phase(running, load, publisher, 'storm', opened.ready, seq, 'live', { window: 1 }, 1);
-      const live = seq.n;
-      await load.drop();
-      await sleep(1000);
-      for (let i = 0; i < messages; i++) {
-        seq.n++;
-        publisher.publish('storm', messageData(seq.n, MESSAGE_BYTES));
+    await attempt(system, 'storm', async () => {
+      const running = await startSystem(system);
+      const publisher = new Publisher('127.0.0.1', running.publish, 1, 16);
+      let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
+      try {
+        opened = await Load.open(running, sse, count, { channel: 'storm', perSocketChannel: false, trackIds: true, frontier: true });
+        const { load } = opened;
+        const seq = { n: 0 };
+        await phase(running, load, publisher, 'storm', opened.ready, seq, 'live', { window: 1 }, 1);
+        const live = seq.n;
+        await load.drop();
+        await sleep(1000);
+        for (let i = 0; i < messages; i++) {
+          seq.n++;
+          publisher.publish('storm', messageData(seq.n, MESSAGE_BYTES));
+        }
+        await publisher.idle();
+        await load.reset();
+        const before = sampleTree(running.pid);
+        const started = performance.now();
+        const reconnected = await load.reconnect();
+        const reconnectMs = performance.now() - started;
+        let report = await load.report();
+        const deadline = performance.now() + 30_000;
+        while ((report.atSeq[seq.n] ?? 0) < count && performance.now() < deadline) {
+          await sleep(25);
+          report = await load.report();
+        }
+        const caughtUpMs = performance.now() - started;
+        const after = sampleTree(running.pid);
+        const expected = count * messages;
+        const row = {
+          system: system.name,
+          subscribers: count,
+          liveMessages: live,
+          missedMessages: messages,
+          reconnected: reconnected.ready,
+          failed: reconnected.failed,
+          reconnectMs: Math.round(reconnectMs),
+          allCaughtUpMs: Math.round(caughtUpMs),
+          caughtUp: report.atSeq[seq.n] ?? 0,
+          replayed: report.unique,
+          lost: Math.max(0, expected - report.unique),
+          duplicates: report.duplicates,
+          replayPerSec: Math.round(report.unique / (caughtUpMs / 1000)),
+          serverCpuSec: Math.round((after.cpuSec - before.cpuSec) * 100) / 100,
+        };
+        results.storm!.push(row);
+        log(`storm ${count} ${system.name}: ${row.caughtUp}/${count} caught up in ${row.allCaughtUpMs} ms (reconnects took ${row.reconnectMs} ms), replayed ${row.replayed}/${expected}, lost ${row.lost}, duplicates ${row.duplicates}`);
+      } finally {
+        publisher.close();
+        await opened?.load.close();
+        await running.stop();
       }
-      await publisher.idle();
-      load.reset();
-      await sleep(50);
-      const before = sampleTree(running.pid);
-      const started = performance.now();
-      const reconnected = await load.reconnect();
-      const reconnectMs = performance.now() - started;
-      let report = await load.report();
-      const deadline = performance.now() + 30_000;
-      while ((report.atSeq[seq.n] ?? 0) < count && performance.now() < deadline) {
-        await sleep(25);
-        report = await load.report();
-      }
-      const caughtUpMs = performance.now() - started;
-      const after = sampleTree(running.pid);
-      const expected = count * messages;
-      const row = {
-        system: system.name,
-        subscribers: count,
-        liveMessages: live,
-        missedMessages: messages,
-        reconnected: reconnected.ready,
-        failed: reconnected.failed,
-        reconnectMs: Math.round(reconnectMs),
-        allCaughtUpMs: Math.round(caughtUpMs),
-        caughtUp: report.atSeq[seq.n] ?? 0,
-        replayed: report.unique,
-        lost: Math.max(0, expected - report.unique),
-        duplicates: report.duplicates,
-        replayPerSec: Math.round(report.unique / (caughtUpMs / 1000)),
-        serverCpuSec: Math.round((after.cpuSec - before.cpuSec) * 100) / 100,
-      };
-      results.storm!.push(row);
-      log(`storm ${count} ${system.name}: ${row.caughtUp}/${count} caught up in ${row.allCaughtUpMs} ms (reconnects took ${row.reconnectMs} ms), replayed ${row.replayed}/${expected}, lost ${row.lost}, duplicates ${row.duplicates}`);
-    } finally {
-      publisher.close();
-      await opened?.load.close();
-      await running.stop();
-    }
+    });
   }
 }
 

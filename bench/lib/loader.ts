@@ -15,6 +15,7 @@ const DOT = 0x2e;
 const SEMI = 0x3b;
 const MARK = Buffer.from('@@');
 const ID_LINE = Buffer.from('\nid: ');
+const ID_START = Buffer.from('id: ');
 
 interface Sub {
   readonly index: number;
@@ -51,18 +52,22 @@ function request(o: ConnectOrder, sub: Sub): Buffer {
       `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
     );
-    if (o.wsFrame === undefined) return head;
-    // A masked text frame with an all-zero masking key: the payload goes as is.
-    const payload = Buffer.from(o.wsFrame.replaceAll('{ch}', ch));
-    const frame = Buffer.alloc(2 + 4 + payload.length);
-    frame[0] = 0x81;
-    frame[1] = 0x80 | payload.length;
-    payload.copy(frame, 6);
-    return Buffer.concat([head, frame]);
+    return head;
   }
   const resume = sub.id !== '' ? `Last-Event-ID: ${sub.id}\r\n` : '';
   const accept = o.kind === 'sse' ? 'Accept: text/event-stream\r\n' : '';
   return Buffer.from(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${accept}${resume}\r\n`);
+}
+
+/** A masked text frame with an all-zero masking key: the payload goes as is. */
+function wsTextFrame(o: ConnectOrder, sub: Sub): Buffer {
+  const ch = o.perSocketChannel ? `${o.channel}${o.firstIndex + sub.index}` : o.channel;
+  const payload = Buffer.from(o.wsFrame!.replaceAll('{ch}', ch));
+  const frame = Buffer.alloc(2 + 4 + payload.length);
+  frame[0] = 0x81;
+  frame[1] = 0x80 | payload.length;
+  payload.copy(frame, 6);
+  return frame;
 }
 
 /** Count the markers in one chunk of a subscriber's bytes. */
@@ -101,9 +106,10 @@ function scan(sub: Sub, input: Buffer, nowUs: number): void {
   if (order!.trackIds) {
     // The id of the newest complete event in this chunk.
     const idAt = buf.lastIndexOf(ID_LINE);
-    if (idAt !== -1) {
-      const end = buf.indexOf(0x0a, idAt + ID_LINE.length);
-      if (end !== -1) sub.id = buf.toString('latin1', idAt + ID_LINE.length, end);
+    const start = idAt !== -1 ? idAt + ID_LINE.length : buf.indexOf(ID_START) === 0 ? ID_START.length : -1;
+    if (start !== -1) {
+      const end = buf.indexOf(0x0a, start);
+      if (end !== -1) sub.id = buf.toString('latin1', start, end);
     }
   }
 }
@@ -137,6 +143,7 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
   sub.ready = false;
   sub.head = '';
   sub.tail = null;
+  let frameSent = o.wsFrame === undefined;
   let settled = false;
   const settle = (ok: boolean) => {
     if (settled) return;
@@ -155,6 +162,10 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
     if (!sub.ready) {
       sub.head += chunk.toString('latin1');
       if (sub.head.length > 65536) sub.head = sub.head.slice(-4096);
+      if (!frameSent && sub.head.includes(o.wsSendAfter ?? '\r\n\r\n')) {
+        frameSent = true;
+        socket.write(wsTextFrame(o, sub));
+      }
       if (!sub.head.includes(o.readyToken!)) return;
       sub.ready = true;
       sub.head = '';
@@ -238,6 +249,7 @@ process.on('message', (message: ParentMessage) => {
       for (const key of Object.keys(stats) as (keyof typeof stats)[]) stats[key] = 0;
       cpuAt = process.cpuUsage();
       wallAt = performance.now();
+      send({ type: 'reset' });
       break;
     case 'report':
       send({ type: 'report', report: report() });

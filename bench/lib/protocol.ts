@@ -21,6 +21,8 @@ export interface ConnectOrder {
   readonly perAddress: number;
   /** WebSocket: text frame sent right after the upgrade request (`{ch}` replaced). */
   readonly wsFrame?: string;
+  /** WebSocket: send `wsFrame` once these bytes have arrived (default: the end of the 101 response). */
+  readonly wsSendAfter?: string;
   /** Bytes that mean "subscribed" (SSE: end of the response head). */
   readonly readyToken?: string;
   /** Connections opening at once. */
@@ -64,6 +66,7 @@ export type ChildMessage =
   | { readonly type: 'frontier'; readonly seq: number }
   | { readonly type: 'report'; readonly report: LoadReport }
   | { readonly type: 'dropped' }
+  | { readonly type: 'reset' }
   | { readonly type: 'error'; readonly message: string };
 
 /**

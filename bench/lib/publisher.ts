@@ -1,8 +1,8 @@
 /*
- * Publishes over a few raw keep-alive HTTP/1.1 connections, one request in
- * flight per connection (Pushpin's publish endpoint and others do not all
- * pipeline), more waiting in a queue. Responses are counted by their status
- * lines; nothing else is parsed.
+ * Publishes over raw keep-alive HTTP/1.1 connections, with a queue behind
+ * them. One connection, pipelined, keeps the messages of a channel in order
+ * (fan-out); several connections publish to many channels at once.
+ * Responses are counted by their status lines; nothing else is parsed.
  */
 import { type Socket, connect } from 'node:net';
 
@@ -16,7 +16,8 @@ const STATUS = Buffer.from('HTTP/1.1 ');
 
 interface Conn {
   socket: Socket | null;
-  busy: boolean;
+  /** Requests written and not yet answered. */
+  busy: number;
 }
 
 export class Publisher {
@@ -31,8 +32,10 @@ export class Publisher {
     private readonly host: string,
     private readonly target: PublishTarget,
     connections = 8,
+    /** Requests in flight per connection (more than 1 = HTTP/1.1 pipelining, answered in order). */
+    private readonly depth = 1,
   ) {
-    for (let i = 0; i < connections; i++) this.#conns.push({ socket: null, busy: false });
+    for (let i = 0; i < connections; i++) this.#conns.push({ socket: null, busy: 0 });
   }
 
   publish(channel: string, data: string): void {
@@ -54,10 +57,11 @@ export class Publisher {
   #pump(): void {
     for (const conn of this.#conns) {
       if (this.#queue.length === 0) return;
-      if (conn.busy) continue;
-      const request = this.#queue.shift()!;
-      conn.busy = true;
-      this.#socket(conn).write(request);
+      while (conn.busy < this.depth && this.#queue.length > 0) {
+        const request = this.#queue.shift()!;
+        conn.busy++;
+        this.#socket(conn).write(request);
+      }
     }
   }
 
@@ -71,7 +75,7 @@ export class Publisher {
       while (at !== -1) {
         if (chunk[at + STATUS.length] === 0x32) this.acked++;
         else this.failed++;
-        conn.busy = false;
+        conn.busy--;
         at = chunk.indexOf(STATUS, at + STATUS.length);
       }
       this.#settle();
@@ -80,10 +84,10 @@ export class Publisher {
     socket.on('close', () => {
       if (conn.socket !== socket) return;
       conn.socket = null;
-      if (conn.busy) {
+      if (conn.busy > 0) {
         // Lost with the connection (e.g. the server's keep-alive timeout raced it).
-        conn.busy = false;
-        this.failed++;
+        this.failed += conn.busy;
+        conn.busy = 0;
         this.#settle();
       }
     });

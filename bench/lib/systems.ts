@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commandExists, spawnServer, stopProcess, waitForOutput } from './procs.js';
@@ -19,6 +18,7 @@ export interface SubscriberSpec {
   readonly path: string;
   readonly readyToken?: string;
   readonly wsFrame?: string;
+  readonly wsSendAfter?: string;
 }
 
 export interface Running {
@@ -51,11 +51,10 @@ export interface System {
 }
 
 const SSE: SubscriberSpec = { kind: 'sse', path: '/sub/{ch}', readyToken: '\r\n\r\n' };
-const require = createRequire(import.meta.url);
 
 function packageVersion(name: string): string {
   try {
-    return (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
   } catch {
     return '?';
   }
@@ -157,7 +156,7 @@ const socketio: System = {
   description: 'Socket.IO 4, WebSocket transport, room broadcast',
   unavailable: () => null,
   version: () => packageVersion('socket.io'),
-  transports: { ws: { kind: 'ws', path: '/socket.io/?EIO=4&transport=websocket&ch={ch}', wsFrame: '40', readyToken: '40{' } },
+  transports: { ws: { kind: 'ws', path: '/socket.io/?EIO=4&transport=websocket&ch={ch}', wsFrame: '40', wsSendAfter: '0{', readyToken: '40{' } },
   fanout: 'ws',
   resume: false,
   async start(options) {
@@ -178,7 +177,7 @@ const nchan: System = {
       return 'libnginx-mod-nchan not installed';
     }
   },
-  version: () => `nginx ${dpkgVersion('nginx-core') === 'not installed' ? dpkgVersion('nginx') : dpkgVersion('nginx-core')}, nchan ${dpkgVersion('libnginx-mod-nchan')}`,
+  version: () => `nginx ${dpkgVersion('nginx')}, nchan ${dpkgVersion('libnginx-mod-nchan')}`,
   transports: { sse: SSE },
   fanout: 'sse',
   resume: true,
@@ -231,7 +230,7 @@ http {
 const pushpin: System = {
   name: 'pushpin',
   description: 'Pushpin (GRIP proxy) with a hold-stream origin, SSE',
-  unavailable: () => (commandExists('pushpin') ? null : 'pushpin not installed (apt-get install pushpin)'),
+  unavailable: () => (commandExists('pushpin') && commandExists('zurl') ? null : 'pushpin not installed (apt-get install pushpin)'),
   version: () => dpkgVersion('pushpin'),
   transports: { sse: SSE },
   fanout: 'sse',
@@ -245,6 +244,17 @@ const pushpin: System = {
     // The origin only answers subscribe requests (never during fan-out): it runs with the load, not the server.
     const origin = spawnServer(process.execPath, [join(SERVERS, 'pushpin-origin.js'), '--port', String(originPort)], { core: '1' });
     await waitForOutput(origin, 'listening on', 10_000);
+    // Pushpin reaches the origin through zurl; this one listens in the temp dir, not /var/run.
+    const run = join(dir, 'run');
+    writeFileSync(
+      join(dir, 'zurl.conf'),
+      readFileSync('/etc/zurl.conf', 'utf8')
+        .replaceAll('/var/run/zurl', run)
+        .replace(/^max_open_requests=.*$/m, 'max_open_requests=20000')
+        .replace(/^in_hwm=.*$/m, 'in_hwm=20000')
+        .replace(/^out_hwm=.*$/m, 'out_hwm=20000'),
+    );
+    const zurl = spawnServer('zurl', [`--config=${join(dir, 'zurl.conf')}`], { core: '1' });
     writeFileSync(join(dir, 'routes'), `* 127.0.0.1:${originPort}\n`);
     let conf = readFileSync('/etc/pushpin/pushpin.conf', 'utf8');
     const set = (key: string, value: string | number) => {
@@ -255,7 +265,7 @@ const pushpin: System = {
     set('ipc_prefix', `kbench${options.port}-`);
     set('http_port', options.port);
     set('logdir', join(dir, 'log'));
-    set('log_level', 1);
+    set('log_level', Number(process.env.PUSHPIN_LOG_LEVEL ?? 1));
     set('routesfile', join(dir, 'routes'));
     set('push_in_spec', `tcp://127.0.0.1:${options.port + 3}`);
     set('push_in_sub_specs', `tcp://127.0.0.1:${options.port + 4}`);
@@ -263,14 +273,17 @@ const pushpin: System = {
     set('command_spec', `tcp://127.0.0.1:${options.port + 5}`);
     // The defaults throttle delivery (2,500 messages/s) for fairness between
     // connections; a benchmark of fan-out turns that off.
-    set('message_rate', 100_000_000);
-    set('message_hwm', 100_000_000);
+    set('message_rate', 1_000_000);
+    set('message_hwm', 1_000_000);
     set('stats_connection_ttl', 600);
     conf = conf.replace(/\{libdir\}/g, '/usr/lib/pushpin');
+    conf = conf.replace('[proxy]\n', `[proxy]\nzurl_out_specs=ipc://${run}/zurl-in\nzurl_out_stream_specs=ipc://${run}/zurl-in-stream\nzurl_in_specs=ipc://${run}/zurl-out\n`);
     writeFileSync(join(dir, 'pushpin.conf'), conf);
     const child = spawnServer('pushpin', ['--config', join(dir, 'pushpin.conf')]);
     await waitForListening(options.port, child);
     await waitForListening(controlPort, child);
+    // The proxy's links to the handler (ZeroMQ) come up a little after the ports.
+    await waitForSubscribeOk(options.port);
     return {
       pid: child.pid!,
       port: options.port,
@@ -282,6 +295,7 @@ const pushpin: System = {
       stop: async () => {
         await stopProcess(child, 5000);
         await stopProcess(origin, 2000);
+        await stopProcess(zurl, 2000);
       },
     };
   },
@@ -304,6 +318,23 @@ async function waitForListening(port: number, child: ChildProcess): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`nothing listening on ${port}`);
+}
+
+async function waitForSubscribeOk(port: number): Promise<void> {
+  const { get } = await import('node:http');
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const status = await new Promise<number>((resolve) => {
+      const req = get({ host: '127.0.0.1', port, path: '/sub/probe', headers: { Accept: 'text/event-stream' } }, (res) => {
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.on('error', () => resolve(0));
+    });
+    if (status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`no 200 from /sub/probe on ${port}`);
 }
 
 export function allSystems(kometaBefore?: string): System[] {
