@@ -496,7 +496,9 @@ async function fanout(list: System[], counts: number[], options: { profile?: boo
           await phase(running, load, publisher, 'fan', opened.ready, seq, 'warm-up', { window: 1 }, quick ? 1 : 2);
           const phases: PhaseResult[] = [];
           for (let r = 0; r < (options.profile ? 1 : repeat); r++) {
-            const result = await phase(running, load, publisher, 'fan', opened.ready, seq, `max#${r + 1}`, { window: 4 }, options.profile ? 10 : config.maxSeconds);
+            const windowStart = nowUs();
+          const result = await phase(running, load, publisher, 'fan', opened.ready, seq, `max#${r + 1}`, { window: 4 }, options.profile ? 10 : config.maxSeconds);
+          profileWindow = [windowStart, nowUs()];
             phases.push(result);
             log(`fanout ${count} ${system.name} ${result.phase}: ${result.deliveriesPerSec} deliveries/s, ${result.cpuSecPerMillion} CPU-s/M, p99 ${result.p99Ms} ms, lost ${result.lost}, server ${result.serverCpuPct}% load ${result.loadCpuPct}%`);
           }
@@ -530,32 +532,41 @@ async function fanout(list: System[], counts: number[], options: { profile?: boo
           await opened?.load.close();
           await running.stop();
         }
-        if (profDir !== undefined) {
-          const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-          if (file === undefined) log(`${system.name}: no CPU profile was written`);
-          else {
-            mkdirSync(join(RESULTS, 'profiles'), { recursive: true });
-            const kept = join(RESULTS, 'profiles', `${system.name}-fanout-${count}.cpuprofile`);
-            writeFileSync(kept, readFileSync(join(profDir, file)));
-            const summary = summarizeProfile(kept, 25);
-            (results.profile!.at(-1) as Record<string, unknown>).profile = { file: kept.slice(RESULTS.length), ...summary };
-            log(`${system.name} profile (${kept}):\n${summary.text}`);
-          }
-        }
+        if (profDir !== undefined) keepProfile(profDir, system, `fanout-${count}`);
       });
     }
   }
 }
 
+/** Keep the server's CPU profile under bench/results/profiles/ (gitignored) and put its top in the results. */
+const nowUs = () => Number(process.hrtime.bigint() / 1000n);
+/** The part of a profiled run to summarize (the measured phase, not start-up and connecting). */
+let profileWindow: [number, number] | undefined;
+
+function keepProfile(profDir: string, system: System, label: string): void {
+  const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (file === undefined) {
+    log(`${system.name}: no CPU profile was written`);
+    return;
+  }
+  mkdirSync(join(RESULTS, 'profiles'), { recursive: true });
+  const kept = join(RESULTS, 'profiles', `${system.name}-${label}.cpuprofile`);
+  writeFileSync(kept, readFileSync(join(profDir, file)));
+  const summary = summarizeProfile(kept, 25, profileWindow);
+  const row = results.profile!.at(-1) as Record<string, unknown> | undefined;
+  if (row !== undefined) row.profile = { file: kept.slice(RESULTS.length), ...summary };
+  log(`${system.name} ${label} profile (${kept}):\n${summary.text}`);
+}
+
 // ---------------------------------------------------------------- many channels
 
-async function channels(): Promise<void> {
-  const count = config.channels;
-  for (const system of systems) {
+async function channels(list: System[], count: number, options: { profile?: boolean } = {}): Promise<void> {
+  for (const system of list) {
     if (!available(system, 'channels')) continue;
     await attempt(system, 'channels', async () => {
       const spec = system.transports[system.fanout]!;
-      const running = await startSystem(system);
+      const profDir = options.profile ? mkdtempSync(join(tmp, 'prof-')) : undefined;
+      const running = await startSystem(system, profDir);
       const publisher = new Publisher('127.0.0.1', running.publish);
       let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
       try {
@@ -565,6 +576,7 @@ async function channels(): Promise<void> {
         await load.reset();
         const before = sampleTree(running.pid);
         const started = performance.now();
+        const windowStart = nowUs();
         for (let i = 0; i < count; i++) publisher.publish(`m${i}`, messageData(1, MESSAGE_BYTES));
         await publisher.idle();
         const publishedMs = performance.now() - started;
@@ -575,6 +587,7 @@ async function channels(): Promise<void> {
           report = await load.report();
         }
         const doneMs = performance.now() - started;
+        profileWindow = [windowStart, nowUs()];
         const after = sampleTree(running.pid);
         const cpu = after.cpuSec - before.cpuSec;
         const row = {
@@ -591,13 +604,14 @@ async function channels(): Promise<void> {
           serverCpuSec: Math.round(cpu * 100) / 100,
           cpuSecPerMillion: Math.round((cpu / Math.max(1, report.unique)) * 1e6 * 100) / 100,
         };
-        results.channels!.push(row);
+        results[options.profile ? 'profile' : 'channels']!.push({ scenario: 'channels', ...row });
         log(`channels ${count} ${system.name}: all delivered in ${row.allDeliveredMs} ms, lost ${row.lost}, p99 ${row.p99Ms} ms, ${row.cpuSecPerMillion} CPU-s/M`);
       } finally {
         publisher.close();
         await opened?.load.close();
         await running.stop();
       }
+      if (profDir !== undefined) keepProfile(profDir, system, `channels-${count}`);
     });
   }
 }
@@ -684,9 +698,13 @@ async function main(): Promise<void> {
     log(`--- ${scenario}`);
     if (scenario === 'idle') await idle();
     if (scenario === 'fanout') await fanout(systems, config.fanout);
-    if (scenario === 'channels') await channels();
+    if (scenario === 'channels') await channels(systems, config.channels);
     if (scenario === 'storm') await storm();
-    if (scenario === 'profile') await fanout(systems.filter((s) => s.name.startsWith('kometa') && !s.name.endsWith('-ws')), [config.profileSubs], { profile: true });
+    if (scenario === 'profile') {
+      const kometas = systems.filter((s) => s.name.startsWith('kometa') && !s.name.endsWith('-ws'));
+      await fanout(kometas, [config.profileSubs], { profile: true });
+      await channels(kometas, config.profileSubs, { profile: true });
+    }
   }
   const document = {
     date: startedAt.toISOString(),

@@ -22,12 +22,20 @@ export interface ProfileSummary {
   text: string;
 }
 
-export function summarizeProfile(path: string, limit: number): ProfileSummary {
+/**
+ * `window` limits the summary to samples taken between two CLOCK_MONOTONIC
+ * readings in microseconds (process.hrtime in any process on the machine;
+ * V8 stamps its samples with the same clock), e.g. one phase of a run.
+ */
+export function summarizeProfile(path: string, limit: number, window?: readonly [number, number]): ProfileSummary {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
   const selfUs = new Map<number, number>();
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
+  let at = profile.startTime;
   for (let i = 0; i < samples.length; i++) {
+    at += deltas[i] ?? 0;
+    if (window !== undefined && (at < window[0] || at > window[1])) continue;
     // Each sample's time is the delta to the next one.
     const dt = deltas[i + 1] ?? 0;
     selfUs.set(samples[i]!, (selfUs.get(samples[i]!) ?? 0) + dt);

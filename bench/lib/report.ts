@@ -76,8 +76,12 @@ export function renderMarkdown(doc: Doc): string {
   if (prof?.length) {
     out += `## Profile runs (server under --cpu-prof)\n\n`;
     for (const r of prof) {
-      const m = r.median as Row;
-      out += `### ${r.system}, ${k(r.subscribers as number)} subscribers: ${k(m.deliveriesPerSec as number)} deliveries/s, ${m.cpuSecPerMillion} CPU-s/M\n\n`;
+      if (r.scenario === 'channels') {
+        out += `### ${r.system}, many channels, ${k(r.subscribers as number)} subscribers each on its own channel: all delivered in ${r.allDeliveredMs} ms, ${r.cpuSecPerMillion} CPU-s/M\n\n`;
+      } else {
+        const m = r.median as Row;
+        out += `### ${r.system}, fan-out to ${k(r.subscribers as number)} subscribers: ${k(m.deliveriesPerSec as number)} deliveries/s, ${m.cpuSecPerMillion} CPU-s/M\n\n`;
+      }
       const p = r.profile as { top: { fn: string; where: string; selfPct: number }[] } | undefined;
       if (p) out += table(['self %', 'function', 'where'], p.top.map((e) => [e.selfPct, e.fn, e.where])) + '\n';
     }

@@ -112,10 +112,25 @@ export function kometaSystem(name: string, root: string, description: string): S
     fanout: 'sse',
     resume: true,
     async start(options) {
-      const child = await startNode(cli, ['serve', '--port', String(options.port), '--host', '127.0.0.1'], options, 'listening on');
+      const args = ['serve', '--port', String(options.port), '--host', '127.0.0.1'];
+      // The publisher here is one client address sending as fast as it can: no per-publisher rate limit.
+      if (supportsFlag(cli, '--publish-rate')) args.push('--publish-rate', '0');
+      const child = await startNode(cli, args, options, 'listening on');
       return nodeRunning(child, options.port);
     },
   };
+}
+
+const flagCache = new Map<string, string>();
+function supportsFlag(cli: string, flag: string): boolean {
+  if (!flagCache.has(cli)) {
+    try {
+      flagCache.set(cli, execFileSync(process.execPath, [cli, 'serve', '--help'], { encoding: 'utf8' }));
+    } catch {
+      flagCache.set(cli, '');
+    }
+  }
+  return flagCache.get(cli)!.includes(flag);
 }
 
 /** kometa with WebSocket subscribers (same server, other transport). */
