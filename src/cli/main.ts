@@ -10,11 +10,20 @@ import { accessFromSettings, openFilesLimit } from './access.js';
 import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
 import { brokerLine, createBroker, runPrimary } from './workers.js';
 import { startProxying } from './proxy.js';
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { KometaOps } from '../ops/ops.js';
+import { hubBanner } from './banner.js';
+import { createLogger, logDiagnostics } from './logger.js';
+import { runTool } from './tools.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
 Commands:
   serve       run the hub (in-memory broker, or Redis with --redis)
+  tail        follow a channel (or watch any URL on the wire with --wire)
+  publish     publish one message to a channel
+  doctor      check what stands between this machine and a hub
   proxy       forward every request to --origin, holding those it answers with GRIP
               or Kometa-Defer instructions; publish on --control-port (127.0.0.1:5561)
 
@@ -48,6 +57,17 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     throw error;
   }
 
+  const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+  if (!levels.includes(settings.logLevel) || !['auto', 'json', 'pretty'].includes(settings.logFormat)) {
+    process.stderr.write(`kometa serve: --log-level is one of ${levels.join(', ')}; --log-format one of auto, json, pretty\n`);
+    return 2;
+  }
+  // No admin token given: make one up for this run and print it (workers inherit it through the environment).
+  const tokenGenerated = settings.adminToken === '';
+  if (tokenGenerated) {
+    settings = { ...settings, adminToken: randomBytes(18).toString('base64url') };
+    process.env.KOMETA_ADMIN_TOKEN = settings.adminToken;
+  }
   if (settings.workers > 1 && settings.redis === '') {
     process.stderr.write('kometa serve: --workers needs --redis (workers share nothing in memory; Redis carries messages between them)\n');
     return 2;
@@ -60,7 +80,8 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     process.stderr.write('kometa proxy: --origin is required, e.g. --origin http://127.0.0.1:8000\n');
     return 2;
   }
-  if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings);
+  if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings, tokenGenerated);
+  const log = createLogger(settings.logLevel, settings.logFormat as 'auto' | 'json' | 'pretty');
 
   let access;
   try {
@@ -75,7 +96,13 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
   const broker = await createBroker(settings);
   const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
-  const comet = new Comet({ hub, onError: (report) => process.stderr.write(`kometa: handler for ${report.method} ${report.path} failed (${report.phase}): ${String(report.error)}\n`) });
+  const comet = new Comet({ hub, onError: (report) => log.error({ event: 'handler-failed', method: report.method, path: report.path, phase: report.phase, err: report.error }, 'comet handler failed') });
+  const stopLogging = logDiagnostics(log, broker);
+  // The operator's view (/_kometa/, /metrics) goes in front of whatever else the server falls back to.
+  let ops: KometaOps | undefined;
+  const withOps = (next: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
+    if (ops === undefined || !ops.handle(req, res)) next(req, res);
+  };
   const proxying = settings.origin === '' ? undefined : await startProxying(hub, settings, command);
   if (typeof proxying === 'number') return proxying;
   const hubServer = command === 'proxy' ? proxying!.publicServer : createHubServer(hub, {
@@ -96,7 +123,11 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     // Past the open-files limit node:http can only fail to accept; stop short of it with a clear answer.
     maxConnections: settings.maxConnections || Math.max(0, (openFilesLimit() ?? 0) - 256),
     maxConnectionsPerIp: settings.maxConnectionsPerIp,
-  }, proxying?.proxy.handle ?? withChat(seedFallback(comet)));
+  }, withOps(proxying?.proxy.handle ?? withChat(seedFallback(comet))));
+  if (command !== 'proxy') {
+    const { http, webSocket } = hubServer as ReturnType<typeof createHubServer>;
+    ops = new KometaOps({ hub, http, webSocket }, { adminToken: settings.adminToken, metricsToken: settings.metricsToken || undefined, access });
+  }
   let address;
   try {
     address = await hubServer.listen(settings.port, settings.host);
@@ -107,16 +138,8 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
   const base = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   // Under --workers the primary prints the banner once, for all of them.
   if (!cluster.isWorker && command === 'proxy') process.stdout.write(`kometa proxy listening on ${base}\n${proxying!.banner(base)}${brokerLine(settings)}`);
-  else if (!cluster.isWorker) process.stdout.write(
-    `kometa hub listening on ${base}\n` +
-      `  chat       open ${base}/ in a browser\n` +
-      `  subscribe  curl -N ${base}/sub/demo\n` +
-      `  publish    curl -d 'hello' ${base}/pub/demo\n` +
-      `  channel    ${base}/channels/demo\n` +
-      `  comet      curl -N --raw ${base}/seed\n` +
-      brokerLine(settings) +
-      (proxying?.banner(base) ?? ''),
-  );
+  else if (!cluster.isWorker) process.stdout.write(hubBanner(base, settings, { chat: true, tokenGenerated, extra: proxying?.banner(base) ?? '' }));
+  log.info({ event: 'start', url: base, broker: settings.redis === '' ? 'memory' : 'redis', worker: cluster.isWorker ? cluster.worker?.id : undefined }, 'listening');
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -126,15 +149,17 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
         // Under `npm start`, one Ctrl-C reaches us twice (from the terminal
         // and forwarded by npm); only a second press, later, means "now".
         if (Date.now() - firstSignalAt < 1000) return;
-        process.stderr.write(`kometa: second ${signal}, exiting now\n`);
+        log.warn({ event: 'stop', signal }, `second ${signal}, exiting now`);
         resolve(130);
         return;
       }
       stopping = true;
       firstSignalAt = Date.now();
-      process.stdout.write(`kometa: ${signal} received, closing (up to ${settings.shutdownGrace}s)\n`);
+      log.info({ event: 'stopping', signal, graceSeconds: settings.shutdownGrace }, `${signal} received, closing`);
+      ops?.close();
       hubServer.close().then(() => proxying?.close()).then(() => broker.close()).then(() => {
-        process.stdout.write('kometa: closed\n');
+        stopLogging();
+        log.info({ event: 'stop' }, 'closed');
         resolve(0);
       });
     };
@@ -150,6 +175,10 @@ async function main(argv: string[]): Promise<number> {
       return serve(rest);
     case 'proxy':
       return serve(rest, 'proxy');
+    case 'tail':
+    case 'publish':
+    case 'doctor':
+      return runTool(command, rest);
     case undefined:
     case 'help':
     case '--help':

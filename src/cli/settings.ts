@@ -46,6 +46,10 @@ export const settingSpecs = {
   workers: { flag: 'workers', kind: 'int', default: 1, help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis' },
   origin: { flag: 'origin', kind: 'string', default: '', help: 'origin server to proxy to (http://host:port); kometa proxy needs it, with serve every path the hub does not take goes there' },
   controlPort: { flag: 'control-port', kind: 'int', default: 5561, help: 'port of the control API when proxying (POST /publish/ as Pushpin, POST /pub/<channel>), on 127.0.0.1' },
+  adminToken: { flag: 'admin-token', kind: 'string', default: '', help: 'secret that opens the dashboard (/_kometa/) and /metrics (Authorization: Bearer, or /_kometa/?token=); empty = a random one per start, printed in the banner' },
+  metricsToken: { flag: 'metrics-token', kind: 'string', default: '', help: 'second secret that opens /metrics only (for a Prometheus scraper); empty = only the admin token does' },
+  logLevel: { flag: 'log-level', kind: 'string', default: 'info', help: 'least severe log line written: trace, debug, info, warn, error, fatal or silent' },
+  logFormat: { flag: 'log-format', kind: 'string', default: 'auto', help: 'log lines as json, pretty (coloured, for people), or auto: pretty on a terminal, json otherwise' },
   gripSigKey: { flag: 'grip-sig-key', kind: 'string', default: '', help: 'key that signs the Grip-Sig header sent to the origin (HS256); empty = a random key per process' },
 } as const satisfies Record<string, SettingSpec>;
 

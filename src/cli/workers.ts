@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { MemoryBroker } from '../brokers/memory.js';
 import { RedisBroker } from '../brokers/redis.js';
 import type { Broker } from '../core/broker.js';
+import { hubBanner } from './banner.js';
 import type { Settings } from './settings.js';
 
 /**
@@ -43,7 +44,7 @@ export function brokerLine(settings: Settings): string {
  * Workers share nothing in memory; the Redis broker is what makes a message
  * published through one reach subscribers on another, so --workers needs --redis.
  */
-export function runPrimary(settings: Settings): Promise<number> {
+export function runPrimary(settings: Settings, tokenGenerated = false): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     let stopCode = 0;
@@ -59,14 +60,8 @@ export function runPrimary(settings: Settings): Promise<number> {
       bannerShown = true;
       const host = settings.host;
       const base = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-      process.stdout.write(
-        `kometa hub listening on ${base}\n` +
-          `  subscribe  curl -N ${base}/sub/demo\n` +
-          `  publish    curl -d 'hello' ${base}/pub/demo\n` +
-          `  channel    ${base}/channels/demo\n` +
-          `  comet      curl -N --raw ${base}/seed\n` +
-          brokerLine(settings),
-      );
+      // Each worker has its own dashboard and /metrics (whichever worker the connection lands on).
+      process.stdout.write(hubBanner(base, settings, { chat: false, tokenGenerated }));
     });
     cluster.on('exit', (worker, code, signal) => {
       if (stopping) {

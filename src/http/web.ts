@@ -106,3 +106,23 @@ export function withChat(next: (req: IncomingMessage, res: ServerResponse) => vo
     if (!serveChat(req, res)) next(req, res);
   };
 }
+
+const dashboardPages: Record<string, Loader> = {
+  '/': once(() => asset(readFileSync(new URL('dashboard.html', webRoot)), 'text/html; charset=utf-8')),
+  '/dashboard.css': once(() => asset(readFileSync(new URL('dashboard.css', webRoot)), 'text/css; charset=utf-8')),
+  '/favicon.svg': chatPages['/favicon.svg']!,
+  '/dashboard.js': once(() =>
+    asset(
+      bundle(fileURLToPath(new URL('web/dashboard.js', compiledRoot)), {
+        externals: { [fileURLToPath(new URL('client/index.js', compiledRoot))]: '/kometa.js' },
+      }),
+      JS,
+    ),
+  ),
+};
+
+/** The operator's dashboard, by its path under /_kometa (`/`, `/dashboard.js`, …); the caller checks the credential first. */
+export function serveDashboard(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+  const load = dashboardPages[path];
+  return load !== undefined && send(req, res, load);
+}

@@ -1,0 +1,29 @@
+import type { Settings } from './settings.js';
+import { brokerLine } from './workers.js';
+
+export interface BannerOptions {
+  /** The chat is served at / (kometa serve; not with --workers, where the primary prints). */
+  readonly chat: boolean;
+  /** The admin token was made up at start: show it, since no one else knows it. */
+  readonly tokenGenerated: boolean;
+  /** Extra lines (the proxy's). */
+  readonly extra?: string;
+}
+
+/** What `kometa serve` prints once it listens: where everything is, ready to copy. */
+export function hubBanner(base: string, settings: Settings, options: BannerOptions): string {
+  const dashboard = options.tokenGenerated ? `${base}/_kometa/?token=${settings.adminToken}` : `${base}/_kometa/   (sign in with the --admin-token)`;
+  const bearer = options.tokenGenerated ? settings.adminToken : '$KOMETA_ADMIN_TOKEN';
+  return (
+    `kometa hub listening on ${base}\n` +
+    (options.chat ? `  chat       open ${base}/ in a browser\n` : '') +
+    `  dashboard  ${dashboard}\n` +
+    `  metrics    curl -H 'Authorization: Bearer ${bearer}' ${base}/metrics\n` +
+    `  subscribe  curl -N ${base}/sub/demo      (or: kometa tail demo --url ${base})\n` +
+    `  publish    curl -d 'hello' ${base}/pub/demo\n` +
+    `  channel    ${base}/channels/demo\n` +
+    `  comet      curl -N --raw ${base}/seed   (or: kometa tail ${base}/seed --wire)\n` +
+    brokerLine(settings) +
+    (options.extra ?? '')
+  );
+}

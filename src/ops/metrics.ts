@@ -1,0 +1,128 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { errorCodes } from '../core/errors.js';
+import { type OpsSources, connectionCounts } from './sources.js';
+import type { Tally } from './tally.js';
+
+/**
+ * /metrics in the Prometheus text format, with prom-client. Everything the
+ * hub already counts is read at scrape time (gauges and counters with a
+ * `collect`), so serving metrics adds nothing to the fan-out path; the two
+ * latency histograms are observed once per fan-out, from kometa:fanout.
+ * Its own registry, so several hubs in one process (tests) do not clash.
+ */
+export function createMetrics(sources: OpsSources, tally: Tally): Registry {
+  const registry = new Registry();
+  const registers = [registry];
+  const { hub } = sources;
+
+  new Gauge({
+    name: 'kometa_connections',
+    help: 'Open subscriber connections by transport (sse, stream, poll: held requests; ws: WebSocket connections)',
+    labelNames: ['transport'] as const,
+    registers,
+    collect() {
+      const counts = connectionCounts(sources);
+      for (const [transport, value] of Object.entries(counts)) this.set({ transport }, value);
+    },
+  });
+  new Gauge({
+    name: 'kometa_subscriptions',
+    help: 'Subscriptions open in this process (one per channel set; a WebSocket has one per channel)',
+    registers,
+    collect() {
+      this.set(hub.counters.subscriptionsOpened - hub.counters.subscriptionsClosed);
+    },
+  });
+  new Gauge({
+    name: 'kometa_channels',
+    help: 'Channels with at least one subscriber in this process',
+    registers,
+    collect() {
+      this.set(hub.channelCount);
+    },
+  });
+
+  // Totals the hub keeps; a counter is advanced by what changed since the last scrape.
+  const total = (name: string, help: string, read: () => number) => {
+    let seen = 0;
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        const now = read();
+        if (now > seen) this.inc(now - seen);
+        seen = now;
+      },
+    });
+  };
+  total('kometa_messages_published_total', 'Messages accepted by publish in this process', () => hub.counters.published);
+  total('kometa_messages_delivered_total', 'Messages handed to subscribers (one per subscriber per message)', () => hub.counters.delivered);
+  total('kometa_published_bytes_total', 'Bytes of message data accepted by publish', () => hub.counters.publishedBytes);
+  total('kometa_delivered_bytes_total', 'Bytes written to subscriber connections by live fan-out', () => hub.counters.deliveredBytes);
+  total('kometa_subscriptions_opened_total', 'Subscriptions opened', () => hub.counters.subscriptionsOpened);
+  total('kometa_gaps_total', 'Gap notices sent (messages a subscriber could not get)', () => hub.counters.gaps);
+
+  const errors = new Counter({
+    name: 'kometa_errors_total',
+    help: 'Errors answered to clients, by stable code (see docs/errors.md)',
+    labelNames: ['code'] as const,
+    registers,
+    collect() {
+      for (const [code, count] of tally.errors) {
+        const before = reported.get(code) ?? 0;
+        if (count > before) this.inc({ code }, count - before);
+        reported.set(code, count);
+      }
+    },
+  });
+  const reported = new Map<string, number>();
+  // Every code is present from the start (at 0), so rate() works from the first error on.
+  for (const code of Object.keys(errorCodes)) errors.inc({ code }, 0);
+
+  const slowReported = new Map<string, number>();
+  const slow = new Counter({
+    name: 'kometa_slow_consumer_closes_total',
+    help: 'Subscriber connections closed because they could not keep up, by transport',
+    labelNames: ['transport'] as const,
+    registers,
+    collect() {
+      for (const [transport, count] of tally.drops) {
+        const before = slowReported.get(transport) ?? 0;
+        if (count > before) this.inc({ transport }, count - before);
+        slowReported.set(transport, count);
+      }
+    },
+  });
+  for (const transport of ['sse', 'stream', 'ws']) slow.inc({ transport }, 0);
+
+  new Gauge({
+    name: 'kometa_broker_up',
+    help: '1 when the message store answers, 0 while it is unreachable (publishes get 503)',
+    registers,
+    collect() {
+      this.set(hub.broker.health().ok ? 1 : 0);
+    },
+  });
+
+  const fanOut = new Histogram({
+    name: 'kometa_fanout_duration_seconds',
+    help: 'Time to encode and write one fan-out (a channel\'s pending messages to all its subscribers here)',
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    registers,
+  });
+  const latency = new Histogram({
+    name: 'kometa_publish_to_deliver_seconds',
+    help: 'From publish (the broker\'s clock) to the end of the fan-out here, per fan-out',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  tally.onFanOut((event) => {
+    fanOut.observe(event.durationMs / 1000);
+    // Clocks of different machines (Redis TIME vs ours) may disagree a little; never observe below zero.
+    latency.observe(Math.max(0, event.startedAt + event.durationMs - event.publishedAt) / 1000);
+  });
+
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}

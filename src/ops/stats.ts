@@ -1,0 +1,88 @@
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { type OpsSources, connectionCounts } from './sources.js';
+import type { StatsSample } from './stats-types.js';
+import type { Tally } from './tally.js';
+
+/** Channels listed in a sample: enough for a "hot channels" table, small enough to send every second. */
+const TOP_CHANNELS = 12;
+
+/**
+ * Takes one StatsSample per call: counters read, rates from the difference
+ * with the previous call, event-loop delay since the previous call. The
+ * caller decides how often (the dashboard's stream: once a second).
+ */
+export class Sampler {
+  readonly #sources: OpsSources;
+  readonly #tally: Tally;
+  readonly #loop: IntervalHistogram;
+  #previous: { t: number; published: number; delivered: number; deliveredBytes: number } | undefined;
+
+  constructor(sources: OpsSources, tally: Tally) {
+    this.#sources = sources;
+    this.#tally = tally;
+    this.#loop = monitorEventLoopDelay({ resolution: 10 });
+    this.#loop.enable();
+  }
+
+  sample(): StatsSample {
+    const { hub } = this.#sources;
+    const t = Date.now();
+    const counters = hub.counters;
+    const previous = this.#previous;
+    const seconds = previous === undefined ? 1 : Math.max(0.001, (t - previous.t) / 1000);
+    const rate = (now: number, before: number | undefined) => (before === undefined ? 0 : Math.max(0, now - before) / seconds);
+    const rates = {
+      published: rate(counters.published, previous?.published),
+      delivered: rate(counters.delivered, previous?.delivered),
+      deliveredBytes: rate(counters.deliveredBytes, previous?.deliveredBytes),
+    };
+    this.#previous = { t, published: counters.published, delivered: counters.delivered, deliveredBytes: counters.deliveredBytes };
+
+    // Hot channels: every local channel once, keeping the few busiest.
+    const recent = this.#tally.takeChannelMessages();
+    const top: { name: string; subscribers: number; perSecond: number }[] = [];
+    for (const channel of hub.localChannels()) {
+      const perSecond = (recent.get(channel.name) ?? 0) / seconds;
+      if (top.length === TOP_CHANNELS && !busier(channel.subscribers, perSecond, top[top.length - 1]!)) continue;
+      top.push({ name: channel.name, subscribers: channel.subscribers, perSecond });
+      top.sort((a, b) => (busier(a.subscribers, a.perSecond, b) ? -1 : 1));
+      if (top.length > TOP_CHANNELS) top.pop();
+    }
+
+    const memory = process.memoryUsage();
+    const loop = this.#loop;
+    const ms = (ns: number) => (Number.isFinite(ns) ? Math.round(ns / 1e4) / 100 : 0);
+    const eventLoop = { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) };
+    loop.reset();
+    const health = hub.broker.health();
+    return {
+      t,
+      uptime: Math.round(process.uptime()),
+      pid: process.pid,
+      node: process.version,
+      connections: connectionCounts(this.#sources),
+      subscriptions: counters.subscriptionsOpened - counters.subscriptionsClosed,
+      channels: hub.channelCount,
+      published: counters.published,
+      delivered: counters.delivered,
+      publishedBytes: counters.publishedBytes,
+      deliveredBytes: counters.deliveredBytes,
+      gaps: counters.gaps,
+      rates,
+      slowCloses: Object.fromEntries(this.#tally.drops),
+      errors: Object.fromEntries(this.#tally.errors),
+      memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external },
+      eventLoop,
+      broker: health.ok ? { ok: true } : { ok: false, reason: health.reason },
+      top,
+    };
+  }
+
+  close(): void {
+    this.#loop.disable();
+  }
+}
+
+function busier(subscribers: number, perSecond: number, than: { subscribers: number; perSecond: number }): boolean {
+  return subscribers > than.subscribers || (subscribers === than.subscribers && perSecond > than.perSecond);
+}
