@@ -1,18 +1,47 @@
 import type { IncomingMessage } from 'node:http';
 import { KometaError } from '../core/errors.js';
 
-/** Read a request body, refusing as soon as it passes `maxBytes` rather than buffering it all. */
-export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+/**
+ * Read a request body, refusing as soon as it passes `maxBytes` rather than
+ * buffering it all. Plain 'data'/'end' listeners, not `for await`: the async
+ * iterator costs a promise per chunk plus stream bookkeeping on every
+ * publish (about 5% of the hub's CPU when each publish goes to one
+ * subscriber; see docs/benchmarks.md).
+ */
+export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > maxBytes) throw tooLarge(maxBytes);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const piece of req as AsyncIterable<Buffer>) {
-    total += piece.length;
-    if (total > maxBytes) throw tooLarge(maxBytes);
-    chunks.push(piece);
-  }
-  return Buffer.concat(chunks, total);
+  if (declared !== undefined && Number(declared) > maxBytes) return Promise.reject(tooLarge(maxBytes));
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  if (req.destroyed) return Promise.reject(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const finish = (error?: unknown) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+      if (error === undefined) resolve(Buffer.concat(chunks, total));
+      else reject(error);
+    };
+    const onData = (piece: Buffer) => {
+      total += piece.length;
+      if (total <= maxBytes) {
+        chunks.push(piece);
+        return;
+      }
+      // Stop reading; the caller answers 413 and closes the connection.
+      finish(tooLarge(maxBytes));
+      req.pause();
+    };
+    const onEnd = () => finish();
+    const onError = (error: Error) => finish(error);
+    const onClose = () => finish(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
 }
 
 function tooLarge(maxBytes: number): KometaError {
