@@ -5,6 +5,8 @@ import type { Tally } from './tally.js';
 
 /** Channels listed in a sample: enough for a "hot channels" table, small enough to send every second. */
 const TOP_CHANNELS = 12;
+/** How often the event-loop delay is sampled, in ms. */
+const LOOP_RESOLUTION_MS = 10;
 
 /**
  * Takes one StatsSample per call: counters read, rates from the difference
@@ -20,7 +22,7 @@ export class Sampler {
   constructor(sources: OpsSources, tally: Tally) {
     this.#sources = sources;
     this.#tally = tally;
-    this.#loop = monitorEventLoopDelay({ resolution: 10 });
+    this.#loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
     this.#loop.enable();
   }
 
@@ -51,7 +53,8 @@ export class Sampler {
 
     const memory = process.memoryUsage();
     const loop = this.#loop;
-    const ms = (ns: number) => (Number.isFinite(ns) ? Math.round(ns / 1e4) / 100 : 0);
+    // The histogram's values include the sampling interval itself; what is past it is the delay.
+    const ms = (ns: number) => (Number.isFinite(ns) ? Math.max(0, Math.round((ns - LOOP_RESOLUTION_MS * 1e6) / 1e4) / 100) : 0);
     const eventLoop = { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) };
     loop.reset();
     const health = hub.broker.health();

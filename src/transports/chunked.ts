@@ -33,6 +33,8 @@ export interface StreamLimits {
 export class ChunkedStream {
   #socket: Socket | null = null;
   #closed = false;
+  /** Only to name the transport when the connection is dropped as too slow. */
+  #contentType = '';
   /** Sweep generation of the last write, so heartbeats skip connections that were just written to. */
   lastWriteSweep = 0;
 
@@ -50,6 +52,7 @@ export class ChunkedStream {
   /** Send status and headers now; later writes go to the socket directly. */
   open(headers: Record<string, string>): void {
     const res = this.res;
+    this.#contentType = headers['Content-Type'] ?? '';
     res.writeHead(200, { ...headers, 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
     const socket = res.socket;
@@ -70,7 +73,7 @@ export class ChunkedStream {
     if (socket.writableLength > this.limits.maxQueueBytes) {
       // The subscriber is not reading. Tell it why (it may never read this) and
       // let it resume from history on a fresh connection.
-      reportDrop({ transport: transportOf(this.res), reason: 'slow-consumer', queuedBytes: socket.writableLength, remoteAddress: socket.remoteAddress });
+      reportDrop({ transport: transportOf(this.#contentType), reason: 'slow-consumer', queuedBytes: socket.writableLength, remoteAddress: socket.remoteAddress });
       this.end(this.onSlow());
     }
   }
@@ -99,8 +102,7 @@ export class ChunkedStream {
 }
 
 /** Which transport a chunked response carries, from its Content-Type (only asked when one is dropped). */
-function transportOf(res: ServerResponse): string {
-  const type = String(res.getHeader('content-type') ?? '');
+function transportOf(type: string): string {
   if (type.startsWith('text/event-stream')) return 'sse';
   if (type.startsWith('application/x-ndjson')) return 'stream';
   return 'http-stream';

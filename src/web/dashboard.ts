@@ -43,7 +43,7 @@ function bytes(value: number): string {
 
 function duration(seconds: number): string {
   if (seconds < 60) return `${seconds}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${seconds % 60}s`;
+  if (seconds < 3600) return seconds % 60 === 0 ? `${seconds / 60}m` : `${Math.floor(seconds / 60)}m ${seconds % 60}s`;
   if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
   return `${Math.floor(seconds / 86400)}d ${Math.floor((seconds % 86400) / 3600)}h`;
 }
@@ -58,8 +58,8 @@ interface Series {
   readonly fill?: boolean;
 }
 
-/** A time-series plot on a canvas: a fixed ten-minute window, newest on the right, y from 0 to a round maximum. */
-function plot(canvas: HTMLCanvasElement, times: readonly number[], series: readonly Series[], now: number): void {
+/** A time-series plot on a canvas: newest on the right, `windowMs` wide, y from 0 to a round maximum. */
+function plot(canvas: HTMLCanvasElement, times: readonly number[], series: readonly Series[], now: number, windowMs: number): void {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth;
   const height = canvas.clientHeight;
@@ -99,11 +99,14 @@ function plot(canvas: HTMLCanvasElement, times: readonly number[], series: reado
   }
   ctx.textAlign = 'center';
   ctx.textBaseline = 'alphabetic';
-  for (let minutes = 10; minutes >= 0; minutes -= 2) {
-    const x = left + w - (w * minutes * 60_000) / WINDOW_MS;
-    ctx.fillText(minutes === 0 ? 'now' : `−${minutes}m`, x, height - 5);
+  // About five time labels, on round steps.
+  const step = [5, 10, 15, 30, 60, 120, 300].find((s) => (windowMs / 1000) / s <= 5.5) ?? 300;
+  for (let back = 0; back * 1000 <= windowMs + 1; back += step) {
+    const x = left + w - (w * back * 1000) / windowMs;
+    ctx.textAlign = back === 0 ? 'right' : 'center';
+    ctx.fillText(back === 0 ? 'now' : back < 60 ? `−${back}s` : `−${back / 60}m`, back === 0 ? left + w : x, height - 5);
   }
-  const xOf = (t: number) => left + w - (w * (now - t)) / WINDOW_MS;
+  const xOf = (t: number) => left + w - (w * (now - t)) / windowMs;
   const yOf = (v: number) => top + h - (h * v) / yMax;
   ctx.save();
   ctx.beginPath();
@@ -235,28 +238,30 @@ class Dashboard {
     $('kpi-errors').textContent = num(errors.reduce((a, [, n]) => a + n, 0));
     $('kpi-errors-top').textContent = errors[0] === undefined ? 'none' : `${errors[0][0].replace('KOMETA_ERR_', '').toLowerCase()} ×${num(errors[0][1])}`;
     $('kpi-memory').textContent = bytes(last.memory.rss);
-    $('kpi-heap').textContent = `heap ${bytes(last.memory.heapUsed)} of ${bytes(last.memory.heapTotal)}`;
+    $('kpi-heap').textContent = `heap ${bytes(last.memory.heapUsed)} used`;
     $('kpi-loop').textContent = `${last.eventLoop.p99.toFixed(1)} ms`;
     $('kpi-loop-detail').textContent = `p50 ${last.eventLoop.p50.toFixed(1)} · max ${last.eventLoop.max.toFixed(1)} ms`;
 
     const now = last.t;
     const recent = this.samples.filter((s) => s.t > now - WINDOW_MS - 2000);
     const times = recent.map((s) => s.t);
-    $('window').textContent = recent.length < 2 ? '' : `${duration(Math.round((now - recent[0]!.t) / 1000))} shown`;
+    // The plots widen with the data, from one minute up to ten.
+    const windowMs = Math.min(WINDOW_MS, Math.max(60_000, now - (recent[0]?.t ?? now)));
+    $('window').textContent = `last ${duration(Math.round(windowMs / 1000))}`;
     plot($('plot-rates') as HTMLCanvasElement, times, [
       { values: recent.map((s) => s.rates.delivered), color: css('--ok'), fill: true },
       { values: recent.map((s) => s.rates.published), color: css('--accent-2'), fill: true },
-    ], now);
+    ], now, windowMs);
     plot($('plot-connections') as HTMLCanvasElement, times, [
       { values: recent.map((s) => s.connections.sse), color: css('--sse') },
       { values: recent.map((s) => s.connections.ws), color: css('--ws') },
       { values: recent.map((s) => s.connections.poll), color: css('--poll') },
       { values: recent.map((s) => s.connections.stream), color: css('--stream') },
-    ], now);
+    ], now, windowMs);
     plot($('plot-process') as HTMLCanvasElement, times, [
       { values: recent.map((s) => s.eventLoop.p99), color: css('--warm') },
       { values: recent.map((s) => s.memory.heapUsed / 1024 / 1024), color: css('--ws'), fill: true },
-    ], now);
+    ], now, windowMs);
 
     this.#renderChannels(last);
     this.#renderErrors(last, errors);
@@ -363,7 +368,8 @@ class Dashboard {
 
   async #runWire(request: { preset: string; value: string } | { tap: number }): Promise<void> {
     const button = document.querySelector<HTMLButtonElement>('#wire-form button')!;
-    button.disabled = true;
+    // A tap runs for half a minute; a new test request may replace it at any time.
+    button.disabled = !('tap' in request);
     const list = $('wire');
     list.replaceChildren();
     this.#wire?.unsubscribe();
