@@ -24,6 +24,7 @@ export function renderMarkdown(doc: Doc): string {
   out += `Machine: ${doc.machine.cpus} × ${doc.machine.model}; ${doc.machine.note}; load average at start ${doc.machine.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}. Node ${doc.node}.\n`;
   out += `Versions: ${Object.entries(doc.versions).map(([s, v]) => `${s} ${v}`).join('; ')}.\n\n`;
 
+  out += targets(doc);
   const fan = doc.results.fanout as Row[];
   if (fan?.length) {
     out += `## Fan-out: one channel, 100-byte messages\n\nMax rate (closed loop, at most 4 messages ahead of the slowest subscriber), median of ${doc.repeat} runs. **CPU-s/M** = server CPU-seconds per million deliveries (lower is better); load % = the load generators' own CPU (100% = one core).\n\n`;
@@ -34,7 +35,7 @@ export function renderMarkdown(doc: Doc): string {
         return [k(r.subscribers as number), r.system as string, r.transport as string, k(m.deliveriesPerSec as number), m.cpuSecPerMillion as number, m.p50Ms as number, m.p99Ms as number, m.lost as number, m.loadCpuPct as number];
       }),
     );
-    out += `\nFixed rates (open loop; a system's ladder stops at its first rate with p99 ≥ 100 ms or a loss):\n\n`;
+    out += `\nFixed rates (open loop; a system's ladder stops after its first rate with p99 ≥ 250 ms or a loss):\n\n`;
     const rows: (string | number)[][] = [];
     for (const r of fan) {
       for (const p of r.phases as Row[]) {
@@ -91,4 +92,45 @@ export function renderMarkdown(doc: Doc): string {
     out += `Skipped: ${doc.skipped.filter((s) => !seen.has(`${s.system}${s.reason}`) && seen.add(`${s.system}${s.reason}`)).map((s) => `${s.system} (${s.reason})`).join('; ')}.\n`;
   }
   return out;
+}
+
+const r2 = (n: number) => (Number.isFinite(n) ? (Math.round(n * 100) / 100).toFixed(2) : '–');
+
+/** The issue's targets, as ratios measured in this run. */
+function targets(doc: Doc): string {
+  const lines: string[] = [];
+  const fan = (doc.results.fanout ?? []) as Row[];
+  const cpu = (system: string, n: number) => ((fan.find((r) => r.system === system && r.subscribers === n)?.median as Row | undefined)?.cpuSecPerMillion as number | undefined) ?? NaN;
+  for (const n of [...new Set(fan.map((r) => r.subscribers as number))]) {
+    const k0 = cpu('kometa', n);
+    lines.push(`- CPU per million deliveries, ${k(n)} subscribers: kometa ${k0} CPU-s/M = **${r2(k0 / cpu('floor', n))}× the floor** (target ≤ 0.8), **${r2(k0 / cpu('nchan', n))}× Nchan** (target ≤ 1); kometa over WebSocket ${r2(cpu('kometa-ws', n) / cpu('floor', n))}× the floor.`);
+    const sio = cpu('socketio', n);
+    if (Number.isFinite(sio)) lines.push(`- Deliveries per server CPU-second, ${k(n)} subscribers: kometa **${r2(sio / k0)}× Socket.IO** (target ≥ 3); kometa over WebSocket ${r2(sio / cpu('kometa-ws', n))}×.`);
+  }
+  const idle = (doc.results.idle ?? []) as Row[];
+  const biggest = Math.max(0, ...idle.map((r) => r.subscribers as number));
+  const mem = (system: string, transport: string) => (idle.find((r) => r.system === system && r.transport === transport && r.subscribers === biggest)?.kibPerSubscriber as number | undefined) ?? NaN;
+  if (biggest > 0) {
+    const floor = mem('floor', 'sse');
+    lines.push(`- Memory per idle subscriber at ${k(biggest)}: kometa SSE ${mem('kometa', 'sse')} KiB = **${r2(mem('kometa', 'sse') / floor)}× the floor** (target ≤ 1.1; floor ${floor} KiB, Nchan ${mem('nchan', 'sse')} KiB); long-poll ${r2(mem('kometa', 'poll') / floor)}×, WebSocket ${r2(mem('kometa', 'ws') / floor)}×.`);
+  }
+  const ladder = (system: string, n: number) => ((fan.find((r) => r.system === system && r.subscribers === n)?.phases ?? []) as Row[]).filter((p) => p.rate !== null);
+  const top = Math.max(0, ...fan.map((r) => r.subscribers as number));
+  if (top > 0) {
+    const held = (phases: Row[], ms: number) => phases.filter((p) => (p.p99Ms as number) < ms && p.lost === 0).map((p) => p.rate as number);
+    const floorHeld = held(ladder('floor', top), 100);
+    const floorRate = floorHeld.length ? Math.max(...floorHeld) : undefined;
+    const kometaHeld = held(ladder('kometa', top), 100);
+    const at = (system: string, rate: number) => ladder(system, top).find((p) => p.rate === rate);
+    if (floorRate === undefined) {
+      const first = ladder('floor', top)[0];
+      lines.push(`- Fixed rate at ${k(top)} subscribers: the floor holds no rate with p99 < 100 ms here (at ${first?.rate ?? '?'} msg/s its p99 is ${first?.p99Ms ?? '?'} ms; kometa's ${at('kometa', (first?.rate as number) ?? 0)?.p99Ms ?? '?'} ms); kometa's highest rate with p99 < 100 ms and nothing lost: ${kometaHeld.length ? Math.max(...kometaHeld) : 'none'} msg/s.`);
+    } else {
+      const kp = at('kometa', floorRate);
+      lines.push(`- Fixed rate at ${k(top)} subscribers: the floor's highest rate with p99 < 100 ms is ${floorRate} msg/s (p99 ${at('floor', floorRate)?.p99Ms} ms); kometa at that rate: **p99 ${kp?.p99Ms ?? '?'} ms, lost ${kp?.lost ?? '?'}**; kometa's highest: ${kometaHeld.length ? Math.max(...kometaHeld) : 'none'} msg/s.`);
+    }
+  }
+  const storm = ((doc.results.storm ?? []) as Row[]).find((r) => r.system === 'kometa');
+  if (storm) lines.push(`- Reconnect storm of ${k(storm.subscribers as number)}: **${storm.caughtUp}/${storm.subscribers} caught up in ${storm.allCaughtUpMs} ms, lost ${storm.lost}, duplicates ${storm.duplicates}** (${k(storm.replayPerSec as number)} replayed deliveries/s).`);
+  return lines.length ? `## Targets\n\n${lines.join('\n')}\n\n` : '';
 }
