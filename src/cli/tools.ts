@@ -63,9 +63,9 @@ export async function runTool(tool: 'tail' | 'publish' | 'doctor', argv: string[
     process.stdout.write(`${TOOL_USAGE[tool]}\n`);
     return EXIT.ok;
   }
-  const base = values.url ?? process.env.KOMETA_URL ?? 'http://127.0.0.1:8080';
+  const base = values.url ?? (process.env.KOMETA_URL || 'http://127.0.0.1:8080');
   if (!/^https?:\/\/[^/]+/.test(base) || !URL.canParse(base)) return usageError(tool, `--url must be an http:// or https:// URL, got ${JSON.stringify(base)}`);
-  const token = values.token ?? process.env.KOMETA_TOKEN;
+  const token = values.token ?? (process.env.KOMETA_TOKEN || undefined);
   const seconds = (name: 'timeout' | 'idle' | 'count', value: string | undefined): number | undefined | null => {
     if (value === undefined) return undefined;
     return /^\d+(\.\d+)?$/.test(value) ? Number(value) : null;
