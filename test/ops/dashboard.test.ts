@@ -7,8 +7,9 @@ import { launchBrowser } from '../browser/helpers.js';
 import { ADMIN, startOpsHub } from './helpers.js';
 import { startLoad } from './load.js';
 
-// docs/dashboard.png is refreshed with KOMETA_UPDATE_SCREENSHOTS=1; ordinary runs write to a temporary folder.
-const shots = process.env.KOMETA_UPDATE_SCREENSHOTS === '1' ? path.resolve(import.meta.dirname, '../../../docs') : mkdtempSync(path.join(tmpdir(), 'kometa-dashboard-'));
+// docs/dashboard.png is refreshed with KOMETA_UPDATE_SCREENSHOTS=1; every other picture (and ordinary runs) go to a temporary folder.
+const shots = mkdtempSync(path.join(tmpdir(), 'kometa-dashboard-'));
+const docsShot = process.env.KOMETA_UPDATE_SCREENSHOTS === '1' ? path.resolve(import.meta.dirname, '../../../docs/dashboard.png') : path.join(shots, 'dashboard.png');
 
 interface Shown {
   received: number;
@@ -69,7 +70,7 @@ test('the dashboard follows a hub under load: counters, plots and hot channels m
   assert.ok(Number(second.published) > 0, `publishes per second shown (${second.published})`);
   assert.ok(Number(second.errors) > 0, 'the bad requests show up as errors');
   assert.ok(second.channels.includes('news'), `hot channels listed: ${second.channels.join(', ')}`);
-  await page.screenshot({ path: path.join(shots, 'dashboard.png') });
+  await page.screenshot({ path: docsShot });
 
   // Click a channel: its recent messages and its subscribers.
   await page.click('#channels tbody tr[data-channel="news"]');
