@@ -17,7 +17,7 @@ export function createLogger(level: string, format: 'auto' | 'json' | 'pretty' =
   const options = { name: 'kometa', level, base: { pid: process.pid } };
   if (!usePretty) return pino(options);
   // Synchronous, in this thread: a CLI's few lines do not need a worker.
-  return pino(options, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', sync: true }));
+  return pino(options, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', singleLine: true, sync: true }));
 }
 
 /** Repeats of one kind of event within this window are summed into one line. */
