@@ -243,6 +243,18 @@ export class HubHttp {
   }
 
   #startStreaming(res: ServerResponse, subscription: Subscription, transport: 'sse' | 'stream', grant: Grant): void {
+    if (res.socket === null) {
+      // A pipelined request: node:http hands this response its socket only
+      // when the responses before it are done. Until then the subscription
+      // buffers what is published, and starts writing once it has the socket.
+      const cancel = () => subscription.close();
+      res.once('close', cancel);
+      res.once('socket', () => {
+        res.off('close', cancel);
+        if (subscription.state !== 'closed') this.#startStreaming(res, subscription, transport, grant);
+      });
+      return;
+    }
     const entry: { stream: ChunkedStream; heartbeat: Buffer } = {
       stream: new ChunkedStream(
         res,

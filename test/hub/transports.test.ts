@@ -187,3 +187,25 @@ test('a message is encoded once and the same Buffer goes to every subscriber of 
   assert.match(seen[0]![0]!.toString(), /data: hello\n\n\r\n[0-9a-f]+\r\nid: shared~\w+~2\ndata: again/);
   assert.equal(hub.counters.delivered, 6);
 });
+
+test('a subscription pipelined behind a held long-poll starts once the poll is answered, and misses nothing', async (t) => {
+  const hub = await startHub();
+  t.after(() => hub.close());
+  const socket = connect(hub.port, '127.0.0.1');
+  t.after(() => socket.destroy());
+  let text = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (d: string) => (text += d));
+  socket.write(
+    'GET /sub/piped?transport=poll&timeout=0.5 HTTP/1.1\r\nHost: x\r\n\r\n' + 'GET /sub/piped?transport=stream HTTP/1.1\r\nHost: x\r\n\r\n',
+  );
+  await waitFor(() => hub.hub.subscriberCount('piped') === 2, 5000, 'both requests to subscribe');
+  // Published while the stream still waits for its turn on the socket: the poll gets it, and so must the stream.
+  await hub.hub.publish('piped', 'early');
+  await waitFor(() => (text.match(/"data":"early"/g) ?? []).length === 2, 5000, 'both responses to carry the message');
+  await hub.hub.publish('piped', 'later');
+  await waitFor(() => text.includes('"data":"later"'), 5000, 'the stream to stay live');
+  const [first, second] = text.split(/(?=HTTP\/1\.1 200)/);
+  assert.match(first!, /application\/json/);
+  assert.match(second!, /application\/x-ndjson/);
+});
