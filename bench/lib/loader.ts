@@ -16,6 +16,7 @@ const SEMI = 0x3b;
 const MARK = Buffer.from('@@');
 const ID_LINE = Buffer.from('\nid: ');
 const ID_START = Buffer.from('id: ');
+const PONG = Buffer.from([0x8a, 0x80, 0, 0, 0, 0]);
 
 interface Sub {
   readonly index: number;
@@ -171,6 +172,11 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
       sub.head = '';
       settle(true);
     }
+    // A WebSocket server pings its clients now and then (kometa cuts one that
+    // never answers): a ping frame starts with 0x89. Answer with an empty pong
+    // (masked, zero key); an unsolicited pong after a false match is allowed
+    // (RFC 6455, 5.5.3) and harmless.
+    if (o.kind === 'ws' && chunk.indexOf(0x89) !== -1) socket.write(PONG);
     scan(sub, chunk, Number(process.hrtime.bigint() / 1000n));
   });
   socket.on('error', () => {
