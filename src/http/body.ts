@@ -3,10 +3,10 @@ import { KometaError } from '../core/errors.js';
 
 /**
  * Read a request body, refusing as soon as it passes `maxBytes` rather than
- * buffering it all. Plain 'data'/'end' listeners, not `for await`: the async
+ * buffering it all. Plain data/end listeners, not `for await`: the async
  * iterator costs a promise per chunk plus stream bookkeeping on every
- * publish (about 5% of the hub's CPU when each publish goes to one
- * subscriber; see docs/benchmarks.md).
+ * publish (a third of the hub's CPU per delivery when each publish goes to
+ * one subscriber, measured by the bench; see docs/benchmarks.md).
  */
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length'];
