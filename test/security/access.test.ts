@@ -205,7 +205,7 @@ test('a publisher over its rate gets 429 with Retry-After; others are not affect
       const limited = await pub(hub, 'open.1');
       assert.equal(limited.status, 429);
       assert.equal(limited.headers['retry-after'], '1');
-      assert.equal(await code(pub(hub, 'open.1', { Authorization: 'Bearer k' })), '201', 'the key has its own bucket');
+      for (let i = 0; i < 20; i++) assert.equal(await code(pub(hub, 'open.1', { Authorization: 'Bearer k' })), '201', 'backends with the publisher key are not limited');
     },
     { publishRate: 5 },
   );
