@@ -26,6 +26,8 @@ for (const transport of ['websocket', 'sse', 'poll'] as const) {
         assert.ok(hub.destroyConnections() > 0);
         // Keep publishing while the page is cut off and reconnecting.
       }
+      // Let the page come back before the second cut, so that it cuts something.
+      if (i === 75) await waitFor(() => hub.hub.subscriberCount('feed') === 1, 10_000, 'the page to reconnect');
     }
     await waitForPage(page, 'window.t.messages.length >= 150');
     await new Promise((r) => setTimeout(r, 100));
