@@ -1,8 +1,9 @@
 /*
  * kometa's benchmark: the hub against the Node floor and the peers, in one run.
  *
- *   npm run bench -- [all|idle|fanout|channels|storm|profile] [--systems a,b] [--quick]
+ *   npm run bench -- [all|idle|fanout|channels|storm|workers|profile] [--systems a,b] [--quick]
  *                    [--repeat 3] [--kometa-before <dir>] [--out name]
+ *                    [--workers 5] [--subscribers 95000]   (the workers scenario)
  *
  * This process (pinned to core 1) starts each server on core 0, forks load
  * generators (bench/lib/loader.ts, core 1) that hold the subscribers on raw
@@ -19,17 +20,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Histogram } from './lib/histogram.js';
-import { forkLoader, hasTaskset, killAllStarted, pinSelf, sampleTree } from './lib/procs.js';
+import { childPids, commandExists, forkLoader, hasTaskset, killAllStarted, memAvailableKiB, pinSelf, sampleProcess, sampleTree } from './lib/procs.js';
 import type { ChildMessage, ConnectOrder, LoadReport, SubscriberKind } from './lib/protocol.js';
 import { messageData } from './lib/protocol.js';
 import { Publisher } from './lib/publisher.js';
-import { type Running, type SubscriberSpec, type System, allSystems } from './lib/systems.js';
+import { type Running, type SubscriberSpec, type System, allSystems, redisVersion, startRedis } from './lib/systems.js';
 import { summarizeProfile } from './lib/profile.js';
 import { renderMarkdown } from './lib/report.js';
 
 const LOADER = fileURLToPath(new URL('./lib/loader.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
-const SCENARIOS = ['idle', 'fanout', 'channels', 'storm', 'profile'] as const;
+const SCENARIOS = ['idle', 'fanout', 'channels', 'storm', 'workers', 'profile'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 const PER_LOADER = 10_000;
 const MESSAGE_BYTES = 100;
@@ -42,6 +43,8 @@ const { values, positionals } = parseArgs({
     repeat: { type: 'string' },
     'kometa-before': { type: 'string' },
     out: { type: 'string' },
+    workers: { type: 'string' },
+    subscribers: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -52,7 +55,7 @@ if (values.help) {
 const quick = values.quick === true;
 const scenarioArg = positionals[0] ?? 'all';
 const scenarios: Scenario[] =
-  scenarioArg === 'all' ? ['idle', 'fanout', 'channels', 'storm'] : scenarioArg.split(',').map((s) => {
+  scenarioArg === 'all' ? ['idle', 'fanout', 'channels', 'storm', 'workers'] : scenarioArg.split(',').map((s) => {
     if (!(SCENARIOS as readonly string[]).includes(s)) {
       process.stderr.write(`unknown scenario ${s}; one of all, ${SCENARIOS.join(', ')}\n`);
       process.exit(2);
@@ -60,6 +63,12 @@ const scenarios: Scenario[] =
     return s as Scenario;
   });
 const repeat = Number(values.repeat ?? (quick ? 1 : 3));
+/** The workers scenario: kometa serve --redis --workers N, idle SSE subscribers spread over channels. */
+const workersConfig = {
+  workers: Number(values.workers ?? (quick ? 2 : 5)),
+  subscribers: Number(values.subscribers ?? (quick ? 4000 : 95_000)),
+  channels: quick ? 100 : 1000,
+};
 
 const config = quick
   ? { idle: [1000], fanout: [500, 2000], channels: 2000, storm: 2000, maxSeconds: 3, fixedSeconds: 2, fixed: { 500: [100], 2000: [20, 50] } as Record<number, number[]>, stormMessages: 20, profileSubs: 2000 }
@@ -104,13 +113,44 @@ const hardDeadline = setTimeout(() => {
 }, 40 * 60_000);
 hardDeadline.unref();
 
+interface OpenOptions {
+  channel: string;
+  perSocketChannel: boolean;
+  /** With perSocketChannel: this many channels, subscribers spread over them round-robin. */
+  channels?: number;
+  trackIds?: boolean;
+  frontier?: boolean;
+  /** Connections each load process opens at once (default 200). */
+  concurrency?: number;
+  timeoutMs?: number;
+}
+
+interface Connected {
+  ms: number;
+  ready: number;
+  failed: number;
+  errorCodes: Record<string, number>;
+}
+
+function mergeCounts(list: Record<string, number>[]): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const counts of list) for (const [key, n] of Object.entries(counts)) total[key] = (total[key] ?? 0) + n;
+  return total;
+}
+
 class Load {
   readonly children: ChildProcess[] = [];
   readonly counts: number[] = [];
   #frontiers: number[] = [];
   onFrontier: ((seq: number) => void) | undefined;
 
-  static async open(running: Running, spec: SubscriberSpec, count: number, opts: { channel: string; perSocketChannel: boolean; trackIds?: boolean; frontier?: boolean }): Promise<{ load: Load; ms: number; ready: number; failed: number }> {
+  static async open(running: Running, spec: SubscriberSpec, count: number, opts: OpenOptions): Promise<{ load: Load } & Connected> {
+    const { load, connected } = Load.start(running, spec, count, opts);
+    return { load, ...(await connected) };
+  }
+
+  /** Fork the load processes and order them to connect; `connected` settles when all have answered. */
+  static start(running: Running, spec: SubscriberSpec, count: number, opts: OpenOptions): { load: Load; connected: Promise<Connected> } {
     const load = new Load();
     const processes = Math.max(1, Math.ceil(count / PER_LOADER));
     let first = 0;
@@ -140,29 +180,30 @@ class Load {
         path: spec.path,
         channel: opts.channel,
         perSocketChannel: opts.perSocketChannel,
+        ...(opts.channels === undefined ? {} : { channels: opts.channels }),
         firstIndex: first,
         addressBase: nextAddress,
         perAddress,
         ...(spec.wsFrame === undefined ? {} : { wsFrame: spec.wsFrame }),
         ...(spec.wsSendAfter === undefined ? {} : { wsSendAfter: spec.wsSendAfter }),
         ...(spec.readyToken === undefined ? {} : { readyToken: spec.readyToken }),
-        concurrency: 200,
+        concurrency: opts.concurrency ?? 200,
         trackIds: opts.trackIds ?? false,
         frontier: opts.frontier ?? false,
       };
       nextAddress += Math.ceil(n / perAddress);
       first += n;
-      results.push(load.#await(child, 'connected', 10_000 + count) as Promise<ChildMessage & { type: 'connected' }>);
+      results.push(load.#await(child, 'connected', opts.timeoutMs ?? 10_000 + count) as Promise<ChildMessage & { type: 'connected' }>);
       child.send(order);
     }
     const started = performance.now();
-    const connected = await Promise.all(results);
-    return {
-      load,
+    const connected = Promise.all(results).then((answers) => ({
       ms: performance.now() - started,
-      ready: connected.reduce((a, c) => a + c.ready, 0),
-      failed: connected.reduce((a, c) => a + c.failed, 0),
-    };
+      ready: answers.reduce((a, c) => a + c.ready, 0),
+      failed: answers.reduce((a, c) => a + c.failed, 0),
+      errorCodes: mergeCounts(answers.map((c) => c.errorCodes)),
+    }));
+    return { load, connected };
   }
 
   get frontier(): number {
@@ -203,7 +244,7 @@ class Load {
         return answer.then((m) => (m as ChildMessage & { type: 'report' }).report);
       }),
     );
-    const total: LoadReport & { processes: number } = { frames: 0, unique: 0, duplicates: 0, skipped: 0, latency: [], latencyMax: 0, cpuUs: 0, wallMs: 0, ready: 0, closed: 0, errors: 0, atSeq: {}, processes: reports.length };
+    const total: LoadReport & { processes: number } = { frames: 0, unique: 0, duplicates: 0, skipped: 0, latency: [], latencyMax: 0, cpuUs: 0, wallMs: 0, ready: 0, closed: 0, errors: 0, errorCodes: mergeCounts(reports.map((r) => r.errorCodes)), atSeq: {}, processes: reports.length };
     const hist = new Histogram();
     for (const r of reports) {
       total.frames += r.frames;
@@ -271,10 +312,10 @@ function latencyStats(report: LoadReport): { p50Ms: number; p99Ms: number; maxMs
   return { p50Ms: ms(hist.quantile(0.5)), p99Ms: ms(hist.quantile(0.99)), maxMs: ms(hist.max) };
 }
 
-async function startSystem(system: System, cpuProfDir?: string): Promise<Running> {
+async function startSystem(system: System, cpuProfDir?: string, serveArgs?: string[]): Promise<Running> {
   const port = nextPort;
   nextPort += 10;
-  return system.start({ port, tmp, ...(cpuProfDir === undefined ? {} : { cpuProfDir }) });
+  return system.start({ port, tmp, ...(cpuProfDir === undefined ? {} : { cpuProfDir }), ...(serveArgs === undefined ? {} : { serveArgs }) });
 }
 
 function median(values: number[]): number {
@@ -283,7 +324,7 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-const results: Record<string, unknown[]> = { idle: [], fanout: [], channels: [], storm: [], profile: [] };
+const results: Record<string, unknown[]> = { idle: [], fanout: [], channels: [], storm: [], workers: [], profile: [] };
 const skipped: { system: string; scenario: string; reason: string }[] = [];
 
 /** Run one system's part of a scenario; a failure is recorded and the run goes on. */
@@ -687,11 +728,177 @@ async function storm(): Promise<void> {
   }
 }
 
+// ---------------------------------------------------------------- workers: idle subscribers over N processes
+
+/** Stop connecting when the machine has less than this left (KiB). */
+const MEMORY_FLOOR_KIB = 2 * 1024 * 1024;
+
+function openFilesLimit(): number {
+  const line = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'latin1'));
+  return line ? Number(line[1]) : NaN;
+}
+
+/**
+ * kometa serve --redis <private redis> --workers N (node:cluster, one port):
+ * as many idle SSE subscribers as N processes hold, spread over channels and
+ * over load processes of at most 10k sockets each; then one message to every
+ * channel, and every subscriber must get it. Per-worker counts are the
+ * sockets each worker PID holds (/proc/<pid>/fd) over what it held before.
+ */
+async function workersScenario(): Promise<void> {
+  const system = systems.find((s) => s.name === 'kometa');
+  if (system === undefined || !available(system, 'workers')) return;
+  if (!commandExists('redis-server')) {
+    log('workers: redis-server not installed — skipped');
+    skipped.push({ system: 'kometa', scenario: 'workers', reason: 'redis-server not installed' });
+    return;
+  }
+  const { workers, subscribers: count, channels } = workersConfig;
+  const processes = Math.max(1, Math.ceil(count / PER_LOADER));
+  // About 500 connections opening at once in all (the listen backlog is 511).
+  const concurrency = Math.max(10, Math.ceil(500 / processes));
+  for (let r = 0; r < repeat; r++) {
+    await attempt(system, `workers ${count}`, async () => {
+      const redisPort = nextPort;
+      nextPort += 10;
+      const redis = await startRedis(redisPort, tmp);
+      let running: Running | undefined;
+      let load: Load | undefined;
+      let publisher: Publisher | undefined;
+      let progress: NodeJS.Timeout | undefined;
+      try {
+        running = await startSystem(system, undefined, ['--redis', `redis://127.0.0.1:${redisPort}`, '--workers', String(workers), '--shutdown-grace', '1']);
+        const server = running;
+        await sleep(1500);
+        const workerPids = childPids(server.pid);
+        if (workerPids.length !== workers) throw new Error(`expected ${workers} worker processes, found ${workerPids.length}`);
+        const baseTree = sampleTree(server.pid);
+        const baseWorkers = new Map(workerPids.map((pid) => [pid, sampleProcess(pid)]));
+        const held = () => workerPids.map((pid) => {
+          const now = sampleProcess(pid);
+          return { ...now, subscribers: now.sockets - (baseWorkers.get(pid)?.sockets ?? 0) };
+        });
+        log(`workers ${count}: ${workers} workers (PIDs ${workerPids.join(', ')}), redis on ${redisPort}; ${processes} load processes × ≤${PER_LOADER}, ${concurrency} connecting at once each, ${channels} channels`);
+
+        // Connect, with progress from the server side and a memory guard.
+        let stoppedFor: string | undefined;
+        let abort: (error: Error) => void = () => {};
+        const aborted = new Promise<never>((_, reject) => (abort = reject));
+        aborted.catch(() => {});
+        let peak = 0;
+        let lowestMemKiB = memAvailableKiB();
+        const started = Load.start(server, { kind: 'sse', path: '/sub/{ch}', readyToken: '\r\n\r\n' }, count, { channel: 'w', perSocketChannel: true, channels, concurrency, timeoutMs: 30_000 + count });
+        load = started.load;
+        const t0 = performance.now();
+        progress = setInterval(() => {
+          const mem = memAvailableKiB();
+          lowestMemKiB = Math.min(lowestMemKiB, mem);
+          if (mem < MEMORY_FLOOR_KIB && stoppedFor === undefined) {
+            stoppedFor = `memory: MemAvailable ${Math.round(mem / 1024)} MiB`;
+            log(`workers ${count}: ${stoppedFor}; stopping the load`);
+            for (const child of started.load.children) child.kill('SIGKILL');
+            abort(new Error(stoppedFor));
+          }
+          const now = held();
+          const total = now.reduce((a, w) => a + w.subscribers, 0);
+          peak = Math.max(peak, total);
+          log(`workers ${count}: ${total} connected (${now.map((w) => w.subscribers).join(' / ')}) after ${((performance.now() - t0) / 1000).toFixed(0)} s, MemAvailable ${Math.round(mem / 1024)} MiB`);
+        }, 5000);
+        let connected: Connected;
+        let connectError: string | undefined;
+        try {
+          connected = await Promise.race([started.connected, aborted]);
+        } catch (error) {
+          connectError = error instanceof Error ? error.message : String(error);
+          const partial = stoppedFor === undefined ? await load.report().catch(() => undefined) : undefined;
+          connected = { ms: performance.now() - t0, ready: partial?.ready ?? 0, failed: count - (partial?.ready ?? 0), errorCodes: partial?.errorCodes ?? {} };
+        }
+        clearInterval(progress);
+        await sleep(2000);
+        const loadedTree = sampleTree(server.pid);
+        const perWorker = held();
+        const primary = sampleProcess(server.pid);
+        const redisRss = sampleProcess(redis.pid).rssKiB;
+        const serverSide = perWorker.reduce((a, w) => a + w.subscribers, 0);
+        peak = Math.max(peak, serverSide);
+        log(`workers ${count}: ${connected.ready} ready, ${connected.failed} failed in ${Math.round(connected.ms)} ms; per worker ${perWorker.map((w) => w.subscribers).join(' / ')}; errors ${JSON.stringify(connected.errorCodes)}${connectError === undefined ? '' : `; ${connectError}`}`);
+
+        // One message to every channel; every subscriber must get it.
+        let delivery: Record<string, unknown> = { skipped: 'not connected' };
+        if (stoppedFor === undefined && connected.ready > 0) {
+          await load.reset();
+          publisher = new Publisher('127.0.0.1', server.publish, 8);
+          const sent = performance.now();
+          for (let c = 0; c < channels; c++) publisher.publish(`w${c}`, messageData(1, MESSAGE_BYTES));
+          await publisher.idle();
+          const publishMs = performance.now() - sent;
+          let report = await load.report();
+          // A refused publish (e.g. 429 when every worker is at its connection limit) reaches no one:
+          // "lost" then cannot be told per subscriber, and only the deliveries are reported.
+          const allAccepted = publisher.failed === 0;
+          const deadline = performance.now() + (publisher.acked === 0 ? 0 : 30_000);
+          while (report.unique < report.ready && performance.now() < deadline) {
+            await sleep(100);
+            report = await load.report();
+          }
+          delivery = {
+            published: channels,
+            publishFailed: publisher.failed,
+            publishMs: Math.round(publishMs),
+            subscribersAtPublish: report.ready,
+            delivered: report.unique,
+            lost: allAccepted ? Math.max(0, report.ready - report.unique) : null,
+            duplicates: report.duplicates,
+            allDeliveredMs: Math.round(performance.now() - sent),
+            ...latencyStats(report),
+            closedByServer: report.closed,
+          };
+          log(`workers ${count}: delivery ${report.unique}/${report.ready} (lost ${String(delivery.lost)}) in ${delivery.allDeliveredMs as number} ms, p99 ${delivery.p99Ms as number} ms, publish failures ${publisher.failed}`);
+        }
+        const rssDelta = loadedTree.rssKiB - baseTree.rssKiB;
+        const row = {
+          workers,
+          subscribers: count,
+          channels,
+          loadProcesses: processes,
+          openFilesLimit: openFilesLimit(),
+          ready: connected.ready,
+          failed: connected.failed,
+          errorCodes: connected.errorCodes,
+          connectError: connectError ?? null,
+          stoppedFor: stoppedFor ?? null,
+          serverSidePeak: peak,
+          connectMs: Math.round(connected.ms),
+          connectsPerSec: Math.round(connected.ready / (connected.ms / 1000)),
+          baseRssKiB: baseTree.rssKiB,
+          rssKiB: loadedTree.rssKiB,
+          kibPerSubscriber: Math.round((rssDelta / Math.max(1, connected.ready)) * 100) / 100,
+          primaryRssKiB: primary.rssKiB,
+          redisRssKiB: redisRss,
+          serverCpuSecConnecting: Math.round((loadedTree.cpuSec - baseTree.cpuSec) * 100) / 100,
+          lowestMemAvailableMiB: Math.round(lowestMemKiB / 1024),
+          perWorker: perWorker.map((w) => ({ pid: w.pid, subscribers: w.subscribers, fds: w.fds, rssKiB: w.rssKiB, baseRssKiB: baseWorkers.get(w.pid)?.rssKiB ?? 0 })),
+          delivery,
+        };
+        results.workers!.push(row);
+        log(`workers ${count}: server RSS ${Math.round(row.rssKiB / 1024)} MiB (${row.kibPerSubscriber} KiB per subscriber), redis ${Math.round(redisRss / 1024)} MiB`);
+      } finally {
+        clearInterval(progress);
+        publisher?.close();
+        await load?.close();
+        await running?.stop();
+        await redis.stop();
+      }
+    });
+  }
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
   pinSelf();
   const startedAt = new Date();
+  const loadAverageAtStart = loadavg();
   log(`kometa bench: ${scenarios.join(', ')}${quick ? ' (quick)' : ''}; systems ${systems.map((s) => s.name).join(', ')}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   if (!hasTaskset()) log('taskset not found: server and load share the cores');
   for (const scenario of scenarios) {
@@ -700,6 +907,7 @@ async function main(): Promise<void> {
     if (scenario === 'fanout') await fanout(systems, config.fanout);
     if (scenario === 'channels') await channels(systems, config.channels);
     if (scenario === 'storm') await storm();
+    if (scenario === 'workers') await workersScenario();
     if (scenario === 'profile') {
       const kometas = systems.filter((s) => s.name.startsWith('kometa') && !s.name.endsWith('-ws'));
       await fanout(kometas, [config.profileSubs], { profile: true });
@@ -715,11 +923,14 @@ async function main(): Promise<void> {
     machine: {
       cpus: cpus().length,
       model: cpus()[0]?.model ?? '?',
-      loadAverageAtStart: loadavg(),
+      loadAverageAtStart,
       taskset: hasTaskset(),
       note: '2 cores, shared with other work; server on core 0, load generators and publisher on core 1',
     },
-    versions: Object.fromEntries(systems.map((s) => [s.name, s.unavailable() === null ? s.version() : 'not installed'])),
+    versions: {
+      ...Object.fromEntries(systems.map((s) => [s.name, s.unavailable() === null ? s.version() : 'not installed'])),
+      ...(scenarios.includes('workers') ? { redis: redisVersion() } : {}),
+    },
     node: process.versions.node,
     systems: Object.fromEntries(systems.map((s) => [s.name, s.description])),
     messageBytes: MESSAGE_BYTES,

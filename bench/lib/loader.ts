@@ -35,6 +35,10 @@ let order: ConnectOrder | undefined;
 const subs: Sub[] = [];
 const hist = new Histogram();
 const stats = { frames: 0, unique: 0, duplicates: 0, skipped: 0, closed: 0, errors: 0 };
+let errorCodes: Record<string, number> = {};
+const countError = (code: string) => {
+  errorCodes[code] = (errorCodes[code] ?? 0) + 1;
+};
 let cpuAt = process.cpuUsage();
 let wallAt = performance.now();
 const reached = new Map<number, number>();
@@ -45,8 +49,14 @@ function send(message: ChildMessage): void {
   process.send?.(message);
 }
 
+function channelOf(o: ConnectOrder, sub: Sub): string {
+  if (!o.perSocketChannel) return o.channel;
+  const index = o.firstIndex + sub.index;
+  return `${o.channel}${o.channels === undefined ? index : index % o.channels}`;
+}
+
 function request(o: ConnectOrder, sub: Sub): Buffer {
-  const ch = o.perSocketChannel ? `${o.channel}${o.firstIndex + sub.index}` : o.channel;
+  const ch = channelOf(o, sub);
   const path = o.path.replaceAll('{ch}', ch);
   if (o.kind === 'ws') {
     const head = Buffer.from(
@@ -62,7 +72,7 @@ function request(o: ConnectOrder, sub: Sub): Buffer {
 
 /** A masked text frame with an all-zero masking key: the payload goes as is. */
 function wsTextFrame(o: ConnectOrder, sub: Sub): Buffer {
-  const ch = o.perSocketChannel ? `${o.channel}${o.firstIndex + sub.index}` : o.channel;
+  const ch = channelOf(o, sub);
   const payload = Buffer.from(o.wsFrame!.replaceAll('{ch}', ch));
   const frame = Buffer.alloc(2 + 4 + payload.length);
   frame[0] = 0x81;
@@ -167,6 +177,15 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
         frameSent = true;
         socket.write(wsTextFrame(o, sub));
       }
+      // An answer that is not 200/101 (e.g. 429 when the server is full) is no subscription.
+      if (sub.head.startsWith('HTTP/1.1 ') && sub.head.includes('\r\n')) {
+        const status = sub.head.slice(9, 12);
+        if (status !== '200' && status !== '101') {
+          countError(`HTTP ${status}`);
+          socket.destroy();
+          return;
+        }
+      }
       if (!sub.head.includes(o.readyToken!)) return;
       sub.ready = true;
       sub.head = '';
@@ -179,8 +198,9 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
     if (o.kind === 'ws' && chunk.indexOf(0x89) !== -1) socket.write(PONG);
     scan(sub, chunk, Number(process.hrtime.bigint() / 1000n));
   });
-  socket.on('error', () => {
+  socket.on('error', (error: NodeJS.ErrnoException) => {
     stats.errors++;
+    countError(error.code ?? error.message);
   });
   socket.on('close', () => {
     if (sub.socket !== socket) return;
@@ -238,6 +258,7 @@ function report(): LoadReport {
     cpuUs: cpu.user + cpu.system,
     wallMs: performance.now() - wallAt,
     ready,
+    errorCodes,
     atSeq,
   };
 }
@@ -247,12 +268,13 @@ process.on('message', (message: ParentMessage) => {
     case 'connect': {
       order = message;
       for (let i = 0; i < message.count; i++) subs.push({ index: i, socket: null, ready: false, last: 0, id: '', tail: null, head: '', attempts: 0 });
-      connectAll(message, message.addressBase, subs, (ready, failed, ms) => send({ type: 'connected', ready, failed, ms }));
+      connectAll(message, message.addressBase, subs, (ready, failed, ms) => send({ type: 'connected', ready, failed, ms, errorCodes }));
       break;
     }
     case 'reset':
       hist.reset();
       for (const key of Object.keys(stats) as (keyof typeof stats)[]) stats[key] = 0;
+      errorCodes = {};
       cpuAt = process.cpuUsage();
       wallAt = performance.now();
       send({ type: 'reset' });
@@ -270,7 +292,7 @@ process.on('message', (message: ParentMessage) => {
       break;
     case 'reconnect':
       for (const sub of subs) sub.attempts = 0;
-      connectAll(order!, message.addressBase, subs, (ready, failed, ms) => send({ type: 'connected', ready, failed, ms }));
+      connectAll(order!, message.addressBase, subs, (ready, failed, ms) => send({ type: 'connected', ready, failed, ms, errorCodes }));
       break;
     case 'exit':
       for (const sub of subs) sub.socket?.destroy();

@@ -3,7 +3,7 @@
  * always killed again (by PID / process group) — on success, error or Ctrl-C.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 const CLK_TCK = 100;
 const started = new Set<ChildProcess>();
@@ -152,4 +152,55 @@ export function sampleTree(rootPid: number): TreeSample {
 
 export function commandExists(name: string): boolean {
   return (process.env.PATH ?? '').split(':').some((dir) => existsSync(`${dir}/${name}`));
+}
+
+export interface ProcessSample {
+  readonly pid: number;
+  readonly rssKiB: number;
+  /** Open file descriptors, and how many of them are sockets. */
+  readonly fds: number;
+  readonly sockets: number;
+}
+
+/** RSS and open sockets of one process, from /proc (its fd links read one by one). */
+export function sampleProcess(pid: number): ProcessSample {
+  let rssKiB = 0;
+  let fds = 0;
+  let sockets = 0;
+  try {
+    rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? 0);
+    const dir = `/proc/${pid}/fd`;
+    for (const fd of readdirSync(dir)) {
+      fds++;
+      try {
+        if (readlinkSync(`${dir}/${fd}`).startsWith('socket:')) sockets++;
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  } catch {
+    /* exited */
+  }
+  return { pid, rssKiB, fds, sockets };
+}
+
+/** The direct children of a process (e.g. the workers of a node:cluster primary), by PID. */
+export function childPids(parentPid: number): number[] {
+  const children: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parentPid) children.push(pid);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return children.sort((a, b) => a - b);
+}
+
+/** MemAvailable of the machine, in KiB. */
+export function memAvailableKiB(): number {
+  return Number(/MemAvailable:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'latin1'))?.[1] ?? 0);
 }

@@ -14,6 +14,8 @@ export interface ConnectOrder {
   /** One channel for all (`c`), or one each (`prefix` + global index) when `perSocketChannel`. */
   readonly channel: string;
   readonly perSocketChannel: boolean;
+  /** With `perSocketChannel`: spread subscribers over this many channels (`prefix` + global index mod `channels`). */
+  readonly channels?: number;
   /** Global index of this process's first subscriber (channel names, source addresses). */
   readonly firstIndex: number;
   /** Source address block to start from; one address per `perAddress` sockets. */
@@ -57,12 +59,14 @@ export interface LoadReport {
   ready: number;
   closed: number;
   errors: number;
+  /** Connection errors by code (ECONNREFUSED, ECONNRESET, …) and non-2xx answers (`HTTP 429`), retried ones included. */
+  errorCodes: Record<string, number>;
   /** Subscribers whose last message is the given sequence (caught-up check). */
   atSeq: Record<string, number>;
 }
 
 export type ChildMessage =
-  | { readonly type: 'connected'; readonly ready: number; readonly failed: number; readonly ms: number }
+  | { readonly type: 'connected'; readonly ready: number; readonly failed: number; readonly ms: number; readonly errorCodes: Record<string, number> }
   | { readonly type: 'frontier'; readonly seq: number }
   | { readonly type: 'report'; readonly report: LoadReport }
   | { readonly type: 'dropped' }

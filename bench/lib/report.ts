@@ -73,6 +73,34 @@ export function renderMarkdown(doc: Doc): string {
     );
     out += '\n';
   }
+  const workers = doc.results.workers as Row[];
+  if (workers?.length) {
+    out += `## Idle subscribers over worker processes: kometa serve --redis --workers\n\n`;
+    out += `Idle SSE subscribers spread over channels, opened from several load processes (at most 10k sockets each); the open-files limit is per process. Server RSS is the whole tree (primary + workers; Redis beside it); per worker: the sockets each worker PID holds (/proc/<pid>/fd) over what it held before. Then one message is published to every channel and every subscriber must get it.\n\n`;
+    out += table(
+      ['workers', 'subscribers', 'ready', 'failed', 'errors', 'connect ms', 'server RSS MiB', 'KiB each', 'per worker', 'redis MiB', 'delivered', 'lost', 'all delivered ms'],
+      workers.map((r) => {
+        const d = r.delivery as Row;
+        const errors = Object.entries(r.errorCodes as Record<string, number>).map(([code, n]) => `${code} ${n}`).join(', ') || '0';
+        return [
+          r.workers as number,
+          k(r.subscribers as number),
+          r.ready as number,
+          r.failed as number,
+          errors + (r.stoppedFor ? ` (stopped: ${r.stoppedFor})` : '') + (r.connectError ? ` (${r.connectError})` : ''),
+          r.connectMs as number,
+          Math.round((r.rssKiB as number) / 1024),
+          r.kibPerSubscriber as number,
+          (r.perWorker as Row[]).map((w) => w.subscribers).join(' / '),
+          Math.round((r.redisRssKiB as number) / 1024),
+          d.delivered === undefined ? '–' : `${d.delivered}/${d.subscribersAtPublish}`,
+          (d.publishFailed as number | undefined) ? `– (${d.publishFailed as number} publishes refused)` : ((d.lost as number | undefined) ?? '–'),
+          (d.allDeliveredMs as number | undefined) ?? '–',
+        ];
+      }),
+    );
+    out += '\n';
+  }
   const prof = doc.results.profile as Row[];
   if (prof?.length) {
     out += `## Profile runs (server under --cpu-prof)\n\n`;
@@ -137,6 +165,22 @@ function targets(doc: Doc): string {
       const kp = at('kometa', floorRate);
       lines.push(`- Fixed rate at ${k(top)} subscribers: the floor's highest rate with p99 < 100 ms is ${floorRate} msg/s (p99 ${at('floor', floorRate)?.p99Ms} ms); kometa at that rate: **p99 ${kp?.p99Ms ?? '?'} ms, lost ${kp?.lost ?? '?'}**; kometa's highest: ${kometaHeld.length ? Math.max(...kometaHeld) : 'none'} msg/s.`);
     }
+  }
+  const workerRows = (doc.results.workers ?? []) as Row[];
+  if (workerRows.length) {
+    const med = (by: (r: Row) => number) => {
+      const sorted = workerRows.map(by).sort((a, b) => a - b);
+      const mid = sorted.length >> 1;
+      return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+    };
+    const first = workerRows[0]!;
+    const clean = workerRows.filter((w) => w.ready === w.subscribers && Object.keys(w.errorCodes as object).length === 0 && (w.delivery as Row).lost === 0).length;
+    const perWorker = workerRows.flatMap((w) => (w.perWorker as Row[]).map((p) => p.subscribers as number));
+    lines.push(
+      `- Idle subscribers over ${first.workers} worker processes (--redis, one port), median of ${workerRows.length} runs: **${med((r) => r.ready as number)}/${first.subscribers} connected, ${med((r) => r.failed as number)} failed, ` +
+        `${((lost) => (Number.isNaN(lost) ? '– (publishes refused)' : lost))(med((r) => ((r.delivery as Row).lost as number | null | undefined) ?? NaN))} lost** of one message per subscriber (${clean}/${workerRows.length} runs without an error or a loss); ` +
+        `connect ${Math.round(med((r) => r.connectMs as number))} ms, server RSS ${Math.round(med((r) => r.rssKiB as number) / 1024)} MiB = ${med((r) => r.kibPerSubscriber as number)} KiB per subscriber; per worker ${Math.min(...perWorker)}–${Math.max(...perWorker)}.`,
+    );
   }
   const storm = ((doc.results.storm ?? []) as Row[]).find((r) => r.system === 'kometa');
   if (storm) lines.push(`- Reconnect storm of ${k(storm.subscribers as number)}: **${storm.caughtUp}/${storm.subscribers} caught up in ${storm.allCaughtUpMs} ms, lost ${storm.lost}, duplicates ${storm.duplicates}** (${k(storm.replayPerSec as number)} replayed deliveries/s).`);

@@ -34,6 +34,8 @@ export interface StartOptions {
   readonly tmp: string;
   /** Write a V8 CPU profile here when the server exits (Node servers only). */
   readonly cpuProfDir?: string;
+  /** kometa only: more `kometa serve` flags (e.g. --redis, --workers). */
+  readonly serveArgs?: readonly string[];
 }
 
 export interface System {
@@ -115,6 +117,7 @@ export function kometaSystem(name: string, root: string, description: string): S
       const args = ['serve', '--port', String(options.port), '--host', '127.0.0.1'];
       // The publisher here is one client address sending as fast as it can: no per-publisher rate limit.
       if (supportsFlag(cli, '--publish-rate')) args.push('--publish-rate', '0');
+      if (options.serveArgs !== undefined) args.push(...options.serveArgs);
       const child = await startNode(cli, args, options, 'listening on');
       return nodeRunning(child, options.port);
     },
@@ -315,6 +318,26 @@ const pushpin: System = {
     };
   },
 };
+
+/**
+ * A private Redis for the --workers scenario: no persistence, its own port and
+ * directory, on the server's core, in its own process group (stopped by PID).
+ */
+export async function startRedis(port: number, tmp: string): Promise<{ pid: number; version: string; stop: () => Promise<void> }> {
+  const dir = join(tmp, `redis-${port}`);
+  mkdirSync(dir, { recursive: true });
+  const child = spawnServer('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', '']);
+  await waitForOutput(child, 'Ready to accept connections', 15_000);
+  return { pid: child.pid!, version: redisVersion(), stop: () => stopProcess(child, 3000) };
+}
+
+export function redisVersion(): string {
+  try {
+    return /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? '?';
+  } catch {
+    return 'not installed';
+  }
+}
 
 async function waitForListening(port: number, child: ChildProcess): Promise<void> {
   const { connect } = await import('node:net');
