@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { KometaError } from '../core/errors.js';
 import { type Grant, allowAll, grantFromClaim, isKometaClaim } from './grant.js';
 import { compilePatterns } from './patterns.js';
-import { type TicketLimits, TicketStore, defaultTicketLimits } from './tickets.js';
+import { TicketIssuer, type TicketLimits, defaultTicketLimits } from './tickets.js';
 import { type TokenKeys, type TokenVerifier, createTokenVerifier } from './tokens.js';
 
 export type Action = 'subscribe' | 'publish';
@@ -30,6 +30,13 @@ export interface AccessOptions {
   /** Browser origins allowed to use the hub cross-origin (CORS and WebSocket Origin check); `*` for any. */
   readonly allowedOrigins?: readonly string[];
   readonly tickets?: Partial<TicketLimits>;
+  /**
+   * Signs tickets and session cookies. Every process that should accept the
+   * same tickets needs the same one. Default: derived from the publisher key
+   * or the JWT secret (so nodes configured alike agree), else random for this
+   * process.
+   */
+  readonly ticketSecret?: string | undefined;
   readonly authorize?: AuthorizeHook;
 }
 
@@ -48,7 +55,7 @@ export interface Authentication {
  */
 export class AccessPolicy {
   readonly enabled: boolean;
-  readonly tickets: TicketStore;
+  readonly tickets: TicketIssuer;
   readonly #verifier: TokenVerifier | undefined;
   readonly #publisherKey: Buffer | undefined;
   readonly #anonymous: Grant;
@@ -79,7 +86,7 @@ export class AccessPolicy {
     // An open hub has nothing to protect with CORS; a protected one is
     // same-origin only until origins are listed.
     this.#origins = origins.includes('*') || (origins.length === 0 && !this.enabled) ? 'any' : origins.length === 0 ? 'same-origin' : new Set(origins);
-    this.tickets = new TicketStore({ ...defaultTicketLimits, ...options.tickets });
+    this.tickets = new TicketIssuer(ticketSecret(options), { ...defaultTicketLimits, ...options.tickets });
   }
 
   static async create(options: AccessOptions = {}): Promise<AccessPolicy> {
@@ -103,7 +110,7 @@ export class AccessPolicy {
     }
     const ticket = url.searchParams.get('ticket');
     if (ticket !== null) {
-      const { session: id, entry } = this.tickets.redeem(ticket);
+      const { session: id, entry } = await this.tickets.redeem(ticket);
       const maxAge = Math.max(1, Math.floor((entry.expiresAt - Date.now()) / 1000));
       return {
         grant: grantFromClaim(entry.claim, { expiresAt: entry.expiresAt, subject: entry.subject, kind: 'ticket' }),
@@ -191,6 +198,14 @@ export class AccessPolicy {
 const publisherGrant: Grant = { ...allowAll, admin: false, subject: 'publisher-key', kind: 'publisher-key' };
 /** With an authorize hook, the hook decides per request; the grant itself allows everything. */
 const hookGrant: Grant = { ...allowAll, admin: false, subject: 'hook', kind: 'hook' };
+
+function ticketSecret(options: AccessOptions): Buffer {
+  if (options.ticketSecret) return Buffer.from(options.ticketSecret);
+  const base = options.publisherKey || options.tokens?.secret;
+  // A derived key, never the credential itself: a ticket's signature says nothing about the key.
+  if (base) return createHmac('sha256', base).update('kometa subscribe tickets').digest();
+  return randomBytes(32);
+}
 
 function isSameOrigin(origin: string, req: IncomingMessage): boolean {
   const host = req.headers.host;

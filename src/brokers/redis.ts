@@ -64,6 +64,8 @@ export interface RedisBrokerOptions {
 
 const errorChannel = diagnostics.channel('kometa:broker:error');
 
+const CLAIM_ONCE = "if redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then return 1 else return 0 end";
+
 /**
  * Scale-out broker on Redis (7.x). Each channel is a stream plus a small hash
  * (epoch, last sequence, bytes); a Lua script increments the sequence, appends,
@@ -180,6 +182,17 @@ export class RedisBroker implements Broker {
    * caller gets a 503 for a message that may in fact be stored; a 201 is only
    * ever sent for a message Redis confirmed.
    */
+  /** SET NX with an expiry: one atomic "first use wins" for every node on this Redis. */
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    if (this.#commands.status !== 'ready') throw this.#unavailable();
+    try {
+      const won = await this.#commands.eval(CLAIM_ONCE, 1, `${this.#prefix}once:${key}`, Math.max(1, Math.ceil(ttlMs)));
+      return won === 1;
+    } catch {
+      throw this.#unavailable();
+    }
+  }
+
   async publish(channel: string, data: string, options: PublishOptions = {}): Promise<Message> {
     const event = options.event ?? '';
     const reply = await this.#run(publishScript, channel, [...this.#commonArgs(), data, event, this.#pubsubName(channel)]);

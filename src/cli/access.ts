@@ -26,6 +26,7 @@ export async function accessFromSettings(settings: Settings): Promise<AccessPoli
       publicSubscribe: list(settings.publicSubscribe),
       publicPublish: list(settings.publicPublish),
       allowedOrigins: list(settings.allowedOrigins),
+      ticketSecret: settings.ticketSecret || undefined,
     });
   } catch (error) {
     throw new SettingsError(`access control: ${(error as Error).message}`);

@@ -68,6 +68,12 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     settings = { ...settings, adminToken: randomBytes(18).toString('base64url') };
     process.env.KOMETA_ADMIN_TOKEN = settings.adminToken;
   }
+  // Tickets minted by one worker must be accepted by the others: with nothing
+  // to derive their secret from, make one up here for all of them.
+  if (settings.ticketSecret === '' && settings.publisherKey === '' && settings.jwtSecret === '') {
+    settings = { ...settings, ticketSecret: randomBytes(32).toString('base64url') };
+    process.env.KOMETA_TICKET_SECRET = settings.ticketSecret;
+  }
   if (settings.workers > 1 && settings.redis === '') {
     process.stderr.write('kometa serve: --workers needs --redis (workers share nothing in memory; Redis carries messages between them)\n');
     return 2;

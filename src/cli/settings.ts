@@ -34,6 +34,7 @@ export const settingSpecs = {
   jwtSecret: { flag: 'jwt-secret', kind: 'string', default: '', help: 'HS256 secret for subscriber/publisher tokens; turns access control on' },
   jwtPublicKey: { flag: 'jwt-public-key', kind: 'string', default: '', help: 'file with an RS256/ES256 public key (PEM) or a JWKS document; turns access control on' },
   publisherKey: { flag: 'publisher-key', kind: 'string', default: '', help: 'shared secret for backends (Authorization: Bearer): publish anywhere, mint tickets' },
+  ticketSecret: { flag: 'ticket-secret', kind: 'string', default: '', help: 'signs subscribe tickets and their session cookies; give every node the same one (default: derived from --publisher-key or --jwt-secret, else random per start, shared with --workers)' },
   publicSubscribe: { flag: 'public-subscribe', kind: 'string', default: '', help: 'comma-separated channel patterns anyone may subscribe to when access control is on (e.g. news.*)' },
   publicPublish: { flag: 'public-publish', kind: 'string', default: '', help: 'comma-separated channel patterns anyone may publish to when access control is on' },
   allowedOrigins: { flag: 'allowed-origins', kind: 'string', default: '', help: 'comma-separated browser origins allowed cross-origin (CORS, WebSocket); * for any; empty = any while the hub is open, same-origin once access control is on' },

@@ -40,6 +40,12 @@ export interface Broker {
   watch(channel: string): void;
   unwatch(channel: string): void;
   health(): BrokerHealth;
+  /**
+   * Record `key` as used for `ttlMs`: true the first time, false while it is
+   * still recorded. Optional; a broker shared by several processes provides
+   * it so that single-use things (subscribe tickets) are single-use everywhere.
+   */
+  claimOnce?(key: string, ttlMs: number): Promise<boolean>;
   /** Periodic housekeeping (trim aged history, forget unused channels); optional. */
   sweep?(isWatched: (channel: string) => boolean): void;
   close(): Promise<void>;

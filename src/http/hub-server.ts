@@ -117,6 +117,9 @@ export class HubHttp {
   ) {
     this.options = { ...defaultHubHttpOptions, ...options };
     this.access = this.options.access ?? AccessPolicy.open();
+    // With a shared store (Redis), a ticket spent on one node is spent on all.
+    const claimOnce = hub.broker.claimOnce?.bind(hub.broker);
+    if (claimOnce !== undefined) this.access.tickets.useSharedSpending((id, ttlMs) => claimOnce(`ticket:${id}`, ttlMs));
     this.#publishLimiter = new RateLimiter(this.options.publishRate);
     this.#timer = setInterval(() => this.#sweep(), TICK_MS);
     this.#timer.unref();

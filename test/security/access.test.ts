@@ -162,7 +162,7 @@ test('subscribe tickets are single-use, short-lived, and traded for a session co
     const minted = await mint({ subscribe: ['room.1'] });
     assert.equal(minted.status, 201);
     const { ticket } = minted.json<{ ticket: string }>();
-    assert.match(ticket, /^[A-Za-z0-9_-]{32}$/);
+    assert.match(ticket, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/, 'a signed ticket, URL-safe');
 
     const first = await poll(hub, `/sub/room.1?ticket=${ticket}`);
     assert.equal(first.status, 200);
@@ -174,6 +174,12 @@ test('subscribe tickets are single-use, short-lived, and traded for a session co
     assert.equal(await code(poll(hub, `/sub/room.1?ticket=${ticket}`, { Cookie: cookie })), '200');
     assert.equal(await code(poll(hub, '/sub/room.2', { Cookie: cookie })), '403 KOMETA_ERR_FORBIDDEN', 'the session covers only what the ticket did');
     assert.equal(await code(poll(hub, `/sub/room.1?ticket=made-up`)), '401 KOMETA_ERR_TICKET');
+    // A ticket whose claim was edited, and a session cookie passed off as a ticket, are not genuine.
+    const [body, mac] = ticket.split('.') as [string, string];
+    const edited = Buffer.from(Buffer.from(body, 'base64url').toString().replace('room.1', 'room.*')).toString('base64url');
+    assert.equal(await code(poll(hub, `/sub/room.2?ticket=${edited}.${mac}`)), '401 KOMETA_ERR_TICKET');
+    assert.equal(await code(poll(hub, `/sub/room.1?ticket=${cookie.slice('kometa_session='.length)}`)), '401 KOMETA_ERR_TICKET');
+    assert.equal(await code(poll(hub, '/sub/room.1', { Cookie: `kometa_session=${ticket}` })), '401 KOMETA_ERR_UNAUTHORIZED', 'a ticket is no session cookie');
   });
 });
 
