@@ -110,6 +110,8 @@ export class HubHttp {
   #draining = false;
   readonly access: AccessPolicy;
   readonly #publishLimiter: RateLimiter;
+  /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
+  readonly reservedSockets = new WeakSet<Socket>();
 
   constructor(
     readonly hub: Hub,
@@ -211,6 +213,7 @@ export class HubHttp {
 
   async #subscribeRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string | undefined): Promise<void> {
     allowMethods(req, 'GET');
+    if (this.reservedSockets.has(req.socket)) throw serverFull();
     const channels = pathChannel === undefined ? url.searchParams.getAll('channel') : [decodeChannel(pathChannel)];
     const transport = pickTransport(url.searchParams.get('transport'), req.headers.accept);
     // The header wins: EventSource sends the newest id in it when it reconnects,
@@ -451,9 +454,10 @@ export function createHubServer(
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     if (rejected.has(socket)) socket.destroy();
+    else if (http.reservedSockets.has(socket)) socket.end(rawProblemResponse(serverFull()));
     else webSocket.handleUpgrade(req, socket, head);
   });
-  limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected);
+  limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected, http.reservedSockets);
   server.headersTimeout = http.options.headersTimeoutMs;
   server.requestTimeout = http.options.requestTimeoutMs;
   server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
@@ -488,14 +492,17 @@ export function createHubServer(
  * connection arrives: the one over the limit is told why (429 problem
  * details) and closed, and no request on it is read.
  */
-function limitConnections(server: Server, maxTotal: number, maxPerIp: number, rejected: WeakSet<Socket>): void {
+function limitConnections(server: Server, maxTotal: number, maxPerIp: number, rejected: WeakSet<Socket>, reserved: WeakSet<Socket>): void {
   if (maxTotal <= 0 && maxPerIp <= 0) return;
   let total = 0;
   const perIp = new Map<string, number>();
+  // Past the limit a few connections are still taken, for short requests
+  // only: a hub full of subscribers must still let its backends publish.
+  const reserve = maxTotal > 0 ? Math.max(16, Math.ceil(maxTotal / 100)) : 0;
   server.prependListener('connection', (socket: Socket) => {
     const ip = socket.remoteAddress ?? '';
     const fromIp = (perIp.get(ip) ?? 0) + 1;
-    if ((maxTotal > 0 && total + 1 > maxTotal) || (maxPerIp > 0 && fromIp > maxPerIp)) {
+    if ((maxTotal > 0 && total + 1 > maxTotal + reserve) || (maxPerIp > 0 && fromIp > maxPerIp)) {
       const error = new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', maxPerIp > 0 && fromIp > maxPerIp ? `At most ${maxPerIp} connections per address` : `At most ${maxTotal} connections`);
       // node:http attaches its parser to this socket too; the request handler
       // ignores whatever it parses from a rejected one.
@@ -506,6 +513,7 @@ function limitConnections(server: Server, maxTotal: number, maxPerIp: number, re
       return;
     }
     total++;
+    if (maxTotal > 0 && total > maxTotal) reserved.add(socket);
     perIp.set(ip, fromIp);
     socket.once('close', () => {
       total--;
@@ -514,6 +522,10 @@ function limitConnections(server: Server, maxTotal: number, maxPerIp: number, re
       else perIp.set(ip, left);
     });
   });
+}
+
+function serverFull(): KometaError {
+  return new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', 'The hub is full of subscribers; this connection may publish but not subscribe');
 }
 
 function allowMethods(req: IncomingMessage, method: 'GET' | 'POST'): void {

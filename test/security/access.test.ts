@@ -241,6 +241,36 @@ test('connections over the per-address limit get a 429 and are closed', async ()
   );
 });
 
+test('a hub full of subscribers refuses more with 429 but keeps a reserve of connections for publishing', async () => {
+  await withHub(
+    {},
+    async (hub) => {
+      const subscribers = await Promise.all([0, 1, 2].map(() => StreamReader.open(`${hub.url}/sub/full?transport=stream`)));
+      await waitFor(() => hub.hub.subscriberCount('full') === 3);
+      assert.equal(await code(poll(hub, '/sub/full')), '429 KOMETA_ERR_TOO_MANY_CONNECTIONS', 'a fourth subscriber is refused');
+      assert.equal(await code(pub(hub, 'full')), '201', 'a publisher still gets through');
+      await subscribers[0]!.waitFor((r) => r.json().some((l) => l.type === 'message'));
+      // The reserve (16 here) is bounded too: past it, connections are refused outright.
+      const idle = await Promise.all(
+        Array.from({ length: 16 }, () => new Promise<ReturnType<typeof connect>>((resolve) => {
+          const socket = connect(hub.port, '127.0.0.1', () => resolve(socket));
+        })),
+      );
+      const answer = await new Promise<string>((resolve) => {
+        const socket = connect(hub.port, '127.0.0.1');
+        let text = '';
+        socket.on('data', (d) => (text += d));
+        socket.on('close', () => resolve(text));
+        socket.on('error', () => resolve(text));
+      });
+      assert.match(answer, /^HTTP\/1\.1 429 /);
+      for (const socket of idle) socket.destroy();
+      for (const reader of subscribers) reader.close();
+    },
+    { maxConnections: 3 },
+  );
+});
+
 test('more header lines than allowed → 431', async () => {
   const hub = await startHub({ http: { maxHeaderCount: 10 } });
   try {
