@@ -19,11 +19,12 @@ export interface RedisCommandLink {
   evalsha(sha: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
   eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
   pexpire(key: string, ms: number): Promise<unknown>;
+  ping(): Promise<unknown>;
   on(event: 'ready' | 'close', listener: () => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
   once(event: 'ready', listener: () => void): unknown;
   quit(): Promise<unknown>;
-  disconnect(): void;
+  disconnect(reconnect?: boolean): void;
 }
 
 /** The subscriber connection: pub/sub only. */
@@ -31,12 +32,13 @@ export interface RedisSubscriberLink {
   readonly status: string;
   subscribe(...channels: string[]): Promise<unknown>;
   unsubscribe(...channels: string[]): Promise<unknown>;
+  ping(): Promise<unknown>;
   on(event: 'message', listener: (channel: string, payload: string) => void): unknown;
   on(event: 'ready' | 'close', listener: () => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
   once(event: 'ready', listener: () => void): unknown;
   quit(): Promise<unknown>;
-  disconnect(): void;
+  disconnect(reconnect?: boolean): void;
 }
 
 export interface RedisBrokerOptions {
@@ -58,6 +60,13 @@ export interface RedisBrokerOptions {
   readonly commandTimeoutMs?: number;
   /** Reconnect backoff: the delay doubles from `minMs` up to `maxMs`, with jitter. Default 100 / 3000. */
   readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };
+  /**
+   * Both connections are pinged this often; one that does not answer within
+   * the command timeout is dropped and reconnected. A pub/sub connection whose
+   * peer vanished without a reset (a network black hole, a frozen server)
+   * would otherwise look healthy while delivering nothing. Default 10000; 0 = off.
+   */
+  readonly pingIntervalMs?: number;
   /** Bring your own connections (tests, instrumentation). Both must be dedicated to this broker. */
   readonly links?: { readonly commands: RedisCommandLink; readonly subscriber: RedisSubscriberLink };
 }
@@ -97,6 +106,7 @@ export class RedisBroker implements Broker {
   readonly #confirmed = new Map<string, { epoch: string; seq: number }>();
   #lastError: string | undefined;
   #closed = false;
+  #pingTimer: NodeJS.Timeout | undefined;
   #everReady: Promise<void>;
 
   constructor(options: RedisBrokerOptions = {}) {
@@ -131,6 +141,23 @@ export class RedisBroker implements Broker {
     });
     this.#subscriber.on('message', (channel, payload) => this.#onPubSub(channel, payload));
     this.#subscriber.on('ready', () => this.#resubscribe());
+    const pingIntervalMs = options.pingIntervalMs ?? 10_000;
+    if (pingIntervalMs > 0) {
+      this.#pingTimer = setInterval(() => this.#checkLinks(), pingIntervalMs);
+      this.#pingTimer.unref();
+    }
+  }
+
+  /** Ping both links; drop one that does not answer, so ioredis reconnects it (and we resubscribe and catch up). */
+  #checkLinks(): void {
+    for (const link of [this.#commands, this.#subscriber]) {
+      if (link.status !== 'ready') continue;
+      link.ping().catch((error: unknown) => {
+        if (this.#closed || link.status !== 'ready') return;
+        this.#lastError = `no answer to PING (${error instanceof Error ? error.message : String(error)})`;
+        link.disconnect(true);
+      });
+    }
   }
 
   /** Resolves once both connections have been ready once (the CLI waits for it before it listens). */
@@ -324,6 +351,7 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#pingTimer);
     await Promise.all(
       [this.#commands, this.#subscriber].map((link) =>
         link.status === 'ready' ? link.quit().then(() => {}, () => link.disconnect()) : link.disconnect(),
