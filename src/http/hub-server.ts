@@ -14,7 +14,7 @@ import { isKometaClaim } from '../auth/grant.js';
 import { compilePatterns } from '../auth/patterns.js';
 import { decodePublishBody, readBody } from './body.js';
 import { RateLimiter } from './rate-limit.js';
-import { TimeoutWheel } from './wheel.js';
+import { TimerWheel, type WheelTask } from '../core/timer-wheel.js';
 import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
@@ -103,9 +103,9 @@ export class HubHttp {
   #tick = 0;
   readonly #streaming = new Set<StreamingSubscriber>();
   /** Long-polls by the tick at which they time out: one shared sweep, no timer per request. */
-  readonly #pollWheel = new TimeoutWheel<LongPollSink>();
-  /** Subscriptions whose credential expires, by tick: they are ended then. */
-  readonly #expiryWheel = new TimeoutWheel<() => void>();
+  readonly #polls = new Map<LongPollSink, WheelTask>();
+  /** Deadlines (long-poll timeouts, credential expiry) on one shared timer, none per connection. */
+  readonly #wheel = new TimerWheel(TICK_MS);
   readonly #timer: NodeJS.Timeout;
   #draining = false;
   readonly access: AccessPolicy;
@@ -132,24 +132,19 @@ export class HubHttp {
   }
 
   get pollCount(): number {
-    return this.#pollWheel.size;
+    return this.#polls.size;
   }
 
   /** Run `expire` on the shared sweep when a credential runs out; returns a canceller. */
   atExpiry(expiresAt: number, expire: () => void): () => void {
-    const entry = () => expire();
-    this.#expiryWheel.add(entry, this.#tickAt(expiresAt));
-    return () => this.#expiryWheel.delete(entry);
+    const task = this.#wheel.schedule(Math.max(0, expiresAt - Date.now()), expire);
+    return () => task.cancel();
   }
 
   get publishLimiter(): RateLimiter {
     return this.#publishLimiter;
   }
 
-  /** The tick (of the shared sweep) at which a credential expiring at `expiresAt` must be acted on. */
-  #tickAt(expiresAt: number): number {
-    return this.#tick + Math.max(1, Math.ceil((expiresAt - Date.now()) / TICK_MS));
-  }
 
   /** Returns false when the request is not for the hub. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
@@ -267,7 +262,7 @@ export class HubHttp {
         { maxQueueBytes: this.options.maxQueueBytes },
         () => {
           this.#streaming.delete(entry);
-          this.#expiryWheel.delete(expire);
+          cancelExpiry();
           subscription.close();
         },
         transport === 'sse' ? sseSlowFrame : streamSlowFrame,
@@ -277,22 +272,26 @@ export class HubHttp {
     const sweep = () => this.#tick;
     const sink = transport === 'sse' ? new SseSink(entry.stream, sweep, this.options.retryMs) : new StreamSink(entry.stream, sweep, this.options.retryMs);
     // A credential that expires while the stream is open ends it with a clear reason.
-    const expire = () => sink.end('token-expired');
+    let cancelExpiry = () => {};
     sink.open();
     subscription.start(sink);
     if (entry.stream.closed) return;
     this.#streaming.add(entry);
-    if (grant.expiresAt !== undefined) this.#expiryWheel.add(expire, this.#tickAt(grant.expiresAt));
+    if (grant.expiresAt !== undefined) cancelExpiry = this.atExpiry(grant.expiresAt, () => sink.end('token-expired'));
   }
 
   #startPoll(req: IncomingMessage, res: ServerResponse, subscription: Subscription, timeoutMs: number): void {
+    const forget = () => {
+      this.#polls.get(sink)?.cancel();
+      this.#polls.delete(sink);
+    };
     const sink = new LongPollSink(res, subscription.cursor(), () => {
-      this.#pollWheel.delete(sink);
+      forget();
       subscription.close();
     });
     res.once('close', () => {
       if (!sink.answered) {
-        this.#pollWheel.delete(sink);
+        forget();
         subscription.close();
       }
     });
@@ -302,7 +301,7 @@ export class HubHttp {
       sink.answer();
       return;
     }
-    this.#pollWheel.add(sink, this.#tick + Math.max(1, Math.ceil(timeoutMs / TICK_MS)));
+    this.#polls.set(sink, this.#wheel.schedule(timeoutMs, () => sink.answer()));
     void req;
   }
 
@@ -382,8 +381,6 @@ export class HubHttp {
 
   #sweep(): void {
     this.#tick++;
-    for (const sink of this.#pollWheel.take(this.#tick)) sink.answer();
-    for (const expire of this.#expiryWheel.take(this.#tick)) expire();
     const heartbeatTicks = Math.max(1, Math.round(this.options.heartbeatMs / TICK_MS));
     if (this.#tick % heartbeatTicks === 0) {
       const quietSince = this.#tick - heartbeatTicks;
@@ -403,8 +400,8 @@ export class HubHttp {
     this.#draining = true;
     clearInterval(this.#timer);
     this.hub.close();
-    for (const sink of this.#pollWheel.drain()) sink.answer();
-    this.#expiryWheel.drain();
+    for (const sink of [...this.#polls.keys()]) sink.answer();
+    this.#wheel.clear();
   }
 }
 

@@ -7,7 +7,7 @@ import { type InstructionLimits, defaultInstructionLimits } from './instructions
 import { Origin, type OriginOptions } from './origin.js';
 import { ProxySession } from './session.js';
 import { GripSigner } from './sig.js';
-import { TimerWheel } from './wheel.js';
+import { TimerWheel } from '../core/timer-wheel.js';
 
 export interface ProxyOptions {
   /** The origin, e.g. http://127.0.0.1:8000 (a path prefix is allowed). */

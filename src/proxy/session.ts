@@ -9,7 +9,7 @@ import { HeldStreamSink, type StreamOutput } from './hold-stream.js';
 import { type GripChannel, type Hold, type Instructions, type NextLink, hasInstructions, parseInstructions } from './instructions.js';
 import type { ProxyContext } from './proxy.js';
 import { cursorFromPrevIds } from './resume.js';
-import type { WheelTask } from './wheel.js';
+import type { WheelTask } from '../core/timer-wheel.js';
 
 /*
  * The stack trace of "the client went away" says nothing useful, and

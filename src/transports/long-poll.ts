@@ -29,8 +29,6 @@ export class LongPollSink implements Sink {
   #cursor: string;
   #answerScheduled = false;
   #answered = false;
-  /** Sweep tick at which an empty answer is due; set by the server's timeout wheel. */
-  deadlineTick = 0;
 
   constructor(
     private readonly res: ServerResponse,

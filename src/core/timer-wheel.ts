@@ -1,6 +1,7 @@
 /**
- * One shared timer for every held request's deadlines (hold timeouts,
- * keep-alives, next-link refreshes, deferred stages): a wheel of buckets
+ * One shared timer for many deadlines — the hub's long-poll timeouts and
+ * credential expiry, the proxy's hold timeouts, keep-alives, next-link
+ * refreshes and deferred stages: a wheel of buckets
  * keyed by tick, swept by one interval that runs only while something is
  * scheduled, instead of one timer per connection.
  *
