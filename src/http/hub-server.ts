@@ -318,8 +318,7 @@ export class HubHttp {
     const channel = decodeChannel(pathChannel);
     // Refuse a bad name or a missing right before reading a body that would be thrown away.
     const grant = await this.#authorize(req, res, url, 'publish', [channel]);
-    // The publisher key is the backends' own credential: they are not rate limited.
-    const wait = grant.kind === 'publisher-key' ? 0 : this.#publishLimiter.take(grant.kind === 'anonymous' ? `ip:${req.socket.remoteAddress}` : grant.subject);
+    const wait = this.#publishLimiter.takePublish(grant, req.socket.remoteAddress);
     if (wait > 0) {
       res.setHeader('Connection', 'close');
       throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${this.options.publishRate} publishes per second`, { retryAfter: wait });

@@ -1,3 +1,5 @@
+import type { Grant } from '../auth/grant.js';
+
 /**
  * Token buckets keyed by who is publishing (a token's subject, the publisher
  * key, or the client address for anonymous publishers). Buckets refill lazily
@@ -32,6 +34,16 @@ export class RateLimiter {
       return 0;
     }
     return Math.ceil((1 - bucket.tokens) / this.perSecond);
+  }
+
+  /**
+   * Take one publish for whoever holds `grant`: keyed by the token's subject,
+   * or by the client address when anonymous. The publisher key is the
+   * backends' own credential and is never limited.
+   */
+  takePublish(grant: Grant, remoteAddress: string | undefined): number {
+    if (grant.kind === 'publisher-key') return 0;
+    return this.take(grant.kind === 'anonymous' ? `ip:${remoteAddress}` : grant.subject);
   }
 
   prune(): void {

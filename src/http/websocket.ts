@@ -222,7 +222,7 @@ export class HubWebSocket {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
       return;
     }
-    const wait = session.grant.kind === 'publisher-key' ? 0 : this.options.publishLimiter?.take(session.grant.kind === 'anonymous' ? `ip:${session.request.socket.remoteAddress}` : session.grant.subject) ?? 0;
+    const wait = this.options.publishLimiter?.takePublish(session.grant, session.request.socket.remoteAddress) ?? 0;
     if (wait > 0) {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many publishes', { retryAfter: wait }), channel, ref));
       return;
