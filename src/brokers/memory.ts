@@ -17,20 +17,31 @@ export interface MemoryBrokerOptions {
   /** Bytes of message data kept across all channels; the oldest messages anywhere go first. */
   readonly maxTotalBytes?: number;
   readonly clock?: Clock;
+  /**
+   * For a store that keeps the same messages on disk (the durable broker):
+   * what one message costs against maxTotalBytes (default: its data bytes),
+   * the epoch of a channel not stored yet (default: from this instance's
+   * random token, so new in every process), and a hook that hears of every
+   * message let go of, so the store can reclaim its space.
+   */
+  readonly totalSizeOf?: (message: Message) => number;
+  readonly epochOf?: (channel: string) => string;
+  readonly onDrop?: (message: Message) => void;
 }
 
 export const DEFAULT_MAX_TOTAL_HISTORY_BYTES = 256 * 1024 * 1024;
 
 /**
- * The embedded default: everything in this process.
+ * The in-memory engine (`--memory`), and the index the durable broker keeps
+ * of what it has on disk.
  *
  * Epochs: a channel's epoch is derived from a random token of this broker
  * instance and the channel's name, so a cursor from a previous run of the
  * process (whose history is gone) is recognised and answered with a gap, and
  * subscribing to a channel nobody has published to stores nothing at all — a
  * flood of subscribers to made-up names costs no memory here. A channel that
- * has been published to keeps its head (a few dozen bytes) for the life of the
- * process, so its sequence numbers never restart under the same epoch.
+ * has been published to keeps its head (a few dozen bytes) until `forget`,
+ * so its sequence numbers never restart under the same epoch.
  *
  * Memory: history is bounded per channel (count, bytes, age) and in total
  * (maxTotalBytes): all messages sit in one queue in publish order, so the
@@ -42,6 +53,15 @@ export class MemoryBroker implements Broker {
   readonly #maxTotalBytes: number;
   readonly #clock: Clock;
   readonly #instance = newEpoch();
+  readonly #sizeOf: (message: Message) => number;
+  readonly #epochOverride: ((channel: string) => string) | undefined;
+  readonly #onDropHook: ((message: Message) => void) | undefined;
+  /** Bound once: every channel's history reports drops here, to keep the totals. */
+  readonly #onDrop = (message: Message): void => {
+    this.#totalBytes -= this.#sizeOf(message);
+    this.#totalMessages--;
+    this.#onDropHook?.(message);
+  };
   #listener: (message: Message) => void = () => {};
   /** Every retained message in publish order (plus some already trimmed, pruned lazily). */
   #all: Message[] = [];
@@ -53,29 +73,24 @@ export class MemoryBroker implements Broker {
     this.#limits = { ...defaultHistoryLimits, ...options.history };
     this.#maxTotalBytes = options.maxTotalBytes ?? DEFAULT_MAX_TOTAL_HISTORY_BYTES;
     this.#clock = options.clock ?? systemClock;
+    this.#sizeOf = options.totalSizeOf ?? ((message) => message.size);
+    this.#epochOverride = options.epochOf;
+    this.#onDropHook = options.onDrop;
   }
 
   #epochOf(name: string): string {
+    if (this.#epochOverride !== undefined) return this.#epochOverride(name);
     const digest = createHash('sha256').update(this.#instance).update('\u0000').update(name).digest();
     return digest.readBigUInt64BE(0).toString(36).slice(0, 10);
   }
 
-  #channel(name: string): StoredChannel {
+  #channel(name: string, epoch?: string): StoredChannel {
     let channel = this.#channels.get(name);
     if (channel === undefined) {
-      channel = { epoch: this.#epochOf(name), headSeq: 0, history: new History(this.#limits) };
+      channel = { epoch: epoch ?? this.#epochOf(name), headSeq: 0, history: new History(this.#limits, this.#onDrop) };
       this.#channels.set(name, channel);
     }
     return channel;
-  }
-
-  /** Apply a change to one channel's history and keep the totals in step. */
-  #account(channel: StoredChannel, change: () => void): void {
-    const bytes = channel.history.bytes;
-    const length = channel.history.length;
-    change();
-    this.#totalBytes += channel.history.bytes - bytes;
-    this.#totalMessages += channel.history.length - length;
   }
 
   #retained(message: Message): boolean {
@@ -89,10 +104,7 @@ export class MemoryBroker implements Broker {
       this.#all[this.#allStart++] = undefined as unknown as Message;
       // Older messages of its channel were queued earlier, so if it is still
       // retained it is its channel's oldest.
-      if (this.#retained(message)) {
-        const channel = this.#channels.get(message.channel)!;
-        this.#account(channel, () => channel.history.dropOldest());
-      }
+      if (this.#retained(message)) this.#channels.get(message.channel)!.history.dropOldest();
     }
     const live = this.#all.length - this.#allStart;
     // Messages trimmed by their channel's own limits linger in the queue; drop
@@ -108,8 +120,7 @@ export class MemoryBroker implements Broker {
 
   async publish(channelName: string, data: string, options: PublishOptions = {}): Promise<Message> {
     const channel = this.#channel(channelName);
-    const now = this.#clock.now();
-    const seq = ++channel.headSeq;
+    const seq = channel.headSeq + 1;
     const message: Message = {
       channel: channelName,
       epoch: channel.epoch,
@@ -117,22 +128,72 @@ export class MemoryBroker implements Broker {
       id: formatId(channelName, channel.epoch, seq),
       event: options.event,
       data,
-      time: now,
+      time: this.#clock.now(),
       size: Buffer.byteLength(data),
     };
-    this.#account(channel, () => channel.history.append(message, now));
-    this.#all.push(message);
-    this.#enforceTotal();
+    this.adopt(message, message.time);
     // Local fan-out happens before publish resolves, so a publisher that awaits
     // publish and then reads the channel's state sees its message delivered.
     this.#listener(message);
     return message;
   }
 
+  /**
+   * Keep a message that already has its position (the durable broker's
+   * committed writes, and what it reads back at start-up): it becomes the
+   * channel's head. Its listener is not called. A message of another epoch
+   * than the channel's starts the channel afresh (a new lifetime on disk).
+   */
+  adopt(message: Message, now = this.#clock.now()): void {
+    let channel = this.#channel(message.channel, message.epoch);
+    if (channel.epoch !== message.epoch) {
+      this.forget(message.channel);
+      channel = this.#channel(message.channel, message.epoch);
+    }
+    channel.headSeq = message.seq;
+    this.#totalBytes += this.#sizeOf(message);
+    this.#totalMessages++;
+    channel.history.append(message, now);
+    this.#all.push(message);
+    this.#enforceTotal();
+  }
+
+  /** Set a channel's head without a message (its messages are all gone, its position is not). */
+  adoptHead(channelName: string, epoch: string, seq: number): void {
+    const channel = this.#channel(channelName, epoch);
+    if (channel.epoch === epoch && seq > channel.headSeq && channel.history.length === 0) channel.headSeq = seq;
+  }
+
+  /** The channel's head now, without waiting (the durable broker numbers its pending writes from it). */
+  headNow(channelName: string): ChannelHead {
+    const channel = this.#channels.get(channelName);
+    return { epoch: channel?.epoch ?? this.#epochOf(channelName), seq: channel?.headSeq ?? 0 };
+  }
+
+  /** Drop a channel and everything it retains; its next message starts at 1 in the epoch `epochOf` gives then. */
+  forget(channelName: string): void {
+    const channel = this.#channels.get(channelName);
+    if (channel === undefined) return;
+    while (channel.history.length > 0) channel.history.dropOldest();
+    this.#channels.delete(channelName);
+  }
+
+  /** Every stored channel: name, epoch, head and how many messages it retains. */
+  *channels(): IterableIterator<{ name: string; epoch: string; headSeq: number; retained: number }> {
+    for (const [name, channel] of this.#channels) {
+      yield { name, epoch: channel.epoch, headSeq: channel.headSeq, retained: channel.history.length };
+    }
+  }
+
+  /** Every retained message, channel by channel, oldest first within each. */
+  *retained(): IterableIterator<Message> {
+    for (const channel of this.#channels.values()) yield* channel.history.after(0);
+  }
+
   async read(channelName: string, afterSeq: number): Promise<HistoryRead> {
     const channel = this.#channels.get(channelName);
     if (channel === undefined) return { epoch: this.#epochOf(channelName), messages: [], oldestSeq: 1, headSeq: 0 };
-    this.#account(channel, () => channel.history.trim(this.#clock.now()));
+    channel.history.trim(this.#clock.now());
     return {
       epoch: channel.epoch,
       messages: channel.history.after(afterSeq),
@@ -142,14 +203,13 @@ export class MemoryBroker implements Broker {
   }
 
   async head(channelName: string): Promise<ChannelHead> {
-    const channel = this.#channels.get(channelName);
-    return { epoch: channel?.epoch ?? this.#epochOf(channelName), seq: channel?.headSeq ?? 0 };
+    return this.headNow(channelName);
   }
 
   async stats(channelName: string): Promise<ChannelStats> {
     const channel = this.#channels.get(channelName);
     if (channel === undefined) return { epoch: this.#epochOf(channelName), headSeq: 0, messages: 0, bytes: 0, oldestSeq: 1 };
-    this.#account(channel, () => channel.history.trim(this.#clock.now()));
+    channel.history.trim(this.#clock.now());
     return {
       epoch: channel.epoch,
       headSeq: channel.headSeq,
@@ -174,7 +234,7 @@ export class MemoryBroker implements Broker {
   /** Trim aged history everywhere, so an idle channel does not keep stale messages. */
   sweep(): void {
     const now = this.#clock.now();
-    for (const channel of this.#channels.values()) this.#account(channel, () => channel.history.trim(now));
+    for (const channel of this.#channels.values()) channel.history.trim(now);
     this.#enforceTotal();
   }
 
@@ -183,6 +243,7 @@ export class MemoryBroker implements Broker {
     return this.#channels.size;
   }
 
+  /** What the retained messages cost against maxTotalBytes. */
   get totalBytes(): number {
     return this.#totalBytes;
   }

@@ -8,7 +8,7 @@ import { Comet } from '../comet/comet.js';
 import { seedFallback } from './seed-route.js';
 import { accessFromSettings, openFilesLimit } from './access.js';
 import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
-import { brokerLine, createBroker, runPrimary } from './workers.js';
+import { brokerKind, brokerLine, createBroker, runPrimary } from './workers.js';
 import { startProxying } from './proxy.js';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -16,11 +16,12 @@ import { KometaOps } from '../ops/ops.js';
 import { hubBanner } from './banner.js';
 import { createLogger, logDiagnostics } from './logger.js';
 import { runTool } from './tools.js';
+import { DataDirError } from '../brokers/durable.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
 Commands:
-  serve       run the hub (in-memory broker, or Redis with --redis)
+  serve       run the hub (history on disk in ./kometa-data; --memory, or Redis with --redis)
   tail        follow a channel (or watch any URL on the wire with --wire)
   publish     publish one message to a channel
   doctor      check what stands between this machine and a hub
@@ -31,7 +32,7 @@ Run 'kometa serve --help' for the hub's settings.`;
 
 async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Promise<number> {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, config: { type: 'string' } };
-  for (const spec of Object.values(settingSpecs)) options[spec.flag] = { type: 'string' };
+  for (const spec of Object.values(settingSpecs)) options[spec.flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true });
@@ -48,7 +49,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
   let settings;
   try {
     const configPath = (parsed.values.config as string | undefined) ?? process.env.KOMETA_CONFIG;
-    settings = resolveSettings(parsed.values as Record<string, string | undefined>, process.env, configPath || undefined);
+    settings = resolveSettings(parsed.values as Record<string, string | boolean | undefined>, process.env, configPath || undefined);
   } catch (error) {
     if (error instanceof SettingsError) {
       process.stderr.write(`kometa serve: ${error.message}\n`);
@@ -75,7 +76,9 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     process.env.KOMETA_TICKET_SECRET = settings.ticketSecret;
   }
   if (settings.workers > 1 && settings.redis === '') {
-    process.stderr.write('kometa serve: --workers needs --redis (workers share nothing in memory; Redis carries messages between them)\n');
+    process.stderr.write(
+      'kometa serve: --workers needs --redis (workers share nothing in memory, and a data directory belongs to one process; Redis carries messages between them)\n',
+    );
     return 2;
   }
   if (settings.redis !== '' && !URL.canParse(settings.redis)) {
@@ -99,7 +102,14 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     }
     throw error;
   }
-  const broker = await createBroker(settings);
+  let broker;
+  try {
+    broker = await createBroker(settings);
+  } catch (error) {
+    if (!(error instanceof DataDirError)) throw error;
+    process.stderr.write(`kometa serve: ${error.message}\n`);
+    return 1;
+  }
   const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
   const comet = new Comet({ hub, onError: (report) => log.error({ event: 'handler-failed', method: report.method, path: report.path, phase: report.phase, err: report.error }, 'comet handler failed') });
@@ -145,7 +155,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
   // Under --workers the primary prints the banner once, for all of them.
   if (!cluster.isWorker && command === 'proxy') process.stdout.write(`kometa proxy listening on ${base}\n${proxying!.banner(base)}${brokerLine(settings)}`);
   else if (!cluster.isWorker) process.stdout.write(hubBanner(base, settings, { chat: true, tokenGenerated, extra: proxying?.banner(base) ?? '' }));
-  log.info({ event: 'start', url: base, broker: settings.redis === '' ? 'memory' : 'redis', worker: cluster.isWorker ? cluster.worker?.id : undefined }, 'listening');
+  log.info({ event: 'start', url: base, broker: brokerKind(settings), worker: cluster.isWorker ? cluster.worker?.id : undefined }, 'listening');
 
   return new Promise<number>((resolve) => {
     let stopping = false;

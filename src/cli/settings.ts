@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
  */
 interface SettingSpec {
   readonly flag: string;
-  readonly kind: 'int' | 'seconds' | 'string';
-  readonly default: number | string;
+  readonly kind: 'int' | 'seconds' | 'string' | 'boolean';
+  readonly default: number | string | boolean;
   readonly help: string;
 }
 
@@ -17,7 +17,7 @@ export const settingSpecs = {
   host: { flag: 'host', kind: 'string', default: '127.0.0.1', help: 'address to listen on (0.0.0.0 for every interface)' },
   historyMessages: { flag: 'history-messages', kind: 'int', default: 1000, help: 'messages kept per channel for resume' },
   historyBytes: { flag: 'history-bytes', kind: 'int', default: 1048576, help: 'bytes of message data kept per channel' },
-  historyTotalBytes: { flag: 'history-total-bytes', kind: 'int', default: 268435456, help: 'bytes of message data kept across all channels (in-memory broker); oldest dropped first' },
+  historyTotalBytes: { flag: 'history-total-bytes', kind: 'int', default: 268435456, help: 'bytes of history kept across all channels, oldest dropped first (on disk: record bytes, ~50 more per message; caps the data dir)' },
   historyAge: { flag: 'history-age', kind: 'seconds', default: 3600, help: 'oldest message kept, in seconds' },
   maxMessageBytes: { flag: 'max-message-bytes', kind: 'int', default: 65536, help: 'largest publish body, in bytes' },
   maxChannels: { flag: 'max-channels', kind: 'int', default: 64, help: 'most channels in one subscription' },
@@ -42,6 +42,9 @@ export const settingSpecs = {
   maxConnections: { flag: 'max-connections', kind: 'int', default: 0, help: 'open connections at most; 0 = the open-files limit less 256' },
   maxConnectionsPerIp: { flag: 'max-connections-per-ip', kind: 'int', default: 0, help: 'open connections per client address at most; 0 = no limit' },
   maxHeaders: { flag: 'max-headers', kind: 'int', default: 100, help: 'request header lines at most' },
+  dataDir: { flag: 'data-dir', kind: 'string', default: './kometa-data', help: 'where history is kept on disk, so a restart loses nothing (created on start; one process per directory)' },
+  fsyncInterval: { flag: 'fsync-interval', kind: 'int', default: 0, help: 'milliseconds between fsyncs; 0 = every 201 is fsync\'d (publishes arriving together share one); >0 = 201 once written to the OS, a power loss may lose that much' },
+  memory: { flag: 'memory', kind: 'boolean', default: false, help: 'keep history in memory only (no data dir): a restart loses it; for tests, benchmarks, throw-away hubs' },
   redis: { flag: 'redis', kind: 'string', default: '', help: 'Redis URL (redis://[user:pass@]host:port[/db]) to share channels between processes; empty = in-memory' },
   redisPrefix: { flag: 'redis-prefix', kind: 'string', default: 'kometa:', help: 'prefix of every Redis key and pub/sub channel kometa uses' },
   workers: { flag: 'workers', kind: 'int', default: 1, help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis' },
@@ -55,7 +58,13 @@ export const settingSpecs = {
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof settingSpecs;
-export type Settings = { [K in SettingName]: (typeof settingSpecs)[K]['default'] extends number ? number : string };
+export type Settings = {
+  [K in SettingName]: (typeof settingSpecs)[K]['default'] extends number
+    ? number
+    : (typeof settingSpecs)[K]['default'] extends boolean
+      ? boolean
+      : string;
+};
 
 export function envName(name: string): string {
   return `KOMETA_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
@@ -63,8 +72,13 @@ export function envName(name: string): string {
 
 export class SettingsError extends Error {}
 
-function convert(name: SettingName, raw: unknown, source: string): number | string {
+function convert(name: SettingName, raw: unknown, source: string): number | string | boolean {
   const spec: SettingSpec = settingSpecs[name];
+  if (spec.kind === 'boolean') {
+    if (raw === true || raw === 'true' || raw === '1') return true;
+    if (raw === false || raw === 'false' || raw === '0') return false;
+    throw new SettingsError(`${source} must be true or false (1 or 0), got ${JSON.stringify(raw)}`);
+  }
   if (spec.kind === 'string') {
     if (typeof raw !== 'string' || raw === '') throw new SettingsError(`${source} must be a non-empty string`);
     return raw;
@@ -99,12 +113,12 @@ export function resolveSettings(
       if (!(key in settingSpecs)) throw new SettingsError(`config file ${configPath}: unknown setting "${key}"`);
     }
   }
-  const out: Record<string, number | string> = {};
+  const out: Record<string, number | string | boolean> = {};
   for (const name of Object.keys(settingSpecs) as SettingName[]) {
     const spec: SettingSpec = settingSpecs[name];
     const flag = flags[spec.flag];
     const fromEnv = env[envName(name)];
-    if (flag !== undefined && typeof flag === 'string') out[name] = convert(name, flag, `--${spec.flag}`);
+    if (flag !== undefined && (typeof flag === 'string' || spec.kind === 'boolean')) out[name] = convert(name, flag, `--${spec.flag}`);
     else if (fromEnv !== undefined && fromEnv !== '') out[name] = convert(name, fromEnv, envName(name));
     else if (file[name] !== undefined) out[name] = convert(name, file[name], `${configPath!}: ${name}`);
     else out[name] = spec.default;
@@ -114,7 +128,8 @@ export function resolveSettings(
 
 export function settingsHelp(): string {
   const rows = Object.entries(settingSpecs).map(([name, spec]) => {
-    const left = `  --${spec.flag} <${spec.kind === 'seconds' ? 's' : spec.kind === 'int' ? 'n' : 'text'}>`;
+    const value = { seconds: ' <s>', int: ' <n>', string: ' <text>', boolean: '' }[spec.kind];
+    const left = `  --${spec.flag}${value}`;
     return `${left.padEnd(30)} ${spec.help} (default ${spec.default}; ${envName(name)})`;
   });
   return rows.join('\n');

@@ -1,19 +1,32 @@
 import cluster, { type Worker } from 'node:cluster';
+import { resolve } from 'node:path';
+import { DurableBroker } from '../brokers/durable.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { RedisBroker } from '../brokers/redis.js';
 import type { Broker } from '../core/broker.js';
 import { hubBanner } from './banner.js';
 import type { Settings } from './settings.js';
 
+/** Which engine the settings ask for. */
+export function brokerKind(settings: Settings): 'durable' | 'memory' | 'redis' {
+  if (settings.redis !== '') return 'redis';
+  return settings.memory ? 'memory' : 'durable';
+}
+
 /**
- * The broker `kometa serve` runs on: in-memory by default, Redis with
- * --redis. Waits a few seconds for Redis at start-up so that the first
+ * The broker `kometa serve` runs on: on disk under --data-dir by default
+ * (DataDirError when the directory cannot be used), in memory with --memory,
+ * Redis with --redis. Waits a few seconds for Redis at start-up so that the first
  * requests do not all get 503; if it is not there by then the hub starts
  * anyway (degraded, /healthz says so) and connects when Redis comes.
  */
 export async function createBroker(settings: Settings): Promise<Broker> {
   const history = { maxMessages: settings.historyMessages, maxBytes: settings.historyBytes, maxAgeMs: settings.historyAge * 1000 };
-  if (settings.redis === '') return new MemoryBroker({ history, maxTotalBytes: settings.historyTotalBytes });
+  const kind = brokerKind(settings);
+  if (kind === 'memory') return new MemoryBroker({ history, maxTotalBytes: settings.historyTotalBytes });
+  if (kind === 'durable') {
+    return DurableBroker.open({ dir: settings.dataDir, history, maxTotalBytes: settings.historyTotalBytes, fsyncIntervalMs: settings.fsyncInterval });
+  }
   const broker = new RedisBroker({ url: settings.redis, prefix: settings.redisPrefix, history });
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
@@ -30,7 +43,12 @@ export async function createBroker(settings: Settings): Promise<Broker> {
 
 /** One line for the banner: what the hub stores messages in. */
 export function brokerLine(settings: Settings): string {
-  if (settings.redis === '') return '';
+  const kind = brokerKind(settings);
+  if (kind === 'memory') return '  history    in memory only (--memory): a restart loses it\n';
+  if (kind === 'durable') {
+    const sync = settings.fsyncInterval === 0 ? "fsync'd before every 201" : `fsync'd every ${settings.fsyncInterval} ms`;
+    return `  history    on disk in ${resolve(settings.dataDir)} (${sync})\n`;
+  }
   const url = new URL(settings.redis);
   const workers = settings.workers > 1 ? `, ${settings.workers} worker processes` : '';
   return `  broker     redis at ${url.hostname}:${url.port || '6379'} (prefix ${settings.redisPrefix}${workers})\n`;

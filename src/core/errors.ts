@@ -33,6 +33,7 @@ export const errorCodes = {
   KOMETA_ERR_SLOW_CONSUMER: { status: 503, title: 'Subscriber could not keep up' },
   KOMETA_ERR_INTERNAL: { status: 500, title: 'Internal error' },
   KOMETA_ERR_BROKER_UNAVAILABLE: { status: 503, title: 'Message store unavailable' },
+  KOMETA_ERR_STORE_WRITE: { status: 503, title: 'Message could not be written to disk' },
   KOMETA_ERR_DRAINING: { status: 503, title: 'Server is shutting down' },
   KOMETA_ERR_WS_FRAME: { status: 400, title: 'Malformed WebSocket frame' },
   KOMETA_ERR_WS_BINARY: { status: 400, title: 'Binary WebSocket frames are not accepted' },

@@ -30,7 +30,15 @@ export class History {
   #start = 0;
   #bytes = 0;
 
-  constructor(private readonly limits: HistoryLimits) {}
+  /**
+   * `onDrop` hears of every message this history lets go of (trimmed by a
+   * limit or dropped for the broker's total), so a store that keeps the same
+   * messages elsewhere (on disk) can account for the space they free.
+   */
+  constructor(
+    private readonly limits: HistoryLimits,
+    private readonly onDrop?: (message: Message) => void,
+  ) {}
 
   get length(): number {
     return this.#items.length - this.#start;
@@ -61,6 +69,7 @@ export class History {
         this.#items[this.#start] = undefined as unknown as Message;
         this.#start++;
         this.#bytes -= oldest.size;
+        this.onDrop?.(oldest);
       } else {
         break;
       }
@@ -78,6 +87,7 @@ export class History {
     this.#items[this.#start] = undefined as unknown as Message;
     this.#start++;
     this.#bytes -= oldest.size;
+    this.onDrop?.(oldest);
   }
 
   /** Messages with seq > afterSeq, oldest first. Sequences are consecutive, so this is an index, not a search. */

@@ -10,6 +10,7 @@ import { type HubHttpOptions, createHubServer } from '../../src/http/hub-server.
 import { withChat } from '../../src/http/web.js';
 import { trackSockets } from '../client/helpers.js';
 import type { TestHub } from '../helpers/hub.js';
+import { dataDirArgs } from '../helpers/data-dir.js';
 
 export const CHROMIUM_ARGS = [
   '--headless',
@@ -121,7 +122,7 @@ export async function freePort(): Promise<number> {
 /** `kometa serve` as a child process (the in-memory hub), resolved once it answers /healthz. */
 export async function startCli(port: number): Promise<ChildProcess> {
   const main = resolve(import.meta.dirname, '../../src/cli/main.js');
-  const child = spawn(process.execPath, [main, 'serve', '--port', String(port), '--host', '127.0.0.1', '--shutdown-grace', '1'], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [main, 'serve', '--port', String(port), '--host', '127.0.0.1', '--shutdown-grace', '1', ...dataDirArgs()], { stdio: 'ignore' });
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {

@@ -12,6 +12,7 @@ import { server as nodeServer } from '../../examples/comet/node-http.js';
 import { app as waitApp, hub as waitHub } from '../../examples/comet/wait.js';
 import { waitFor } from '../helpers/hub.js';
 import { RawChunkedRequest } from '../helpers/raw-chunked.js';
+import { dataDirArgs } from '../helpers/data-dir.js';
 
 const STAGES = ['First content<br />', 'stage1<br />', 'stage2<br />', 'stage3<br />', 'last_stage4<br />'];
 const SLACK = 3;
@@ -81,7 +82,7 @@ describe('the examples', () => {
 
   test('kometa serve answers /seed, as curl -N --raw shows', async (t) => {
     const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-    const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1', ...dataDirArgs()], { stdio: ['ignore', 'pipe', 'pipe'] });
     t.after(() => {
       child.kill('SIGKILL');
     });

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { envName, resolveSettings, settingSpecs } from '../../src/cli/settings.js';
 import { httpRequest, publish, waitFor } from '../helpers/hub.js';
 import { StreamReader } from '../helpers/streams.js';
+import { dataDirArgs } from '../helpers/data-dir.js';
 
 const root = resolve(import.meta.dirname, '../../..');
 const cli = join(root, 'dist/src/cli/main.js');
@@ -100,7 +101,7 @@ test('kometa with a bad flag or command exits 2 and says what is wrong', async (
 
 test('on SIGTERM the hub tells subscribers when to retry, answers held polls, and exits 0 within the grace period', async (t) => {
   const port = await freePort();
-  const { child, url } = await startProcess(process.execPath, [cli, 'serve', '--port', String(port), '--retry', '3', '--shutdown-grace', '2']);
+  const { child, url } = await startProcess(process.execPath, [cli, 'serve', '--port', String(port), '--retry', '3', '--shutdown-grace', '2', ...dataDirArgs()]);
   t.after(() => signalGroup(child, 'SIGKILL'));
   const sse = await StreamReader.open(`${url}/sub/bye`);
   const stream = await StreamReader.open(`${url}/sub/bye?transport=stream`);

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { waitFor } from '../helpers/hub.js';
 import { startOpsHub } from './helpers.js';
+import { dataDirArgs } from '../helpers/data-dir.js';
 
 const root = resolve(import.meta.dirname, '../../..');
 const cli = join(root, 'dist/src/cli/main.js');
@@ -172,7 +173,7 @@ test('kometa doctor: all good against the hub; a buffering proxy and a blocked u
 });
 
 test('kometa serve prints the hub, chat, dashboard and metrics URLs, and the dashboard link works', { timeout: 30_000 }, async (t) => {
-  const serve = spawnKometa(['serve', '--port', '0', '--log-format', 'json']);
+  const serve = spawnKometa(['serve', '--port', '0', '--log-format', 'json', ...dataDirArgs()]);
   t.after(() => serve.child.kill('SIGKILL'));
   await waitFor(() => /"event":"start"/.test(serve.output()), 10_000, 'the hub to start');
   const output = serve.output();

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { httpRequest, waitFor } from '../helpers/hub.js';
 import { startNodeOrigin } from './helpers.js';
+import { dataDirArgs } from '../helpers/data-dir.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -37,7 +38,7 @@ test('kometa proxy --origin: every path goes to the origin, publishes go to the 
     }
   });
   t.after(() => origin.close());
-  const cli = await runCli(['proxy', '--origin', origin.url, '--port', '0', '--control-port', '0']);
+  const cli = await runCli(['proxy', '--origin', origin.url, '--port', '0', '--control-port', '0', ...dataDirArgs()]);
   t.after(() => cli.kill());
   assert.equal((await httpRequest(`${cli.base}/sub/x`)).body, 'origin: /sub/x', 'no hub routes on the public port');
   const held = httpRequest(`${cli.base}/wait`);
@@ -57,7 +58,7 @@ test('kometa proxy --origin: every path goes to the origin, publishes go to the 
 test('kometa serve --origin: the hub\'s routes stay, every other path goes to the origin', { timeout: 30_000 }, async (t) => {
   const origin = await startNodeOrigin((req, res) => res.end(`origin: ${req.url}`));
   t.after(() => origin.close());
-  const cli = await runCli(['serve', '--origin', origin.url, '--port', '0', '--control-port', '0']);
+  const cli = await runCli(['serve', '--origin', origin.url, '--port', '0', '--control-port', '0', ...dataDirArgs()]);
   t.after(() => cli.kill());
   assert.equal((await httpRequest(`${cli.base}/some/page`)).body, 'origin: /some/page');
   assert.equal((await httpRequest(`${cli.base}/channels/demo`)).status, 200, 'hub route');

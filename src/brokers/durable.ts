@@ -1,0 +1,610 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { access, mkdir, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Broker, BrokerHealth, ChannelStats, PublishOptions } from '../core/broker.js';
+import { type Clock, systemClock } from '../core/clock.js';
+import { formatId } from '../core/cursor.js';
+import { KometaError } from '../core/errors.js';
+import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
+import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
+import { DEFAULT_MAX_TOTAL_HISTORY_BYTES, MemoryBroker } from './memory.js';
+import { RECORD_HEAD, RECORD_MESSAGE, type StoredRecord, encodeRecord } from './durable/records.js';
+import {
+  ActiveSegment,
+  type ReadBack,
+  type Repair,
+  type Segment,
+  readSegments,
+  removeSegment,
+  writeFileAtomic,
+} from './durable/segments.js';
+
+export interface DurableBrokerOptions {
+  /** The data directory; created if missing. One process at a time may use it. */
+  readonly dir: string;
+  readonly history?: Partial<HistoryLimits>;
+  /** Bytes of records (data plus about 50 bytes of header each) kept across all channels, on disk and in memory. */
+  readonly maxTotalBytes?: number;
+  /** A segment file is closed and a new one started past this size. Default 8 MiB. */
+  readonly segmentBytes?: number;
+  /**
+   * 0 (default): a publish resolves once its record is written and fsync'd
+   * (publishes that arrive together share one fsync). More than 0: a publish
+   * resolves once written to the operating system, and the file is fsync'd
+   * this often; a kernel crash or power loss may lose up to that much.
+   */
+  readonly fsyncIntervalMs?: number;
+  readonly clock?: Clock;
+  /** A channel with no message left and no subscriber is forgotten (disk and memory) after this long. Default: the history age. */
+  readonly forgetAfterMs?: number;
+}
+
+/** The data directory cannot be used: said in one line, for the CLI to print. */
+export class DataDirError extends Error {}
+
+/** A retained message and where its record is on disk. */
+interface DiskMessage extends Message {
+  segment: Segment;
+  readonly recordBytes: number;
+  readonly lsn: number;
+  dropped: boolean;
+}
+
+/** One record waiting for the next group commit. */
+interface PendingWrite {
+  readonly frame: Buffer;
+  written(segment: Segment): void;
+  failed(error: unknown): void;
+}
+
+interface Meta {
+  readonly format: 1;
+  readonly token: string;
+  readonly generation: number;
+}
+
+const META_FILE = 'kometa.json';
+const LOCK_FILE = 'LOCK';
+const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The embedded default: history on disk, so one node restarts without loss.
+ *
+ * Shape: an append-only log in segment files (the Kafka / JetStream file
+ * store shape), and the retained messages also in memory (a MemoryBroker
+ * used as the index), so reads and fan-out never touch the disk. The disk is
+ * written once per message and read only at start-up.
+ *
+ * Durability: publishes are queued and written together, one write and one
+ * fdatasync per batch (group commit); a publish resolves, and so the hub
+ * answers 201, only after its batch is on disk. A write that fails is cut
+ * back off the file and every publish in it rejects with 503
+ * KOMETA_ERR_STORE_WRITE; the next publish tries again.
+ *
+ * Space: the same retention as in memory (count, bytes, age per channel, a
+ * total across channels counted in record bytes). Records the index lets go
+ * of become garbage in their segment; a segment with nothing live is deleted,
+ * and while the files together pass the total, the segment with the most
+ * garbage has its live records copied forward and is deleted. So the data
+ * directory stays within the total plus one segment (two while a copy is in
+ * flight).
+ *
+ * Positions: each channel's epoch is written in its records, so a restart
+ * keeps every epoch and sequence. A channel that has not been stored gets an
+ * epoch from the directory's token and a generation number, which goes up
+ * whenever channels are forgotten: a forgotten channel that comes back gets a
+ * new epoch, never old positions again.
+ */
+export class DurableBroker implements Broker {
+  readonly #dir: string;
+  readonly #clock: Clock;
+  readonly #segmentBytes: number;
+  readonly #fsyncIntervalMs: number;
+  readonly #forgetAfterMs: number;
+  readonly #maxTotalBytes: number;
+  readonly #index: MemoryBroker;
+  /** Every segment file, oldest first; the last is the active one. */
+  #segments: Segment[] = [];
+  #active!: ActiveSegment;
+  #meta: Meta;
+  #nextLsn = 1;
+  #diskBytes = 0;
+  #queue: PendingWrite[] = [];
+  #flushing = false;
+  #drained: (() => void)[] = [];
+  /** Positions handed out to publishes still waiting for their write. */
+  readonly #pending = new Map<string, ChannelHead>();
+  /** Where each channel's newest record is, and when it was published. */
+  readonly #heads = new Map<string, { segment: Segment; time: number }>();
+  #listener: (message: Message) => void = () => {};
+  #failure: string | undefined;
+  #compacting = false;
+  #dirty = false;
+  #syncTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+  readonly #repairs: Repair[] = [];
+
+  private constructor(options: DurableBrokerOptions, meta: Meta) {
+    this.#dir = options.dir;
+    this.#meta = meta;
+    this.#clock = options.clock ?? systemClock;
+    this.#segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.#fsyncIntervalMs = options.fsyncIntervalMs ?? 0;
+    this.#maxTotalBytes = options.maxTotalBytes ?? DEFAULT_MAX_TOTAL_HISTORY_BYTES;
+    const history = { ...defaultHistoryLimits, ...options.history };
+    this.#forgetAfterMs = options.forgetAfterMs ?? history.maxAgeMs;
+    this.#index = new MemoryBroker({
+      history,
+      maxTotalBytes: this.#maxTotalBytes,
+      clock: this.#clock,
+      totalSizeOf: (message) => (message as DiskMessage).recordBytes,
+      epochOf: (channel) => this.#epochOf(channel),
+      onDrop: (message) => {
+        const stored = message as DiskMessage;
+        stored.dropped = true;
+        stored.segment.live -= stored.recordBytes;
+      },
+    });
+  }
+
+  /** Open (or create) the data directory and read back what it holds. */
+  static async open(options: DurableBrokerOptions): Promise<DurableBroker> {
+    const dir = resolve(options.dir);
+    await prepareDirectory(dir);
+    takeLock(dir);
+    try {
+      const broker = new DurableBroker({ ...options, dir }, await loadMeta(dir));
+      await broker.#recover();
+      return broker;
+    } catch (error) {
+      releaseLock(dir);
+      if (error instanceof DataDirError) throw error;
+      throw new DataDirError(`cannot read the data directory ${dir}: ${describe(error)}`);
+    }
+  }
+
+  #epochOf(channel: string): string {
+    const digest = createHash('sha256')
+      .update(`${this.#meta.token}\u0000${this.#meta.generation}\u0000`)
+      .update(channel)
+      .digest();
+    return digest.readBigUInt64BE(0).toString(36).slice(0, 10);
+  }
+
+  // ---- start-up -------------------------------------------------------
+
+  async #recover(): Promise<void> {
+    const { segments, records, repairs } = await readSegments(this.#dir);
+    this.#repairs.push(...repairs);
+    this.#segments = segments;
+    this.#diskBytes = segments.reduce((sum, segment) => sum + segment.size, 0);
+    const ordered = inPublishOrder(records);
+    const current = currentLifetimes(ordered);
+    const now = this.#clock.now();
+    for (const entry of ordered) {
+      if (current.get(entry.record.channel) === entry.record.epoch) this.#replay(entry, now);
+    }
+    for (const { record } of records) if (record.lsn >= this.#nextLsn) this.#nextLsn = record.lsn + 1;
+    await this.#forgetExpired(() => false);
+    const last = this.#segments.at(-1);
+    if (last !== undefined && last.size < this.#segmentBytes) this.#active = await ActiveSegment.reopen(last);
+    else await this.#startSegment();
+    if (this.#fsyncIntervalMs > 0) {
+      this.#syncTimer = setInterval(() => this.#syncNow(), this.#fsyncIntervalMs);
+      this.#syncTimer.unref();
+    }
+  }
+
+  #replay(entry: ReadBack, now: number): void {
+    const { record, segment, bytes } = entry;
+    if (record.kind === RECORD_HEAD) {
+      this.#index.adoptHead(record.channel, record.epoch, record.seq);
+      this.#heads.set(record.channel, { segment, time: record.time });
+      return;
+    }
+    const head = this.#index.headNow(record.channel);
+    const known = this.#heads.has(record.channel) && head.epoch === record.epoch;
+    if (known && record.seq <= head.seq) return;
+    // A hole (a damaged file lost records in the middle): what came before it
+    // is not served as if it were contiguous; subscribers get a gap instead.
+    if (known && record.seq > head.seq + 1) this.#index.forget(record.channel);
+    const message = toMessage(record, segment, bytes);
+    segment.live += bytes;
+    this.#heads.set(record.channel, { segment, time: record.time });
+    this.#index.adopt(message, now);
+  }
+
+  // ---- publishing and the group commit -------------------------------
+
+  async publish(channel: string, data: string, options: PublishOptions = {}): Promise<Message> {
+    if (this.#closed) throw new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', 'The message store is closed');
+    const head = this.#pending.get(channel) ?? this.#index.headNow(channel);
+    const record: StoredRecord = {
+      kind: RECORD_MESSAGE,
+      lsn: this.#nextLsn++,
+      time: this.#clock.now(),
+      seq: head.seq + 1,
+      epoch: head.epoch,
+      channel,
+      event: options.event,
+      data,
+    };
+    const frame = encodeRecord(record);
+    const message = toMessage(record, undefined as unknown as Segment, frame.length);
+    this.#pending.set(channel, { epoch: record.epoch, seq: record.seq });
+    return new Promise<Message>((resolvePublish, rejectPublish) => {
+      this.#enqueue({
+        frame,
+        written: (segment) => {
+          try {
+            this.#commit(message, segment);
+          } catch (error) {
+            rejectPublish(error);
+            return;
+          }
+          resolvePublish(message);
+        },
+        failed: (error) => rejectPublish(storeError(this.#dir, error)),
+      });
+    });
+  }
+
+  /** A message's record is on disk: it becomes part of history and goes out to subscribers. */
+  #commit(message: DiskMessage, segment: Segment): void {
+    message.segment = segment;
+    segment.live += message.recordBytes;
+    const pending = this.#pending.get(message.channel);
+    if (pending !== undefined && pending.seq === message.seq) this.#pending.delete(message.channel);
+    this.#heads.set(message.channel, { segment, time: message.time });
+    this.#index.adopt(message, message.time);
+    this.#listener(message);
+  }
+
+  #enqueue(write: PendingWrite): void {
+    this.#queue.push(write);
+    if (this.#flushing) return;
+    this.#flushing = true;
+    // Wait for the rest of this turn of the event loop: every publish whose
+    // request arrived with this one joins its batch and shares its fsync.
+    setImmediate(() => void this.#flush());
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue;
+      this.#queue = [];
+      const data = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((write) => write.frame));
+      try {
+        if (this.#active.segment.size > 0 && this.#active.segment.size + data.length > this.#segmentBytes) {
+          await this.#rollSegment();
+        }
+        await this.#active.append(data, this.#fsyncIntervalMs === 0);
+      } catch (error) {
+        this.#writeFailed(batch, error);
+        continue;
+      }
+      this.#diskBytes += data.length;
+      this.#dirty = true;
+      this.#failure = undefined;
+      const segment = this.#active.segment;
+      for (const write of batch) write.written(segment);
+    }
+    this.#flushing = false;
+    for (const resolveDrained of this.#drained.splice(0)) resolveDrained();
+    if (!this.#closed && this.#needsCompaction()) void this.#compact();
+  }
+
+  /**
+   * Nothing of a failed batch was kept (the file was cut back), so neither is
+   * anything queued behind it numbered after it: all of it is refused, and
+   * numbering starts again from what is on disk.
+   */
+  #writeFailed(batch: PendingWrite[], error: unknown): void {
+    this.#failure = `cannot write to ${this.#dir}: ${describe(error)}`;
+    this.#pending.clear();
+    const behind = this.#queue;
+    this.#queue = [];
+    for (const write of [...batch, ...behind]) write.failed(error);
+  }
+
+  async #rollSegment(): Promise<void> {
+    if (this.#fsyncIntervalMs > 0) await this.#active.sync();
+    await this.#active.close();
+    await this.#startSegment();
+  }
+
+  async #startSegment(): Promise<void> {
+    // Copied-forward records reuse old lsns, so the next lsn alone may name a file that exists.
+    const id = Math.max(this.#nextLsn, (this.#segments.at(-1)?.id ?? 0) + 1);
+    this.#active = await ActiveSegment.create(this.#dir, id);
+    this.#segments.push(this.#active.segment);
+  }
+
+  #syncNow(): void {
+    if (!this.#dirty || this.#closed) return;
+    this.#dirty = false;
+    this.#active.sync().catch((error: unknown) => {
+      this.#failure = `cannot sync ${this.#dir}: ${describe(error)}`;
+    });
+  }
+
+  /** Resolves once everything queued so far is written (or has failed). */
+  #drain(): Promise<void> {
+    if (!this.#flushing) return Promise.resolve();
+    return new Promise((resolveDrained) => this.#drained.push(resolveDrained));
+  }
+
+  // ---- reclaiming space ----------------------------------------------
+
+  #needsCompaction(): boolean {
+    if (this.#diskBytes > this.#maxTotalBytes) return true;
+    return this.#segments.some((segment) => segment !== this.#active.segment && segment.live === 0);
+  }
+
+  async #compact(): Promise<void> {
+    if (this.#compacting) return;
+    this.#compacting = true;
+    try {
+      for (const segment of this.#segments.filter((s) => s !== this.#active.segment && s.live === 0)) {
+        await this.#copyForwardAndRemove(segment);
+      }
+      for (let victim = this.#mostGarbage(); victim !== undefined; victim = this.#mostGarbage()) {
+        await this.#copyForwardAndRemove(victim);
+      }
+    } catch (error) {
+      this.#failure = `cannot reclaim space in ${this.#dir}: ${describe(error)}`;
+    } finally {
+      this.#compacting = false;
+    }
+  }
+
+  /** While over the total, the closed segment with the most bytes to reclaim. */
+  #mostGarbage(): Segment | undefined {
+    if (this.#diskBytes <= this.#maxTotalBytes) return undefined;
+    let best: Segment | undefined;
+    for (const segment of this.#segments) {
+      if (segment === this.#active.segment || segment.size - segment.live <= 0) continue;
+      if (best === undefined || segment.size - segment.live > best.size - best.live) best = segment;
+    }
+    return best;
+  }
+
+  /** Rewrite what `victim` still holds (live messages, heads of emptied channels) at the end of the log, then delete it. */
+  async #copyForwardAndRemove(victim: Segment): Promise<void> {
+    const writes: PendingWrite[] = [];
+    const done: Promise<void>[] = [];
+    const add = (frame: Buffer, written: (segment: Segment) => void) => {
+      done.push(new Promise<void>((resolveWrite, rejectWrite) => writes.push({ frame, written: (s) => (written(s), resolveWrite()), failed: rejectWrite })));
+    };
+    for (const message of this.#index.retained() as IterableIterator<DiskMessage>) {
+      if (message.segment !== victim) continue;
+      add(encodeRecord({ kind: RECORD_MESSAGE, ...message }), (segment) => this.#moved(message, victim, segment));
+    }
+    const retaining = new Set<string>();
+    for (const channel of this.#index.channels()) if (channel.retained > 0) retaining.add(channel.name);
+    for (const [channel, head] of this.#heads) {
+      if (head.segment !== victim || retaining.has(channel)) continue;
+      const { epoch, seq } = this.#index.headNow(channel);
+      const record: StoredRecord = { kind: RECORD_HEAD, lsn: this.#nextLsn++, time: head.time, seq, epoch, channel, event: undefined, data: '' };
+      add(encodeRecord(record), (segment) => {
+        if (this.#heads.get(channel)?.segment === victim) this.#heads.set(channel, { segment, time: head.time });
+      });
+    }
+    for (const write of writes) this.#enqueue(write);
+    await Promise.all(done);
+    // The copies must be on disk before the originals go.
+    if (this.#fsyncIntervalMs > 0 && writes.length > 0) await this.#active.sync();
+    await removeSegment(victim);
+    this.#segments = this.#segments.filter((segment) => segment !== victim);
+    this.#diskBytes -= victim.size;
+  }
+
+  #moved(message: DiskMessage, from: Segment, to: Segment): void {
+    const head = this.#heads.get(message.channel);
+    if (head?.segment === from && this.#index.headNow(message.channel).seq === message.seq) {
+      this.#heads.set(message.channel, { segment: to, time: head.time });
+    }
+    // Dropped while the copy was in flight: the copy is garbage where it landed.
+    if (message.dropped || message.segment !== from) return;
+    from.live -= message.recordBytes;
+    message.segment = to;
+    to.live += message.recordBytes;
+  }
+
+  /** Channels with nothing left and no subscriber, past the grace time: gone from memory, and from disk as their segments go. */
+  async #forgetExpired(isWatched: (channel: string) => boolean): Promise<void> {
+    const now = this.#clock.now();
+    const expired: string[] = [];
+    for (const channel of this.#index.channels()) {
+      if (channel.retained > 0 || isWatched(channel.name) || this.#pending.has(channel.name)) continue;
+      if ((this.#heads.get(channel.name)?.time ?? 0) + this.#forgetAfterMs <= now) expired.push(channel.name);
+    }
+    if (expired.length === 0) return;
+    // Written before anything is forgotten: a channel that comes back must
+    // never get its old epoch (and so old positions) again.
+    this.#meta = { ...this.#meta, generation: this.#meta.generation + 1 };
+    await writeFileAtomic(this.#dir, META_FILE, JSON.stringify(this.#meta));
+    for (const channel of expired) {
+      this.#index.forget(channel);
+      this.#heads.delete(channel);
+    }
+  }
+
+  // ---- the rest of the Broker interface --------------------------------
+
+  read(channel: string, afterSeq: number): Promise<HistoryRead> {
+    return this.#index.read(channel, afterSeq);
+  }
+
+  head(channel: string): Promise<ChannelHead> {
+    return this.#index.head(channel);
+  }
+
+  stats(channel: string): Promise<ChannelStats> {
+    return this.#index.stats(channel);
+  }
+
+  setListener(listener: (message: Message) => void): void {
+    this.#listener = listener;
+  }
+
+  // One process holds the directory: every message already reaches its listener.
+  watch(): void {}
+  unwatch(): void {}
+
+  health(): BrokerHealth {
+    return this.#failure === undefined ? { ok: true } : { ok: false, reason: this.#failure };
+  }
+
+  sweep(isWatched: (channel: string) => boolean): void {
+    this.#index.sweep();
+    this.#forgetExpired(isWatched)
+      .then(() => (this.#needsCompaction() ? this.#compact() : undefined))
+      .catch((error: unknown) => {
+        this.#failure = `cannot update ${join(this.#dir, META_FILE)}: ${describe(error)}`;
+      });
+  }
+
+  /** Where the history lives, what start-up had to repair, and how much disk it takes now. */
+  get dataDir(): string {
+    return this.#dir;
+  }
+
+  get repairs(): readonly Repair[] {
+    return this.#repairs;
+  }
+
+  get diskBytes(): number {
+    return this.#diskBytes;
+  }
+
+  get channelCount(): number {
+    return this.#index.channelCount;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#drain();
+    this.#closed = true;
+    clearInterval(this.#syncTimer);
+    try {
+      if (this.#dirty) await this.#active.sync();
+      await this.#active.close();
+    } finally {
+      releaseLock(this.#dir);
+      await this.#index.close();
+    }
+  }
+}
+
+function toMessage(record: StoredRecord, segment: Segment, recordBytes: number): DiskMessage {
+  return {
+    channel: record.channel,
+    epoch: record.epoch,
+    seq: record.seq,
+    id: formatId(record.channel, record.epoch, record.seq),
+    event: record.event,
+    data: record.data,
+    time: record.time,
+    size: Buffer.byteLength(record.data),
+    segment,
+    recordBytes,
+    lsn: record.lsn,
+    dropped: false,
+  };
+}
+
+/** Records in the order they were published; a record found twice (copied forward, original not yet deleted) once. */
+function inPublishOrder(records: ReadBack[]): ReadBack[] {
+  const sorted = records.slice().sort((a, b) => a.record.lsn - b.record.lsn);
+  return sorted.filter((entry, i) => i === 0 || sorted[i - 1]!.record.lsn !== entry.record.lsn);
+}
+
+/** Each channel's current lifetime: the epoch of its newest record. Records of older lifetimes are garbage. */
+function currentLifetimes(ordered: ReadBack[]): Map<string, string> {
+  const current = new Map<string, string>();
+  for (const { record } of ordered) current.set(record.channel, record.epoch);
+  return current;
+}
+
+function storeError(dir: string, error: unknown): KometaError {
+  return new KometaError('KOMETA_ERR_STORE_WRITE', `The message was not stored: cannot write to ${dir} (${describe(error)}); retry shortly`);
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return 'code' in error && typeof error.code === 'string' ? `${error.code}: ${error.message.replace(/^\w+: /, '')}` : error.message;
+  return String(error);
+}
+
+async function prepareDirectory(dir: string): Promise<void> {
+  try {
+    // Not recursive first: a recursive mkdir reports a read-only parent as ENOENT.
+    await mkdir(dir).catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') await mkdir(dir, { recursive: true });
+      else if (error.code !== 'EEXIST') throw error;
+    });
+    await access(dir, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (error) {
+    throw new DataDirError(`cannot use ${dir} as the data directory: ${describe(error)}`);
+  }
+}
+
+async function loadMeta(dir: string): Promise<Meta> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, META_FILE), 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const meta: Meta = { format: 1, token: randomBytes(12).toString('base64url'), generation: 0 };
+    await writeFileAtomic(dir, META_FILE, JSON.stringify(meta));
+    return meta;
+  }
+  const meta = JSON.parse(text) as Partial<Meta>;
+  if (meta.format !== 1 || typeof meta.token !== 'string' || typeof meta.generation !== 'number') {
+    throw new DataDirError(`${join(dir, META_FILE)} is not a kometa data directory file of a format this version reads`);
+  }
+  return meta as Meta;
+}
+
+/** Directories this process has open (the lock file cannot tell: it holds our own pid either way). */
+const openHere = new Set<string>();
+
+/** One process per directory: a second kometa on the same data would number messages twice. */
+function takeLock(dir: string): void {
+  if (openHere.has(dir)) throw new DataDirError(`${dir} is in use by another kometa process (pid ${process.pid}, this one)`);
+  const path = join(dir, LOCK_FILE);
+  try {
+    writeFileSync(path, String(process.pid), { flag: 'wx' });
+    openHere.add(dir);
+    return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new DataDirError(`cannot lock ${dir}: ${describe(error)}`);
+  }
+  const holder = Number(readFileSync(path, 'utf8'));
+  if (Number.isInteger(holder) && holder !== process.pid && processAlive(holder)) {
+    throw new DataDirError(`${dir} is in use by another kometa process (pid ${holder})`);
+  }
+  // Left by a process that is gone (killed, crashed), or by an earlier run
+  // with our pid (pid 1 in a container): take it over.
+  writeFileSync(path, String(process.pid));
+  openHere.add(dir);
+}
+
+function releaseLock(dir: string): void {
+  openHere.delete(dir);
+  try {
+    unlinkSync(join(dir, LOCK_FILE));
+  } catch {
+    // Already gone: nothing to release.
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

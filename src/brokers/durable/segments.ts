@@ -1,0 +1,158 @@
+import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { type FileHandle, open, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type StoredRecord, decodeRecord } from './records.js';
+
+/**
+ * One file of the log. Its records are those written while it was the active
+ * file, plus records copied forward from older files by compaction. `live`
+ * counts the bytes of records the broker still retains, so compaction can
+ * pick the file with the most to reclaim.
+ */
+export interface Segment {
+  /** The lsn the log was at when the file was started; its name. */
+  readonly id: number;
+  readonly path: string;
+  size: number;
+  live: number;
+}
+
+export interface ReadBack {
+  readonly record: StoredRecord;
+  readonly segment: Segment;
+  readonly bytes: number;
+}
+
+/** A file cut short at a record that did not check out: what start-up repaired. */
+export interface Repair {
+  readonly file: string;
+  readonly offset: number;
+  readonly droppedBytes: number;
+  readonly reason: string;
+}
+
+const SEGMENT_NAME = /^seg-(\d{16})\.log$/;
+
+function segmentName(id: number): string {
+  return `seg-${String(id).padStart(16, '0')}.log`;
+}
+
+/** fsync a directory, so a file created or renamed in it survives a power loss. */
+export function syncDirectory(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Write a small file whole or not at all: temp file, fsync, rename, fsync the directory. */
+export async function writeFileAtomic(dir: string, name: string, text: string): Promise<void> {
+  const temp = join(dir, `${name}.tmp`);
+  await writeFile(temp, text, { flush: true });
+  await rename(temp, join(dir, name));
+  syncDirectory(dir);
+}
+
+/**
+ * Read every segment of `dir` in order. A record that is torn (the tail of a
+ * write a crash interrupted), fails its checksum or does not parse ends its
+ * file: the file is truncated there, so the bad bytes are never served and
+ * the next write does not land behind them.
+ */
+export async function readSegments(dir: string): Promise<{ segments: Segment[]; records: ReadBack[]; repairs: Repair[] }> {
+  const names = (await readdir(dir)).filter((name) => SEGMENT_NAME.test(name)).sort();
+  const segments: Segment[] = [];
+  const records: ReadBack[] = [];
+  const repairs: Repair[] = [];
+  for (const name of names) {
+    const path = join(dir, name);
+    const buffer = await readFile(path);
+    const segment: Segment = { id: Number(SEGMENT_NAME.exec(name)![1]), path, size: 0, live: 0 };
+    let offset = 0;
+    for (;;) {
+      const decoded = decodeRecord(buffer, offset);
+      if (!decoded.ok) {
+        if (decoded.reason !== 'end') {
+          repairs.push({ file: name, offset, droppedBytes: buffer.length - offset, reason: decoded.reason });
+          const handle = await open(path, 'r+');
+          try {
+            await handle.truncate(offset);
+            await handle.sync();
+          } finally {
+            await handle.close();
+          }
+        }
+        break;
+      }
+      records.push({ record: decoded.record, segment, bytes: decoded.next - offset });
+      offset = decoded.next;
+    }
+    segment.size = offset;
+    segments.push(segment);
+  }
+  return { segments, records, repairs };
+}
+
+/**
+ * The file being appended to. Appends are positional writes at the known end,
+ * so a failed write can be cut back off with one truncate and the file never
+ * holds half a batch that was answered as failed.
+ */
+export class ActiveSegment {
+  /** A failed write whose bytes could not be cut off yet: the next append cuts them first. */
+  #tornTail = false;
+
+  private constructor(
+    readonly segment: Segment,
+    private readonly handle: FileHandle,
+  ) {}
+
+  static async create(dir: string, id: number): Promise<ActiveSegment> {
+    const path = join(dir, segmentName(id));
+    const handle = await open(path, 'a+');
+    const { size } = await handle.stat();
+    syncDirectory(dir);
+    return new ActiveSegment({ id, path, size, live: 0 }, handle);
+  }
+
+  static async reopen(segment: Segment): Promise<ActiveSegment> {
+    return new ActiveSegment(segment, await open(segment.path, 'r+'));
+  }
+
+  /** Append `data`; on any failure put the file back as it was and rethrow. */
+  async append(data: Buffer, sync: boolean): Promise<void> {
+    const start = this.segment.size;
+    if (this.#tornTail) {
+      await this.handle.truncate(start);
+      this.#tornTail = false;
+    }
+    try {
+      let written = 0;
+      while (written < data.length) {
+        const { bytesWritten } = await this.handle.write(data, written, data.length - written, start + written);
+        written += bytesWritten;
+      }
+      if (sync) await this.handle.datasync();
+      this.segment.size = start + data.length;
+    } catch (error) {
+      await this.handle.truncate(start).catch(() => {
+        this.#tornTail = true;
+      });
+      throw error;
+    }
+  }
+
+  async sync(): Promise<void> {
+    await this.handle.datasync();
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+export async function removeSegment(segment: Segment): Promise<void> {
+  await unlink(segment.path);
+}
