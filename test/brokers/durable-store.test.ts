@@ -20,8 +20,9 @@ function segmentFiles(dir: string): string[] {
   return readdirSync(dir).filter((name) => name.startsWith('seg-')).sort();
 }
 
+/** Bytes of segment files now (one deleted between listing and stat counts 0: compaction runs meanwhile). */
 function dirBytes(dir: string): number {
-  return segmentFiles(dir).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
+  return segmentFiles(dir).reduce((sum, name) => sum + (statSync(join(dir, name), { throwIfNoEntry: false })?.size ?? 0), 0);
 }
 
 test('a reopened data directory has every channel’s epoch, positions and messages, and numbering goes on', async (t) => {
