@@ -12,6 +12,8 @@ export { defaultHistoryLimits } from './core/history.js';
 export type { HistoryLimits } from './core/history.js';
 export { MemoryBroker } from './brokers/memory.js';
 export type { MemoryBrokerOptions } from './brokers/memory.js';
+export { DataDirError, DurableBroker } from './brokers/durable.js';
+export type { DurableBrokerOptions } from './brokers/durable.js';
 export { HubHttp, createHubServer, defaultHubHttpOptions } from './http/hub-server.js';
 export type { HubHttpOptions, HubServer } from './http/hub-server.js';
 export { Comet, cometErrorChannel, defaultComet, createSeedHandler, seedHandler } from './comet/index.js';

@@ -3,7 +3,8 @@
  * channel on each transport, and how to publish to it.
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commandExists, spawnServer, stopProcess, waitForOutput } from './procs.js';
@@ -85,7 +86,12 @@ function pubTarget(port: number): PublishTarget {
   return { port, request: (channel, data) => postRequest(`/pub/${channel}`, data) };
 }
 
-export function kometaSystem(name: string, root: string, description: string): System {
+/**
+ * kometa serve from a build at `root`. `store`: 'memory' runs it with
+ * --memory (where the build has the flag: older builds were in memory
+ * anyway), 'durable' with a fresh data directory of its own.
+ */
+export function kometaSystem(name: string, root: string, description: string, store: 'memory' | 'durable' = 'memory'): System {
   const cli = join(root, 'dist/src/cli/main.js');
   return {
     name,
@@ -117,9 +123,14 @@ export function kometaSystem(name: string, root: string, description: string): S
       const args = ['serve', '--port', String(options.port), '--host', '127.0.0.1'];
       // The publisher here is one client address sending as fast as it can: no per-publisher rate limit.
       if (supportsFlag(cli, '--publish-rate')) args.push('--publish-rate', '0');
+      if (store === 'memory' && supportsFlag(cli, '--memory')) args.push('--memory');
+      const dataDir = store === 'durable' ? mkdtempSync(join(tmpdir(), 'kometa-bench-data-')) : undefined;
+      if (dataDir !== undefined) args.push('--data-dir', dataDir);
       if (options.serveArgs !== undefined) args.push(...options.serveArgs);
       const child = await startNode(cli, args, options, 'listening on');
-      return nodeRunning(child, options.port);
+      const running = nodeRunning(child, options.port);
+      if (dataDir === undefined) return running;
+      return { ...running, stop: () => running.stop().finally(() => rmSync(dataDir, { recursive: true, force: true })) };
     },
   };
 }
@@ -376,8 +387,9 @@ async function waitForSubscribeOk(port: number): Promise<void> {
 }
 
 export function allSystems(kometaBefore?: string): System[] {
-  const kometa = kometaSystem('kometa', ROOT, 'kometa serve (this tree), SSE');
-  const list = [floor, kometa, kometaWs(kometa)];
+  const kometa = kometaSystem('kometa', ROOT, 'kometa serve --memory (this tree), SSE');
+  const durable = kometaSystem('kometa-durable', ROOT, 'kometa serve (this tree) with history on disk (the default), SSE', 'durable');
+  const list = [floor, kometa, kometaWs(kometa), durable];
   if (kometaBefore !== undefined) {
     const before = kometaSystem('kometa-before', kometaBefore, `kometa serve at ${kometaBefore}, SSE`);
     list.push(before);

@@ -347,9 +347,10 @@ export class DurableBroker implements Broker {
     this.#compacting = true;
     try {
       for (const segment of this.#segments.filter((s) => s !== this.#active.segment && s.live === 0)) {
+        if (this.#closed) return;
         await this.#copyForwardAndRemove(segment);
       }
-      for (let victim = this.#mostGarbage(); victim !== undefined; victim = this.#mostGarbage()) {
+      for (let victim = this.#mostGarbage(); victim !== undefined && !this.#closed; victim = this.#mostGarbage()) {
         await this.#copyForwardAndRemove(victim);
       }
     } catch (error) {
@@ -485,8 +486,9 @@ export class DurableBroker implements Broker {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.#drain();
     this.#closed = true;
+    // Publishes already accepted are written (and answered) before the files close.
+    await this.#drain();
     clearInterval(this.#syncTimer);
     try {
       if (this.#dirty) await this.#active.sync();

@@ -16,7 +16,7 @@ import { KometaOps } from '../ops/ops.js';
 import { hubBanner } from './banner.js';
 import { createLogger, logDiagnostics } from './logger.js';
 import { runTool } from './tools.js';
-import { DataDirError } from '../brokers/durable.js';
+import { DataDirError, DurableBroker } from '../brokers/durable.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
@@ -109,6 +109,11 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     if (!(error instanceof DataDirError)) throw error;
     process.stderr.write(`kometa serve: ${error.message}\n`);
     return 1;
+  }
+  if (broker instanceof DurableBroker) {
+    for (const repair of broker.repairs) {
+      log.warn({ event: 'store-repaired', ...repair }, `${repair.file}: dropped ${repair.droppedBytes} bytes from offset ${repair.offset} (${repair.reason}): bytes that did not check out are never served`);
+    }
   }
   const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
