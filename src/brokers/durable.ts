@@ -26,7 +26,11 @@ export interface DurableBrokerOptions {
   readonly history?: Partial<HistoryLimits>;
   /** Bytes of records (data plus about 50 bytes of header each) kept across all channels, on disk and in memory. */
   readonly maxTotalBytes?: number;
-  /** A segment file is closed and a new one started past this size. Default 8 MiB. */
+  /**
+   * A segment file is closed and a new one started past this size. Default:
+   * 1/32 of maxTotalBytes, between 64 KiB and 8 MiB (8 MiB for the default
+   * 256 MiB), so the one segment the disk may pass the total by stays small.
+   */
   readonly segmentBytes?: number;
   /**
    * 0 (default): a publish resolves once its record is written and fsync'd
@@ -66,7 +70,11 @@ interface Meta {
 
 const META_FILE = 'kometa.json';
 const LOCK_FILE = 'LOCK';
-const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
+
+/** 1/32 of the total, between 64 KiB and 8 MiB. */
+export function defaultSegmentBytes(maxTotalBytes: number): number {
+  return Math.min(8 * 1024 * 1024, Math.max(64 * 1024, Math.floor(maxTotalBytes / 32)));
+}
 
 /**
  * The embedded default: history on disk, so one node restarts without loss.
@@ -84,11 +92,13 @@ const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
  *
  * Space: the same retention as in memory (count, bytes, age per channel, a
  * total across channels counted in record bytes). Records the index lets go
- * of become garbage in their segment; a segment with nothing live is deleted,
- * and while the files together pass the total, the segment with the most
- * garbage has its live records copied forward and is deleted. So the data
- * directory stays within the total plus one segment (two while a copy is in
- * flight).
+ * of become garbage in their segment. Before each write, the flush deletes
+ * closed segments with nothing live, and while that write would take the
+ * files past the total it evacuates the closed segment with the most garbage
+ * (copies its live records to the end of the log, fsyncs, deletes it). The
+ * flush is the only writer, so publishes cannot outrun reclaiming: the data
+ * directory stays within the total plus one segment (plus the live part of a
+ * second while it is being copied).
  *
  * Positions: each channel's epoch is written in its records, so a restart
  * keeps every epoch and sequence. A channel that has not been stored gets an
@@ -115,11 +125,12 @@ export class DurableBroker implements Broker {
   #drained: (() => void)[] = [];
   /** Positions handed out to publishes still waiting for their write. */
   readonly #pending = new Map<string, ChannelHead>();
+  /** The messages whose records each segment holds (dropped ones too, until the segment goes). */
+  readonly #members = new Map<Segment, DiskMessage[]>();
   /** Where each channel's newest record is, and when it was published. */
   readonly #heads = new Map<string, { segment: Segment; time: number }>();
   #listener: (message: Message) => void = () => {};
   #failure: string | undefined;
-  #compacting = false;
   #dirty = false;
   #syncTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -129,9 +140,9 @@ export class DurableBroker implements Broker {
     this.#dir = options.dir;
     this.#meta = meta;
     this.#clock = options.clock ?? systemClock;
-    this.#segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.#fsyncIntervalMs = options.fsyncIntervalMs ?? 0;
     this.#maxTotalBytes = options.maxTotalBytes ?? DEFAULT_MAX_TOTAL_HISTORY_BYTES;
+    this.#segmentBytes = options.segmentBytes ?? defaultSegmentBytes(this.#maxTotalBytes);
     const history = { ...defaultHistoryLimits, ...options.history };
     this.#forgetAfterMs = options.forgetAfterMs ?? history.maxAgeMs;
     this.#index = new MemoryBroker({
@@ -178,6 +189,7 @@ export class DurableBroker implements Broker {
     const { segments, records, repairs } = await readSegments(this.#dir);
     this.#repairs.push(...repairs);
     this.#segments = segments;
+    for (const segment of segments) this.#members.set(segment, []);
     this.#diskBytes = segments.reduce((sum, segment) => sum + segment.size, 0);
     const ordered = inPublishOrder(records);
     const current = currentLifetimes(ordered);
@@ -190,6 +202,8 @@ export class DurableBroker implements Broker {
     const last = this.#segments.at(-1);
     if (last !== undefined && last.size < this.#segmentBytes) this.#active = await ActiveSegment.reopen(last);
     else await this.#startSegment();
+    // Dead segments left by the last run, and anything over the total now (the limits may have changed).
+    await this.#reclaimSpace(0);
     if (this.#fsyncIntervalMs > 0) {
       this.#syncTimer = setInterval(() => this.#syncNow(), this.#fsyncIntervalMs);
       this.#syncTimer.unref();
@@ -211,6 +225,7 @@ export class DurableBroker implements Broker {
     if (known && record.seq > head.seq + 1) this.#index.forget(record.channel);
     const message = toMessage(record, segment, bytes);
     segment.live += bytes;
+    this.#members.get(segment)!.push(message);
     this.#heads.set(record.channel, { segment, time: record.time });
     this.#index.adopt(message, now);
   }
@@ -254,6 +269,7 @@ export class DurableBroker implements Broker {
   #commit(message: DiskMessage, segment: Segment): void {
     message.segment = segment;
     segment.live += message.recordBytes;
+    this.#members.get(segment)!.push(message);
     const pending = this.#pending.get(message.channel);
     if (pending !== undefined && pending.seq === message.seq) this.#pending.delete(message.channel);
     this.#heads.set(message.channel, { segment, time: message.time });
@@ -271,28 +287,38 @@ export class DurableBroker implements Broker {
   }
 
   async #flush(): Promise<void> {
-    while (this.#queue.length > 0) {
+    do {
       const batch = this.#queue;
       this.#queue = [];
       const data = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((write) => write.frame));
+      await this.#reclaimSpace(data.length);
+      if (batch.length === 0) continue;
       try {
-        if (this.#active.segment.size > 0 && this.#active.segment.size + data.length > this.#segmentBytes) {
-          await this.#rollSegment();
-        }
-        await this.#active.append(data, this.#fsyncIntervalMs === 0);
+        await this.#append(data, this.#fsyncIntervalMs === 0);
       } catch (error) {
         this.#writeFailed(batch, error);
         continue;
       }
-      this.#diskBytes += data.length;
-      this.#dirty = true;
       this.#failure = undefined;
       const segment = this.#active.segment;
       for (const write of batch) write.written(segment);
-    }
+    } while (this.#queue.length > 0);
     this.#flushing = false;
     for (const resolveDrained of this.#drained.splice(0)) resolveDrained();
-    if (!this.#closed && this.#needsCompaction()) void this.#compact();
+  }
+
+  /** Start a flush with nothing to write, so that space is reclaimed (after the sweep forgot channels). */
+  #kick(): void {
+    if (this.#flushing || this.#closed) return;
+    this.#flushing = true;
+    setImmediate(() => void this.#flush());
+  }
+
+  async #append(data: Buffer, sync: boolean): Promise<void> {
+    if (this.#active.segment.size > 0 && this.#active.segment.size + data.length > this.#segmentBytes) await this.#rollSegment();
+    await this.#active.append(data, sync);
+    this.#diskBytes += data.length;
+    this.#dirty = !sync;
   }
 
   /**
@@ -309,7 +335,8 @@ export class DurableBroker implements Broker {
   }
 
   async #rollSegment(): Promise<void> {
-    if (this.#fsyncIntervalMs > 0) await this.#active.sync();
+    if (this.#dirty) await this.#active.sync();
+    this.#dirty = false;
     await this.#active.close();
     await this.#startSegment();
   }
@@ -319,6 +346,7 @@ export class DurableBroker implements Broker {
     const id = Math.max(this.#nextLsn, (this.#segments.at(-1)?.id ?? 0) + 1);
     this.#active = await ActiveSegment.create(this.#dir, id);
     this.#segments.push(this.#active.segment);
+    this.#members.set(this.#active.segment, []);
   }
 
   #syncNow(): void {
@@ -337,32 +365,29 @@ export class DurableBroker implements Broker {
 
   // ---- reclaiming space ----------------------------------------------
 
-  #needsCompaction(): boolean {
-    if (this.#diskBytes > this.#maxTotalBytes) return true;
-    return this.#segments.some((segment) => segment !== this.#active.segment && segment.live === 0);
-  }
-
-  async #compact(): Promise<void> {
-    if (this.#compacting) return;
-    this.#compacting = true;
+  /**
+   * Runs in the flush, before each write, so that it is the only writer and
+   * publishes cannot outrun it: closed segments with nothing live go, and
+   * while the next write would take the files past the total, the closed
+   * segment with the most garbage is evacuated. A failure here is reported
+   * but does not refuse the publishes; the disk may then pass the bound
+   * until it heals.
+   */
+  async #reclaimSpace(incoming: number): Promise<void> {
     try {
-      for (const segment of this.#segments.filter((s) => s !== this.#active.segment && s.live === 0)) {
-        if (this.#closed) return;
-        await this.#copyForwardAndRemove(segment);
-      }
-      for (let victim = this.#mostGarbage(); victim !== undefined && !this.#closed; victim = this.#mostGarbage()) {
-        await this.#copyForwardAndRemove(victim);
+      for (const segment of this.#segments.filter((s) => s !== this.#active.segment && s.live === 0)) await this.#evacuate(segment);
+      while (this.#diskBytes + incoming > this.#maxTotalBytes) {
+        const victim = this.#mostGarbage();
+        if (victim === undefined) break;
+        await this.#evacuate(victim);
       }
     } catch (error) {
       this.#failure = `cannot reclaim space in ${this.#dir}: ${describe(error)}`;
-    } finally {
-      this.#compacting = false;
     }
   }
 
-  /** While over the total, the closed segment with the most bytes to reclaim. */
+  /** The closed segment with the most bytes to reclaim. */
   #mostGarbage(): Segment | undefined {
-    if (this.#diskBytes <= this.#maxTotalBytes) return undefined;
     let best: Segment | undefined;
     for (const segment of this.#segments) {
       if (segment === this.#active.segment || segment.size - segment.live <= 0) continue;
@@ -372,32 +397,27 @@ export class DurableBroker implements Broker {
   }
 
   /** Rewrite what `victim` still holds (live messages, heads of emptied channels) at the end of the log, then delete it. */
-  async #copyForwardAndRemove(victim: Segment): Promise<void> {
-    const writes: PendingWrite[] = [];
-    const done: Promise<void>[] = [];
-    const add = (frame: Buffer, written: (segment: Segment) => void) => {
-      done.push(new Promise<void>((resolveWrite, rejectWrite) => writes.push({ frame, written: (s) => (written(s), resolveWrite()), failed: rejectWrite })));
-    };
-    for (const message of this.#index.retained() as IterableIterator<DiskMessage>) {
-      if (message.segment !== victim) continue;
-      add(encodeRecord({ kind: RECORD_MESSAGE, ...message }), (segment) => this.#moved(message, victim, segment));
-    }
-    const retaining = new Set<string>();
-    for (const channel of this.#index.channels()) if (channel.retained > 0) retaining.add(channel.name);
+  async #evacuate(victim: Segment): Promise<void> {
+    const moving = (this.#members.get(victim) ?? []).filter((message) => !message.dropped && message.segment === victim);
+    const heads: StoredRecord[] = [];
     for (const [channel, head] of this.#heads) {
-      if (head.segment !== victim || retaining.has(channel)) continue;
+      if (head.segment !== victim || this.#index.retainedCount(channel) > 0) continue;
       const { epoch, seq } = this.#index.headNow(channel);
-      const record: StoredRecord = { kind: RECORD_HEAD, lsn: this.#nextLsn++, time: head.time, seq, epoch, channel, event: undefined, data: '' };
-      add(encodeRecord(record), (segment) => {
-        if (this.#heads.get(channel)?.segment === victim) this.#heads.set(channel, { segment, time: head.time });
-      });
+      heads.push({ kind: RECORD_HEAD, lsn: this.#nextLsn++, time: head.time, seq, epoch, channel, event: undefined, data: '' });
     }
-    for (const write of writes) this.#enqueue(write);
-    await Promise.all(done);
-    // The copies must be on disk before the originals go.
-    if (this.#fsyncIntervalMs > 0 && writes.length > 0) await this.#active.sync();
+    if (moving.length > 0 || heads.length > 0) {
+      const frames = [...moving.map((message) => encodeRecord({ kind: RECORD_MESSAGE, ...message })), ...heads.map(encodeRecord)];
+      // Always fsync'd: the copies must be on disk before the originals go.
+      await this.#append(Buffer.concat(frames), true);
+      const to = this.#active.segment;
+      for (const message of moving) this.#moved(message, victim, to);
+      for (const head of heads) {
+        if (this.#heads.get(head.channel)?.segment === victim) this.#heads.set(head.channel, { segment: to, time: head.time });
+      }
+    }
     await removeSegment(victim);
     this.#segments = this.#segments.filter((segment) => segment !== victim);
+    this.#members.delete(victim);
     this.#diskBytes -= victim.size;
   }
 
@@ -406,11 +426,10 @@ export class DurableBroker implements Broker {
     if (head?.segment === from && this.#index.headNow(message.channel).seq === message.seq) {
       this.#heads.set(message.channel, { segment: to, time: head.time });
     }
-    // Dropped while the copy was in flight: the copy is garbage where it landed.
-    if (message.dropped || message.segment !== from) return;
     from.live -= message.recordBytes;
     message.segment = to;
     to.live += message.recordBytes;
+    this.#members.get(to)!.push(message);
   }
 
   /** Channels with nothing left and no subscriber, past the grace time: gone from memory, and from disk as their segments go. */
@@ -461,7 +480,7 @@ export class DurableBroker implements Broker {
   sweep(isWatched: (channel: string) => boolean): void {
     this.#index.sweep();
     this.#forgetExpired(isWatched)
-      .then(() => (this.#needsCompaction() ? this.#compact() : undefined))
+      .then(() => this.#kick())
       .catch((error: unknown) => {
         this.#failure = `cannot update ${join(this.#dir, META_FILE)}: ${describe(error)}`;
       });
@@ -478,6 +497,11 @@ export class DurableBroker implements Broker {
 
   get diskBytes(): number {
     return this.#diskBytes;
+  }
+
+  /** Each segment file: its size and how much of it is still retained. */
+  get segments(): readonly { readonly id: number; readonly size: number; readonly live: number }[] {
+    return this.#segments.map(({ id, size, live }) => ({ id, size, live }));
   }
 
   get channelCount(): number {

@@ -170,6 +170,11 @@ export class MemoryBroker implements Broker {
     return { epoch: channel?.epoch ?? this.#epochOf(channelName), seq: channel?.headSeq ?? 0 };
   }
 
+  /** How many messages a channel retains now. */
+  retainedCount(channelName: string): number {
+    return this.#channels.get(channelName)?.history.length ?? 0;
+  }
+
   /** Drop a channel and everything it retains; its next message starts at 1 in the epoch `epochOf` gives then. */
   forget(channelName: string): void {
     const channel = this.#channels.get(channelName);
