@@ -291,7 +291,7 @@ export class DurableBroker implements Broker {
       const batch = this.#queue;
       this.#queue = [];
       const data = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((write) => write.frame));
-      await this.#reclaimSpace(data.length);
+      if (this.#mayReclaim(data.length)) await this.#reclaimSpace(data.length);
       if (batch.length === 0) continue;
       try {
         await this.#append(data, this.#fsyncIntervalMs === 0);
@@ -384,6 +384,13 @@ export class DurableBroker implements Broker {
     } catch (error) {
       this.#failure = `cannot reclaim space in ${this.#dir}: ${describe(error)}`;
     }
+  }
+
+  /** Cheap test, before each write, of whether #reclaimSpace has anything to do. */
+  #mayReclaim(incoming: number): boolean {
+    if (this.#diskBytes + incoming > this.#maxTotalBytes) return true;
+    for (const segment of this.#segments) if (segment.live === 0 && segment !== this.#active.segment) return true;
+    return false;
   }
 
   /** The closed segment with the most bytes to reclaim. */
