@@ -28,11 +28,8 @@ export interface Segment {
   live: number;
 }
 
-export interface ReadBack {
-  readonly record: StoredRecord;
-  readonly segment: Segment;
-  readonly bytes: number;
-}
+/** Hears each record read back: what it holds, the file it is in, its size there. */
+export type RecordVisitor = (record: StoredRecord, segment: Segment, bytes: number) => void;
 
 /** A file cut short at a record that did not check out: what start-up repaired. */
 export interface Repair {
@@ -72,10 +69,9 @@ export async function writeFileAtomic(dir: string, name: string, text: string): 
  * file: the file is truncated there, so the bad bytes are never served and
  * the next write does not land behind them.
  */
-export async function readSegments(dir: string): Promise<{ segments: Segment[]; records: ReadBack[]; repairs: Repair[] }> {
+export async function readSegments(dir: string, visit: RecordVisitor): Promise<{ segments: Segment[]; repairs: Repair[] }> {
   const names = (await readdir(dir)).filter((name) => SEGMENT_NAME.test(name)).sort();
   const segments: Segment[] = [];
-  const records: ReadBack[] = [];
   const repairs: Repair[] = [];
   for (const name of names) {
     const path = join(dir, name);
@@ -97,13 +93,13 @@ export async function readSegments(dir: string): Promise<{ segments: Segment[]; 
         }
         break;
       }
-      records.push({ record: decoded.record, segment, bytes: decoded.next - offset });
+      visit(decoded.record, segment, decoded.next - offset);
       offset = decoded.next;
     }
     segment.size = offset;
     segments.push(segment);
   }
-  return { segments, records, repairs };
+  return { segments, repairs };
 }
 
 /**
