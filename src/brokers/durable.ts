@@ -189,9 +189,17 @@ export class DurableBroker implements Broker {
     // mostly allocation and GC, so no wrapper objects per record.
     const messages: DiskMessage[] = [];
     const heads: { record: StoredRecord; segment: Segment }[] = [];
+    // One string per channel name and epoch, not one per record: less to keep and to collect.
+    const strings = new Map<string, string>();
+    const intern = (text: string): string => {
+      const known = strings.get(text);
+      if (known !== undefined) return known;
+      strings.set(text, text);
+      return text;
+    };
     const { segments, repairs } = await readSegments(this.#dir, (record, segment, bytes) => {
       if (record.kind === RECORD_HEAD) heads.push({ record, segment });
-      else messages.push(toMessage(record, segment, bytes));
+      else messages.push(toMessage(record, segment, bytes, intern(record.channel), intern(record.epoch)));
       if (record.lsn >= this.#nextLsn) this.#nextLsn = record.lsn + 1;
     });
     this.#repairs.push(...repairs);
@@ -238,12 +246,11 @@ export class DurableBroker implements Broker {
   }
 
   #replayMessage(message: DiskMessage, now: number): void {
-    const head = this.#index.peek(message.channel);
-    const known = head !== undefined && head.epoch === message.epoch;
-    if (known && message.seq <= head.seq) return;
+    const headSeq = this.#index.headSeqIn(message.channel, message.epoch);
+    if (headSeq !== undefined && message.seq <= headSeq) return;
     // A hole (a damaged file lost records in the middle): what came before it
     // is not served as if it were contiguous; subscribers get a gap instead.
-    if (known && message.seq > head.seq + 1) this.#index.forget(message.channel);
+    if (headSeq !== undefined && message.seq > headSeq + 1) this.#index.forget(message.channel);
     message.segment.live += message.recordBytes;
     this.#members.get(message.segment)!.push(message);
     this.#heads.set(message.channel, { segment: message.segment, time: message.time });
@@ -551,12 +558,12 @@ export class DurableBroker implements Broker {
   }
 }
 
-function toMessage(record: StoredRecord, segment: Segment, recordBytes: number): DiskMessage {
+function toMessage(record: StoredRecord, segment: Segment, recordBytes: number, channel = record.channel, epoch = record.epoch): DiskMessage {
   return {
-    channel: record.channel,
-    epoch: record.epoch,
+    channel,
+    epoch,
     seq: record.seq,
-    id: formatId(record.channel, record.epoch, record.seq),
+    id: formatId(channel, epoch, record.seq),
     event: record.event,
     data: record.data,
     time: record.time,

@@ -168,10 +168,10 @@ export class MemoryBroker implements Broker {
     if (seq > channel.headSeq && channel.history.length === 0) channel.headSeq = seq;
   }
 
-  /** The head of a stored channel, or undefined for one never stored (no epoch is made up for it). */
-  peek(channelName: string): ChannelHead | undefined {
+  /** The head sequence of a stored channel in `epoch`; undefined when not stored, or in another epoch. Allocates nothing. */
+  headSeqIn(channelName: string, epoch: string): number | undefined {
     const channel = this.#channels.get(channelName);
-    return channel === undefined ? undefined : { epoch: channel.epoch, seq: channel.headSeq };
+    return channel !== undefined && channel.epoch === epoch ? channel.headSeq : undefined;
   }
 
   /** The channel's head now, without waiting (the durable broker numbers its pending writes from it). */
