@@ -3,6 +3,7 @@ import { assertChannelName, assertEventName } from './channel-name.js';
 import { fanOutChannel } from './diagnostics.js';
 import { type Cursor, type Position, formatId } from './cursor.js';
 import { KometaError } from './errors.js';
+import { isWellFormed } from './text.js';
 import type { GapNotice, HistoryRead, Message } from './message.js';
 import type { Encoder, Sink } from './sink.js';
 
@@ -181,6 +182,11 @@ export class Hub {
   async publish(channel: string, data: string, options: { event?: string | undefined } = {}): Promise<PublishResult> {
     assertChannelName(channel);
     if (options.event !== undefined) assertEventName(options.event);
+    // One rule for every way in (HTTP bodies are checked as bytes already;
+    // a WebSocket frame or a library call can carry "\ud800" as a JSON
+    // escape or a JS string): text must be well-formed, or encoding it as
+    // UTF-8 would silently turn a lone surrogate into U+FFFD.
+    if (!isWellFormed(data)) throw new KometaError('KOMETA_ERR_BODY_ENCODING', 'Message data must be well-formed Unicode text (no lone surrogates)');
     const size = Buffer.byteLength(data);
     if (size > this.limits.maxMessageBytes) {
       throw new KometaError('KOMETA_ERR_BODY_TOO_LARGE', `Messages are limited to ${this.limits.maxMessageBytes} bytes`, {
