@@ -154,13 +154,13 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
       if (stopping) {
         // Under `npm start`, one Ctrl-C reaches us twice (from the terminal
         // and forwarded by npm); only a second press, later, means "now".
-        if (Date.now() - firstSignalAt < 1000) return;
+        if (performance.now() - firstSignalAt < 1000) return;
         log.warn({ event: 'stop', signal }, `second ${signal}, exiting now`);
         resolve(130);
         return;
       }
       stopping = true;
-      firstSignalAt = Date.now();
+      firstSignalAt = performance.now();
       log.info({ event: 'stopping', signal, graceSeconds: settings.shutdownGrace }, `${signal} received, closing`);
       ops?.close();
       hubServer.close().then(() => proxying?.close()).then(() => broker.close()).then(() => {

@@ -2,6 +2,7 @@ import type { Broker, ChannelStats } from './broker.js';
 import { assertChannelName, assertEventName } from './channel-name.js';
 import { fanOutChannel } from './diagnostics.js';
 import { type Cursor, type Position, formatId } from './cursor.js';
+import { wallClock } from './clock.js';
 import { KometaError } from './errors.js';
 import { isWellFormed } from './text.js';
 import type { GapNotice, HistoryRead, Message } from './message.js';
@@ -117,6 +118,12 @@ export class Subscription {
   readonly backlog: { gaps: GapNotice[]; messages: Message[] } = { gaps: [], messages: [] };
   /** Live messages that arrived while resolving or catching up. */
   buffered: Message[] = [];
+  /**
+   * When the subscriber's credential stops being valid (wall clock, ms since
+   * 1970), if it does. Checked before every write, so nothing is delivered
+   * after it even while the sweep that ends idle subscriptions is still due.
+   */
+  expiresAt: number | undefined;
 
   constructor(
     private readonly hub: Hub,
@@ -269,6 +276,7 @@ export class Hub {
 
   /** Send a started subscription its gaps, backlog and buffered messages; join its group once level with the channel. */
   catchUp(subscription: Subscription): void {
+    if (this.#expireIfDue(subscription, wallClock.now())) return;
     const sink = subscription.sink!;
     const { gaps, messages } = subscription.backlog;
     for (const notice of gaps) {
@@ -286,6 +294,7 @@ export class Hub {
 
   /** Encode for one subscriber (catch-up is rare next to live fan-out, so per-subscriber cost is fine here). */
   #sendIndividually(subscription: Subscription, queue: readonly Message[]): void {
+    if (this.#expireIfDue(subscription, wallClock.now())) return;
     const sink = subscription.sink!;
     const frames: Buffer[] = [];
     const sent: Message[] = [];
@@ -434,6 +443,8 @@ export class Hub {
     const started = observed ? performance.now() : 0;
     let subscribers = 0;
     let bytes = 0;
+    // One wall-clock read per fan-out, none per subscriber: credentials are compared with it.
+    const now = wallClock.now();
     for (const group of channel.groups) {
       let frames: Buffer;
       let cursor = '';
@@ -453,11 +464,16 @@ export class Hub {
         frames = Buffer.concat(parts);
       }
       channel.deliveredSeq = savedSeq;
-      // Long-poll members leave the group inside push; iterating a Set while deleting is safe.
-      for (const subscription of group.members) subscription.sink!.push(frames, cursor, messages);
-      this.counters.delivered += group.members.size * messages.length;
-      subscribers += group.members.size;
-      bytes += frames.length * group.members.size;
+      // Long-poll and expired members leave the group in the loop; iterating a Set while deleting is safe.
+      let reached = 0;
+      for (const subscription of group.members) {
+        if (this.#expireIfDue(subscription, now)) continue;
+        subscription.sink!.push(frames, cursor, messages);
+        reached++;
+      }
+      this.counters.delivered += reached * messages.length;
+      subscribers += reached;
+      bytes += frames.length * reached;
     }
     this.counters.deliveredBytes += bytes;
     channel.messageCount += messages.length;
@@ -482,6 +498,14 @@ export class Hub {
         subscription.buffered.push(...messages);
       }
     }
+  }
+
+  /** End a subscription whose credential has run out (it is told why); true when it did. */
+  #expireIfDue(subscription: Subscription, now: number): boolean {
+    if (subscription.expiresAt === undefined || subscription.expiresAt > now) return false;
+    subscription.sink?.end('token-expired');
+    this.unsubscribe(subscription);
+    return true;
   }
 
   #epochChanged(channel: LocalChannel, epoch: string): void {

@@ -15,6 +15,7 @@ import { compilePatterns } from '../auth/patterns.js';
 import { decodePublishBody, readBody } from './body.js';
 import { RateLimiter } from './rate-limit.js';
 import { TimerWheel, type WheelTask } from '../core/timer-wheel.js';
+import { wallClock } from '../core/clock.js';
 import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
@@ -82,6 +83,8 @@ export const defaultHubHttpOptions: HubHttpOptions = {
 
 /** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
 const TICK_MS = 250;
+/** How long an idle subscription may outlive its credential when the wall clock steps forward. */
+const EXPIRY_RECHECK_MS = 10_000;
 /** Aged history is trimmed and unused channels forgotten once a minute. */
 const HOUSEKEEPING_TICKS = 240;
 
@@ -135,10 +138,23 @@ export class HubHttp {
     return this.#polls.size;
   }
 
-  /** Run `expire` on the shared sweep when a credential runs out; returns a canceller. */
+  /**
+   * Run `expire` on the shared sweep when a credential runs out (`expiresAt`
+   * is wall-clock time); returns a canceller. The wheel counts monotonic
+   * time, so the wall clock is asked again at each wake-up, at least every
+   * EXPIRY_RECHECK_MS: stepped back, nothing ends early; stepped forward, an
+   * idle subscription ends within that bound (one that receives messages
+   * ends at its next message, see Hub).
+   */
   atExpiry(expiresAt: number, expire: () => void): () => void {
-    const task = this.#wheel.schedule(Math.max(0, expiresAt - Date.now()), expire);
-    return () => task.cancel();
+    let task: WheelTask | undefined;
+    const check = () => {
+      const left = expiresAt - wallClock.now();
+      if (left <= 0) expire();
+      else task = this.#wheel.schedule(Math.min(left, EXPIRY_RECHECK_MS), check);
+    };
+    check();
+    return () => task?.cancel();
   }
 
   get publishLimiter(): RateLimiter {
@@ -239,7 +255,8 @@ export class HubHttp {
       subscription.close();
       return;
     }
-    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - Date.now())));
+    subscription.expiresAt = grant.expiresAt;
+    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - wallClock.now())));
     else this.#startStreaming(res, subscription, transport, grant);
   }
 

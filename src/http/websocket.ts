@@ -212,6 +212,7 @@ export class HubWebSocket {
       return;
     }
     session.subscriptions.set(channel, subscription);
+    subscription.expiresAt = session.grant.expiresAt;
     connection.sendJson(withRef({ type: 'subscribed', channel, cursor: subscription.cursor() }, ref));
     subscription.start(new WsSink(connection));
   }
