@@ -19,6 +19,7 @@ import { wallClock } from '../core/clock.js';
 import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
+import { InOrder, answersPromptly } from './in-order.js';
 import { answerMalformedRequests, listen } from './server-setup.js';
 
 export interface HubHttpOptions {
@@ -183,6 +184,8 @@ export class HubHttp {
       route = () => this.#ticketRoute(req, res, url);
     }
     if (route === undefined) return false;
+    // Only a streamed subscription stays open; see InOrder.
+    if (!path.startsWith('/sub')) answersPromptly(res);
     if (this.#draining) {
       sendProblem(res, new KometaError('KOMETA_ERR_DRAINING'), { Connection: 'close', 'Retry-After': '1' });
       return true;
@@ -227,6 +230,7 @@ export class HubHttp {
     if (this.reservedSockets.has(req.socket)) throw serverFull();
     const channels = pathChannel === undefined ? url.searchParams.getAll('channel') : [decodeChannel(pathChannel)];
     const transport = pickTransport(url.searchParams.get('transport'), req.headers.accept);
+    if (transport === 'poll') answersPromptly(res);
     // The header wins: EventSource sends the newest id in it when it reconnects,
     // while the query keeps whatever the page first put in the URL.
     const cursorText = headerValue(req.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? url.searchParams.get('since') ?? '';
@@ -438,6 +442,7 @@ export function createHubServer(
 ): HubServer {
   const http = new HubHttp(hub, options);
   const rejected = new WeakSet<Socket>();
+  const inOrder = new InOrder();
   const server = createServer(
     {
       maxHeaderSize: http.options.maxHeaderBytes,
@@ -446,13 +451,13 @@ export function createHubServer(
       // than headersTimeout says.
       connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
     },
-    (req, res) => {
-    if (rejected.has(req.socket)) return;
-    if (http.handle(req, res)) return;
-    if (serveClientScript(req, res)) return;
-    if (fallback !== undefined) fallback(req, res);
-    else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
-    },
+    inOrder.requests((req, res) => {
+      if (rejected.has(req.socket)) return;
+      if (http.handle(req, res)) return;
+      if (serveClientScript(req, res)) return;
+      if (fallback !== undefined) fallback(req, res);
+      else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
+    }),
   );
   const webSocket = new HubWebSocket(hub, {
     enabled: http.options.websocket,
@@ -468,7 +473,7 @@ export function createHubServer(
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     if (rejected.has(socket)) socket.destroy();
     else if (http.reservedSockets.has(socket)) socket.end(rawProblemResponse(serverFull()));
-    else webSocket.handleUpgrade(req, socket, head);
+    else inOrder.upgrade(socket, () => webSocket.handleUpgrade(req, socket, head));
   });
   limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected, http.reservedSockets);
   server.headersTimeout = http.options.headersTimeoutMs;

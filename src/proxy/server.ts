@@ -1,5 +1,6 @@
 import { type Server, createServer } from 'node:http';
 import type { GripProxy } from './proxy.js';
+import { InOrder } from '../http/in-order.js';
 import { answerMalformedRequests, listen } from '../http/server-setup.js';
 
 export interface ProxyServerOptions {
@@ -29,7 +30,8 @@ export interface ProxyServer {
  */
 export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServerOptions> = {}): ProxyServer {
   const settings = { ...defaultProxyServerOptions, ...options };
-  const server = createServer({ maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) }, proxy.handle);
+  // Held responses are endless too: nothing pipelined behind one may run unanswered.
+  const server = createServer({ maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) }, new InOrder().requests(proxy.handle));
   server.headersTimeout = settings.headersTimeoutMs;
   server.requestTimeout = 0;
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;

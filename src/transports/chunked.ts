@@ -17,6 +17,23 @@ export function chunk(payload: string | Buffer): Buffer {
   return out;
 }
 
+/**
+ * The payloads of one or more complete chunks, without their framing: for an
+ * HTTP/1.0 peer, which must not get chunked encoding (RFC 9112 section 6.1).
+ * A single chunk costs no copy (a view into the shared Buffer).
+ */
+export function unchunk(framed: Buffer): Buffer {
+  const payloads: Buffer[] = [];
+  let at = 0;
+  while (at < framed.length) {
+    const lineEnd = framed.indexOf(CRLF, at);
+    const size = Number.parseInt(framed.toString('latin1', at, lineEnd), 16);
+    payloads.push(framed.subarray(lineEnd + 2, lineEnd + 2 + size));
+    at = lineEnd + 2 + size + 2;
+  }
+  return payloads.length === 1 ? payloads[0]! : Buffer.concat(payloads);
+}
+
 export interface StreamLimits {
   /** Bytes that may wait in a connection's outgoing queue before it is closed as too slow. */
   readonly maxQueueBytes: number;
@@ -29,10 +46,17 @@ export interface StreamLimits {
  * chunk Buffer that the hub shares between all subscribers, written with
  * `socket.write`: no per-subscriber chunk framing, no copy, no extra writes
  * through ServerResponse. The wire stays valid HTTP/1.1 chunked encoding.
+ *
+ * An HTTP/1.0 request gets the same bytes without the framing, and the end
+ * of the body is the end of the connection. Either way the response says
+ * `Connection: close`: it ends only when the server ends it, so nothing
+ * pipelined behind it could ever be answered on this connection.
  */
 export class ChunkedStream {
   #socket: Socket | null = null;
   #closed = false;
+  /** HTTP/1.0: no chunked encoding, the body ends with the connection. */
+  #unframed = false;
   /** Only to name the transport when the connection is dropped as too slow. */
   #contentType = '';
   /** Sweep generation of the last write, so heartbeats skip connections that were just written to. */
@@ -53,7 +77,8 @@ export class ChunkedStream {
   open(headers: Record<string, string>): void {
     const res = this.res;
     this.#contentType = headers['Content-Type'] ?? '';
-    res.writeHead(200, { ...headers, 'Transfer-Encoding': 'chunked' });
+    this.#unframed = res.req.httpVersionMajor === 1 && res.req.httpVersionMinor === 0;
+    res.writeHead(200, { ...headers, Connection: 'close', ...(this.#unframed ? {} : { 'Transfer-Encoding': 'chunked' }) });
     res.flushHeaders();
     const socket = res.socket;
     if (socket === null || socket.destroyed) {
@@ -63,13 +88,17 @@ export class ChunkedStream {
     this.#socket = socket;
     socket.setNoDelay(true);
     socket.once('close', () => this.#finish());
+    // node:http's own error listener leaves when a request pipelined behind
+    // this one is an upgrade (the socket is handed over, see InOrder); a peer
+    // gone mid-write must still only close the stream, never crash.
+    socket.on('error', () => socket.destroy());
   }
 
   write(bytes: Buffer, sweep: number): void {
     const socket = this.#socket;
     if (socket === null || this.#closed) return;
     this.lastWriteSweep = sweep;
-    socket.write(bytes);
+    socket.write(this.#unframed ? unchunk(bytes) : bytes);
     if (socket.writableLength > this.limits.maxQueueBytes) {
       // The subscriber is not reading. Tell it why (it may never read this) and
       // let it resume from history on a fresh connection.
@@ -82,8 +111,9 @@ export class ChunkedStream {
   end(lastFrame?: Buffer): void {
     const socket = this.#socket;
     if (socket === null || this.#closed) return;
-    if (lastFrame !== undefined) socket.write(lastFrame);
-    socket.end(LAST_CHUNK);
+    if (lastFrame !== undefined) socket.write(this.#unframed ? unchunk(lastFrame) : lastFrame);
+    if (this.#unframed) socket.end();
+    else socket.end(LAST_CHUNK);
     // A peer that never reads would keep the socket half-closed forever.
     setTimeout(() => socket.destroy(), 5000).unref();
     this.#finish();
