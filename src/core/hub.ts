@@ -177,6 +177,8 @@ export class Hub {
   #flushScheduled = false;
   #closed = false;
   readonly #live = new Set<Subscription>();
+  /** Publishes handed to the broker and not yet settled: a drain waits for them. */
+  readonly #storing = new Set<Promise<Message>>();
 
   constructor(
     readonly broker: Broker,
@@ -201,7 +203,14 @@ export class Hub {
       });
     }
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
-    const message = await this.broker.publish(channel, data, { event: options.event });
+    const storing = this.broker.publish(channel, data, { event: options.event });
+    this.#storing.add(storing);
+    let message: Message;
+    try {
+      message = await storing;
+    } finally {
+      this.#storing.delete(storing);
+    }
     this.counters.published++;
     this.counters.publishedBytes += size;
     return { message, subscribers: this.#channels.get(channel)?.subscriberCount ?? 0 };
@@ -597,11 +606,31 @@ export class Hub {
     this.broker.sweep?.((channel) => this.#channels.has(channel));
   }
 
-  /** End every subscription (they are told why) and stop accepting new ones. */
+  /**
+   * Graceful stop: refuse new publishes and subscriptions, wait for the
+   * publishes already handed to the broker (their publishers get a 201 and
+   * were promised delivery), fan out everything accepted, then end every
+   * subscription. A message the broker passes on only after this (Redis
+   * pub/sub may lag its reply) is in history: the subscriber's cursor gets it
+   * on resume.
+   */
+  async drain(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#storing]);
+    this.close();
+  }
+
+  /** Fan out what is pending, then end every subscription (they are told why) and stop accepting new ones. */
   close(): void {
     this.#closed = true;
-    for (const subscription of [...this.#live]) {
-      subscription.sink?.end('shutdown');
+    // Accepted messages go out before the streams end: a 201 promised them to every subscriber.
+    this.flush();
+    const started = new Set(this.#live);
+    for (const channel of this.#channels.values()) for (const subscription of channel.catchingUp) started.add(subscription);
+    for (const subscription of started) {
+      // Still resolving: its route sees it closed when it gets there.
+      if (subscription.sink === undefined) continue;
+      subscription.sink.end('shutdown');
       this.unsubscribe(subscription);
     }
   }

@@ -1,5 +1,5 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { Socket } from 'node:net';
+import { Server as NetServer, type Socket } from 'node:net';
 import { parseCursor } from '../core/cursor.js';
 import { assertChannelName } from '../core/channel-name.js';
 import { KometaError } from '../core/errors.js';
@@ -112,6 +112,8 @@ export class HubHttp {
   readonly #wheel = new TimerWheel(TICK_MS);
   readonly #timer: NodeJS.Timeout;
   #draining = false;
+  /** Answers being worked on, so a drain can tell each to close its connection after it. */
+  readonly #answering = new Set<ServerResponse>();
   readonly access: AccessPolicy;
   readonly #publishLimiter: RateLimiter;
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
@@ -184,6 +186,8 @@ export class HubHttp {
       route = () => this.#ticketRoute(req, res, url);
     }
     if (route === undefined) return false;
+    this.#answering.add(res);
+    res.once('close', () => this.#answering.delete(res));
     // Only a streamed subscription stays open; see InOrder.
     if (!path.startsWith('/sub')) answersPromptly(res);
     if (this.#draining) {
@@ -415,11 +419,17 @@ export class HubHttp {
     }
   }
 
-  /** Stop taking requests, end every subscription with a retry hint, and stop the sweep. */
-  drain(): void {
+  /**
+   * Stop taking requests (they get 503), let those already read finish (a
+   * publish the broker is storing gets its 201) with `Connection: close`,
+   * deliver what was accepted, end every subscription with a retry hint, and
+   * stop the sweep.
+   */
+  async drain(): Promise<void> {
     this.#draining = true;
+    for (const res of this.#answering) if (!res.headersSent) res.setHeader('Connection', 'close');
     clearInterval(this.#timer);
-    this.hub.close();
+    await this.hub.drain();
     for (const sink of [...this.#polls.keys()]) sink.answer();
     this.#wheel.clear();
   }
@@ -486,23 +496,44 @@ export function createHubServer(
     http,
     webSocket,
     listen: (port, host) => listen(server, port, host),
-    close: () =>
-      new Promise<void>((resolve) => {
-        webSocket.close();
-        http.drain();
-        const grace = setTimeout(() => {
-          server.closeAllConnections();
-          // Upgraded sockets are no longer node:http's to close.
-          webSocket.terminateAll();
-        }, http.options.shutdownGraceMs);
-        grace.unref();
-        server.close(() => {
-          clearTimeout(grace);
-          resolve();
-        });
-        server.closeIdleConnections();
-      }),
+    close: () => drainServer(server, http, webSocket),
   };
+}
+
+/** How long an idle keep-alive connection is left open once a drain has delivered what it had. */
+const DRAIN_LINGER_MS = 1000;
+
+/**
+ * Graceful stop. No new connections; requests that arrive on open ones get
+ * 503 with `Connection: close`; what was read is answered; what was accepted
+ * is delivered; then streams end. Idle keep-alive connections are not cut at
+ * once (node's server.close() would, resetting a request already on its way
+ * on one): they get DRAIN_LINGER_MS to send it and have it answered 503.
+ * Whatever is still open after the grace period is cut.
+ */
+function drainServer(server: Server, http: HubHttp, webSocket: HubWebSocket): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let linger: NodeJS.Timeout | undefined;
+    const grace = setTimeout(() => {
+      server.closeAllConnections();
+      // Upgraded sockets are no longer node:http's to close.
+      webSocket.terminateAll();
+    }, http.options.shutdownGraceMs);
+    grace.unref();
+    // net's close: stop listening, leave open connections alone.
+    NetServer.prototype.close.call(server, () => {
+      clearTimeout(grace);
+      clearTimeout(linger);
+      resolve();
+    });
+    webSocket.stopAccepting();
+    void http.drain().then(() => {
+      // Sessions whose subscriptions did not end them (none, or only publishing).
+      webSocket.close();
+      linger = setTimeout(() => server.close(), Math.min(DRAIN_LINGER_MS, http.options.shutdownGraceMs));
+      linger.unref();
+    });
+  });
 }
 
 /**

@@ -1,4 +1,5 @@
 import { type Server, createServer } from 'node:http';
+import { Server as NetServer } from 'node:net';
 import type { GripProxy } from './proxy.js';
 import { InOrder } from '../http/in-order.js';
 import { answerMalformedRequests, listen } from '../http/server-setup.js';
@@ -44,12 +45,17 @@ export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServer
         proxy.drain();
         const grace = setTimeout(() => server.closeAllConnections(), settings.shutdownGraceMs);
         grace.unref();
-        server.close(() => {
+        // Stop listening but leave idle keep-alive connections a moment: cut
+        // at once (node's server.close()), a request already on its way on
+        // one would get a reset instead of an answer.
+        const linger = setTimeout(() => server.close(), Math.min(1000, settings.shutdownGraceMs));
+        linger.unref();
+        NetServer.prototype.close.call(server, () => {
           clearTimeout(grace);
+          clearTimeout(linger);
           proxy.close();
           resolve();
         });
-        server.closeIdleConnections();
       }),
   };
 }

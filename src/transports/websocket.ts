@@ -68,6 +68,9 @@ const CLOSE_GRACE_MS = 5_000;
  */
 export class WsConnection {
   #closing = false;
+  /** Publishes read from this connection and not yet answered; a graceful close waits for them. */
+  #publishing = 0;
+  #closeWhenAnswered: { code: number; reason: string } | undefined;
   /** Set by the server's sweep; cleared by any sign of life (a frame or a pong). */
   alive = true;
 
@@ -107,6 +110,23 @@ export class WsConnection {
     setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
+  /** A publish frame was read: its answer must go out before a graceful close. */
+  publishStarted(): void {
+    this.#publishing++;
+  }
+
+  publishAnswered(): void {
+    this.#publishing--;
+    const pending = this.#closeWhenAnswered;
+    if (this.#publishing === 0 && pending !== undefined) this.close(pending.code, pending.reason);
+  }
+
+  /** Close once every publish read from the connection has been answered (a drain). */
+  closeGracefully(code: number, reason: string): void {
+    if (this.#publishing === 0) this.close(code, reason);
+    else this.#closeWhenAnswered ??= { code, reason };
+  }
+
   terminate(): void {
     this.#markClosing();
     this.ws.terminate();
@@ -137,7 +157,11 @@ export class WsSink implements Sink {
   live(): void {}
 
   end(reason: EndReason): void {
-    const code = reason === 'token-expired' ? 'KOMETA_ERR_TOKEN_EXPIRED' : 'KOMETA_ERR_DRAINING';
-    this.connection.close(wsCloseCode(code), code);
+    if (reason === 'token-expired') {
+      this.connection.close(wsCloseCode('KOMETA_ERR_TOKEN_EXPIRED'), 'KOMETA_ERR_TOKEN_EXPIRED');
+      return;
+    }
+    // Shutdown: publishes this client sent are answered first (201 or an error), then 1001.
+    this.connection.closeGracefully(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
   }
 }
