@@ -16,6 +16,7 @@ import { KometaOps } from '../ops/ops.js';
 import { hubBanner } from './banner.js';
 import { createLogger, logDiagnostics } from './logger.js';
 import { runTool } from './tools.js';
+import { reclaimAfterBursts } from './reclaim.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
@@ -104,6 +105,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
   const comet = new Comet({ hub, onError: (report) => log.error({ event: 'handler-failed', method: report.method, path: report.path, phase: report.phase, err: report.error }, 'comet handler failed') });
   const stopLogging = logDiagnostics(log, broker);
+  const stopReclaiming = reclaimAfterBursts(hub);
   // The operator's view (/_kometa/, /metrics) goes in front of whatever else the server falls back to.
   let ops: KometaOps | undefined;
   const withOps = (next: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
@@ -165,6 +167,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
       ops?.close();
       hubServer.close().then(() => proxying?.close()).then(() => broker.close()).then(() => {
         stopLogging();
+        stopReclaiming();
         log.info({ event: 'stop' }, 'closed');
         resolve(0);
       });

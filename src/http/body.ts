@@ -27,7 +27,8 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
       req.off('end', onEnd);
       req.off('error', onError);
       req.off('close', onClose);
-      if (error === undefined) resolve(Buffer.concat(chunks, total));
+      // One piece (the common case for a message) needs no copy.
+      if (error === undefined) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
       else reject(error);
     };
     const onData = (piece: Buffer) => {

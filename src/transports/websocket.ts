@@ -22,8 +22,8 @@ import type { Encoder, EndReason, Sink } from '../core/sink.js';
 
 /** A complete FIN text frame (opcode 0x1) around a UTF-8 payload. */
 export function wsTextFrame(payload: string | Buffer): Buffer {
-  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
-  const length = body.length;
+  // Text is encoded straight into the frame: one allocation, no temporary Buffer.
+  const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   // "the length of the payload: if 0-125, that is the payload length. If 126,
   //  the following 2 bytes ... If 127, the following 8 bytes".
   const headerLength = length < 126 ? 2 : length < 0x10000 ? 4 : 10;
@@ -39,7 +39,8 @@ export function wsTextFrame(payload: string | Buffer): Buffer {
     frame.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2);
     frame.writeUInt32BE(length >>> 0, 6);
   }
-  body.copy(frame, headerLength);
+  if (typeof payload === 'string') frame.write(payload, headerLength);
+  else payload.copy(frame, headerLength);
   return frame;
 }
 
