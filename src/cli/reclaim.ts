@@ -4,10 +4,42 @@ import type { Hub } from '../core/hub.js';
 
 /** How often the publish rate is looked at. */
 const LOOK_EVERY_MS = 5000;
-/** Data published within one look that makes it a burst. */
-const BURST_BYTES = 8 * 1024 * 1024;
-/** Data published within one look that counts as quiet. */
-const QUIET_BYTES = 64 * 1024;
+
+export interface BurstLimits {
+  /** Data published within one look that makes it a burst. */
+  readonly burstBytes: number;
+  /** Data published within one look that counts as quiet. */
+  readonly quietBytes: number;
+}
+
+const defaultLimits: BurstLimits = { burstBytes: 8 * 1024 * 1024, quietBytes: 64 * 1024 };
+
+/**
+ * Decides, one look at a time, when a burst of publishing has given way to
+ * quiet: true once per burst, on the first quiet look after it.
+ */
+export class BurstWatch {
+  #seen: number;
+  #burst = false;
+
+  constructor(
+    publishedBytes: number,
+    private readonly limits: BurstLimits = defaultLimits,
+  ) {
+    this.#seen = publishedBytes;
+  }
+
+  look(publishedBytes: number): boolean {
+    const published = publishedBytes - this.#seen;
+    this.#seen = publishedBytes;
+    if (published >= this.limits.burstBytes) this.#burst = true;
+    else if (this.#burst && published < this.limits.quietBytes) {
+      this.#burst = false;
+      return true;
+    }
+    return false;
+  }
+}
 
 /**
  * Give the memory of a publish burst back once the hub goes quiet.
@@ -23,16 +55,9 @@ const QUIET_BYTES = 64 * 1024;
 export function reclaimAfterBursts(hub: Hub): () => void {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
-  let seen = hub.counters.publishedBytes;
-  let burst = false;
+  const watch = new BurstWatch(hub.counters.publishedBytes);
   const timer = setInterval(() => {
-    const published = hub.counters.publishedBytes - seen;
-    seen = hub.counters.publishedBytes;
-    if (published >= BURST_BYTES) burst = true;
-    else if (burst && published < QUIET_BYTES) {
-      burst = false;
-      gc();
-    }
+    if (watch.look(hub.counters.publishedBytes)) gc();
   }, LOOK_EVERY_MS);
   timer.unref();
   return () => clearInterval(timer);
