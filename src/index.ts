@@ -16,6 +16,7 @@ export { DataDirError, DurableBroker } from './brokers/durable.js';
 export type { DurableBrokerOptions } from './brokers/durable.js';
 export { HubHttp, createHubServer, defaultHubHttpOptions } from './http/hub-server.js';
 export type { HubHttpOptions, HubServer } from './http/hub-server.js';
+export { InOrder, answersPromptly } from './http/in-order.js';
 export { Comet, cometErrorChannel, defaultComet, createSeedHandler, seedHandler } from './comet/index.js';
 export type { Chunk, CometContext, CometCounters, CometErrorReport, CometHandler, CometOptions, CometOutput, CometRequest, NextOptions, NextResult } from './comet/index.js';
 export { nodeComet } from './adapters/node-http.js';

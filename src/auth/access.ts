@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { wallClock } from '../core/clock.js';
 import { KometaError } from '../core/errors.js';
 import { type Grant, allowAll, grantFromClaim, isKometaClaim } from './grant.js';
 import { compilePatterns } from './patterns.js';
 import { TicketIssuer, type TicketLimits, defaultTicketLimits } from './tickets.js';
-import { type TokenKeys, type TokenVerifier, createTokenVerifier } from './tokens.js';
+import { CLOCK_TOLERANCE_S, type TokenKeys, type TokenVerifier, createTokenVerifier } from './tokens.js';
 
 export type Action = 'subscribe' | 'publish';
 
@@ -111,7 +112,7 @@ export class AccessPolicy {
     const ticket = url.searchParams.get('ticket');
     if (ticket !== null) {
       const { session: id, entry } = await this.tickets.redeem(ticket);
-      const maxAge = Math.max(1, Math.floor((entry.expiresAt - Date.now()) / 1000));
+      const maxAge = Math.max(1, Math.floor((entry.expiresAt - wallClock.now()) / 1000));
       return {
         grant: grantFromClaim(entry.claim, { expiresAt: entry.expiresAt, subject: entry.subject, kind: 'ticket' }),
         setCookie: `${SESSION_COOKIE}=${id}; Max-Age=${maxAge}; Path=/; HttpOnly; SameSite=Lax`,
@@ -139,7 +140,8 @@ export class AccessPolicy {
     if (!isKometaClaim(payload.kometa)) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token has no valid "kometa" claim');
     try {
       return grantFromClaim(payload.kometa, {
-        expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
+        // The skew jose allowed at verification stays allowed afterwards: one end for every check.
+        expiresAt: typeof payload.exp === 'number' ? (payload.exp + CLOCK_TOLERANCE_S) * 1000 : undefined,
         subject: typeof payload.sub === 'string' ? `token:${payload.sub.slice(0, 128)}` : 'token',
         kind: 'token',
       });
@@ -164,7 +166,7 @@ export class AccessPolicy {
         throw new KometaError('KOMETA_ERR_FORBIDDEN', `This credential may not ${action} ${channel}`, { channel });
       }
     }
-    if (grant.expiresAt !== undefined && grant.expiresAt <= Date.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+    if (grant.expiresAt !== undefined && grant.expiresAt <= wallClock.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
   }
 
   /**

@@ -17,6 +17,7 @@ import { hubBanner } from './banner.js';
 import { createLogger, logDiagnostics } from './logger.js';
 import { runTool } from './tools.js';
 import { DataDirError, DurableBroker } from '../brokers/durable.js';
+import { reclaimAfterBursts } from './reclaim.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
@@ -119,6 +120,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
   const comet = new Comet({ hub, onError: (report) => log.error({ event: 'handler-failed', method: report.method, path: report.path, phase: report.phase, err: report.error }, 'comet handler failed') });
   const stopLogging = logDiagnostics(log, broker);
+  const stopReclaiming = reclaimAfterBursts(hub);
   // The operator's view (/_kometa/, /metrics) goes in front of whatever else the server falls back to.
   let ops: KometaOps | undefined;
   const withOps = (next: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
@@ -169,17 +171,18 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
       if (stopping) {
         // Under `npm start`, one Ctrl-C reaches us twice (from the terminal
         // and forwarded by npm); only a second press, later, means "now".
-        if (Date.now() - firstSignalAt < 1000) return;
+        if (performance.now() - firstSignalAt < 1000) return;
         log.warn({ event: 'stop', signal }, `second ${signal}, exiting now`);
         resolve(130);
         return;
       }
       stopping = true;
-      firstSignalAt = Date.now();
+      firstSignalAt = performance.now();
       log.info({ event: 'stopping', signal, graceSeconds: settings.shutdownGrace }, `${signal} received, closing`);
       ops?.close();
       hubServer.close().then(() => proxying?.close()).then(() => broker.close()).then(() => {
         stopLogging();
+        stopReclaiming();
         log.info({ event: 'stop' }, 'closed');
         resolve(0);
       });

@@ -1,5 +1,5 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { Socket } from 'node:net';
+import { Server as NetServer, type Socket } from 'node:net';
 import { parseCursor } from '../core/cursor.js';
 import { assertChannelName } from '../core/channel-name.js';
 import { KometaError } from '../core/errors.js';
@@ -15,9 +15,11 @@ import { compilePatterns } from '../auth/patterns.js';
 import { decodePublishBody, readBody } from './body.js';
 import { RateLimiter } from './rate-limit.js';
 import { TimerWheel, type WheelTask } from '../core/timer-wheel.js';
+import { wallClock } from '../core/clock.js';
 import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
+import { InOrder, answersPromptly } from './in-order.js';
 import { answerMalformedRequests, listen } from './server-setup.js';
 
 export interface HubHttpOptions {
@@ -82,6 +84,8 @@ export const defaultHubHttpOptions: HubHttpOptions = {
 
 /** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
 const TICK_MS = 250;
+/** How long an idle subscription may outlive its credential when the wall clock steps forward. */
+const EXPIRY_RECHECK_MS = 10_000;
 /** Aged history is trimmed and unused channels forgotten once a minute. */
 const HOUSEKEEPING_TICKS = 240;
 
@@ -108,6 +112,8 @@ export class HubHttp {
   readonly #wheel = new TimerWheel(TICK_MS);
   readonly #timer: NodeJS.Timeout;
   #draining = false;
+  /** Answers being worked on, so a drain can tell each to close its connection after it. */
+  readonly #answering = new Set<ServerResponse>();
   readonly access: AccessPolicy;
   readonly #publishLimiter: RateLimiter;
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
@@ -135,10 +141,23 @@ export class HubHttp {
     return this.#polls.size;
   }
 
-  /** Run `expire` on the shared sweep when a credential runs out; returns a canceller. */
+  /**
+   * Run `expire` on the shared sweep when a credential runs out (`expiresAt`
+   * is wall-clock time); returns a canceller. The wheel counts monotonic
+   * time, so the wall clock is asked again at each wake-up, at least every
+   * EXPIRY_RECHECK_MS: stepped back, nothing ends early; stepped forward, an
+   * idle subscription ends within that bound (one that receives messages
+   * ends at its next message, see Hub).
+   */
   atExpiry(expiresAt: number, expire: () => void): () => void {
-    const task = this.#wheel.schedule(Math.max(0, expiresAt - Date.now()), expire);
-    return () => task.cancel();
+    let task: WheelTask | undefined;
+    const check = () => {
+      const left = expiresAt - wallClock.now();
+      if (left <= 0) expire();
+      else task = this.#wheel.schedule(Math.min(left, EXPIRY_RECHECK_MS), check);
+    };
+    check();
+    return () => task?.cancel();
   }
 
   get publishLimiter(): RateLimiter {
@@ -167,6 +186,10 @@ export class HubHttp {
       route = () => this.#ticketRoute(req, res, url);
     }
     if (route === undefined) return false;
+    this.#answering.add(res);
+    res.once('close', () => this.#answering.delete(res));
+    // Only a streamed subscription stays open; see InOrder.
+    if (!path.startsWith('/sub')) answersPromptly(res);
     if (this.#draining) {
       sendProblem(res, new KometaError('KOMETA_ERR_DRAINING'), { Connection: 'close', 'Retry-After': '1' });
       return true;
@@ -211,6 +234,7 @@ export class HubHttp {
     if (this.reservedSockets.has(req.socket)) throw serverFull();
     const channels = pathChannel === undefined ? url.searchParams.getAll('channel') : [decodeChannel(pathChannel)];
     const transport = pickTransport(url.searchParams.get('transport'), req.headers.accept);
+    if (transport === 'poll') answersPromptly(res);
     // The header wins: EventSource sends the newest id in it when it reconnects,
     // while the query keeps whatever the page first put in the URL.
     const cursorText = headerValue(req.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? url.searchParams.get('since') ?? '';
@@ -239,7 +263,8 @@ export class HubHttp {
       subscription.close();
       return;
     }
-    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - Date.now())));
+    subscription.expiresAt = grant.expiresAt;
+    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - wallClock.now())));
     else this.#startStreaming(res, subscription, transport, grant);
   }
 
@@ -394,11 +419,17 @@ export class HubHttp {
     }
   }
 
-  /** Stop taking requests, end every subscription with a retry hint, and stop the sweep. */
-  drain(): void {
+  /**
+   * Stop taking requests (they get 503), let those already read finish (a
+   * publish the broker is storing gets its 201) with `Connection: close`,
+   * deliver what was accepted, end every subscription with a retry hint, and
+   * stop the sweep.
+   */
+  async drain(): Promise<void> {
     this.#draining = true;
+    for (const res of this.#answering) if (!res.headersSent) res.setHeader('Connection', 'close');
     clearInterval(this.#timer);
-    this.hub.close();
+    await this.hub.drain();
     for (const sink of [...this.#polls.keys()]) sink.answer();
     this.#wheel.clear();
   }
@@ -421,6 +452,7 @@ export function createHubServer(
 ): HubServer {
   const http = new HubHttp(hub, options);
   const rejected = new WeakSet<Socket>();
+  const inOrder = new InOrder();
   const server = createServer(
     {
       maxHeaderSize: http.options.maxHeaderBytes,
@@ -429,13 +461,13 @@ export function createHubServer(
       // than headersTimeout says.
       connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
     },
-    (req, res) => {
-    if (rejected.has(req.socket)) return;
-    if (http.handle(req, res)) return;
-    if (serveClientScript(req, res)) return;
-    if (fallback !== undefined) fallback(req, res);
-    else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
-    },
+    inOrder.requests((req, res) => {
+      if (rejected.has(req.socket)) return;
+      if (http.handle(req, res)) return;
+      if (serveClientScript(req, res)) return;
+      if (fallback !== undefined) fallback(req, res);
+      else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
+    }),
   );
   const webSocket = new HubWebSocket(hub, {
     enabled: http.options.websocket,
@@ -451,7 +483,7 @@ export function createHubServer(
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     if (rejected.has(socket)) socket.destroy();
     else if (http.reservedSockets.has(socket)) socket.end(rawProblemResponse(serverFull()));
-    else webSocket.handleUpgrade(req, socket, head);
+    else inOrder.upgrade(socket, () => webSocket.handleUpgrade(req, socket, head));
   });
   limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected, http.reservedSockets);
   server.headersTimeout = http.options.headersTimeoutMs;
@@ -464,23 +496,44 @@ export function createHubServer(
     http,
     webSocket,
     listen: (port, host) => listen(server, port, host),
-    close: () =>
-      new Promise<void>((resolve) => {
-        webSocket.close();
-        http.drain();
-        const grace = setTimeout(() => {
-          server.closeAllConnections();
-          // Upgraded sockets are no longer node:http's to close.
-          webSocket.terminateAll();
-        }, http.options.shutdownGraceMs);
-        grace.unref();
-        server.close(() => {
-          clearTimeout(grace);
-          resolve();
-        });
-        server.closeIdleConnections();
-      }),
+    close: () => drainServer(server, http, webSocket),
   };
+}
+
+/** How long an idle keep-alive connection is left open once a drain has delivered what it had. */
+const DRAIN_LINGER_MS = 1000;
+
+/**
+ * Graceful stop. No new connections; requests that arrive on open ones get
+ * 503 with `Connection: close`; what was read is answered; what was accepted
+ * is delivered; then streams end. Idle keep-alive connections are not cut at
+ * once (node's server.close() would, resetting a request already on its way
+ * on one): they get DRAIN_LINGER_MS to send it and have it answered 503.
+ * Whatever is still open after the grace period is cut.
+ */
+function drainServer(server: Server, http: HubHttp, webSocket: HubWebSocket): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let linger: NodeJS.Timeout | undefined;
+    const grace = setTimeout(() => {
+      server.closeAllConnections();
+      // Upgraded sockets are no longer node:http's to close.
+      webSocket.terminateAll();
+    }, http.options.shutdownGraceMs);
+    grace.unref();
+    // net's close: stop listening, leave open connections alone.
+    NetServer.prototype.close.call(server, () => {
+      clearTimeout(grace);
+      clearTimeout(linger);
+      resolve();
+    });
+    webSocket.stopAccepting();
+    void http.drain().then(() => {
+      // Sessions whose subscriptions did not end them (none, or only publishing).
+      webSocket.close();
+      linger = setTimeout(() => server.close(), Math.min(DRAIN_LINGER_MS, http.options.shutdownGraceMs));
+      linger.unref();
+    });
+  });
 }
 
 /**

@@ -212,6 +212,7 @@ export class HubWebSocket {
       return;
     }
     session.subscriptions.set(channel, subscription);
+    subscription.expiresAt = session.grant.expiresAt;
     connection.sendJson(withRef({ type: 'subscribed', channel, cursor: subscription.cursor() }, ref));
     subscription.start(new WsSink(connection));
   }
@@ -228,6 +229,7 @@ export class HubWebSocket {
       return;
     }
     session.inflight++;
+    connection.publishStarted();
     // Backpressure on the way in: a client that publishes faster than the
     // broker stores is not read from until it catches up.
     if (session.inflight === MAX_INFLIGHT_PUBLISHES) connection.ws.pause();
@@ -240,6 +242,7 @@ export class HubWebSocket {
       )
       .finally(() => {
         session.inflight--;
+        connection.publishAnswered();
         if (session.inflight === MAX_INFLIGHT_PUBLISHES / 2 && connection.ws.isPaused) connection.ws.resume();
       })
       .catch(() => {});
@@ -273,11 +276,16 @@ export class HubWebSocket {
     }
   }
 
-  /** Refuse new upgrades and close every connection with 1001 (clients reconnect and resume). */
+  /** Refuse new upgrades (503); open connections carry on until `close`. */
+  stopAccepting(): void {
+    this.#draining = true;
+  }
+
+  /** Refuse new upgrades and close every connection with 1001 once its publishes are answered (clients reconnect and resume). */
   close(): void {
     this.#draining = true;
     clearInterval(this.#timer);
-    for (const session of [...this.#sessions]) session.connection.close(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
+    for (const session of [...this.#sessions]) session.connection.closeGracefully(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
   }
 
   /** Cut every connection without a closing handshake (tests use it to simulate a network failure). */

@@ -170,7 +170,7 @@ export class KometaOps {
 
   close(): void {
     clearInterval(this.#timer);
-    this.#opsHttp.drain();
+    void this.#opsHttp.drain();
     this.sampler.close();
     this.tally.close();
     void this.#opsBroker.close();
