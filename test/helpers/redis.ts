@@ -9,9 +9,6 @@ import { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
 import { waitFor } from './hub.js';
 
-/** The Redis every developer machine runs; shared, so tests only touch keys under their own prefix. */
-export const SHARED_REDIS_URL = process.env.KOMETA_TEST_REDIS ?? 'redis://127.0.0.1:6379';
-
 /** A key prefix no other test (or person) uses. */
 export function uniquePrefix(what: string): string {
   return `kometa-test:${what}:${randomBytes(4).toString('hex')}:`;
