@@ -10,17 +10,23 @@
 # Where a package is missing and this script cannot install it (not root, no
 # apt-get, or KOMETA_TEST_NO_INSTALL=1), it prints one line naming what to
 # install and exits 1: a missing dependency never turns into skipped tests.
+#
+# To rehearse a fresh machine without removing packages others may be using,
+# KOMETA_TEST_ASSUME_MISSING="chromium nginx" treats those as not installed.
 set -euo pipefail
 
+assumed=" ${KOMETA_TEST_ASSUME_MISSING//,/ } "
+has() { [[ "$assumed" != *" $1 "* ]]; }
+
 missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-{ [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import django' >/dev/null 2>&1; } || missing+=(python3-django)
-{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing+=(nginx)
+{ has redis-server && command -v redis-server >/dev/null 2>&1; } || missing+=(redis-server)
+{ has chromium && [ -x /usr/bin/chromium ]; } || missing+=(chromium)
+{ has python3-django && [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import django' >/dev/null 2>&1; } || missing+=(python3-django)
+{ has nginx && { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }; } || missing+=(nginx)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ "${KOMETA_TEST_NO_INSTALL:-}" = 1 ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+if [ "${KOMETA_TEST_NO_INSTALL:-}" = 1 ] || [ "${EUID}" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "kometa tests need: ${missing[*]} — install them (Debian: sudo apt-get install -y ${missing[*]}) and run npm test again" >&2
   exit 1
 fi
