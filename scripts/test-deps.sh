@@ -15,7 +15,8 @@
 # KOMETA_TEST_ASSUME_MISSING="chromium nginx" treats those as not installed.
 set -euo pipefail
 
-assumed=" ${KOMETA_TEST_ASSUME_MISSING//,/ } "
+assume_list=${KOMETA_TEST_ASSUME_MISSING:-}
+assumed=" ${assume_list//,/ } "
 has() { [[ "$assumed" != *" $1 "* ]]; }
 
 missing=()
