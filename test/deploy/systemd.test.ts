@@ -66,7 +66,8 @@ test("kometa started with the unit's environment stops gracefully on SIGTERM: su
   t.after(() => child.kill('SIGKILL'));
   await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(output) || child.exitCode !== null, 15_000, 'kometa to listen');
   const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)![1];
-  assert.match(output, /"level":30/, 'KOMETA_LOG_FORMAT=json: log lines are JSON');
+  await waitFor(() => /"event":"start"/.test(output), 10_000, 'the start log line');
+  assert.match(output, /^\{"level":30,.*"event":"start"/m, 'KOMETA_LOG_FORMAT=json: log lines are JSON');
   const stream = await StreamReader.open(`http://127.0.0.1:${port}/sub/c?transport=stream`);
   await stream.waitFor((r) => r.text.includes('"type":"live"'), 5000, 'the subscription');
   child.kill('SIGTERM');
