@@ -22,3 +22,5 @@ export type { Chunk, CometContext, CometCounters, CometErrorReport, CometHandler
 export { nodeComet } from './adapters/node-http.js';
 export { GripProxy, createProxyServer, createControlServer, proxyErrorChannel } from './proxy/index.js';
 export type { ProxyOptions, ProxyErrorReport, ProxyServer, ControlOptions } from './proxy/index.js';
+export { AccessPolicy } from './auth/access.js';
+export type { AccessOptions, AuthorizeHook, Action } from './auth/access.js';

@@ -105,11 +105,14 @@ export class AccessPolicy {
     if (bearer !== undefined) return { grant: await this.#fromSecret(bearer) };
     const cookies = parseCookies(req.headers.cookie);
     const session = cookies.get(SESSION_COOKIE);
+    const ticket = url.searchParams.get('ticket');
     if (session !== undefined) {
       const entry = this.tickets.session(session);
       if (entry !== undefined) return { grant: grantFromClaim(entry.claim, { expiresAt: entry.expiresAt, subject: entry.subject, kind: 'ticket' }) };
+      // Present but invalid or expired: a 401, never a fall-through to weaker
+      // credentials or anonymous access — unless a ticket comes along to replace it.
+      if (ticket === null) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The kometa_session cookie is invalid or has expired; get a new ticket');
     }
-    const ticket = url.searchParams.get('ticket');
     if (ticket !== null) {
       const { session: id, entry } = await this.tickets.redeem(ticket);
       const maxAge = Math.max(1, Math.floor((entry.expiresAt - wallClock.now()) / 1000));

@@ -18,6 +18,7 @@ import { createLogger, logDiagnostics } from './logger.js';
 import { runTool } from './tools.js';
 import { DataDirError, DurableBroker } from '../brokers/durable.js';
 import { reclaimAfterBursts } from './reclaim.js';
+import { parseTrustProxy } from '../http/client-address.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
@@ -86,6 +87,12 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     process.stderr.write(`kometa serve: --redis must be a URL like redis://127.0.0.1:6379\n`);
     return 2;
   }
+  try {
+    parseTrustProxy(settings.trustProxy);
+  } catch (error) {
+    process.stderr.write(`kometa ${command}: ${(error as Error).message}\n`);
+    return 2;
+  }
   if (command === 'proxy' && settings.origin === '') {
     process.stderr.write('kometa proxy: --origin is required, e.g. --origin http://127.0.0.1:8000\n');
     return 2;
@@ -146,6 +153,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     // Past the open-files limit node:http can only fail to accept; stop short of it with a clear answer.
     maxConnections: settings.maxConnections || Math.max(0, (openFilesLimit() ?? 0) - 256),
     maxConnectionsPerIp: settings.maxConnectionsPerIp,
+    trustProxy: parseTrustProxy(settings.trustProxy),
   }, withOps(proxying?.proxy.handle ?? withChat(seedFallback(comet))));
   if (command !== 'proxy') {
     const { http, webSocket } = hubServer as ReturnType<typeof createHubServer>;

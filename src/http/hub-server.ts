@@ -14,6 +14,7 @@ import { isKometaClaim } from '../auth/grant.js';
 import { compilePatterns } from '../auth/patterns.js';
 import { decodePublishBody, readBody } from './body.js';
 import { RateLimiter } from './rate-limit.js';
+import { type TrustProxy, requestClientAddress } from './client-address.js';
 import { TimerWheel, type WheelTask } from '../core/timer-wheel.js';
 import { wallClock } from '../core/clock.js';
 import { serveClientScript } from './web.js';
@@ -51,7 +52,7 @@ export interface HubHttpOptions {
   readonly websocketPublish: boolean;
   /** Who may do what (tokens, publisher key, tickets, CORS origins). Open when not given. */
   readonly access: AccessPolicy | undefined;
-  /** Publishes per second per publisher (token subject, publisher key or client address); 0 = no limit. */
+  /** Publishes per second per publisher (token subject, or client address when anonymous; the publisher key is not limited); 0 = no limit. */
   readonly publishRate: number;
   /** Request headers allowed at most (node:http alone would silently drop the rest). */
   readonly maxHeaderCount: number;
@@ -59,6 +60,8 @@ export interface HubHttpOptions {
   readonly maxConnections: number;
   /** Open connections per client address at most (0 = no limit; behind a load balancer every client shares its address). */
   readonly maxConnectionsPerIp: number;
+  /** Proxies whose X-Forwarded-For names the client (`--trust-proxy`, see client-address.ts); none when not given. */
+  readonly trustProxy: TrustProxy | undefined;
 }
 
 export const defaultHubHttpOptions: HubHttpOptions = {
@@ -80,6 +83,7 @@ export const defaultHubHttpOptions: HubHttpOptions = {
   maxHeaderCount: 100,
   maxConnections: 0,
   maxConnectionsPerIp: 0,
+  trustProxy: undefined,
 };
 
 /** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
@@ -160,10 +164,22 @@ export class HubHttp {
     return () => task?.cancel();
   }
 
+  /** The client's address: the TCP peer, or what a trusted proxy says in X-Forwarded-For. */
+  clientAddress(req: IncomingMessage): string {
+    return requestClientAddress(req, this.options.trustProxy);
+  }
+
   get publishLimiter(): RateLimiter {
     return this.#publishLimiter;
   }
 
+
+  /** A 503 told to EventSource: 200, a retry hint and one kometa-error event, then the end (it reconnects by itself). */
+  #sseError(res: ServerResponse, error: KometaError, headers: Record<string, string> = {}): void {
+    const body = `retry: ${this.options.retryMs}\nevent: kometa-error\ndata: ${JSON.stringify({ code: error.code, detail: error.message })}\n\n`;
+    res.writeHead(200, { ...SSE_HEADERS, ...headers, 'Content-Length': String(Buffer.byteLength(body)) });
+    res.end(body);
+  }
 
   /** Returns false when the request is not for the hub. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
@@ -191,7 +207,10 @@ export class HubHttp {
     // Only a streamed subscription stays open; see InOrder.
     if (!path.startsWith('/sub')) answersPromptly(res);
     if (this.#draining) {
-      sendProblem(res, new KometaError('KOMETA_ERR_DRAINING'), { Connection: 'close', 'Retry-After': '1' });
+      const draining = new KometaError('KOMETA_ERR_DRAINING');
+      // EventSource never reconnects after a 503: an SSE subscribe gets 200 + kometa-error (docs/protocol.md).
+      if (path.startsWith('/sub') && req.method === 'GET' && isSse(url, req)) this.#sseError(res, draining, { Connection: 'close' });
+      else sendProblem(res, draining, { Connection: 'close', 'Retry-After': '1' });
       return true;
     }
     if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {
@@ -252,9 +271,7 @@ export class HubHttp {
       // subscriber for good. Answer 200 with a retry hint and an error event
       // instead, and end: the browser comes back by itself.
       if (transport === 'sse' && error instanceof KometaError && error.status === 503) {
-        const body = `retry: ${this.options.retryMs}\nevent: kometa-error\ndata: ${JSON.stringify({ code: error.code, detail: error.message })}\n\n`;
-        res.writeHead(200, { ...SSE_HEADERS, 'Content-Length': String(Buffer.byteLength(body)) });
-        res.end(body);
+        this.#sseError(res, error);
         return;
       }
       throw error;
@@ -343,7 +360,7 @@ export class HubHttp {
     const channel = decodeChannel(pathChannel);
     // Refuse a bad name or a missing right before reading a body that would be thrown away.
     const grant = await this.#authorize(req, res, url, 'publish', [channel]);
-    const wait = this.#publishLimiter.takePublish(grant, req.socket.remoteAddress);
+    const wait = this.#publishLimiter.takePublish(grant, this.clientAddress(req));
     if (wait > 0) {
       res.setHeader('Connection', 'close');
       throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${this.options.publishRate} publishes per second`, { retryAfter: wait });
@@ -453,6 +470,7 @@ export function createHubServer(
   const http = new HubHttp(hub, options);
   const rejected = new WeakSet<Socket>();
   const inOrder = new InOrder();
+  const forwarded = new ForwardedConnections(http.options.maxConnectionsPerIp, http.options.trustProxy);
   const server = createServer(
     {
       maxHeaderSize: http.options.maxHeaderBytes,
@@ -463,6 +481,12 @@ export function createHubServer(
     },
     inOrder.requests((req, res) => {
       if (rejected.has(req.socket)) return;
+      const overLimit = forwarded.admit(req, res);
+      if (overLimit !== undefined) {
+        res.setHeader('Connection', 'close');
+        sendProblem(res, overLimit);
+        return;
+      }
       if (http.handle(req, res)) return;
       if (serveClientScript(req, res)) return;
       if (fallback !== undefined) fallback(req, res);
@@ -478,14 +502,17 @@ export function createHubServer(
     heartbeatMs: http.options.heartbeatMs,
     access: http.access,
     publishLimiter: http.publishLimiter,
+    clientAddress: (req) => http.clientAddress(req),
     atExpiry: (expiresAt, expire) => http.atExpiry(expiresAt, expire),
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const overLimit = rejected.has(socket) ? undefined : forwarded.admit(req, socket);
     if (rejected.has(socket)) socket.destroy();
+    else if (overLimit !== undefined) socket.end(rawProblemResponse(overLimit));
     else if (http.reservedSockets.has(socket)) socket.end(rawProblemResponse(serverFull()));
     else inOrder.upgrade(socket, () => webSocket.handleUpgrade(req, socket, head));
   });
-  limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected, http.reservedSockets);
+  limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected, http.reservedSockets, http.options.trustProxy);
   server.headersTimeout = http.options.headersTimeoutMs;
   server.requestTimeout = http.options.requestTimeoutMs;
   server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
@@ -541,7 +568,7 @@ function drainServer(server: Server, http: HubHttp, webSocket: HubWebSocket): Pr
  * connection arrives: the one over the limit is told why (429 problem
  * details) and closed, and no request on it is read.
  */
-function limitConnections(server: Server, maxTotal: number, maxPerIp: number, rejected: WeakSet<Socket>, reserved: WeakSet<Socket>): void {
+function limitConnections(server: Server, maxTotal: number, maxPerIp: number, rejected: WeakSet<Socket>, reserved: WeakSet<Socket>, trustProxy: TrustProxy | undefined): void {
   if (maxTotal <= 0 && maxPerIp <= 0) return;
   let total = 0;
   const perIp = new Map<string, number>();
@@ -550,7 +577,8 @@ function limitConnections(server: Server, maxTotal: number, maxPerIp: number, re
   const reserve = maxTotal > 0 ? Math.max(16, Math.ceil(maxTotal / 100)) : 0;
   server.prependListener('connection', (socket: Socket) => {
     const ip = socket.remoteAddress ?? '';
-    const fromIp = (perIp.get(ip) ?? 0) + 1;
+    // A trusted proxy speaks for many clients: each is counted per request, by its forwarded address (ForwardedConnections).
+    const fromIp = trustProxy?.trusts(ip) === true ? 0 : (perIp.get(ip) ?? 0) + 1;
     if ((maxTotal > 0 && total + 1 > maxTotal + reserve) || (maxPerIp > 0 && fromIp > maxPerIp)) {
       const error = new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', maxPerIp > 0 && fromIp > maxPerIp ? `At most ${maxPerIp} connections per address` : `At most ${maxTotal} connections`);
       // node:http attaches its parser to this socket too; the request handler
@@ -563,14 +591,44 @@ function limitConnections(server: Server, maxTotal: number, maxPerIp: number, re
     }
     total++;
     if (maxTotal > 0 && total > maxTotal) reserved.add(socket);
-    perIp.set(ip, fromIp);
+    if (fromIp > 0) perIp.set(ip, fromIp);
     socket.once('close', () => {
       total--;
+      if (fromIp === 0) return;
       const left = (perIp.get(ip) ?? 1) - 1;
       if (left === 0) perIp.delete(ip);
       else perIp.set(ip, left);
     });
   });
+}
+
+/**
+ * --max-connections-per-ip behind a trusted proxy: the proxy's connections
+ * carry many clients, so each request (a subscription, an upgrade) on one is
+ * counted against the client address the proxy forwarded, until it ends.
+ */
+class ForwardedConnections {
+  readonly #perClient = new Map<string, number>();
+
+  constructor(
+    readonly max: number,
+    readonly trust: TrustProxy | undefined,
+  ) {}
+
+  /** Count this request, or return the 429 to answer when its client already has too many open. */
+  admit(req: IncomingMessage, until: { once(event: 'close', listener: () => void): unknown }): KometaError | undefined {
+    if (this.max <= 0 || this.trust === undefined || !this.trust.trusts(req.socket.remoteAddress)) return undefined;
+    const client = requestClientAddress(req, this.trust);
+    const open = (this.#perClient.get(client) ?? 0) + 1;
+    if (open > this.max) return new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', `At most ${this.max} connections per address`);
+    this.#perClient.set(client, open);
+    until.once('close', () => {
+      const left = (this.#perClient.get(client) ?? 1) - 1;
+      if (left === 0) this.#perClient.delete(client);
+      else this.#perClient.set(client, left);
+    });
+    return undefined;
+  }
 }
 
 function serverFull(): KometaError {
@@ -587,6 +645,14 @@ function decodeChannel(segment: string): string {
     return decodeURIComponent(segment);
   } catch {
     throw new KometaError('KOMETA_ERR_CHANNEL_NAME', 'The channel is not valid percent-encoding');
+  }
+}
+
+function isSse(url: URL, req: IncomingMessage): boolean {
+  try {
+    return pickTransport(url.searchParams.get('transport'), req.headers.accept) === 'sse';
+  } catch {
+    return false;
   }
 }
 

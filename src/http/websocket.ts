@@ -30,6 +30,8 @@ export interface HubWebSocketOptions {
   readonly access?: AccessPolicy;
   /** The HTTP routes' publish limiter, so a publisher has one budget whichever way it publishes. */
   readonly publishLimiter?: RateLimiter;
+  /** The client's address for per-address limits (the TCP peer unless a trusted proxy says otherwise). */
+  readonly clientAddress?: (req: IncomingMessage) => string;
   /** Run `expire` when a credential runs out (on the server's shared sweep); returns a canceller. */
   readonly atExpiry?: (expiresAt: number, expire: () => void) => () => void;
 }
@@ -223,7 +225,7 @@ export class HubWebSocket {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
       return;
     }
-    const wait = this.options.publishLimiter?.takePublish(session.grant, session.request.socket.remoteAddress) ?? 0;
+    const wait = this.options.publishLimiter?.takePublish(session.grant, this.options.clientAddress?.(session.request) ?? session.request.socket.remoteAddress) ?? 0;
     if (wait > 0) {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many publishes', { retryAfter: wait }), channel, ref));
       return;

@@ -8,6 +8,7 @@ import {
   type TransportConnection,
   type TransportHost,
   type TransportTimings,
+  withTicket,
 } from '../transport.js';
 
 /**
@@ -77,6 +78,7 @@ class WebSocketConnection implements TransportConnection {
     const token = await this.host.token();
     // Browsers cannot set headers on a WebSocket handshake, so a token travels in the query.
     if (token !== undefined) url.searchParams.set('token', token);
+    await withTicket(this.host, url);
     if (this.#done) return;
     const socket = new this.Implementation(url.href);
     this.#socket = socket;
