@@ -1,5 +1,4 @@
 import type { Settings } from './settings.js';
-import { brokerLine } from './workers.js';
 
 export interface BannerOptions {
   /** The chat is served at / (kometa serve; not with --workers, where the primary prints). */
@@ -26,4 +25,12 @@ export function hubBanner(base: string, settings: Settings, options: BannerOptio
     brokerLine(settings) +
     (options.extra ?? '')
   );
+}
+
+/** One line for the banner: what the hub stores messages in. */
+export function brokerLine(settings: Settings): string {
+  if (settings.redis === '') return '';
+  const url = new URL(settings.redis);
+  const workers = settings.workers > 1 ? `, ${settings.workers} worker processes` : '';
+  return `  broker     redis at ${url.hostname}:${url.port || '6379'} (prefix ${settings.redisPrefix}${workers})\n`;
 }

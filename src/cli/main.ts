@@ -8,12 +8,12 @@ import { Comet } from '../comet/comet.js';
 import { seedFallback } from './seed-route.js';
 import { accessFromSettings, openFilesLimit } from './access.js';
 import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
-import { brokerLine, createBroker, runPrimary } from './workers.js';
+import { createBroker, runPrimary } from './workers.js';
 import { startProxying } from './proxy.js';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KometaOps } from '../ops/ops.js';
-import { hubBanner } from './banner.js';
+import { brokerLine, hubBanner } from './banner.js';
 import { createLogger, logDiagnostics } from './logger.js';
 import { runTool } from './tools.js';
 

@@ -28,14 +28,6 @@ export async function createBroker(settings: Settings): Promise<Broker> {
   return broker;
 }
 
-/** One line for the banner: what the hub stores messages in. */
-export function brokerLine(settings: Settings): string {
-  if (settings.redis === '') return '';
-  const url = new URL(settings.redis);
-  const workers = settings.workers > 1 ? `, ${settings.workers} worker processes` : '';
-  return `  broker     redis at ${url.hostname}:${url.port || '6379'} (prefix ${settings.redisPrefix}${workers})\n`;
-}
-
 /**
  * The primary process of `kometa serve --workers N`: it forks N workers that
  * share one listening port (node:cluster hands each new connection to a

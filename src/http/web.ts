@@ -73,11 +73,6 @@ export function serveClientScript(req: IncomingMessage, res: ServerResponse): bo
   return pathOf(req) === '/kometa.js' && send(req, res, clientScript);
 }
 
-/** The client bundle's text (for tests and for tools that embed it). */
-export function clientBundle(): string {
-  return clientScript().body.toString('utf8');
-}
-
 const chatPages: Record<string, Loader> = {
   '/': once(() => asset(readFileSync(new URL('index.html', webRoot)), 'text/html; charset=utf-8')),
   '/chat.css': once(() => asset(readFileSync(new URL('chat.css', webRoot)), 'text/css; charset=utf-8')),

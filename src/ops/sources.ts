@@ -39,15 +39,6 @@ export function connectionCounts(sources: OpsSources): ConnectionCounts {
   return counts;
 }
 
-/** Local subscribers per channel, from the live set (one pass). */
-export function subscribersByChannel(hub: Hub): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const subscription of hub.liveSubscriptions) {
-    for (const channel of subscription.channelNames) counts.set(channel, (counts.get(channel) ?? 0) + 1);
-  }
-  return counts;
-}
-
 /** The socket under a subscriber's chunked response (SSE or stream); other transports do not say. */
 export function socketOf(sink: Sink | undefined): Socket | undefined {
   if (sink instanceof SseSink || sink instanceof StreamSink) return sink.stream.res.socket ?? undefined;

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ErrorCode } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import { type InstructionLimits, defaultInstructionLimits } from './instructions.js';
 import { Origin, type OriginOptions } from './origin.js';
 import { ProxySession } from './session.js';
 import { GripSigner } from './sig.js';
+import type { ProxyContext, ProxyCounters, ProxyErrorReport } from './context.js';
 import { TimerWheel } from '../core/timer-wheel.js';
 
 export interface ProxyOptions {
@@ -29,43 +29,10 @@ export interface ProxyOptions {
   readonly tickMs?: number;
 }
 
-export interface ProxyErrorReport {
-  readonly code: ErrorCode;
-  readonly detail: string;
-  readonly method: string;
-  /** The client's path, without the query. */
-  readonly path: string;
-  /** `before-response`: answered with a problem (502/504); `mid-response`: the response was cut. */
-  readonly phase: 'before-response' | 'mid-response';
-}
+export type { ProxyContext, ProxyCounters, ProxyErrorReport } from './context.js';
 
 /** Published for every report (node:diagnostics_channel), for those who would rather subscribe than inject. */
 export const proxyErrorChannel = channel('kometa:proxy:error');
-
-export interface ProxyCounters {
-  requests: number;
-  passedThrough: number;
-  heldResponses: number;
-  heldStreams: number;
-  /** Origin requests made for Kometa-Defer stages and next links. */
-  stages: number;
-  errors: number;
-}
-
-/** What a session needs from the proxy that runs it. */
-export interface ProxyContext {
-  readonly hub: Hub;
-  readonly origin: Origin;
-  readonly wheel: TimerWheel;
-  readonly limits: InstructionLimits;
-  readonly maxStages: number;
-  readonly maxHeldBodyBytes: number;
-  readonly maxQueueBytes: number;
-  readonly counters: ProxyCounters;
-  gripSig(): string;
-  report(report: ProxyErrorReport): void;
-  readonly sessions: Set<ProxySession>;
-}
 
 /**
  * A GRIP-compatible reverse proxy in front of one origin. Every request is
@@ -118,7 +85,8 @@ export class GripProxy implements ProxyContext {
     this.counters.requests++;
     const session = new ProxySession(this, req, res);
     this.sessions.add(session);
-    session.run().finally(() => this.sessions.delete(session));
+    // run() answers or reports every failure itself and never rejects.
+    void session.run().finally(() => this.sessions.delete(session));
   };
 
   /** Shutting down: end every held request now (streams cleanly, long-polls with the origin's response). */

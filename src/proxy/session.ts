@@ -7,7 +7,7 @@ import { type RawHeaders, clientResponseHeaders, mergeCookies, originRequestHead
 import { type HeldResponse, HeldResponseSink } from './hold-response.js';
 import { HeldStreamSink, type StreamOutput } from './hold-stream.js';
 import { type GripChannel, type Hold, type Instructions, type NextLink, hasInstructions, parseInstructions } from './instructions.js';
-import type { ProxyContext } from './proxy.js';
+import type { ProxyContext } from './context.js';
 import { cursorFromPrevIds } from './resume.js';
 import type { WheelTask } from '../core/timer-wheel.js';
 
