@@ -68,7 +68,6 @@ function checkWebSocket(url: URL, token: string | undefined, timeoutMs: number):
     const key = randomBytes(16).toString('base64');
     // RFC 6455 section 4.2.2: the accept value is SHA-1 of the key and this GUID.
     const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-    let socket: Socket;
     let buffer = Buffer.alloc(0);
     let upgraded = false;
     let done = false;
@@ -86,7 +85,7 @@ function checkWebSocket(url: URL, token: string | undefined, timeoutMs: number):
           `Origin: ${url.origin}\r\n${token === undefined ? '' : `Authorization: Bearer ${token}\r\n`}\r\n`,
       );
     };
-    socket = secure ? tlsConnect({ host, port, servername: host, ALPNProtocols: ['http/1.1'] }, onConnect) : netConnect({ host, port }, onConnect);
+    const socket: Socket = secure ? tlsConnect({ host, port, servername: host, ALPNProtocols: ['http/1.1'] }, onConnect) : netConnect({ host, port }, onConnect);
     socket.on('error', (error) => finish({ ok: false, detail: error.message }));
     socket.on('close', () => finish({ ok: false, detail: upgraded ? 'closed right after the upgrade' : 'closed without answering the upgrade' }));
     socket.on('data', (data: Buffer) => {

@@ -163,11 +163,20 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
       firstSignalAt = Date.now();
       log.info({ event: 'stopping', signal, graceSeconds: settings.shutdownGrace }, `${signal} received, closing`);
       ops?.close();
-      hubServer.close().then(() => proxying?.close()).then(() => broker.close()).then(() => {
-        stopLogging();
-        log.info({ event: 'stop' }, 'closed');
-        resolve(0);
-      });
+      const closing = hubServer.close().then(() => proxying?.close()).then(() => broker.close());
+      closing.then(
+        () => {
+          stopLogging();
+          log.info({ event: 'stop' }, 'closed');
+          resolve(0);
+        },
+        (error: unknown) => {
+          // Before, a failed close was an unhandled rejection; now it is said and the exit code is 1.
+          log.error({ event: 'stop', err: error }, `closing failed: ${String(error)}`);
+          stopLogging();
+          resolve(1);
+        },
+      );
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
