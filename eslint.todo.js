@@ -96,9 +96,7 @@ export const longLines = {
   'src/auth/tickets.ts': 168,
   'src/auth/tokens.ts': 148,
   'src/cli/banner.ts': 149,
-  'src/cli/doctor.ts': 284,
   'src/cli/logger.ts': 182,
-  'src/cli/main.ts': 389,
   'src/cli/proxy.ts': 191,
   'src/cli/settings.ts': 262,
   'src/cli/tools.ts': 186,
@@ -156,10 +154,6 @@ export const longFunctions = {
   'bench/lib/report.ts': 102,
   // TODO(issue 12): split phase, workersScenario (issue 12: split bench/run.ts by scenario).
   'bench/run.ts': 147,
-  // TODO(issue 12): split runDoctor.
-  'src/cli/doctor.ts': 157,
-  // TODO(issue 12): split serve.
-  'src/cli/main.ts': 153,
   // TODO(issue 12): split runTool.
   'src/cli/tools.ts': 83,
   // TODO(issue 12): split createMetrics.
