@@ -154,8 +154,6 @@ export const longFunctions = {
   'bench/lib/report.ts': 102,
   // TODO(issue 12): split phase, workersScenario (issue 12: split bench/run.ts by scenario).
   'bench/run.ts': 147,
-  // TODO(issue 12): split runTool.
-  'src/cli/tools.ts': 83,
   // TODO(issue 12): split createMetrics.
   'src/ops/metrics.ts': 116,
   // TODO(issue 12): split inspectWire.

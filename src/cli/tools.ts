@@ -9,7 +9,9 @@ import { WireFormatter, paint } from './wire-format.js';
 /** Exit codes of tail, publish and doctor (docs/operations.md). */
 export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3 } as const;
 
-const TOOL_USAGE: Record<'tail' | 'publish' | 'doctor', string> = {
+type Tool = 'tail' | 'publish' | 'doctor';
+
+const TOOL_USAGE: Record<Tool, string> = {
   tail: `Usage: kometa tail <channel> [--url <hub>] [--token <t>] [--from start] [--count <n>] [--timeout <s>] [--json] [--transport sse|poll|websocket]
        kometa tail <channel> --wire [--url <hub>] [--token <t>] [--timeout <s>]      the subscription as on the wire
        kometa tail <http://…/any/path> --wire [--timeout <s>]                      any URL as on the wire (e.g. /seed)
@@ -29,82 +31,106 @@ Takes at most --idle seconds (default 20) plus a few. Exit: 0 every transport wo
 1 some do not (the report says what to change), 2 usage, 3 the hub cannot be reached or no transport works.`,
 };
 
-function usageError(tool: 'tail' | 'publish' | 'doctor', message: string): number {
+function usageError(tool: Tool, message: string): number {
   process.stderr.write(`kometa ${tool}: ${message}\n${TOOL_USAGE[tool]}\n`);
   return EXIT.usage;
 }
 
-export async function runTool(tool: 'tail' | 'publish' | 'doctor', argv: string[]): Promise<number> {
-  let parsed;
+function parseToolArgs(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+      wire: { type: 'boolean' },
+      json: { type: 'boolean' },
+      from: { type: 'string' },
+      count: { type: 'string' },
+      timeout: { type: 'string' },
+      transport: { type: 'string' },
+      event: { type: 'string' },
+      idle: { type: 'string' },
+    },
+  });
+}
+
+type ToolArgs = ReturnType<typeof parseToolArgs>;
+
+/** A number of seconds (or a count): undefined when not given, null when not a number. */
+function seconds(value: string | undefined): number | undefined | null {
+  if (value === undefined) return undefined;
+  return /^\d+(\.\d+)?$/.test(value) ? Number(value) : null;
+}
+
+export async function runTool(tool: Tool, argv: string[]): Promise<number> {
+  let parsed: ToolArgs;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        url: { type: 'string' },
-        token: { type: 'string' },
-        wire: { type: 'boolean' },
-        json: { type: 'boolean' },
-        from: { type: 'string' },
-        count: { type: 'string' },
-        timeout: { type: 'string' },
-        transport: { type: 'string' },
-        event: { type: 'string' },
-        idle: { type: 'string' },
-      },
-    });
+    parsed = parseToolArgs(argv);
   } catch (error) {
     return usageError(tool, (error as Error).message);
   }
-  const { values, positionals } = parsed;
-  if (values.help === true) {
+  if (parsed.values.help === true) {
     process.stdout.write(`${TOOL_USAGE[tool]}\n`);
     return EXIT.ok;
   }
-  const base = values.url ?? (process.env.KOMETA_URL || 'http://127.0.0.1:8080');
-  if (!/^https?:\/\/[^/]+/.test(base) || !URL.canParse(base)) return usageError(tool, `--url must be an http:// or https:// URL, got ${JSON.stringify(base)}`);
-  const token = values.token ?? (process.env.KOMETA_TOKEN || undefined);
-  const seconds = (name: 'timeout' | 'idle' | 'count', value: string | undefined): number | undefined | null => {
-    if (value === undefined) return undefined;
-    return /^\d+(\.\d+)?$/.test(value) ? Number(value) : null;
-  };
-
-  if (tool === 'doctor') {
-    const target = positionals[0] ?? values.url;
-    if (target === undefined || positionals.length > 1) return usageError(tool, 'give one hub URL');
-    if (!/^https?:\/\//.test(target) || !URL.canParse(target)) return usageError(tool, `not an http:// or https:// URL: ${target}`);
-    const idle = seconds('idle', values.idle);
-    if (idle === null || (idle !== undefined && idle > 120)) return usageError(tool, '--idle is a number of seconds, at most 120');
-    return runDoctor({ url: new URL(target), token, idleSeconds: idle ?? 20, json: values.json === true });
+  const base = parsed.values.url ?? (process.env.KOMETA_URL || 'http://127.0.0.1:8080');
+  if (!/^https?:\/\/[^/]+/.test(base) || !URL.canParse(base)) {
+    return usageError(tool, `--url must be an http:// or https:// URL, got ${JSON.stringify(base)}`);
   }
+  const token = parsed.values.token ?? (process.env.KOMETA_TOKEN || undefined);
+  if (tool === 'doctor') return doctorCommand(parsed, token);
+  if (tool === 'publish') return publishCommand(parsed, base, token);
+  return tailCommand(parsed, base, token);
+}
 
-  if (tool === 'publish') {
-    const [channel, data, ...rest] = positionals;
-    if (channel === undefined || data === undefined || rest.length > 0) return usageError(tool, 'give a channel and the data');
-    if (!isValidChannelName(channel)) return usageError(tool, `not a valid channel name: ${JSON.stringify(channel)} (docs/protocol.md)`);
-    return publish(base, channel, data === '-' ? await readStdin() : data, token, values.event);
+function doctorCommand({ values, positionals }: ToolArgs, token: string | undefined): Promise<number> | number {
+  const target = positionals[0] ?? values.url;
+  if (target === undefined || positionals.length > 1) return usageError('doctor', 'give one hub URL');
+  if (!/^https?:\/\//.test(target) || !URL.canParse(target)) {
+    return usageError('doctor', `not an http:// or https:// URL: ${target}`);
   }
+  const idle = seconds(values.idle);
+  if (idle === null || (idle !== undefined && idle > 120)) return usageError('doctor', '--idle is a number of seconds, at most 120');
+  return runDoctor({ url: new URL(target), token, idleSeconds: idle ?? 20, json: values.json === true });
+}
 
+async function publishCommand({ values, positionals }: ToolArgs, base: string, token: string | undefined): Promise<number> {
+  const [channel, data, ...rest] = positionals;
+  if (channel === undefined || data === undefined || rest.length > 0) return usageError('publish', 'give a channel and the data');
+  if (!isValidChannelName(channel)) {
+    return usageError('publish', `not a valid channel name: ${JSON.stringify(channel)} (docs/protocol.md)`);
+  }
+  return publish(base, channel, data === '-' ? await readStdin() : data, token, values.event);
+}
+
+async function tailCommand({ values, positionals }: ToolArgs, base: string, token: string | undefined): Promise<number> {
   const [target, ...rest] = positionals;
-  if (target === undefined || rest.length > 0) return usageError(tool, 'give one channel (or a URL with --wire)');
-  const timeout = seconds('timeout', values.timeout);
-  const count = seconds('count', values.count);
-  if (timeout === null) return usageError(tool, '--timeout is a number of seconds');
-  if (count === null || (count !== undefined && !Number.isInteger(count))) return usageError(tool, '--count is a whole number');
+  if (target === undefined || rest.length > 0) return usageError('tail', 'give one channel (or a URL with --wire)');
+  const timeout = seconds(values.timeout);
+  const count = seconds(values.count);
+  if (timeout === null) return usageError('tail', '--timeout is a number of seconds');
+  if (count === null || (count !== undefined && !Number.isInteger(count))) return usageError('tail', '--count is a whole number');
   const isUrl = /^https?:\/\//.test(target);
-  if (isUrl && !URL.canParse(target)) return usageError(tool, `not a URL: ${target}`);
-  if (!isUrl && !isValidChannelName(target)) return usageError(tool, `not a valid channel name: ${JSON.stringify(target)} (a URL starts with http://)`);
-  if (values.from !== undefined && values.from !== 'start' && values.from !== 'now') return usageError(tool, '--from is start or now');
+  if (isUrl && !URL.canParse(target)) return usageError('tail', `not a URL: ${target}`);
+  if (!isUrl && !isValidChannelName(target)) {
+    return usageError('tail', `not a valid channel name: ${JSON.stringify(target)} (a URL starts with http://)`);
+  }
+  if (values.from !== undefined && values.from !== 'start' && values.from !== 'now') return usageError('tail', '--from is start or now');
   const transport = values.transport ?? 'sse';
-  if (!['sse', 'poll', 'websocket', 'stream'].includes(transport)) return usageError(tool, '--transport is sse, poll, websocket or stream');
+  if (!['sse', 'poll', 'websocket', 'stream'].includes(transport)) {
+    return usageError('tail', '--transport is sse, poll, websocket or stream');
+  }
   if (isUrl || values.wire === true) {
     const query = transport === 'sse' ? '' : `?transport=${transport === 'websocket' ? 'sse' : transport}`;
     const url = isUrl ? new URL(target) : new URL(`/sub/${encodeURIComponent(target)}${query}`, base);
     return tailWire(url, token, timeout);
   }
-  if (transport === 'stream') return usageError(tool, '--transport stream is for --wire; the client speaks sse, poll and websocket');
+  if (transport === 'stream') {
+    return usageError('tail', '--transport stream is for --wire; the client speaks sse, poll and websocket');
+  }
   // The client retries quietly for ever; a terminal user wants to know at once that the hub is not there or says no.
   const refused = await preflight(base, target, token);
   if (refused !== undefined) return refused;
