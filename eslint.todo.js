@@ -155,8 +155,4 @@ export const longFunctions = {
   'bench/run.ts': 147,
   // TODO(issue 12): split createMetrics.
   'src/ops/metrics.ts': 116,
-  // TODO(issue 12): split parse (the instruction parser).
-  'src/proxy/instructions.ts': 84,
-  // TODO(issue 12): split ProxySession.#run.
-  'src/proxy/session.ts': 89,
 };

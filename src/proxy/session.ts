@@ -115,21 +115,7 @@ export class ProxySession {
     let first = true;
     let stages = 0;
     for (;;) {
-      let instructions: Instructions | undefined;
-      let nextPath: string | undefined;
-      let deferPath: string | undefined;
-      try {
-        if (!first && (response.statusCode ?? 502) >= 400) {
-          throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `the stage ${this.#path.split('?')[0]} answered ${response.statusCode}`);
-        }
-        instructions = hasInstructions(response.headers) ? parseInstructions(response.headers, ctx.limits) : undefined;
-        // Check where the next links lead before anything is sent, so a bad one is still a clean 502.
-        if (instructions?.next !== undefined) nextPath = ctx.origin.resolve(instructions.next.url, this.#path);
-        if (instructions?.defer !== undefined) deferPath = ctx.origin.resolve(instructions.defer.url, this.#path);
-      } catch (error) {
-        response.resume();
-        throw error;
-      }
+      const { instructions, nextPath, deferPath } = this.#readInstructions(response, first);
       if (first && (instructions === undefined || (instructions.hold === undefined && instructions.next === undefined && instructions.defer === undefined))) {
         await this.#passThrough(response, instructions?.status);
         return;
@@ -186,6 +172,30 @@ export class ProxySession {
       );
       this.#path = path;
       first = false;
+    }
+  }
+
+  /**
+   * The instructions of one origin response, and where its links lead, checked before anything is sent so that
+   * a bad one is still a clean 502. A later stage that failed is an error too. The body is dropped on error.
+   */
+  #readInstructions(
+    response: IncomingMessage,
+    first: boolean,
+  ): { instructions: Instructions | undefined; nextPath: string | undefined; deferPath: string | undefined } {
+    const ctx = this.#ctx;
+    try {
+      if (!first && (response.statusCode ?? 502) >= 400) {
+        const stage = this.#path.split('?')[0];
+        throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `the stage ${stage} answered ${response.statusCode}`);
+      }
+      const instructions = hasInstructions(response.headers) ? parseInstructions(response.headers, ctx.limits) : undefined;
+      const nextPath = instructions?.next === undefined ? undefined : ctx.origin.resolve(instructions.next.url, this.#path);
+      const deferPath = instructions?.defer === undefined ? undefined : ctx.origin.resolve(instructions.defer.url, this.#path);
+      return { instructions, nextPath, deferPath };
+    } catch (error) {
+      response.resume();
+      throw error;
     }
   }
 
