@@ -108,7 +108,6 @@ export const longLines = {
   'src/client/kometa.ts': 179,
   'src/client/transport.ts': 171,
   'src/client/transports/poll.ts': 187,
-  'src/client/transports/sse.ts': 191,
   'src/client/transports/websocket.ts': 146,
   'src/comet/comet.ts': 125,
   'src/comet/context.ts': 152,
@@ -137,7 +136,6 @@ export const longLines = {
   'src/proxy/server.ts': 160,
   'src/proxy/session.ts': 158,
   'src/web/chat.ts': 142,
-  'src/web/dashboard.ts': 204,
 };
 
 /**
