@@ -126,15 +126,6 @@ export const longLines = {
   'src/ops/sources.ts': 138,
   'src/ops/stats-types.ts': 192,
   'src/ops/stats.ts': 130,
-  'src/proxy/control.ts': 146,
-  'src/proxy/headers.ts': 155,
-  'src/proxy/instructions.ts': 152,
-  'src/proxy/items.ts': 173,
-  'src/proxy/origin.ts': 159,
-  'src/proxy/proxy.ts': 127,
-  'src/proxy/resume.ts': 124,
-  'src/proxy/server.ts': 160,
-  'src/proxy/session.ts': 158,
   'src/web/chat.ts': 142,
 };
 

@@ -47,7 +47,10 @@ export interface Defer {
 
 export interface Instructions {
   readonly hold: Hold | undefined;
-  /** `Grip-Status`: the status the client sees instead of the origin's (for origins that cannot send e.g. 304 with Grip headers). */
+  /**
+   * `Grip-Status`: the status the client sees instead of the origin's (for origins that cannot send e.g. 304
+   * with Grip headers).
+   */
   readonly status: { readonly code: number; readonly reason: string | undefined } | undefined;
   readonly next: NextLink | undefined;
   readonly defer: Defer | undefined;
@@ -88,7 +91,9 @@ export function isInstructionHeader(lowerName: string): boolean {
 }
 
 export function hasInstructions(headers: IncomingHttpHeaders): boolean {
-  return headers['grip-hold'] !== undefined || headers['grip-link'] !== undefined || headers['kometa-defer'] !== undefined;
+  return (
+    headers['grip-hold'] !== undefined || headers['grip-link'] !== undefined || headers['kometa-defer'] !== undefined
+  );
 }
 
 const MAX_URL_LENGTH = 2048;
@@ -117,7 +122,10 @@ function checkUrl(url: string, header: string): string {
  * KometaError (KOMETA_ERR_ORIGIN_INSTRUCTION, a 502) for anything that
  * cannot be followed exactly, rather than guessing.
  */
-export function parseInstructions(headers: IncomingHttpHeaders, limits: InstructionLimits = defaultInstructionLimits): Instructions {
+export function parseInstructions(
+  headers: IncomingHttpHeaders,
+  limits: InstructionLimits = defaultInstructionLimits,
+): Instructions {
   try {
     return parse(headers, limits);
   } catch (error) {
@@ -141,8 +149,9 @@ function parse(headers: IncomingHttpHeaders, limits: InstructionLimits): Instruc
     if (mode !== undefined) throw malformed('Kometa-Defer cannot be combined with Grip-Hold');
     if (next !== undefined) throw malformed('Kometa-Defer cannot be combined with a Grip-Link next link');
   }
+  const streamKeepAlive = mode === 'stream' ? keepAlive : undefined;
   return {
-    hold: mode === undefined ? undefined : { mode, channels, timeoutMs, keepAlive: mode === 'stream' ? keepAlive : undefined },
+    hold: mode === undefined ? undefined : { mode, channels, timeoutMs, keepAlive: streamKeepAlive },
     status,
     next,
     defer,
@@ -167,10 +176,14 @@ function parseChannels(text: string | undefined, limits: InstructionLimits): Gri
       );
     }
     const prevId = element.params.get('prev-id');
-    if (prevId !== undefined && (prevId === '' || prevId.length > MAX_ID_LENGTH)) throw malformed('Grip-Channel has an invalid prev-id');
+    if (prevId !== undefined && (prevId === '' || prevId.length > MAX_ID_LENGTH)) {
+      throw malformed('Grip-Channel has an invalid prev-id');
+    }
     if (!channels.some((c) => c.name === element.value)) channels.push({ name: element.value, prevId });
   }
-  if (channels.length > limits.maxChannels) throw malformed(`Grip-Channel names more than ${limits.maxChannels} channels`);
+  if (channels.length > limits.maxChannels) {
+    throw malformed(`Grip-Channel names more than ${limits.maxChannels} channels`);
+  }
   return channels;
 }
 
@@ -183,7 +196,9 @@ function parseTimeout(text: string | undefined, limits: InstructionLimits): numb
 function parseStatus(text: string | undefined): Instructions['status'] {
   if (text === undefined) return undefined;
   const match = /^(\d{3})(?: (.{0,128}))?$/.exec(text.trim());
-  if (match === null || Number(match[1]) < 100) throw malformed('Grip-Status must be a status code, optionally followed by a reason');
+  if (match === null || Number(match[1]) < 100) {
+    throw malformed('Grip-Status must be a status code, optionally followed by a reason');
+  }
   return { code: Number(match[1]), reason: match[2] };
 }
 
@@ -236,7 +251,9 @@ function parseKeepAlive(text: string, limits: InstructionLimits): KeepAlive {
     timeoutMs = Math.max(Number(timeout) * 1000, limits.minKeepAliveMs);
   }
   const modeText = element.params.get('mode') ?? 'idle';
-  if (modeText !== 'idle' && modeText !== 'interval') throw malformed(`no such Grip-Keep-Alive mode '${modeText.slice(0, 32)}'`);
+  if (modeText !== 'idle' && modeText !== 'interval') {
+    throw malformed(`no such Grip-Keep-Alive mode '${modeText.slice(0, 32)}'`);
+  }
   const format = element.params.get('format') ?? 'raw';
   let data: Buffer;
   if (format === 'raw') data = Buffer.from(element.value, 'latin1');

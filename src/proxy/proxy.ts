@@ -20,7 +20,10 @@ export interface ProxyOptions {
   readonly maxHeldBodyBytes?: number;
   /** Bytes queued to a held stream's client before it is cut as too slow. */
   readonly maxQueueBytes?: number;
-  /** Key for Grip-Sig (HS256). Default: random per process, so only "the request came through kometa" can be checked. */
+  /**
+   * Key for Grip-Sig (HS256). Default: random per process, so only "the request came through kometa" can be
+   * checked.
+   */
   readonly sigKey?: string | Buffer;
   readonly sigIss?: string;
   /** Told of every request the proxy could not complete; the library itself never prints. */
@@ -48,7 +51,14 @@ export class GripProxy implements ProxyContext {
   readonly maxStages: number;
   readonly maxHeldBodyBytes: number;
   readonly maxQueueBytes: number;
-  readonly counters: ProxyCounters = { requests: 0, passedThrough: 0, heldResponses: 0, heldStreams: 0, stages: 0, errors: 0 };
+  readonly counters: ProxyCounters = {
+    requests: 0,
+    passedThrough: 0,
+    heldResponses: 0,
+    heldStreams: 0,
+    stages: 0,
+    errors: 0,
+  };
   readonly sessions = new Set<ProxySession>();
   readonly #signer: GripSigner;
   readonly #onError: ((report: ProxyErrorReport) => void) | undefined;
@@ -57,7 +67,11 @@ export class GripProxy implements ProxyContext {
     this.hub = hub;
     this.origin = new Origin(options.origin, options.originOptions);
     this.wheel = new TimerWheel(options.tickMs ?? 100);
-    this.limits = { ...defaultInstructionLimits, maxChannels: hub.limits.maxChannelsPerSubscription, ...options.limits };
+    this.limits = {
+      ...defaultInstructionLimits,
+      maxChannels: hub.limits.maxChannelsPerSubscription,
+      ...options.limits,
+    };
     this.maxStages = options.maxStages ?? 100;
     this.maxHeldBodyBytes = options.maxHeldBodyBytes ?? 100_000;
     this.maxQueueBytes = options.maxQueueBytes ?? 1024 * 1024;

@@ -29,7 +29,10 @@ export interface ProxyServer {
  */
 export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServerOptions> = {}): ProxyServer {
   const settings = { ...defaultProxyServerOptions, ...options };
-  const server = createServer({ maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) }, proxy.handle);
+  const server = createServer(
+    { maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) },
+    proxy.handle,
+  );
   server.headersTimeout = settings.headersTimeoutMs;
   server.requestTimeout = 0;
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
