@@ -11,7 +11,9 @@ export interface BannerOptions {
 
 /** What `kometa serve` prints once it listens: where everything is, ready to copy. */
 export function hubBanner(base: string, settings: Settings, options: BannerOptions): string {
-  const dashboard = options.tokenGenerated ? `${base}/_kometa/?token=${settings.adminToken}` : `${base}/_kometa/   (sign in with the --admin-token)`;
+  const dashboard = options.tokenGenerated
+    ? `${base}/_kometa/?token=${settings.adminToken}`
+    : `${base}/_kometa/   (sign in with the --admin-token)`;
   const bearer = options.tokenGenerated ? settings.adminToken : '$KOMETA_ADMIN_TOKEN';
   return (
     `kometa hub listening on ${base}\n` +

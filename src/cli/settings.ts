@@ -14,44 +14,207 @@ interface SettingSpec {
 
 export const settingSpecs = {
   port: { flag: 'port', kind: 'int', default: 8080, help: 'TCP port to listen on (0 picks a free one)' },
-  host: { flag: 'host', kind: 'string', default: '127.0.0.1', help: 'address to listen on (0.0.0.0 for every interface)' },
-  historyMessages: { flag: 'history-messages', kind: 'int', default: 1000, help: 'messages kept per channel for resume' },
-  historyBytes: { flag: 'history-bytes', kind: 'int', default: 1048576, help: 'bytes of message data kept per channel' },
-  historyTotalBytes: { flag: 'history-total-bytes', kind: 'int', default: 268435456, help: 'bytes of message data kept across all channels (in-memory broker); oldest dropped first' },
+  host: {
+    flag: 'host',
+    kind: 'string',
+    default: '127.0.0.1',
+    help: 'address to listen on (0.0.0.0 for every interface)',
+  },
+  historyMessages: {
+    flag: 'history-messages',
+    kind: 'int',
+    default: 1000,
+    help: 'messages kept per channel for resume',
+  },
+  historyBytes: {
+    flag: 'history-bytes',
+    kind: 'int',
+    default: 1048576,
+    help: 'bytes of message data kept per channel',
+  },
+  historyTotalBytes: {
+    flag: 'history-total-bytes',
+    kind: 'int',
+    default: 268435456,
+    help: 'bytes of message data kept across all channels (in-memory broker); oldest dropped first',
+  },
   historyAge: { flag: 'history-age', kind: 'seconds', default: 3600, help: 'oldest message kept, in seconds' },
   maxMessageBytes: { flag: 'max-message-bytes', kind: 'int', default: 65536, help: 'largest publish body, in bytes' },
   maxChannels: { flag: 'max-channels', kind: 'int', default: 64, help: 'most channels in one subscription' },
-  heartbeat: { flag: 'heartbeat', kind: 'seconds', default: 15, help: 'heartbeat on quiet SSE/stream connections, in seconds' },
+  heartbeat: {
+    flag: 'heartbeat',
+    kind: 'seconds',
+    default: 15,
+    help: 'heartbeat on quiet SSE/stream connections, in seconds',
+  },
   retry: { flag: 'retry', kind: 'seconds', default: 2, help: 'reconnect delay hinted to SSE clients, in seconds' },
   pollTimeout: { flag: 'poll-timeout', kind: 'seconds', default: 30, help: 'how long a long-poll is held, in seconds' },
-  pollTimeoutMax: { flag: 'poll-timeout-max', kind: 'seconds', default: 120, help: 'the most a long-poll may ask to be held (timeout=)' },
-  maxQueueBytes: { flag: 'max-queue-bytes', kind: 'int', default: 1048576, help: 'outgoing bytes queued per connection before a slow consumer is closed' },
-  headersTimeout: { flag: 'headers-timeout', kind: 'seconds', default: 10, help: 'time to receive request headers, in seconds' },
-  requestTimeout: { flag: 'request-timeout', kind: 'seconds', default: 30, help: 'time to receive a whole request, in seconds' },
-  keepAliveTimeout: { flag: 'keep-alive-timeout', kind: 'seconds', default: 5, help: 'idle keep-alive connections close after this, in seconds' },
+  pollTimeoutMax: {
+    flag: 'poll-timeout-max',
+    kind: 'seconds',
+    default: 120,
+    help: 'the most a long-poll may ask to be held (timeout=)',
+  },
+  maxQueueBytes: {
+    flag: 'max-queue-bytes',
+    kind: 'int',
+    default: 1048576,
+    help: 'outgoing bytes queued per connection before a slow consumer is closed',
+  },
+  headersTimeout: {
+    flag: 'headers-timeout',
+    kind: 'seconds',
+    default: 10,
+    help: 'time to receive request headers, in seconds',
+  },
+  requestTimeout: {
+    flag: 'request-timeout',
+    kind: 'seconds',
+    default: 30,
+    help: 'time to receive a whole request, in seconds',
+  },
+  keepAliveTimeout: {
+    flag: 'keep-alive-timeout',
+    kind: 'seconds',
+    default: 5,
+    help: 'idle keep-alive connections close after this, in seconds',
+  },
   maxHeaderBytes: { flag: 'max-header-bytes', kind: 'int', default: 16384, help: 'largest request head, in bytes' },
-  shutdownGrace: { flag: 'shutdown-grace', kind: 'seconds', default: 5, help: 'on SIGINT/SIGTERM, connections still open after this are cut' },
-  jwtSecret: { flag: 'jwt-secret', kind: 'string', default: '', help: 'HS256 secret for subscriber/publisher tokens; turns access control on' },
-  jwtPublicKey: { flag: 'jwt-public-key', kind: 'string', default: '', help: 'file with an RS256/ES256 public key (PEM) or a JWKS document; turns access control on' },
-  publisherKey: { flag: 'publisher-key', kind: 'string', default: '', help: 'shared secret for backends (Authorization: Bearer): publish anywhere, mint tickets' },
-  ticketSecret: { flag: 'ticket-secret', kind: 'string', default: '', help: 'signs subscribe tickets and their session cookies; give every node the same one (default: derived from --publisher-key or --jwt-secret, else random per start, shared with --workers)' },
-  publicSubscribe: { flag: 'public-subscribe', kind: 'string', default: '', help: 'comma-separated channel patterns anyone may subscribe to when access control is on (e.g. news.*)' },
-  publicPublish: { flag: 'public-publish', kind: 'string', default: '', help: 'comma-separated channel patterns anyone may publish to when access control is on' },
-  allowedOrigins: { flag: 'allowed-origins', kind: 'string', default: '', help: 'comma-separated browser origins allowed cross-origin (CORS, WebSocket); * for any; empty = any while the hub is open, same-origin once access control is on' },
-  publishRate: { flag: 'publish-rate', kind: 'int', default: 1000, help: 'publishes per second per publisher (token subject, key, or address); 0 = no limit' },
-  maxConnections: { flag: 'max-connections', kind: 'int', default: 0, help: 'open connections at most; 0 = the open-files limit less 256' },
-  maxConnectionsPerIp: { flag: 'max-connections-per-ip', kind: 'int', default: 0, help: 'open connections per client address at most; 0 = no limit' },
+  shutdownGrace: {
+    flag: 'shutdown-grace',
+    kind: 'seconds',
+    default: 5,
+    help: 'on SIGINT/SIGTERM, connections still open after this are cut',
+  },
+  jwtSecret: {
+    flag: 'jwt-secret',
+    kind: 'string',
+    default: '',
+    help: 'HS256 secret for subscriber/publisher tokens; turns access control on',
+  },
+  jwtPublicKey: {
+    flag: 'jwt-public-key',
+    kind: 'string',
+    default: '',
+    help: 'file with an RS256/ES256 public key (PEM) or a JWKS document; turns access control on',
+  },
+  publisherKey: {
+    flag: 'publisher-key',
+    kind: 'string',
+    default: '',
+    help: 'shared secret for backends (Authorization: Bearer): publish anywhere, mint tickets',
+  },
+  ticketSecret: {
+    flag: 'ticket-secret',
+    kind: 'string',
+    default: '',
+    help:
+      'signs subscribe tickets and their session cookies; give every node the same one ' +
+      '(default: derived from --publisher-key or --jwt-secret, else random per start, shared with --workers)',
+  },
+  publicSubscribe: {
+    flag: 'public-subscribe',
+    kind: 'string',
+    default: '',
+    help: 'comma-separated channel patterns anyone may subscribe to when access control is on (e.g. news.*)',
+  },
+  publicPublish: {
+    flag: 'public-publish',
+    kind: 'string',
+    default: '',
+    help: 'comma-separated channel patterns anyone may publish to when access control is on',
+  },
+  allowedOrigins: {
+    flag: 'allowed-origins',
+    kind: 'string',
+    default: '',
+    help:
+      'comma-separated browser origins allowed cross-origin (CORS, WebSocket); * for any; ' +
+      'empty = any while the hub is open, same-origin once access control is on',
+  },
+  publishRate: {
+    flag: 'publish-rate',
+    kind: 'int',
+    default: 1000,
+    help: 'publishes per second per publisher (token subject, key, or address); 0 = no limit',
+  },
+  maxConnections: {
+    flag: 'max-connections',
+    kind: 'int',
+    default: 0,
+    help: 'open connections at most; 0 = the open-files limit less 256',
+  },
+  maxConnectionsPerIp: {
+    flag: 'max-connections-per-ip',
+    kind: 'int',
+    default: 0,
+    help: 'open connections per client address at most; 0 = no limit',
+  },
   maxHeaders: { flag: 'max-headers', kind: 'int', default: 100, help: 'request header lines at most' },
-  redis: { flag: 'redis', kind: 'string', default: '', help: 'Redis URL (redis://[user:pass@]host:port[/db]) to share channels between processes; empty = in-memory' },
-  redisPrefix: { flag: 'redis-prefix', kind: 'string', default: 'kometa:', help: 'prefix of every Redis key and pub/sub channel kometa uses' },
-  workers: { flag: 'workers', kind: 'int', default: 1, help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis' },
-  origin: { flag: 'origin', kind: 'string', default: '', help: 'origin server to proxy to (http://host:port); kometa proxy needs it, with serve every path the hub does not take goes there' },
-  controlPort: { flag: 'control-port', kind: 'int', default: 5561, help: 'port of the control API when proxying (POST /publish/ as Pushpin, POST /pub/<channel>), on 127.0.0.1' },
-  adminToken: { flag: 'admin-token', kind: 'string', default: '', help: 'secret that opens the dashboard (/_kometa/) and /metrics (Authorization: Bearer, or /_kometa/?token=); empty = a random one per start, printed in the banner' },
-  metricsToken: { flag: 'metrics-token', kind: 'string', default: '', help: 'second secret that opens /metrics only (for a Prometheus scraper); empty = only the admin token does' },
-  logLevel: { flag: 'log-level', kind: 'string', default: 'info', help: 'least severe log line written: trace, debug, info, warn, error, fatal or silent' },
-  logFormat: { flag: 'log-format', kind: 'string', default: 'auto', help: 'log lines as json, pretty (coloured, for people), or auto: pretty on a terminal, json otherwise' },
-  gripSigKey: { flag: 'grip-sig-key', kind: 'string', default: '', help: 'key that signs the Grip-Sig header sent to the origin (HS256); empty = a random key per process' },
+  redis: {
+    flag: 'redis',
+    kind: 'string',
+    default: '',
+    help: 'Redis URL (redis://[user:pass@]host:port[/db]) to share channels between processes; empty = in-memory',
+  },
+  redisPrefix: {
+    flag: 'redis-prefix',
+    kind: 'string',
+    default: 'kometa:',
+    help: 'prefix of every Redis key and pub/sub channel kometa uses',
+  },
+  workers: {
+    flag: 'workers',
+    kind: 'int',
+    default: 1,
+    help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis',
+  },
+  origin: {
+    flag: 'origin',
+    kind: 'string',
+    default: '',
+    help:
+      'origin server to proxy to (http://host:port); ' +
+      'kometa proxy needs it, with serve every path the hub does not take goes there',
+  },
+  controlPort: {
+    flag: 'control-port',
+    kind: 'int',
+    default: 5561,
+    help: 'port of the control API when proxying (POST /publish/ as Pushpin, POST /pub/<channel>), on 127.0.0.1',
+  },
+  adminToken: {
+    flag: 'admin-token',
+    kind: 'string',
+    default: '',
+    help:
+      'secret that opens the dashboard (/_kometa/) and /metrics (Authorization: Bearer, or /_kometa/?token=); ' +
+      'empty = a random one per start, printed in the banner',
+  },
+  metricsToken: {
+    flag: 'metrics-token',
+    kind: 'string',
+    default: '',
+    help: 'second secret that opens /metrics only (for a Prometheus scraper); empty = only the admin token does',
+  },
+  logLevel: {
+    flag: 'log-level',
+    kind: 'string',
+    default: 'info',
+    help: 'least severe log line written: trace, debug, info, warn, error, fatal or silent',
+  },
+  logFormat: {
+    flag: 'log-format',
+    kind: 'string',
+    default: 'auto',
+    help: 'log lines as json, pretty (coloured, for people), or auto: pretty on a terminal, json otherwise',
+  },
+  gripSigKey: {
+    flag: 'grip-sig-key',
+    kind: 'string',
+    default: '',
+    help: 'key that signs the Grip-Sig header sent to the origin (HS256); empty = a random key per process',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof settingSpecs;
@@ -69,9 +232,11 @@ function convert(name: SettingName, raw: unknown, source: string): number | stri
     if (typeof raw !== 'string' || raw === '') throw new SettingsError(`${source} must be a non-empty string`);
     return raw;
   }
-  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : NaN;
+  const numeric = typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw.trim());
+  const value = typeof raw === 'number' ? raw : numeric ? Number(raw) : NaN;
   if (!Number.isFinite(value) || value < 0 || (spec.kind === 'int' && !Number.isInteger(value))) {
-    throw new SettingsError(`${source} must be a ${spec.kind === 'int' ? 'whole number' : 'number of seconds'} ≥ 0, got ${JSON.stringify(raw)}`);
+    const what = spec.kind === 'int' ? 'whole number' : 'number of seconds';
+    throw new SettingsError(`${source} must be a ${what} ≥ 0, got ${JSON.stringify(raw)}`);
   }
   return value;
 }

@@ -12,7 +12,11 @@ import type { Settings } from './settings.js';
  * anyway (degraded, /healthz says so) and connects when Redis comes.
  */
 export async function createBroker(settings: Settings): Promise<Broker> {
-  const history = { maxMessages: settings.historyMessages, maxBytes: settings.historyBytes, maxAgeMs: settings.historyAge * 1000 };
+  const history = {
+    maxMessages: settings.historyMessages,
+    maxBytes: settings.historyBytes,
+    maxAgeMs: settings.historyAge * 1000,
+  };
   if (settings.redis === '') return new MemoryBroker({ history, maxTotalBytes: settings.historyTotalBytes });
   const broker = new RedisBroker({ url: settings.redis, prefix: settings.redisPrefix, history });
   let timer: NodeJS.Timeout | undefined;
@@ -23,7 +27,8 @@ export async function createBroker(settings: Settings): Promise<Broker> {
   clearTimeout(timer);
   if (!waited) {
     const health = broker.health();
-    process.stderr.write(`kometa: ${health.ok ? 'Redis is slow to answer' : health.reason}; starting anyway, publishes answer 503 until it is back\n`);
+    const why = health.ok ? 'Redis is slow to answer' : health.reason;
+    process.stderr.write(`kometa: ${why}; starting anyway, publishes answer 503 until it is back\n`);
   }
   return broker;
 }
@@ -67,7 +72,8 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
         return;
       }
       listening--;
-      process.stderr.write(`kometa: worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); starting another\n`);
+      const how = signal ?? `code ${code}`;
+      process.stderr.write(`kometa: worker ${worker.process.pid} exited (${how}); starting another\n`);
       setTimeout(() => {
         if (!stopping) fork();
       }, 500).unref();
@@ -77,7 +83,10 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
       if (stopping) return;
       stopping = true;
       stopCode = exitCode;
-      if (why !== 'failure') process.stdout.write(`kometa: ${why} received, closing ${settings.workers} workers (up to ${settings.shutdownGrace}s)\n`);
+      if (why !== 'failure') {
+        const grace = `up to ${settings.shutdownGrace}s`;
+        process.stdout.write(`kometa: ${why} received, closing ${settings.workers} workers (${grace})\n`);
+      }
       const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
       if (workers.length === 0) resolve(stopCode);
       for (const worker of workers) worker.process.kill('SIGTERM');
