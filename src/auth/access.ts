@@ -13,7 +13,10 @@ export type Action = 'subscribe' | 'publish';
  * subscribe and publish (and every WebSocket subscribe) with the request that
  * carried it; return false (or throw a KometaError) to refuse.
  */
-export type AuthorizeHook = (request: IncomingMessage, access: { action: Action; channels: readonly string[] }) => boolean | Promise<boolean>;
+export type AuthorizeHook = (
+  request: IncomingMessage,
+  access: { action: Action; channels: readonly string[] },
+) => boolean | Promise<boolean>;
 
 export interface AccessOptions {
   readonly tokens?: TokenKeys;
@@ -85,7 +88,8 @@ export class AccessPolicy {
     const origins = options.allowedOrigins ?? [];
     // An open hub has nothing to protect with CORS; a protected one is
     // same-origin only until origins are listed.
-    this.#origins = origins.includes('*') || (origins.length === 0 && !this.enabled) ? 'any' : origins.length === 0 ? 'same-origin' : new Set(origins);
+    const any = origins.includes('*') || (origins.length === 0 && !this.enabled);
+    this.#origins = any ? 'any' : origins.length === 0 ? 'same-origin' : new Set(origins);
     this.tickets = new TicketIssuer(ticketSecret(options), { ...defaultTicketLimits, ...options.tickets });
   }
 
@@ -99,14 +103,19 @@ export class AccessPolicy {
 
   /** Find and check the request's credential. Throws 401 for a credential that is present but bad. */
   async authenticate(req: IncomingMessage, url: URL): Promise<Authentication> {
-    if (!this.enabled || this.#authorize !== undefined) return { grant: this.#authorize !== undefined ? hookGrant : this.#anonymous };
+    if (!this.enabled || this.#authorize !== undefined) {
+      return { grant: this.#authorize !== undefined ? hookGrant : this.#anonymous };
+    }
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
     if (bearer !== undefined) return { grant: await this.#fromSecret(bearer) };
     const cookies = parseCookies(req.headers.cookie);
     const session = cookies.get(SESSION_COOKIE);
     if (session !== undefined) {
       const entry = this.tickets.session(session);
-      if (entry !== undefined) return { grant: grantFromClaim(entry.claim, { expiresAt: entry.expiresAt, subject: entry.subject, kind: 'ticket' }) };
+      if (entry !== undefined) {
+        const { claim, expiresAt, subject } = entry;
+        return { grant: grantFromClaim(claim, { expiresAt, subject, kind: 'ticket' }) };
+      }
     }
     const ticket = url.searchParams.get('ticket');
     if (ticket !== null) {
@@ -134,9 +143,13 @@ export class AccessPolicy {
   }
 
   async #fromToken(token: string): Promise<Grant> {
-    if (this.#verifier === undefined || token.length > 8192) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'This hub does not accept that credential');
+    if (this.#verifier === undefined || token.length > 8192) {
+      throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'This hub does not accept that credential');
+    }
     const payload = await this.#verifier(token);
-    if (!isKometaClaim(payload.kometa)) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token has no valid "kometa" claim');
+    if (!isKometaClaim(payload.kometa)) {
+      throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token has no valid "kometa" claim');
+    }
     try {
       return grantFromClaim(payload.kometa, {
         expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
@@ -144,7 +157,9 @@ export class AccessPolicy {
         kind: 'token',
       });
     } catch (error) {
-      if (error instanceof KometaError) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', `The token's claim is invalid: ${error.message}`);
+      if (error instanceof KometaError) {
+        throw new KometaError('KOMETA_ERR_UNAUTHORIZED', `The token's claim is invalid: ${error.message}`);
+      }
       throw error;
     }
   }
@@ -160,11 +175,15 @@ export class AccessPolicy {
     const allowed = grant[action];
     for (const channel of channels) {
       if (!allowed(channel)) {
-        if (grant.kind === 'anonymous') throw new KometaError('KOMETA_ERR_UNAUTHORIZED', `A credential is needed to ${action} ${channel}`);
+        if (grant.kind === 'anonymous') {
+          throw new KometaError('KOMETA_ERR_UNAUTHORIZED', `A credential is needed to ${action} ${channel}`);
+        }
         throw new KometaError('KOMETA_ERR_FORBIDDEN', `This credential may not ${action} ${channel}`, { channel });
       }
     }
-    if (grant.expiresAt !== undefined && grant.expiresAt <= Date.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+    if (grant.expiresAt !== undefined && grant.expiresAt <= Date.now()) {
+      throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+    }
   }
 
   /**

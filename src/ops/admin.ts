@@ -49,7 +49,10 @@ export class AdminGate {
   /** Resolve when `secret` opens `scope`; throw 401 (missing or bad) or 403 (valid, but not an admin). */
   async check(secret: string | undefined, scope: AdminScope): Promise<void> {
     if (secret === undefined || secret === '') {
-      throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The operator\'s view needs the admin token (Authorization: Bearer, or /_kometa/?token=)');
+      throw new KometaError(
+        'KOMETA_ERR_UNAUTHORIZED',
+        'The operator\'s view needs the admin token (Authorization: Bearer, or /_kometa/?token=)',
+      );
     }
     const given = Buffer.from(secret);
     if (same(given, this.#admin)) return;
@@ -59,12 +62,16 @@ export class AdminGate {
       const fake = { headers: { authorization: `Bearer ${secret}` } } as unknown as IncomingMessage;
       const { grant } = await this.#access.authenticate(fake, new URL('http://kometa.invalid/'));
       if (grant.admin && grant.kind === 'token') {
-        if (grant.expiresAt !== undefined && grant.expiresAt <= Date.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+        if (grant.expiresAt !== undefined && grant.expiresAt <= Date.now()) {
+          throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+        }
         return;
       }
       throw new KometaError('KOMETA_ERR_FORBIDDEN', 'This token has no "admin": true in its kometa claim');
     }
-    if (scope === 'dashboard' && same(given, this.#metrics)) throw new KometaError('KOMETA_ERR_FORBIDDEN', 'The metrics token opens /metrics only');
+    if (scope === 'dashboard' && same(given, this.#metrics)) {
+      throw new KometaError('KOMETA_ERR_FORBIDDEN', 'The metrics token opens /metrics only');
+    }
     throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'That is not the admin token');
   }
 

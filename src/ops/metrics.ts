@@ -77,10 +77,22 @@ function totals({ hub }: OpsSources, registers: Registers): void {
       },
     });
   };
-  total('kometa_messages_published_total', 'Messages accepted by publish in this process', () => hub.counters.published);
-  total('kometa_messages_delivered_total', 'Messages handed to subscribers (one per subscriber per message)', () => hub.counters.delivered);
+  total(
+    'kometa_messages_published_total',
+    'Messages accepted by publish in this process',
+    () => hub.counters.published,
+  );
+  total(
+    'kometa_messages_delivered_total',
+    'Messages handed to subscribers (one per subscriber per message)',
+    () => hub.counters.delivered,
+  );
   total('kometa_published_bytes_total', 'Bytes of message data accepted by publish', () => hub.counters.publishedBytes);
-  total('kometa_delivered_bytes_total', 'Bytes written to subscriber connections by live fan-out', () => hub.counters.deliveredBytes);
+  total(
+    'kometa_delivered_bytes_total',
+    'Bytes written to subscriber connections by live fan-out',
+    () => hub.counters.deliveredBytes,
+  );
   total('kometa_subscriptions_opened_total', 'Subscriptions opened', () => hub.counters.subscriptionsOpened);
   total('kometa_gaps_total', 'Gap notices sent (messages a subscriber could not get)', () => hub.counters.gaps);
 }

@@ -27,7 +27,11 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
     return;
   }
   if (active >= MAX_PROBES) {
-    sendProblem(res, new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many probes at once', { retryAfter: 1 }), { 'Retry-After': '1' });
+    sendProblem(
+      res,
+      new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many probes at once', { retryAfter: 1 }),
+      { 'Retry-After': '1' },
+    );
     return;
   }
   active++;
@@ -46,7 +50,8 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
   });
   const next = () => {
     sent++;
-    res.write(`event: probe\nid: ${sent}\ndata: {"n":${sent},"of":${chunks},"sentAfterMs":${Date.now() - started}}\n\n`);
+    const data = `{"n":${sent},"of":${chunks},"sentAfterMs":${Date.now() - started}}`;
+    res.write(`event: probe\nid: ${sent}\ndata: ${data}\n\n`);
     if (sent === chunks) {
       done();
       res.end();

@@ -30,7 +30,12 @@ export interface ConnectionCounts {
  * subscriptions are counted from the hub's live set, by their encoder.
  */
 export function connectionCounts(sources: OpsSources): ConnectionCounts {
-  const counts: ConnectionCounts = { sse: 0, stream: 0, poll: sources.http?.pollCount ?? 0, ws: sources.webSocket?.connectionCount ?? 0 };
+  const counts: ConnectionCounts = {
+    sse: 0,
+    stream: 0,
+    poll: sources.http?.pollCount ?? 0,
+    ws: sources.webSocket?.connectionCount ?? 0,
+  };
   for (const subscription of sources.hub.liveSubscriptions) {
     const name = subscription.sink?.encoder.name;
     if (name === 'sse') counts.sse++;

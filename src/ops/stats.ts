@@ -32,13 +32,19 @@ export class Sampler {
     const counters = hub.counters;
     const previous = this.#previous;
     const seconds = previous === undefined ? 1 : Math.max(0.001, (t - previous.t) / 1000);
-    const rate = (now: number, before: number | undefined) => (before === undefined ? 0 : Math.max(0, now - before) / seconds);
+    const rate = (now: number, before: number | undefined) =>
+      before === undefined ? 0 : Math.max(0, now - before) / seconds;
     const rates = {
       published: rate(counters.published, previous?.published),
       delivered: rate(counters.delivered, previous?.delivered),
       deliveredBytes: rate(counters.deliveredBytes, previous?.deliveredBytes),
     };
-    this.#previous = { t, published: counters.published, delivered: counters.delivered, deliveredBytes: counters.deliveredBytes };
+    this.#previous = {
+      t,
+      published: counters.published,
+      delivered: counters.delivered,
+      deliveredBytes: counters.deliveredBytes,
+    };
 
     // Hot channels: every local channel once, keeping the few busiest.
     const recent = this.#tally.takeChannelMessages();
@@ -54,7 +60,8 @@ export class Sampler {
     const memory = process.memoryUsage();
     const loop = this.#loop;
     // The histogram's values include the sampling interval itself; what is past it is the delay.
-    const ms = (ns: number) => (Number.isFinite(ns) ? Math.max(0, Math.round((ns - LOOP_RESOLUTION_MS * 1e6) / 1e4) / 100) : 0);
+    const ms = (ns: number) =>
+      Number.isFinite(ns) ? Math.max(0, Math.round((ns - LOOP_RESOLUTION_MS * 1e6) / 1e4) / 100) : 0;
     const eventLoop = { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) };
     loop.reset();
     const health = hub.broker.health();
