@@ -1,7 +1,7 @@
 /*
  * Event-loop delay while 10,000 comet handlers sleep or wait at once.
  *
- *   npx tsc -p tsconfig.json && node dist/bench/comet-loop-delay.js [--handlers 10000] [--pings 400]
+ *   npm run build && node dist/bench/comet-loop-delay.js [--handlers 10000] [--pings 400]
  *
  * This process is the server: node:http with the comet runtime and a hub.
  * A second process (this file again, forked with --load) is the load: it

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Histogram } from './lib/histogram.js';
 import { childPids, commandExists, forkLoader, hasTaskset, killAllStarted, memAvailableKiB, pinSelf, sampleProcess, sampleTree } from './lib/procs.js';
-import type { ChildMessage, ConnectOrder, LoadReport, SubscriberKind } from './lib/protocol.js';
+import type { ChildMessage, ConnectOrder, LoadReport } from './lib/protocol.js';
 import { messageData } from './lib/protocol.js';
 import { Publisher } from './lib/publisher.js';
 import { type Running, type SubscriberSpec, type System, allSystems, redisVersion, startRedis } from './lib/systems.js';

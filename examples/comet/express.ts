@@ -1,5 +1,5 @@
 // The seed's deferred view in Express 5.
-//   npx tsc -p tsconfig.json && node dist/examples/comet/express.js
+//   npm run build && node dist/examples/comet/express.js
 //   curl -N --raw http://127.0.0.1:3002/seed
 import express from 'express';
 import { pathToFileURL } from 'node:url';

@@ -1,5 +1,5 @@
 // The seed's deferred view in Fastify 5.
-//   npx tsc -p tsconfig.json && node dist/examples/comet/fastify.js
+//   npm run build && node dist/examples/comet/fastify.js
 //   curl -N --raw http://127.0.0.1:3003/seed
 import Fastify from 'fastify';
 import { pathToFileURL } from 'node:url';

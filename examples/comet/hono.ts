@@ -1,5 +1,5 @@
 // The seed's deferred view in Hono 4, on @hono/node-server.
-//   npx tsc -p tsconfig.json && node dist/examples/comet/hono.js
+//   npm run build && node dist/examples/comet/hono.js
 //   curl -N --raw http://127.0.0.1:3004/seed
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';

@@ -1,5 +1,5 @@
 // The seed's deferred view on plain node:http.
-//   npx tsc -p tsconfig.json && node dist/examples/comet/node-http.js
+//   npm run build && node dist/examples/comet/node-http.js
 //   curl -N --raw http://127.0.0.1:3001/seed
 import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';

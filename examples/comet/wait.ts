@@ -1,6 +1,6 @@
 // A handler that waits for an event: long-poll inside an ordinary Express route.
 // The hub runs in the same process; anything can publish with POST /pub/<channel>.
-//   npx tsc -p tsconfig.json && node dist/examples/comet/wait.js
+//   npm run build && node dist/examples/comet/wait.js
 //   curl -N --raw 'http://127.0.0.1:3005/room'        # waits
 //   curl -d 'hello' http://127.0.0.1:8085/pub/room      # wakes it
 import express from 'express';

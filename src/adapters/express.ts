@@ -11,6 +11,9 @@ import { runOnNode } from './node-http.js';
  * after), not passed to `next`: after the first chunk Express could do
  * nothing with them anyway.
  */
-export function expressComet(handler: CometHandler, comet: Comet = defaultComet): (req: Request, res: Response) => void {
+export function expressComet(
+  handler: CometHandler,
+  comet: Comet = defaultComet,
+): (req: Request, res: Response) => void {
   return (req, res) => runOnNode(handler, req, res, comet, req.originalUrl);
 }

@@ -79,7 +79,10 @@ class FastifyOutput implements CometOutput {
  * A Fastify 5 route handler for a comet handler: `app.get('/seed', fastifyComet(handler))`.
  * It returns the reply, which tells Fastify the response is sent later.
  */
-export function fastifyComet(handler: CometHandler, comet: Comet = defaultComet): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
+export function fastifyComet(
+  handler: CometHandler,
+  comet: Comet = defaultComet,
+): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
   return (request, reply) => {
     const run = comet.start(handler, nodeRequest(request.raw), new FastifyOutput(reply));
     reply.raw.once('close', () => {

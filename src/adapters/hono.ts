@@ -122,7 +122,11 @@ export function honoComet(handler: CometHandler, comet: Comet = defaultComet): (
   return (c) => {
     let gone = (): void => {};
     const output = new HonoOutput(nodeBindings(c.env), () => gone());
-    const run = comet.start(handler, { method: c.req.method, url: new URL(c.req.url), header: (name) => c.req.header(name) }, output);
+    const run = comet.start(
+      handler,
+      { method: c.req.method, url: new URL(c.req.url), header: (name) => c.req.header(name) },
+      output,
+    );
     gone = () => run.clientGone();
     c.req.raw.signal.addEventListener('abort', gone, { once: true });
     return output.response;

@@ -83,7 +83,13 @@ export function nodeRequest(req: IncomingMessage, target: string | undefined = r
 }
 
 /** Run a comet handler on a node:http request/response pair (also what the Express adapter does). */
-export function runOnNode(handler: CometHandler, req: IncomingMessage, res: ServerResponse, comet: Comet, target?: string): void {
+export function runOnNode(
+  handler: CometHandler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  comet: Comet,
+  target?: string,
+): void {
   const run = comet.start(handler, nodeRequest(req, target), new NodeResponseOutput(res));
   res.once('close', () => {
     if (!res.writableFinished) run.clientGone();
@@ -94,6 +100,9 @@ export function runOnNode(handler: CometHandler, req: IncomingMessage, res: Serv
  * A node:http request listener for a comet handler:
  * `http.createServer(nodeComet(handler))`, or call it from your own router.
  */
-export function nodeComet(handler: CometHandler, comet: Comet = defaultComet): (req: IncomingMessage, res: ServerResponse) => void {
+export function nodeComet(
+  handler: CometHandler,
+  comet: Comet = defaultComet,
+): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => runOnNode(handler, req, res, comet);
 }

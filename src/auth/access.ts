@@ -14,7 +14,10 @@ export type Action = 'subscribe' | 'publish';
  * subscribe and publish (and every WebSocket subscribe) with the request that
  * carried it; return false (or throw a KometaError) to refuse.
  */
-export type AuthorizeHook = (request: IncomingMessage, access: { action: Action; channels: readonly string[] }) => boolean | Promise<boolean>;
+export type AuthorizeHook = (
+  request: IncomingMessage,
+  access: { action: Action; channels: readonly string[] },
+) => boolean | Promise<boolean>;
 
 export interface AccessOptions {
   readonly tokens?: TokenKeys;
@@ -86,7 +89,8 @@ export class AccessPolicy {
     const origins = options.allowedOrigins ?? [];
     // An open hub has nothing to protect with CORS; a protected one is
     // same-origin only until origins are listed.
-    this.#origins = origins.includes('*') || (origins.length === 0 && !this.enabled) ? 'any' : origins.length === 0 ? 'same-origin' : new Set(origins);
+    const any = origins.includes('*') || (origins.length === 0 && !this.enabled);
+    this.#origins = any ? 'any' : origins.length === 0 ? 'same-origin' : new Set(origins);
     this.tickets = new TicketIssuer(ticketSecret(options), { ...defaultTicketLimits, ...options.tickets });
   }
 
@@ -100,7 +104,9 @@ export class AccessPolicy {
 
   /** Find and check the request's credential. Throws 401 for a credential that is present but bad. */
   async authenticate(req: IncomingMessage, url: URL): Promise<Authentication> {
-    if (!this.enabled || this.#authorize !== undefined) return { grant: this.#authorize !== undefined ? hookGrant : this.#anonymous };
+    if (!this.enabled || this.#authorize !== undefined) {
+      return { grant: this.#authorize !== undefined ? hookGrant : this.#anonymous };
+    }
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
     if (bearer !== undefined) return { grant: await this.#fromSecret(bearer) };
     const cookies = parseCookies(req.headers.cookie);
@@ -138,9 +144,13 @@ export class AccessPolicy {
   }
 
   async #fromToken(token: string): Promise<Grant> {
-    if (this.#verifier === undefined || token.length > 8192) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'This hub does not accept that credential');
+    if (this.#verifier === undefined || token.length > 8192) {
+      throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'This hub does not accept that credential');
+    }
     const payload = await this.#verifier(token);
-    if (!isKometaClaim(payload.kometa)) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token has no valid "kometa" claim');
+    if (!isKometaClaim(payload.kometa)) {
+      throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token has no valid "kometa" claim');
+    }
     try {
       return grantFromClaim(payload.kometa, {
         // The skew jose allowed at verification stays allowed afterwards: one end for every check.
@@ -149,7 +159,9 @@ export class AccessPolicy {
         kind: 'token',
       });
     } catch (error) {
-      if (error instanceof KometaError) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', `The token's claim is invalid: ${error.message}`);
+      if (error instanceof KometaError) {
+        throw new KometaError('KOMETA_ERR_UNAUTHORIZED', `The token's claim is invalid: ${error.message}`);
+      }
       throw error;
     }
   }
@@ -165,7 +177,9 @@ export class AccessPolicy {
     const allowed = grant[action];
     for (const channel of channels) {
       if (!allowed(channel)) {
-        if (grant.kind === 'anonymous') throw new KometaError('KOMETA_ERR_UNAUTHORIZED', `A credential is needed to ${action} ${channel}`);
+        if (grant.kind === 'anonymous') {
+          throw new KometaError('KOMETA_ERR_UNAUTHORIZED', `A credential is needed to ${action} ${channel}`);
+        }
         throw new KometaError('KOMETA_ERR_FORBIDDEN', `This credential may not ${action} ${channel}`, { channel });
       }
     }

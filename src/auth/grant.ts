@@ -41,7 +41,8 @@ export interface KometaClaim {
 export function isKometaClaim(value: unknown): value is KometaClaim {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const claim = value as Record<string, unknown>;
-  const list = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= 256 && v.every((p) => typeof p === 'string'));
+  const list = (v: unknown) =>
+    v === undefined || (Array.isArray(v) && v.length <= 256 && v.every((p) => typeof p === 'string'));
   const flag = (v: unknown) => v === undefined || typeof v === 'boolean';
   return list(claim.subscribe) && list(claim.publish) && flag(claim.tickets) && flag(claim.admin);
 }

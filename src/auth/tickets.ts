@@ -65,9 +65,19 @@ export class TicketIssuer {
     this.#spendOnce = spendOnce;
   }
 
-  mint(claim: KometaClaim, subject: string, sessionTtlMs = this.limits.sessionTtlMs): { ticket: string; expiresAt: number } {
+  mint(
+    claim: KometaClaim,
+    subject: string,
+    sessionTtlMs = this.limits.sessionTtlMs,
+  ): { ticket: string; expiresAt: number } {
     const expiresAt = this.now() + this.limits.ticketTtlMs;
-    const payload = { c: claim, e: expiresAt, s: subject.slice(0, 128), t: Math.min(sessionTtlMs, this.limits.sessionTtlMs), j: randomBytes(12).toString('base64url') };
+    const payload = {
+      c: claim,
+      e: expiresAt,
+      s: subject.slice(0, 128),
+      t: Math.min(sessionTtlMs, this.limits.sessionTtlMs),
+      j: randomBytes(12).toString('base64url'),
+    };
     if (Buffer.byteLength(JSON.stringify(claim)) > MAX_CLAIM_BYTES) {
       throw new KometaError('KOMETA_ERR_PATTERN', `A ticket's patterns are limited to ${MAX_CLAIM_BYTES} bytes`);
     }
@@ -76,7 +86,8 @@ export class TicketIssuer {
 
   /** Spend a ticket: returns a signed session (the cookie's value) and what it allows, or throws KOMETA_ERR_TICKET. */
   async redeem(ticket: string): Promise<{ session: string; entry: TicketSession }> {
-    const payload = this.#open('ticket', ticket) as { c?: unknown; e?: unknown; s?: unknown; t?: unknown; j?: unknown } | undefined;
+    type Payload = { c?: unknown; e?: unknown; s?: unknown; t?: unknown; j?: unknown };
+    const payload = this.#open('ticket', ticket) as Payload | undefined;
     if (
       payload === undefined ||
       !isKometaClaim(payload.c) ||
@@ -88,7 +99,9 @@ export class TicketIssuer {
     ) {
       throw new KometaError('KOMETA_ERR_TICKET');
     }
-    if (!(await this.#spendOnce(payload.j, payload.e - this.now() + 1000))) throw new KometaError('KOMETA_ERR_TICKET', 'The ticket was already used');
+    if (!(await this.#spendOnce(payload.j, payload.e - this.now() + 1000))) {
+      throw new KometaError('KOMETA_ERR_TICKET', 'The ticket was already used');
+    }
     const entry: TicketSession = { claim: payload.c, expiresAt: this.now() + payload.t, subject: payload.s };
     return { session: this.#sign('session', { c: entry.claim, e: entry.expiresAt, s: entry.subject }), entry };
   }
@@ -96,7 +109,14 @@ export class TicketIssuer {
   /** The session a cookie value stands for, if it is genuine and current. */
   session(value: string): TicketSession | undefined {
     const payload = this.#open('session', value) as { c?: unknown; e?: unknown; s?: unknown } | undefined;
-    if (payload === undefined || !isKometaClaim(payload.c) || typeof payload.e !== 'number' || typeof payload.s !== 'string') return undefined;
+    if (
+      payload === undefined ||
+      !isKometaClaim(payload.c) ||
+      typeof payload.e !== 'number' ||
+      typeof payload.s !== 'string'
+    ) {
+      return undefined;
+    }
     if (payload.e < this.now()) return undefined;
     return { claim: payload.c, expiresAt: payload.e, subject: payload.s };
   }
@@ -111,7 +131,9 @@ export class TicketIssuer {
     if (this.#spentHere.has(id)) return false;
     if (this.#spentHere.size >= this.limits.maxSpent) {
       this.sweep();
-      if (this.#spentHere.size >= this.limits.maxSpent) throw new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many tickets in flight', { retryAfter: 60 });
+      if (this.#spentHere.size >= this.limits.maxSpent) {
+        throw new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many tickets in flight', { retryAfter: 60 });
+      }
     }
     this.#spentHere.set(id, this.now() + ttlMs);
     return true;

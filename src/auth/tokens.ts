@@ -37,12 +37,18 @@ export async function createTokenVerifier(keys: TokenKeys): Promise<TokenVerifie
       } catch {
         throw new Error('the JWT public key looks like JSON but does not parse as a JWKS document');
       }
-      publicKey = { key: createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]), algorithms: ['RS256', 'ES256'] };
+      publicKey = {
+        key: createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]),
+        algorithms: ['RS256', 'ES256'],
+      };
     } else {
       const isCertificate = text.includes('BEGIN CERTIFICATE');
       const nodeKey = createPublicKey(text);
-      const algorithm = nodeKey.asymmetricKeyType === 'rsa' ? 'RS256' : nodeKey.asymmetricKeyType === 'ec' ? 'ES256' : undefined;
-      if (algorithm === undefined) throw new Error(`unsupported public key type ${nodeKey.asymmetricKeyType}; use RSA (RS256) or EC P-256 (ES256)`);
+      const type = nodeKey.asymmetricKeyType;
+      const algorithm = type === 'rsa' ? 'RS256' : type === 'ec' ? 'ES256' : undefined;
+      if (algorithm === undefined) {
+        throw new Error(`unsupported public key type ${type}; use RSA (RS256) or EC P-256 (ES256)`);
+      }
       const imported = isCertificate ? await importX509(text, algorithm) : await importSPKI(text, algorithm);
       publicKey = { key: async () => imported, algorithms: [algorithm] };
     }
@@ -51,17 +57,23 @@ export async function createTokenVerifier(keys: TokenKeys): Promise<TokenVerifie
 
   return async (token: string) => {
     try {
-      const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { alg?: unknown };
+      const headerText = Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8');
+      const header = JSON.parse(headerText) as { alg?: unknown };
       if (header.alg === 'HS256' && secret !== undefined) {
         return (await jwtVerify(token, secret, { algorithms: ['HS256'], clockTolerance: CLOCK_TOLERANCE_S, currentDate: new Date(wallClock.now()) })).payload;
       }
       if (publicKey !== undefined) {
         return (await jwtVerify(token, publicKey.key, { algorithms: publicKey.algorithms, clockTolerance: CLOCK_TOLERANCE_S, currentDate: new Date(wallClock.now()) })).payload;
       }
-      throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token is signed with an algorithm this hub does not accept');
+      throw new KometaError(
+        'KOMETA_ERR_UNAUTHORIZED',
+        'The token is signed with an algorithm this hub does not accept',
+      );
     } catch (error) {
       if (error instanceof KometaError) throw error;
-      if (error instanceof joseErrors.JWTExpired) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED', 'The token has expired');
+      if (error instanceof joseErrors.JWTExpired) {
+        throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED', 'The token has expired');
+      }
       throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token is not valid for this hub');
     }
   };

@@ -342,7 +342,8 @@ export class DurableBroker implements Broker {
   }
 
   async #append(data: Buffer, sync: boolean): Promise<void> {
-    if (this.#active.segment.size > 0 && this.#active.segment.size + data.length > this.#segmentBytes) await this.#rollSegment();
+    if (this.#active.segment.size > 0 && this.#active.segment.size + data.length > this.#segmentBytes)
+      await this.#rollSegment();
     await this.#active.append(data, sync);
     this.#diskBytes += data.length;
     this.#dirty = !sync;
@@ -402,7 +403,8 @@ export class DurableBroker implements Broker {
    */
   async #reclaimSpace(incoming: number): Promise<void> {
     try {
-      for (const segment of this.#segments.filter((s) => s !== this.#active.segment && s.live === 0)) await this.#evacuate(segment);
+      for (const segment of this.#segments.filter((s) => s !== this.#active.segment && s.live === 0))
+        await this.#evacuate(segment);
       while (this.#diskBytes + incoming > this.#maxTotalBytes) {
         const victim = this.#mostGarbage();
         if (victim === undefined) break;
@@ -432,21 +434,36 @@ export class DurableBroker implements Broker {
 
   /** Rewrite what `victim` still holds (live messages, heads of emptied channels) at the end of the log, then delete it. */
   async #evacuate(victim: Segment): Promise<void> {
-    const moving = (this.#members.get(victim) ?? []).filter((message) => !message.dropped && message.segment === victim);
+    const moving = (this.#members.get(victim) ?? []).filter(
+      (message) => !message.dropped && message.segment === victim,
+    );
     const heads: StoredRecord[] = [];
     for (const [channel, head] of this.#heads) {
       if (head.segment !== victim || this.#index.retainedCount(channel) > 0) continue;
       const { epoch, seq } = this.#index.headNow(channel);
-      heads.push({ kind: RECORD_HEAD, lsn: this.#nextLsn++, time: head.time, seq, epoch, channel, event: undefined, data: '' });
+      heads.push({
+        kind: RECORD_HEAD,
+        lsn: this.#nextLsn++,
+        time: head.time,
+        seq,
+        epoch,
+        channel,
+        event: undefined,
+        data: '',
+      });
     }
     if (moving.length > 0 || heads.length > 0) {
-      const frames = [...moving.map((message) => encodeRecord({ kind: RECORD_MESSAGE, ...message })), ...heads.map(encodeRecord)];
+      const frames = [
+        ...moving.map((message) => encodeRecord({ kind: RECORD_MESSAGE, ...message })),
+        ...heads.map(encodeRecord),
+      ];
       // Always fsync'd: the copies must be on disk before the originals go.
       await this.#append(Buffer.concat(frames), true);
       const to = this.#active.segment;
       for (const message of moving) this.#moved(message, victim, to);
       for (const head of heads) {
-        if (this.#heads.get(head.channel)?.segment === victim) this.#heads.set(head.channel, { segment: to, time: head.time });
+        if (this.#heads.get(head.channel)?.segment === victim)
+          this.#heads.set(head.channel, { segment: to, time: head.time });
       }
     }
     await removeSegment(victim);
@@ -558,7 +575,13 @@ export class DurableBroker implements Broker {
   }
 }
 
-function toMessage(record: StoredRecord, segment: Segment, recordBytes: number, channel = record.channel, epoch = record.epoch): DiskMessage {
+function toMessage(
+  record: StoredRecord,
+  segment: Segment,
+  recordBytes: number,
+  channel = record.channel,
+  epoch = record.epoch,
+): DiskMessage {
   return {
     channel,
     epoch,
@@ -576,11 +599,17 @@ function toMessage(record: StoredRecord, segment: Segment, recordBytes: number, 
 }
 
 function storeError(dir: string, error: unknown): KometaError {
-  return new KometaError('KOMETA_ERR_STORE_WRITE', `The message was not stored: cannot write to ${dir} (${describe(error)}); retry shortly`);
+  return new KometaError(
+    'KOMETA_ERR_STORE_WRITE',
+    `The message was not stored: cannot write to ${dir} (${describe(error)}); retry shortly`,
+  );
 }
 
 function describe(error: unknown): string {
-  if (error instanceof Error) return 'code' in error && typeof error.code === 'string' ? `${error.code}: ${error.message.replace(/^\w+: /, '')}` : error.message;
+  if (error instanceof Error)
+    return 'code' in error && typeof error.code === 'string'
+      ? `${error.code}: ${error.message.replace(/^\w+: /, '')}`
+      : error.message;
   return String(error);
 }
 
@@ -609,7 +638,9 @@ async function loadMeta(dir: string): Promise<Meta> {
   }
   const meta = JSON.parse(text) as Partial<Meta>;
   if (meta.format !== 1 || typeof meta.token !== 'string' || typeof meta.generation !== 'number') {
-    throw new DataDirError(`${join(dir, META_FILE)} is not a kometa data directory file of a format this version reads`);
+    throw new DataDirError(
+      `${join(dir, META_FILE)} is not a kometa data directory file of a format this version reads`,
+    );
   }
   return meta as Meta;
 }
@@ -619,14 +650,16 @@ const openHere = new Set<string>();
 
 /** One process per directory: a second kometa on the same data would number messages twice. */
 function takeLock(dir: string): void {
-  if (openHere.has(dir)) throw new DataDirError(`${dir} is in use by another kometa process (pid ${process.pid}, this one)`);
+  if (openHere.has(dir))
+    throw new DataDirError(`${dir} is in use by another kometa process (pid ${process.pid}, this one)`);
   const path = join(dir, LOCK_FILE);
   try {
     writeFileSync(path, String(process.pid), { flag: 'wx' });
     openHere.add(dir);
     return;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new DataDirError(`cannot lock ${dir}: ${describe(error)}`);
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new DataDirError(`cannot lock ${dir}: ${describe(error)}`);
   }
   const holder = Number(readFileSync(path, 'utf8'));
   if (Number.isInteger(holder) && holder !== process.pid && processAlive(holder)) {

@@ -345,10 +345,6 @@ export class RedisBroker implements Broker {
     }
   }
 
-  get watchedCount(): number {
-    return this.#watched.size;
-  }
-
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -1,5 +1,5 @@
-import type { Settings } from './settings.js';
-import { brokerLine } from './workers.js';
+import { resolve } from 'node:path';
+import { type Settings, brokerKind } from './settings.js';
 
 export interface BannerOptions {
   /** The chat is served at / (kometa serve; not with --workers, where the primary prints). */
@@ -12,7 +12,9 @@ export interface BannerOptions {
 
 /** What `kometa serve` prints once it listens: where everything is, ready to copy. */
 export function hubBanner(base: string, settings: Settings, options: BannerOptions): string {
-  const dashboard = options.tokenGenerated ? `${base}/_kometa/?token=${settings.adminToken}` : `${base}/_kometa/   (sign in with the --admin-token)`;
+  const dashboard = options.tokenGenerated
+    ? `${base}/_kometa/?token=${settings.adminToken}`
+    : `${base}/_kometa/   (sign in with the --admin-token)`;
   const bearer = options.tokenGenerated ? settings.adminToken : '$KOMETA_ADMIN_TOKEN';
   return (
     `kometa hub listening on ${base}\n` +
@@ -26,4 +28,17 @@ export function hubBanner(base: string, settings: Settings, options: BannerOptio
     brokerLine(settings) +
     (options.extra ?? '')
   );
+}
+
+/** One line for the banner: where the hub keeps history. */
+export function brokerLine(settings: Settings): string {
+  const kind = brokerKind(settings);
+  if (kind === 'memory') return '  history    in memory only (--memory): a restart loses it\n';
+  if (kind === 'durable') {
+    const sync = settings.fsyncInterval === 0 ? "fsync'd before every 201" : `fsync'd every ${settings.fsyncInterval} ms`;
+    return `  history    on disk in ${resolve(settings.dataDir)} (${sync})\n`;
+  }
+  const url = new URL(settings.redis);
+  const workers = settings.workers > 1 ? `, ${settings.workers} worker processes` : '';
+  return `  broker     redis at ${url.hostname}:${url.port || '6379'} (prefix ${settings.redisPrefix}${workers})\n`;
 }

@@ -17,7 +17,16 @@ export function createLogger(level: string, format: 'auto' | 'json' | 'pretty' =
   const options = { name: 'kometa', level, base: { pid: process.pid } };
   if (!usePretty) return pino(options);
   // Synchronous, in this thread: a CLI's few lines do not need a worker.
-  return pino(options, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', singleLine: true, sync: true }));
+  return pino(
+    options,
+    pretty({
+      colorize: true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'pid,hostname,name',
+      singleLine: true,
+      sync: true,
+    }),
+  );
 }
 
 /** Repeats of one kind of event within this window are summed into one line. */
@@ -36,7 +45,10 @@ export function logDiagnostics(log: Logger, broker: Broker): () => void {
   const flushDrops = () => {
     dropTimer = undefined;
     if (dropped === 0) return;
-    log.warn({ event: 'slow-consumers', count: dropped }, `${dropped} more slow consumers closed in the last ${SUMMARY_MS / 1000} s`);
+    log.warn(
+      { event: 'slow-consumers', count: dropped },
+      `${dropped} more slow consumers closed in the last ${SUMMARY_MS / 1000} s`,
+    );
     dropped = 0;
     lastDropLine = performance.now();
   };
@@ -54,9 +66,15 @@ export function logDiagnostics(log: Logger, broker: Broker): () => void {
   const onError = (message: unknown) => {
     const event = message as ErrorEvent;
     if (event.status >= 500 && event.code !== 'KOMETA_ERR_DRAINING' && event.code !== 'KOMETA_ERR_SLOW_CONSUMER') {
-      log.error({ event: 'error', code: event.code, status: event.status, transport: event.transport }, 'answered a client with a server error');
+      log.error(
+        { event: 'error', code: event.code, status: event.status, transport: event.transport },
+        'answered a client with a server error',
+      );
     } else {
-      log.debug({ event: 'error', code: event.code, status: event.status, transport: event.transport }, 'refused a request');
+      log.debug(
+        { event: 'error', code: event.code, status: event.status, transport: event.transport },
+        'refused a request',
+      );
     }
   };
   subscriberDropChannel.subscribe(onDrop);
@@ -68,7 +86,10 @@ export function logDiagnostics(log: Logger, broker: Broker): () => void {
     if (health.ok === up) return;
     up = health.ok;
     if (health.ok) log.info({ event: 'broker-up' }, 'broker is back');
-    else log.error({ event: 'broker-down', reason: health.reason }, 'broker unreachable: publishes answer 503 until it is back');
+    else log.error(
+      { event: 'broker-down', reason: health.reason },
+      'broker unreachable: publishes answer 503 until it is back',
+    );
   }, 1000);
   watch.unref();
 

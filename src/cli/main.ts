@@ -2,19 +2,21 @@
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { Hub } from '../core/hub.js';
-import { createHubServer } from '../http/hub-server.js';
+import type { AccessPolicy } from '../auth/access.js';
+import type { Broker } from '../core/broker.js';
+import { type HubHttpOptions, createHubServer } from '../http/hub-server.js';
 import { withChat } from '../http/web.js';
 import { Comet } from '../comet/comet.js';
 import { seedFallback } from './seed-route.js';
 import { accessFromSettings, openFilesLimit } from './access.js';
-import { SettingsError, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
-import { brokerKind, brokerLine, createBroker, runPrimary } from './workers.js';
-import { startProxying } from './proxy.js';
+import { type Settings, SettingsError, brokerKind, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
+import { createBroker, runPrimary } from './workers.js';
+import { type Proxying, startProxying } from './proxy.js';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KometaOps } from '../ops/ops.js';
-import { hubBanner } from './banner.js';
-import { createLogger, logDiagnostics } from './logger.js';
+import { brokerLine, hubBanner } from './banner.js';
+import { type Logger, createLogger, logDiagnostics } from './logger.js';
 import { runTool } from './tools.js';
 import { DataDirError, DurableBroker } from '../brokers/durable.js';
 import { reclaimAfterBursts } from './reclaim.js';
@@ -32,110 +34,97 @@ Commands:
 
 Run 'kometa serve --help' for the hub's settings.`;
 
-async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Promise<number> {
-  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, config: { type: 'string' } };
+type ServeCommand = 'serve' | 'proxy';
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** Exit code 2 with a message on stderr: the command line or the settings are wrong. */
+function usageError(message: string): number {
+  process.stderr.write(`${message}\n`);
+  return 2;
+}
+
+/** Flags, environment and config file into settings; a number is the exit code when there is nothing to run. */
+function readSettings(argv: string[], command: ServeCommand): Settings | number {
+  const options: Record<string, { type: 'string' | 'boolean' }> = {
+    help: { type: 'boolean' },
+    config: { type: 'string' },
+  };
   for (const spec of Object.values(settingSpecs)) options[spec.flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true });
   } catch (error) {
-    process.stderr.write(`kometa serve: ${(error as Error).message}\nRun 'kometa serve --help' for the settings.\n`);
-    return 2;
+    return usageError(`kometa serve: ${(error as Error).message}\nRun 'kometa serve --help' for the settings.`);
   }
   if (parsed.values.help === true) {
+    const runs = `Runs the comet hub${command === 'proxy' ? ' behind a GRIP proxy to --origin' : ''}.`;
     process.stdout.write(
-      `Usage: kometa ${command} [options]\n\nRuns the comet hub${command === 'proxy' ? ' behind a GRIP proxy to --origin' : ''}. Settings come from flags, then KOMETA_* environment variables,\nthen a JSON config file (--config or KOMETA_CONFIG), then the defaults.\n\n  --config <file>                JSON file with any of the settings below, by their camelCase name\n${settingsHelp()}\n`,
+      `Usage: kometa ${command} [options]\n\n${runs} Settings come from flags, then KOMETA_* environment variables,\n` +
+        'then a JSON config file (--config or KOMETA_CONFIG), then the defaults.\n\n' +
+        '  --config <file>                JSON file with any of the settings below, by their camelCase name\n' +
+        `${settingsHelp()}\n`,
     );
     return 0;
   }
-  let settings;
   try {
     const configPath = (parsed.values.config as string | undefined) ?? process.env.KOMETA_CONFIG;
-    settings = resolveSettings(parsed.values as Record<string, string | boolean | undefined>, process.env, configPath || undefined);
+    const flags = parsed.values as Record<string, string | boolean | undefined>;
+    return resolveSettings(flags, process.env, configPath || undefined);
   } catch (error) {
-    if (error instanceof SettingsError) {
-      process.stderr.write(`kometa serve: ${error.message}\n`);
-      return 2;
-    }
+    if (error instanceof SettingsError) return usageError(`kometa serve: ${error.message}`);
     throw error;
   }
+}
 
+/** Settings that cannot work together; the message to exit with, or undefined. */
+function conflictingSettings(settings: Settings, command: ServeCommand): string | undefined {
   const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
   if (!levels.includes(settings.logLevel) || !['auto', 'json', 'pretty'].includes(settings.logFormat)) {
-    process.stderr.write(`kometa serve: --log-level is one of ${levels.join(', ')}; --log-format one of auto, json, pretty\n`);
-    return 2;
+    return `kometa serve: --log-level is one of ${levels.join(', ')}; --log-format one of auto, json, pretty`;
   }
-  // No admin token given: make one up for this run and print it (workers inherit it through the environment).
+  if (settings.workers > 1 && settings.redis === '') {
+    return (
+      'kometa serve: --workers needs --redis (workers share nothing in memory, ' +
+      'and a data directory belongs to one process; Redis carries messages between them)'
+    );
+  }
+  if (settings.redis !== '' && !URL.canParse(settings.redis)) {
+    return 'kometa serve: --redis must be a URL like redis://127.0.0.1:6379';
+  }
+  try {
+    parseTrustProxy(settings.trustProxy);
+  } catch (error) {
+    return `kometa ${command}: ${(error as Error).message}`;
+  }
+  if (command === 'proxy' && settings.origin === '') {
+    return 'kometa proxy: --origin is required, e.g. --origin http://127.0.0.1:8000';
+  }
+  return undefined;
+}
+
+/**
+ * Secrets every worker must share, made up here when not given: the admin
+ * token (printed, since no one else knows it) and, with nothing to derive it
+ * from, the secret of subscribe tickets minted by one worker and spent at another.
+ * Workers inherit both through the environment.
+ */
+function withMadeUpSecrets(given: Settings): { settings: Settings; tokenGenerated: boolean } {
+  let settings = given;
   const tokenGenerated = settings.adminToken === '';
   if (tokenGenerated) {
     settings = { ...settings, adminToken: randomBytes(18).toString('base64url') };
     process.env.KOMETA_ADMIN_TOKEN = settings.adminToken;
   }
-  // Tickets minted by one worker must be accepted by the others: with nothing
-  // to derive their secret from, make one up here for all of them.
   if (settings.ticketSecret === '' && settings.publisherKey === '' && settings.jwtSecret === '') {
     settings = { ...settings, ticketSecret: randomBytes(32).toString('base64url') };
     process.env.KOMETA_TICKET_SECRET = settings.ticketSecret;
   }
-  if (settings.workers > 1 && settings.redis === '') {
-    process.stderr.write(
-      'kometa serve: --workers needs --redis (workers share nothing in memory, and a data directory belongs to one process; Redis carries messages between them)\n',
-    );
-    return 2;
-  }
-  if (settings.redis !== '' && !URL.canParse(settings.redis)) {
-    process.stderr.write(`kometa serve: --redis must be a URL like redis://127.0.0.1:6379\n`);
-    return 2;
-  }
-  try {
-    parseTrustProxy(settings.trustProxy);
-  } catch (error) {
-    process.stderr.write(`kometa ${command}: ${(error as Error).message}\n`);
-    return 2;
-  }
-  if (command === 'proxy' && settings.origin === '') {
-    process.stderr.write('kometa proxy: --origin is required, e.g. --origin http://127.0.0.1:8000\n');
-    return 2;
-  }
-  if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings, tokenGenerated);
-  const log = createLogger(settings.logLevel, settings.logFormat as 'auto' | 'json' | 'pretty');
+  return { settings, tokenGenerated };
+}
 
-  let access;
-  try {
-    access = await accessFromSettings(settings);
-  } catch (error) {
-    if (error instanceof SettingsError) {
-      process.stderr.write(`kometa serve: ${error.message}\n`);
-      return 2;
-    }
-    throw error;
-  }
-  let broker;
-  try {
-    broker = await createBroker(settings);
-  } catch (error) {
-    if (!(error instanceof DataDirError)) throw error;
-    process.stderr.write(`kometa serve: ${error.message}\n`);
-    return 1;
-  }
-  if (broker instanceof DurableBroker) {
-    for (const repair of broker.repairs) {
-      log.warn({ event: 'store-repaired', ...repair }, `${repair.file}: dropped ${repair.droppedBytes} bytes from offset ${repair.offset} (${repair.reason}): bytes that did not check out are never served`);
-    }
-  }
-  const hub = new Hub(broker, { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes });
-  // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
-  const comet = new Comet({ hub, onError: (report) => log.error({ event: 'handler-failed', method: report.method, path: report.path, phase: report.phase, err: report.error }, 'comet handler failed') });
-  const stopLogging = logDiagnostics(log, broker);
-  const stopReclaiming = reclaimAfterBursts(hub);
-  // The operator's view (/_kometa/, /metrics) goes in front of whatever else the server falls back to.
-  let ops: KometaOps | undefined;
-  const withOps = (next: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
-    if (ops === undefined || !ops.handle(req, res)) next(req, res);
-  };
-  const proxying = settings.origin === '' ? undefined : await startProxying(hub, settings, command);
-  if (typeof proxying === 'number') return proxying;
-  const hubServer = command === 'proxy' ? proxying!.publicServer : createHubServer(hub, {
+/** The hub server's options, from the settings (seconds become milliseconds). */
+function hubHttpOptions(settings: Settings, access: AccessPolicy): Partial<HubHttpOptions> {
+  return {
     heartbeatMs: settings.heartbeat * 1000,
     retryMs: settings.retry * 1000,
     pollTimeoutMs: settings.pollTimeout * 1000,
@@ -154,24 +143,24 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     maxConnections: settings.maxConnections || Math.max(0, (openFilesLimit() ?? 0) - 256),
     maxConnectionsPerIp: settings.maxConnectionsPerIp,
     trustProxy: parseTrustProxy(settings.trustProxy),
-  }, withOps(proxying?.proxy.handle ?? withChat(seedFallback(comet))));
-  if (command !== 'proxy') {
-    const { http, webSocket } = hubServer as ReturnType<typeof createHubServer>;
-    ops = new KometaOps({ hub, http, webSocket }, { adminToken: settings.adminToken, metricsToken: settings.metricsToken || undefined, access });
-  }
-  let address;
-  try {
-    address = await hubServer.listen(settings.port, settings.host);
-  } catch (error) {
-    process.stderr.write(`kometa serve: cannot listen on ${settings.host}:${settings.port}: ${(error as Error).message}\n`);
-    return 1;
-  }
-  const base = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
-  // Under --workers the primary prints the banner once, for all of them.
-  if (!cluster.isWorker && command === 'proxy') process.stdout.write(`kometa proxy listening on ${base}\n${proxying!.banner(base)}${brokerLine(settings)}`);
-  else if (!cluster.isWorker) process.stdout.write(hubBanner(base, settings, { chat: true, tokenGenerated, extra: proxying?.banner(base) ?? '' }));
-  log.info({ event: 'start', url: base, broker: brokerKind(settings), worker: cluster.isWorker ? cluster.worker?.id : undefined }, 'listening');
+  };
+}
 
+/** What runs once the server listens, for the signal handlers to close. */
+interface Running {
+  readonly log: Logger;
+  readonly settings: Settings;
+  readonly server: { close(): Promise<void> };
+  readonly proxying: Proxying | undefined;
+  readonly broker: Broker;
+  readonly ops: KometaOps | undefined;
+  readonly stopLogging: () => void;
+  readonly stopReclaiming: () => void;
+}
+
+/** Resolves with the exit code once SIGINT or SIGTERM has closed everything (or a second one, later, says "now"). */
+function untilStopped(running: Running): Promise<number> {
+  const { log, settings } = running;
   return new Promise<number>((resolve) => {
     let stopping = false;
     let firstSignalAt = 0;
@@ -187,17 +176,130 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
       stopping = true;
       firstSignalAt = performance.now();
       log.info({ event: 'stopping', signal, graceSeconds: settings.shutdownGrace }, `${signal} received, closing`);
-      ops?.close();
-      hubServer.close().then(() => proxying?.close()).then(() => broker.close()).then(() => {
-        stopLogging();
-        stopReclaiming();
-        log.info({ event: 'stop' }, 'closed');
-        resolve(0);
-      });
+      running.ops?.close();
+      const closing = running.server.close().then(() => running.proxying?.close()).then(() => running.broker.close());
+      closing.then(
+        () => {
+          running.stopLogging();
+          running.stopReclaiming();
+          log.info({ event: 'stop' }, 'closed');
+          resolve(0);
+        },
+        (error: unknown) => {
+          // Before, a failed close was an unhandled rejection; now it is said and the exit code is 1.
+          log.error({ event: 'stop', err: error }, `closing failed: ${String(error)}`);
+          running.stopLogging();
+          running.stopReclaiming();
+          resolve(1);
+        },
+      );
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+/** Print where everything is (once, from the primary under --workers) and log the start. */
+function announce(
+  base: string,
+  settings: Settings,
+  command: ServeCommand,
+  tokenGenerated: boolean,
+  log: Logger,
+  proxying?: Proxying,
+): void {
+  // Under --workers the primary prints the banner once, for all of them.
+  if (!cluster.isWorker && command === 'proxy') {
+    process.stdout.write(`kometa proxy listening on ${base}\n${proxying!.banner(base)}${brokerLine(settings)}`);
+  } else if (!cluster.isWorker) {
+    const extra = proxying?.banner(base) ?? '';
+    process.stdout.write(hubBanner(base, settings, { chat: true, tokenGenerated, extra }));
+  }
+  const worker = cluster.isWorker ? cluster.worker?.id : undefined;
+  log.info({ event: 'start', url: base, broker: brokerKind(settings), worker }, 'listening');
+}
+
+/**
+ * The broker, and what start-up had to repair in its data directory; a data
+ * directory that cannot be used is said in one line (undefined: exit 1).
+ */
+async function openBroker(settings: Settings, log: Logger): Promise<Broker | undefined> {
+  let broker;
+  try {
+    broker = await createBroker(settings);
+  } catch (error) {
+    if (!(error instanceof DataDirError)) throw error;
+    process.stderr.write(`kometa serve: ${error.message}\n`);
+    return undefined;
+  }
+  if (broker instanceof DurableBroker) {
+    for (const repair of broker.repairs) {
+      const { file, droppedBytes, offset, reason } = repair;
+      const what = `${file}: dropped ${droppedBytes} bytes from offset ${offset} (${reason})`;
+      log.warn({ event: 'store-repaired', ...repair }, `${what}: bytes that did not check out are never served`);
+    }
+  }
+  return broker;
+}
+
+async function serve(argv: string[], command: ServeCommand = 'serve'): Promise<number> {
+  const read = readSettings(argv, command);
+  if (typeof read === 'number') return read;
+  const conflict = conflictingSettings(read, command);
+  if (conflict !== undefined) return usageError(conflict);
+  const { settings, tokenGenerated } = withMadeUpSecrets(read);
+  if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings, tokenGenerated);
+  const log = createLogger(settings.logLevel, settings.logFormat as 'auto' | 'json' | 'pretty');
+
+  let access;
+  try {
+    access = await accessFromSettings(settings);
+  } catch (error) {
+    if (error instanceof SettingsError) return usageError(`kometa serve: ${error.message}`);
+    throw error;
+  }
+  const broker = await openBroker(settings, log);
+  if (broker === undefined) return 1;
+  const hub = new Hub(broker, {
+    maxChannelsPerSubscription: settings.maxChannels,
+    maxMessageBytes: settings.maxMessageBytes,
+  });
+  // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
+  const comet = new Comet({
+    hub,
+    onError: (report) => {
+      const { method, path, phase, error: err } = report;
+      log.error({ event: 'handler-failed', method, path, phase, err }, 'comet handler failed');
+    },
+  });
+  const stopLogging = logDiagnostics(log, broker);
+  const stopReclaiming = reclaimAfterBursts(hub);
+  // The operator's view (/_kometa/, /metrics) goes in front of whatever else the server falls back to.
+  let ops: KometaOps | undefined;
+  const withOps = (next: Handler): Handler => (req, res) => {
+    if (ops === undefined || !ops.handle(req, res)) next(req, res);
+  };
+  const proxying = settings.origin === '' ? undefined : await startProxying(hub, settings, command);
+  if (typeof proxying === 'number') return proxying;
+  const fallback = withOps(proxying?.proxy.handle ?? withChat(seedFallback(comet)));
+  const hubServer =
+    command === 'proxy' ? proxying!.publicServer : createHubServer(hub, hubHttpOptions(settings, access), fallback);
+  if (command !== 'proxy') {
+    const { http, webSocket } = hubServer as ReturnType<typeof createHubServer>;
+    const metricsToken = settings.metricsToken || undefined;
+    ops = new KometaOps({ hub, http, webSocket }, { adminToken: settings.adminToken, metricsToken, access });
+  }
+  let address;
+  try {
+    address = await hubServer.listen(settings.port, settings.host);
+  } catch (error) {
+    const where = `${settings.host}:${settings.port}`;
+    process.stderr.write(`kometa serve: cannot listen on ${where}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const base = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  announce(base, settings, command, tokenGenerated, log, proxying);
+  return untilStopped({ log, settings, server: hubServer, proxying, broker, ops, stopLogging, stopReclaiming });
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -29,7 +29,10 @@ export async function startProxying(hub: Hub, settings: Settings, command: strin
       maxQueueBytes: settings.maxQueueBytes,
       trustProxy: parseTrustProxy(settings.trustProxy),
       ...(settings.gripSigKey === '' ? {} : { sigKey: settings.gripSigKey }),
-      onError: (report) => process.stderr.write(`kometa: proxy ${report.method} ${report.path}: ${report.code} ${report.detail}${report.phase === 'mid-response' ? ' (response cut)' : ''}\n`),
+      onError: (report) => {
+        const cut = report.phase === 'mid-response' ? ' (response cut)' : '';
+        process.stderr.write(`kometa: proxy ${report.method} ${report.path}: ${report.code} ${report.detail}${cut}\n`);
+      },
     });
   } catch (error) {
     process.stderr.write(`kometa ${command}: --origin ${(error as Error).message}\n`);
@@ -37,13 +40,18 @@ export async function startProxying(hub: Hub, settings: Settings, command: strin
   }
   const control = createControlServer(hub, {
     maxPublishBytes: Math.max(1024 * 1024, settings.maxMessageBytes * 4),
-    http: { maxBodyBytes: settings.maxMessageBytes, shutdownGraceMs: settings.shutdownGrace * 1000, maxQueueBytes: settings.maxQueueBytes },
+    http: {
+      maxBodyBytes: settings.maxMessageBytes,
+      shutdownGraceMs: settings.shutdownGrace * 1000,
+      maxQueueBytes: settings.maxQueueBytes,
+    },
   });
   let controlPort: number;
   try {
     ({ port: controlPort } = await control.listen(settings.controlPort, '127.0.0.1'));
   } catch (error) {
-    process.stderr.write(`kometa ${command}: cannot listen on 127.0.0.1:${settings.controlPort} (--control-port): ${(error as Error).message}\n`);
+    const where = `127.0.0.1:${settings.controlPort} (--control-port)`;
+    process.stderr.write(`kometa ${command}: cannot listen on ${where}: ${(error as Error).message}\n`);
     proxy.close();
     return 1;
   }
@@ -60,7 +68,8 @@ export async function startProxying(hub: Hub, settings: Settings, command: strin
     control,
     banner: (base) =>
       `  proxy      ${base}/… → ${proxy.origin.base.origin} (GRIP, Kometa-Defer)\n` +
-      `  control    curl -d '{"items":[{"channel":"demo","formats":{"http-stream":{"content":"hi\\n"}}}]}' -H 'Content-Type: application/json' ${controlBase}/publish/\n` +
+      `  control    curl -d '{"items":[{"channel":"demo","formats":{"http-stream":{"content":"hi\\n"}}}]}' ` +
+      `-H 'Content-Type: application/json' ${controlBase}/publish/\n` +
       `             curl -d 'hello' ${controlBase}/pub/demo\n`,
     close: async () => {
       await control.close();

@@ -19,6 +19,12 @@ export function seedFallback(comet: Comet): (req: IncomingMessage, res: ServerRe
       else sendProblem(res, new KometaError('KOMETA_ERR_METHOD', 'Use GET here', { allow: 'GET' }));
       return;
     }
-    sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${(path ?? '/').slice(0, 100).replace(/[^\x21-\x7e]/g, '?')}`));
+    sendProblem(
+      res,
+      new KometaError(
+        'KOMETA_ERR_NOT_FOUND',
+        `No route for ${req.method} ${(path ?? '/').slice(0, 100).replace(/[^\x21-\x7e]/g, '?')}`,
+      ),
+    );
   };
 }

@@ -21,14 +21,44 @@ export const settingSpecs = {
   historyAge: { flag: 'history-age', kind: 'seconds', default: 3600, help: 'oldest message kept, in seconds' },
   maxMessageBytes: { flag: 'max-message-bytes', kind: 'int', default: 65536, help: 'largest publish body, in bytes' },
   maxChannels: { flag: 'max-channels', kind: 'int', default: 64, help: 'most channels in one subscription' },
-  heartbeat: { flag: 'heartbeat', kind: 'seconds', default: 15, help: 'heartbeat on quiet SSE/stream connections, in seconds' },
+  heartbeat: {
+    flag: 'heartbeat',
+    kind: 'seconds',
+    default: 15,
+    help: 'heartbeat on quiet SSE/stream connections, in seconds',
+  },
   retry: { flag: 'retry', kind: 'seconds', default: 2, help: 'reconnect delay hinted to SSE clients, in seconds' },
   pollTimeout: { flag: 'poll-timeout', kind: 'seconds', default: 30, help: 'how long a long-poll is held, in seconds' },
-  pollTimeoutMax: { flag: 'poll-timeout-max', kind: 'seconds', default: 120, help: 'the most a long-poll may ask to be held (timeout=)' },
-  maxQueueBytes: { flag: 'max-queue-bytes', kind: 'int', default: 1048576, help: 'outgoing bytes queued per connection before a slow consumer is closed' },
-  headersTimeout: { flag: 'headers-timeout', kind: 'seconds', default: 10, help: 'time to receive request headers, in seconds' },
-  requestTimeout: { flag: 'request-timeout', kind: 'seconds', default: 30, help: 'time to receive a whole request, in seconds' },
-  keepAliveTimeout: { flag: 'keep-alive-timeout', kind: 'seconds', default: 5, help: 'idle keep-alive connections close after this, in seconds' },
+  pollTimeoutMax: {
+    flag: 'poll-timeout-max',
+    kind: 'seconds',
+    default: 120,
+    help: 'the most a long-poll may ask to be held (timeout=)',
+  },
+  maxQueueBytes: {
+    flag: 'max-queue-bytes',
+    kind: 'int',
+    default: 1048576,
+    help: 'outgoing bytes queued per connection before a slow consumer is closed',
+  },
+  headersTimeout: {
+    flag: 'headers-timeout',
+    kind: 'seconds',
+    default: 10,
+    help: 'time to receive request headers, in seconds',
+  },
+  requestTimeout: {
+    flag: 'request-timeout',
+    kind: 'seconds',
+    default: 30,
+    help: 'time to receive a whole request, in seconds',
+  },
+  keepAliveTimeout: {
+    flag: 'keep-alive-timeout',
+    kind: 'seconds',
+    default: 5,
+    help: 'idle keep-alive connections close after this, in seconds',
+  },
   maxHeaderBytes: { flag: 'max-header-bytes', kind: 'int', default: 16384, help: 'largest request head, in bytes' },
   shutdownGrace: { flag: 'shutdown-grace', kind: 'seconds', default: 5, help: 'on SIGINT/SIGTERM, connections still open after this are cut' },
   jwtSecret: { flag: 'jwt-secret', kind: 'string', default: '', help: 'HS256 secret for subscriber/publisher tokens; turns access control on' },
@@ -67,6 +97,12 @@ export type Settings = {
       : string;
 };
 
+/** Which engine the settings ask for: Redis when given, else the data directory unless --memory. */
+export function brokerKind(settings: Settings): 'durable' | 'memory' | 'redis' {
+  if (settings.redis !== '') return 'redis';
+  return settings.memory ? 'memory' : 'durable';
+}
+
 export function envName(name: string): string {
   return `KOMETA_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
@@ -84,9 +120,11 @@ function convert(name: SettingName, raw: unknown, source: string): number | stri
     if (typeof raw !== 'string' || raw === '') throw new SettingsError(`${source} must be a non-empty string`);
     return raw;
   }
-  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : NaN;
+  const numeric = typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw.trim());
+  const value = typeof raw === 'number' ? raw : numeric ? Number(raw) : NaN;
   if (!Number.isFinite(value) || value < 0 || (spec.kind === 'int' && !Number.isInteger(value))) {
-    throw new SettingsError(`${source} must be a ${spec.kind === 'int' ? 'whole number' : 'number of seconds'} ≥ 0, got ${JSON.stringify(raw)}`);
+    const what = spec.kind === 'int' ? 'whole number' : 'number of seconds';
+    throw new SettingsError(`${source} must be a ${what} ≥ 0, got ${JSON.stringify(raw)}`);
   }
   return value;
 }

@@ -9,8 +9,12 @@ import { WireFormatter, paint } from './wire-format.js';
 /** Exit codes of tail, publish and doctor (docs/operations.md). */
 export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3 } as const;
 
-const TOOL_USAGE: Record<'tail' | 'publish' | 'doctor', string> = {
-  tail: `Usage: kometa tail <channel> [--url <hub>] [--token <t>] [--from start] [--count <n>] [--timeout <s>] [--json] [--transport sse|poll|websocket]
+type Tool = 'tail' | 'publish' | 'doctor';
+
+const TOOL_USAGE: Record<Tool, string> = {
+  tail:
+    'Usage: kometa tail <channel> [--url <hub>] [--token <t>] [--from start] [--count <n>] [--timeout <s>] [--json] ' +
+    `[--transport sse|poll|websocket]
        kometa tail <channel> --wire [--url <hub>] [--token <t>] [--timeout <s>]      the subscription as on the wire
        kometa tail <http://…/any/path> --wire [--timeout <s>]                      any URL as on the wire (e.g. /seed)
 
@@ -29,82 +33,122 @@ Takes at most --idle seconds (default 20) plus a few. Exit: 0 every transport wo
 1 some do not (the report says what to change), 2 usage, 3 the hub cannot be reached or no transport works.`,
 };
 
-function usageError(tool: 'tail' | 'publish' | 'doctor', message: string): number {
+function usageError(tool: Tool, message: string): number {
   process.stderr.write(`kometa ${tool}: ${message}\n${TOOL_USAGE[tool]}\n`);
   return EXIT.usage;
 }
 
-export async function runTool(tool: 'tail' | 'publish' | 'doctor', argv: string[]): Promise<number> {
-  let parsed;
+function parseToolArgs(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+      wire: { type: 'boolean' },
+      json: { type: 'boolean' },
+      from: { type: 'string' },
+      count: { type: 'string' },
+      timeout: { type: 'string' },
+      transport: { type: 'string' },
+      event: { type: 'string' },
+      idle: { type: 'string' },
+    },
+  });
+}
+
+type ToolArgs = ReturnType<typeof parseToolArgs>;
+
+/** A number of seconds (or a count): undefined when not given, null when not a number. */
+function seconds(value: string | undefined): number | undefined | null {
+  if (value === undefined) return undefined;
+  return /^\d+(\.\d+)?$/.test(value) ? Number(value) : null;
+}
+
+export async function runTool(tool: Tool, argv: string[]): Promise<number> {
+  let parsed: ToolArgs;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        url: { type: 'string' },
-        token: { type: 'string' },
-        wire: { type: 'boolean' },
-        json: { type: 'boolean' },
-        from: { type: 'string' },
-        count: { type: 'string' },
-        timeout: { type: 'string' },
-        transport: { type: 'string' },
-        event: { type: 'string' },
-        idle: { type: 'string' },
-      },
-    });
+    parsed = parseToolArgs(argv);
   } catch (error) {
     return usageError(tool, (error as Error).message);
   }
-  const { values, positionals } = parsed;
-  if (values.help === true) {
+  if (parsed.values.help === true) {
     process.stdout.write(`${TOOL_USAGE[tool]}\n`);
     return EXIT.ok;
   }
-  const base = values.url ?? (process.env.KOMETA_URL || 'http://127.0.0.1:8080');
-  if (!/^https?:\/\/[^/]+/.test(base) || !URL.canParse(base)) return usageError(tool, `--url must be an http:// or https:// URL, got ${JSON.stringify(base)}`);
-  const token = values.token ?? (process.env.KOMETA_TOKEN || undefined);
-  const seconds = (name: 'timeout' | 'idle' | 'count', value: string | undefined): number | undefined | null => {
-    if (value === undefined) return undefined;
-    return /^\d+(\.\d+)?$/.test(value) ? Number(value) : null;
-  };
-
-  if (tool === 'doctor') {
-    const target = positionals[0] ?? values.url;
-    if (target === undefined || positionals.length > 1) return usageError(tool, 'give one hub URL');
-    if (!/^https?:\/\//.test(target) || !URL.canParse(target)) return usageError(tool, `not an http:// or https:// URL: ${target}`);
-    const idle = seconds('idle', values.idle);
-    if (idle === null || (idle !== undefined && idle > 120)) return usageError(tool, '--idle is a number of seconds, at most 120');
-    return runDoctor({ url: new URL(target), token, idleSeconds: idle ?? 20, json: values.json === true });
+  const base = parsed.values.url ?? (process.env.KOMETA_URL || 'http://127.0.0.1:8080');
+  if (!/^https?:\/\/[^/]+/.test(base) || !URL.canParse(base)) {
+    return usageError(tool, `--url must be an http:// or https:// URL, got ${JSON.stringify(base)}`);
   }
+  const token = parsed.values.token ?? (process.env.KOMETA_TOKEN || undefined);
+  if (tool === 'doctor') return doctorCommand(parsed, token);
+  if (tool === 'publish') return publishCommand(parsed, base, token);
+  return tailCommand(parsed, base, token);
+}
 
-  if (tool === 'publish') {
-    const [channel, data, ...rest] = positionals;
-    if (channel === undefined || data === undefined || rest.length > 0) return usageError(tool, 'give a channel and the data');
-    if (!isValidChannelName(channel)) return usageError(tool, `not a valid channel name: ${JSON.stringify(channel)} (docs/protocol.md)`);
-    return publish(base, channel, data === '-' ? await readStdin() : data, token, values.event);
+function doctorCommand({ values, positionals }: ToolArgs, token: string | undefined): Promise<number> | number {
+  const target = positionals[0] ?? values.url;
+  if (target === undefined || positionals.length > 1) return usageError('doctor', 'give one hub URL');
+  if (!/^https?:\/\//.test(target) || !URL.canParse(target)) {
+    return usageError('doctor', `not an http:// or https:// URL: ${target}`);
   }
+  const idle = seconds(values.idle);
+  if (idle === null || (idle !== undefined && idle > 120)) {
+    return usageError('doctor', '--idle is a number of seconds, at most 120');
+  }
+  return runDoctor({ url: new URL(target), token, idleSeconds: idle ?? 20, json: values.json === true });
+}
 
+async function publishCommand(
+  { values, positionals }: ToolArgs,
+  base: string,
+  token: string | undefined,
+): Promise<number> {
+  const [channel, data, ...rest] = positionals;
+  if (channel === undefined || data === undefined || rest.length > 0) {
+    return usageError('publish', 'give a channel and the data');
+  }
+  if (!isValidChannelName(channel)) {
+    return usageError('publish', `not a valid channel name: ${JSON.stringify(channel)} (docs/protocol.md)`);
+  }
+  return publish(base, channel, data === '-' ? await readStdin() : data, token, values.event);
+}
+
+async function tailCommand(
+  { values, positionals }: ToolArgs,
+  base: string,
+  token: string | undefined,
+): Promise<number> {
   const [target, ...rest] = positionals;
-  if (target === undefined || rest.length > 0) return usageError(tool, 'give one channel (or a URL with --wire)');
-  const timeout = seconds('timeout', values.timeout);
-  const count = seconds('count', values.count);
-  if (timeout === null) return usageError(tool, '--timeout is a number of seconds');
-  if (count === null || (count !== undefined && !Number.isInteger(count))) return usageError(tool, '--count is a whole number');
+  if (target === undefined || rest.length > 0) return usageError('tail', 'give one channel (or a URL with --wire)');
+  const timeout = seconds(values.timeout);
+  const count = seconds(values.count);
+  if (timeout === null) return usageError('tail', '--timeout is a number of seconds');
+  if (count === null || (count !== undefined && !Number.isInteger(count))) {
+    return usageError('tail', '--count is a whole number');
+  }
   const isUrl = /^https?:\/\//.test(target);
-  if (isUrl && !URL.canParse(target)) return usageError(tool, `not a URL: ${target}`);
-  if (!isUrl && !isValidChannelName(target)) return usageError(tool, `not a valid channel name: ${JSON.stringify(target)} (a URL starts with http://)`);
-  if (values.from !== undefined && values.from !== 'start' && values.from !== 'now') return usageError(tool, '--from is start or now');
+  if (isUrl && !URL.canParse(target)) return usageError('tail', `not a URL: ${target}`);
+  if (!isUrl && !isValidChannelName(target)) {
+    return usageError('tail', `not a valid channel name: ${JSON.stringify(target)} (a URL starts with http://)`);
+  }
+  if (values.from !== undefined && values.from !== 'start' && values.from !== 'now') {
+    return usageError('tail', '--from is start or now');
+  }
   const transport = values.transport ?? 'sse';
-  if (!['sse', 'poll', 'websocket', 'stream'].includes(transport)) return usageError(tool, '--transport is sse, poll, websocket or stream');
+  if (!['sse', 'poll', 'websocket', 'stream'].includes(transport)) {
+    return usageError('tail', '--transport is sse, poll, websocket or stream');
+  }
   if (isUrl || values.wire === true) {
     const query = transport === 'sse' ? '' : `?transport=${transport === 'websocket' ? 'sse' : transport}`;
     const url = isUrl ? new URL(target) : new URL(`/sub/${encodeURIComponent(target)}${query}`, base);
     return tailWire(url, token, timeout);
   }
-  if (transport === 'stream') return usageError(tool, '--transport stream is for --wire; the client speaks sse, poll and websocket');
+  if (transport === 'stream') {
+    return usageError('tail', '--transport stream is for --wire; the client speaks sse, poll and websocket');
+  }
   // The client retries quietly for ever; a terminal user wants to know at once that the hub is not there or says no.
   const refused = await preflight(base, target, token);
   if (refused !== undefined) return refused;
@@ -123,7 +167,10 @@ async function preflight(base: string, channel: string, token: string | undefine
   const url = new URL(`/sub/${encodeURIComponent(channel)}?transport=poll&timeout=0`, base);
   let response: Response;
   try {
-    response = await fetch(url, { headers: token === undefined ? {} : { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) });
+    response = await fetch(
+      url,
+      { headers: token === undefined ? {} : { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) },
+    );
   } catch (error) {
     process.stderr.write(`kometa tail: cannot reach ${url.origin}: ${causeOf(error)}\n`);
     return EXIT.unreachable;
@@ -147,13 +194,25 @@ interface Problem {
   readonly title?: string;
 }
 
-async function publish(base: string, channel: string, data: string, token: string | undefined, event: string | undefined): Promise<number> {
-  const url = new URL(`/pub/${encodeURIComponent(channel)}${event === undefined ? '' : `?event=${encodeURIComponent(event)}`}`, base);
+async function publish(
+  base: string,
+  channel: string,
+  data: string,
+  token: string | undefined,
+  event: string | undefined,
+): Promise<number> {
+  const url = new URL(
+    `/pub/${encodeURIComponent(channel)}${event === undefined ? '' : `?event=${encodeURIComponent(event)}`}`,
+    base,
+  );
   let response: Response;
   try {
     response = await fetch(url, {
       method: 'POST',
-      headers: { 'Content-Type': 'text/plain; charset=utf-8', ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
+      headers: {
+        'Content-Type': 'text/plain; charset=utf-8',
+        ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }),
+      },
       body: data,
       signal: AbortSignal.timeout(10_000),
     });
@@ -167,7 +226,8 @@ async function publish(base: string, channel: string, data: string, token: strin
     return EXIT.refused;
   }
   const result = JSON.parse(text) as { id: string; subscribers: number };
-  process.stdout.write(`${result.id}  (${result.subscribers} ${result.subscribers === 1 ? 'subscriber' : 'subscribers'} here)\n`);
+  const subscribers = `${result.subscribers} ${result.subscribers === 1 ? 'subscriber' : 'subscribers'}`;
+  process.stdout.write(`${result.id}  (${subscribers} here)\n`);
   return EXIT.ok;
 }
 
@@ -192,10 +252,19 @@ async function tailWire(url: URL, token: string | undefined, timeoutSeconds: num
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal);
-  const accept: [string, string][] = url.pathname.startsWith('/sub') && !url.search.includes('transport=') ? [['Accept', 'text/event-stream']] : [];
+  const accept: [string, string][] = url.pathname.startsWith('/sub') && !url.search.includes('transport=') ? [[
+    'Accept',
+    'text/event-stream',
+  ]] : [];
   const result = await inspectWire({
     origin: new URL(url.origin),
-    requests: [{ path: url.pathname + url.search, headers: [...accept, ...(token === undefined ? [] : ([['Authorization', `Bearer ${token}`]] as [string, string][]))] }],
+    requests: [{
+      path: url.pathname + url.search,
+      headers: [
+        ...accept,
+        ...(token === undefined ? [] : ([['Authorization', `Bearer ${token}`]] as [string, string][])),
+      ],
+    }],
     timeoutMs: (timeoutSeconds ?? 24 * 3600) * 1000,
     maxText: process.stdout.isTTY === true ? Math.max(40, (process.stdout.columns ?? 120) - 40) : 160,
     signal: controller.signal,
@@ -218,13 +287,15 @@ interface TailOptions {
   readonly transport: TransportName;
 }
 
+type KometaWebSocket = NonNullable<ConstructorParameters<typeof Kometa>[1]>['WebSocket'];
+
 /** Follow a channel with the kometa client (so it resumes after drops, and says when something was lost). */
 function tailChannel(base: string, channel: string, options: TailOptions): Promise<number> {
   const p = paint(process.stdout.isTTY === true);
   const err = paint(process.stderr.isTTY === true);
   const client = new Kometa(base, {
     transports: [options.transport],
-    ...(options.transport === 'websocket' ? { WebSocket: WebSocket as unknown as NonNullable<ConstructorParameters<typeof Kometa>[1]>['WebSocket'] } : {}),
+    ...(options.transport === 'websocket' ? { WebSocket: WebSocket as unknown as KometaWebSocket } : {}),
     ...(options.token === undefined ? {} : { token: options.token }),
     backoff: { baseMs: 250, maxMs: 5000 },
   });
@@ -242,35 +313,51 @@ function tailChannel(base: string, channel: string, options: TailOptions): Promi
     };
     const onSignal = () => finish(EXIT.ok);
     process.once('SIGINT', onSignal);
-    const timer = options.timeoutSeconds === undefined ? undefined : setTimeout(() => finish(EXIT.ok), options.timeoutSeconds * 1000);
+    const timer = options.timeoutSeconds === undefined ? undefined : setTimeout(
+      () => finish(EXIT.ok),
+      options.timeoutSeconds * 1000,
+    );
     client.on('state', (change) => {
       if (change.state === 'connected') {
-        if (!everConnected) process.stderr.write(err.dim(`following ${channel} on ${base} (${change.transport ?? options.transport}); Ctrl-C to stop\n`));
-        else process.stderr.write(err.green(`reconnected (${change.transport ?? ''}); nothing missed unless a gap is shown\n`));
+        const transport = change.transport ?? (everConnected ? '' : options.transport);
+        if (!everConnected) {
+          process.stderr.write(err.dim(`following ${channel} on ${base} (${transport}); Ctrl-C to stop\n`));
+        } else {
+          process.stderr.write(err.green(`reconnected (${transport}); nothing missed unless a gap is shown\n`));
+        }
         everConnected = true;
         return;
       }
       if (finished || change.reason === 'client-closed' || change.previous !== 'connected') return;
-      process.stderr.write(err.yellow(`connection lost (${change.reason}${change.detail === undefined ? '' : `: ${change.detail}`}); reconnecting…\n`));
+      const detail = change.detail === undefined ? '' : `: ${change.detail}`;
+      process.stderr.write(err.yellow(`connection lost (${change.reason}${detail}); reconnecting…\n`));
     });
     client.subscribe(channel, {
       from: options.from,
       onMessage: (message) => {
         received++;
         if (options.json) {
-          process.stdout.write(`${JSON.stringify({ id: message.id, channel: message.channel, ...(message.event === undefined ? {} : { event: message.event }), data: message.data })}\n`);
+          process.stdout.write(`${JSON.stringify({
+            id: message.id,
+            channel: message.channel,
+            ...(message.event === undefined ? {} : { event: message.event }),
+            data: message.data,
+          })}\n`);
         } else {
           const seq = message.id.split('~').pop() ?? '';
           const time = new Date().toISOString().slice(11, 23);
-          process.stdout.write(`${p.dim(time)}  ${p.cyan(`#${seq}`)}${message.event === undefined ? '' : `  ${p.magenta(message.event)}`}  ${message.data}\n`);
+          const event = message.event === undefined ? '' : `  ${p.magenta(message.event)}`;
+          process.stdout.write(`${p.dim(time)}  ${p.cyan(`#${seq}`)}${event}  ${message.data}\n`);
         }
         if (options.count !== undefined && received >= options.count) finish(EXIT.ok);
       },
       onGap: (gap) => {
-        process.stderr.write(err.yellow(`gap: ${gap.reason}${gap.missed === undefined ? '' : ` (messages ${gap.missed.from}–${gap.missed.to} are gone)`}\n`));
+        const gone = gap.missed === undefined ? '' : ` (messages ${gap.missed.from}–${gap.missed.to} are gone)`;
+        process.stderr.write(err.yellow(`gap: ${gap.reason}${gone}\n`));
       },
       onError: (error: KometaClientError) => {
-        process.stderr.write(err.red(`kometa tail: the hub refused: ${error.status ?? ''} ${error.code}: ${error.message}\n`));
+        const refusal = `${error.status ?? ''} ${error.code}: ${error.message}`;
+        process.stderr.write(err.red(`kometa tail: the hub refused: ${refusal}\n`));
         finish(EXIT.refused);
       },
     });

@@ -1,18 +1,11 @@
 import cluster, { type Worker } from 'node:cluster';
-import { resolve } from 'node:path';
 import { DurableBroker } from '../brokers/durable.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { RedisBroker } from '../brokers/redis.js';
 import type { Broker } from '../core/broker.js';
 import { hubBanner } from './banner.js';
 import { serveClusterMetrics } from '../ops/cluster-metrics.js';
-import type { Settings } from './settings.js';
-
-/** Which engine the settings ask for. */
-export function brokerKind(settings: Settings): 'durable' | 'memory' | 'redis' {
-  if (settings.redis !== '') return 'redis';
-  return settings.memory ? 'memory' : 'durable';
-}
+import { type Settings, brokerKind } from './settings.js';
 
 /**
  * The broker `kometa serve` runs on: on disk under --data-dir by default
@@ -22,11 +15,16 @@ export function brokerKind(settings: Settings): 'durable' | 'memory' | 'redis' {
  * anyway (degraded, /healthz says so) and connects when Redis comes.
  */
 export async function createBroker(settings: Settings): Promise<Broker> {
-  const history = { maxMessages: settings.historyMessages, maxBytes: settings.historyBytes, maxAgeMs: settings.historyAge * 1000 };
+  const history = {
+    maxMessages: settings.historyMessages,
+    maxBytes: settings.historyBytes,
+    maxAgeMs: settings.historyAge * 1000,
+  };
   const kind = brokerKind(settings);
   if (kind === 'memory') return new MemoryBroker({ history, maxTotalBytes: settings.historyTotalBytes });
   if (kind === 'durable') {
-    return DurableBroker.open({ dir: settings.dataDir, history, maxTotalBytes: settings.historyTotalBytes, fsyncIntervalMs: settings.fsyncInterval });
+    const { dataDir: dir, historyTotalBytes: maxTotalBytes, fsyncInterval: fsyncIntervalMs } = settings;
+    return DurableBroker.open({ dir, history, maxTotalBytes, fsyncIntervalMs });
   }
   const broker = new RedisBroker({ url: settings.redis, prefix: settings.redisPrefix, history });
   let timer: NodeJS.Timeout | undefined;
@@ -37,22 +35,10 @@ export async function createBroker(settings: Settings): Promise<Broker> {
   clearTimeout(timer);
   if (!waited) {
     const health = broker.health();
-    process.stderr.write(`kometa: ${health.ok ? 'Redis is slow to answer' : health.reason}; starting anyway, publishes answer 503 until it is back\n`);
+    const why = health.ok ? 'Redis is slow to answer' : health.reason;
+    process.stderr.write(`kometa: ${why}; starting anyway, publishes answer 503 until it is back\n`);
   }
   return broker;
-}
-
-/** One line for the banner: what the hub stores messages in. */
-export function brokerLine(settings: Settings): string {
-  const kind = brokerKind(settings);
-  if (kind === 'memory') return '  history    in memory only (--memory): a restart loses it\n';
-  if (kind === 'durable') {
-    const sync = settings.fsyncInterval === 0 ? "fsync'd before every 201" : `fsync'd every ${settings.fsyncInterval} ms`;
-    return `  history    on disk in ${resolve(settings.dataDir)} (${sync})\n`;
-  }
-  const url = new URL(settings.redis);
-  const workers = settings.workers > 1 ? `, ${settings.workers} worker processes` : '';
-  return `  broker     redis at ${url.hostname}:${url.port || '6379'} (prefix ${settings.redisPrefix}${workers})\n`;
 }
 
 /**
@@ -94,7 +80,8 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
         return;
       }
       listening--;
-      process.stderr.write(`kometa: worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); starting another\n`);
+      const how = signal ?? `code ${code}`;
+      process.stderr.write(`kometa: worker ${worker.process.pid} exited (${how}); starting another\n`);
       setTimeout(() => {
         if (!stopping) fork();
       }, 500).unref();
@@ -104,7 +91,10 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
       if (stopping) return;
       stopping = true;
       stopCode = exitCode;
-      if (why !== 'failure') process.stdout.write(`kometa: ${why} received, closing ${settings.workers} workers (up to ${settings.shutdownGrace}s)\n`);
+      if (why !== 'failure') {
+        const grace = `up to ${settings.shutdownGrace}s`;
+        process.stdout.write(`kometa: ${why} received, closing ${settings.workers} workers (${grace})\n`);
+      }
       const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
       if (workers.length === 0) resolve(stopCode);
       for (const worker of workers) worker.process.kill('SIGTERM');

@@ -11,7 +11,11 @@ export interface BackoffOptions {
  * keeps thousands of clients that lost the same server from coming back in
  * step (a reconnect storm).
  */
-export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  options: BackoffOptions = {},
+  random: () => number = Math.random,
+): number {
   const base = options.baseMs ?? 500;
   const max = options.maxMs ?? 20_000;
   const window = Math.min(max, base * 2 ** Math.min(attempt, 30));

@@ -25,7 +25,10 @@ export class Emitter<Events extends { [name: string]: (payload: never) => void }
   }
 }
 
-/** Rethrow outside our call stack, so the error is visible (console, process 'uncaughtException') without breaking delivery. */
+/**
+ * Rethrow outside our call stack, so the error is visible (console, process 'uncaughtException') without breaking
+ * delivery.
+ */
 export function reportListenerError(error: unknown): void {
   setTimeout(() => {
     throw error;

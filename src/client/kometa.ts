@@ -122,7 +122,10 @@ export class Kometa {
   readonly url: URL;
   #state: ConnectionState = 'disconnected';
   #closed = false;
-  readonly #emitter = new Emitter<{ state: (change: StateChange) => void; transport: (change: TransportChange) => void }>();
+  readonly #emitter = new Emitter<{
+    state: (change: StateChange) => void;
+    transport: (change: TransportChange) => void;
+  }>();
   readonly #channels = new Map<string, ChannelEntry>();
   readonly #transports: ClientTransport[];
   readonly #options: KometaOptions;
@@ -157,9 +160,18 @@ export class Kometa {
     this.#upgradeDelay = options.upgradeAfterMs ?? 30_000;
     const wanted = options.transports ?? ['websocket', 'sse', 'poll'];
     this.#transports = wanted
-      .map((t) => (typeof t !== 'string' ? t : t === 'websocket' ? websocketTransport(options.WebSocket) : t === 'sse' ? sseTransport() : pollTransport()))
+      .map((t) => {
+        if (typeof t !== 'string') return t;
+        if (t === 'websocket') return websocketTransport(options.WebSocket);
+        return t === 'sse' ? sseTransport() : pollTransport();
+      })
       .filter((t) => t.available());
-    if (this.#transports.length === 0) throw new KometaClientError('KOMETA_CLIENT_NO_TRANSPORT', 'None of the transports can run here (give a WebSocket implementation or fetch)');
+    if (this.#transports.length === 0) {
+      throw new KometaClientError(
+        'KOMETA_CLIENT_NO_TRANSPORT',
+        'None of the transports can run here (give a WebSocket implementation or fetch)',
+      );
+    }
     // Let the caller attach listeners before the first state event.
     queueMicrotask(() => {
       if (!this.#closed) this.#connect('connect');
@@ -177,18 +189,29 @@ export class Kometa {
 
   on(event: 'state', listener: (change: StateChange) => void): () => void;
   on(event: 'transport', listener: (change: TransportChange) => void): () => void;
-  on(event: 'state' | 'transport', listener: ((change: StateChange) => void) & ((change: TransportChange) => void)): () => void {
+  on(
+    event: 'state' | 'transport',
+    listener: ((change: StateChange) => void) & ((change: TransportChange) => void),
+  ): () => void {
     return this.#emitter.on(event, listener);
   }
 
   /** Follow a channel. Every channel of a client shares its one connection. */
   subscribe(channel: string, options: SubscribeOptions = {}): KometaSubscription {
     if (this.#closed) throw new KometaClientError('KOMETA_CLIENT_CLOSED', 'The client is closed');
-    if (!CHANNEL_PATTERN.test(channel)) throw new KometaClientError('KOMETA_ERR_CHANNEL_NAME', `Invalid channel name: ${channel.slice(0, 64)}`, 400, channel);
+    if (!CHANNEL_PATTERN.test(channel)) {
+      throw new KometaClientError(
+        'KOMETA_ERR_CHANNEL_NAME',
+        `Invalid channel name: ${channel.slice(0, 64)}`,
+        400,
+        channel,
+      );
+    }
     const handlers: Handlers = { ...options };
     let entry = this.#channels.get(channel);
     if (entry === undefined) {
-      const cursor = options.cursor === undefined ? undefined : parseId(options.cursor.split(',').find((e) => e.startsWith(`${channel}~`)) ?? '');
+      const fromCursor = options.cursor?.split(',').find((e) => e.startsWith(`${channel}~`));
+      const cursor = options.cursor === undefined ? undefined : parseId(fromCursor ?? '');
       entry = { handlers: new Set(), position: cursor, ready: cursor !== undefined || options.from !== 'start' };
       this.#channels.set(channel, entry);
       if (!entry.ready) this.#findStart(channel, entry);
@@ -229,17 +252,25 @@ export class Kometa {
   async publish(channel: string, data: string | object, options: { event?: string } = {}): Promise<PublishResult> {
     if (this.#closed) throw new KometaClientError('KOMETA_CLIENT_CLOSED', 'The client is closed');
     const text = typeof data === 'string' ? data : JSON.stringify(data);
-    const overSocket = this.#link?.opened === true ? this.#link.connection?.publish?.(channel, text, options.event) : undefined;
+    const link = this.#link?.opened === true ? this.#link : undefined;
+    const overSocket = link?.connection?.publish?.(channel, text, options.event);
     if (overSocket !== undefined) return overSocket;
     const url = new URL(`/pub/${encodeURIComponent(channel)}`, this.url);
     if (options.event !== undefined) url.searchParams.set('event', options.event);
-    const headers: Record<string, string> = { 'Content-Type': typeof data === 'string' ? 'text/plain; charset=utf-8' : 'application/json' };
+    const type = typeof data === 'string' ? 'text/plain; charset=utf-8' : 'application/json';
+    const headers: Record<string, string> = { 'Content-Type': type };
     const token = await this.#token();
     if (token !== undefined) headers.Authorization = `Bearer ${token}`;
     const response = await this.#fetch(url, { method: 'POST', headers, body: text });
-    const body = (await response.json().catch(() => ({}))) as Partial<PublishResult> & { code?: string; detail?: string };
+    type Answer = Partial<PublishResult> & { code?: string; detail?: string };
+    const body = (await response.json().catch(() => ({}))) as Answer;
     if (response.status !== 201) {
-      throw new KometaClientError(body.code ?? 'KOMETA_CLIENT_HTTP', body.detail ?? `publish failed with ${response.status}`, response.status, channel);
+      throw new KometaClientError(
+        body.code ?? 'KOMETA_CLIENT_HTTP',
+        body.detail ?? `publish failed with ${response.status}`,
+        response.status,
+        channel,
+      );
     }
     return { channel, id: String(body.id), subscribers: Number(body.subscribers) };
   }
@@ -386,7 +417,10 @@ export class Kometa {
     let delay = backoffDelay(this.#attempt++, this.#options.backoff, this.#options.random);
     // A slow consumer resumes at once; a restarting hub asked for a pause (jittered, so clients spread out).
     if (close.reason === 'slow-consumer' && this.#attempt === 1) delay = 0;
-    if (close.retryAfterMs !== undefined) delay = Math.max(delay, Math.floor(close.retryAfterMs * (0.5 + (this.#options.random ?? Math.random)() / 2)));
+    if (close.retryAfterMs !== undefined) {
+      const jitter = 0.5 + (this.#options.random ?? Math.random)() / 2;
+      delay = Math.max(delay, Math.floor(close.retryAfterMs * jitter));
+    }
     this.#retryTimer = setTimeout(() => this.#connect(close.reason), delay);
   }
 

@@ -121,7 +121,10 @@ export interface ClientTransport {
 }
 
 /** Query string for a multi-channel HTTP subscription resuming from the joined positions. */
-export function subscribeQuery(channels: ReadonlyMap<string, ChannelPosition | undefined>, transport: 'sse' | 'poll'): URLSearchParams {
+export function subscribeQuery(
+  channels: ReadonlyMap<string, ChannelPosition | undefined>,
+  transport: 'sse' | 'poll',
+): URLSearchParams {
   const query = new URLSearchParams();
   const cursor: string[] = [];
   for (const [channel, position] of channels) {
@@ -148,7 +151,10 @@ export async function authHeaders(host: TransportHost, accept: string): Promise<
 }
 
 /** Turn a failed HTTP answer into the reason the connection ended, reading the problem body when there is one. */
-export async function closeForResponse(response: Response, opened: boolean): Promise<TransportClose & { problem?: { code?: string; channel?: string; detail?: string } }> {
+export async function closeForResponse(
+  response: Response,
+  opened: boolean,
+): Promise<TransportClose & { problem?: { code?: string; channel?: string; detail?: string } }> {
   let problem: { code?: string; channel?: string; detail?: string } | undefined;
   try {
     problem = (await response.json()) as { code?: string; channel?: string; detail?: string };
@@ -158,7 +164,13 @@ export async function closeForResponse(response: Response, opened: boolean): Pro
   const retryAfter = Number(response.headers.get('retry-after'));
   const detail = `${response.status} ${problem?.code ?? ''} ${problem?.detail ?? ''}`.trim();
   if (response.status === 503 && problem?.code === 'KOMETA_ERR_DRAINING') {
-    return { reason: 'server-shutdown', opened, detail, ...(retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}), problem };
+    return {
+      reason: 'server-shutdown',
+      opened,
+      detail,
+      ...(retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}),
+      problem,
+    };
   }
   return { reason: 'server-error', opened, detail, ...(problem === undefined ? {} : { problem }) };
 }
@@ -178,10 +190,20 @@ export async function fetchChannelInfo(host: Pick<TransportHost, 'base' | 'fetch
     cache: 'no-store',
     ...(signal === undefined ? {} : { signal }),
   });
-  if (!response.ok) throw new KometaClientError('KOMETA_CLIENT_HTTP', `GET /channels answered ${response.status}`, response.status, channel);
-  const info = (await response.json()) as { epoch?: string; last: string | null; history: { oldestSeq: number | null } };
+  if (!response.ok) {
+    throw new KometaClientError(
+      'KOMETA_CLIENT_HTTP',
+      `GET /channels answered ${response.status}`,
+      response.status,
+      channel,
+    );
+  }
+  type Info = { epoch?: string; last: string | null; history: { oldestSeq: number | null } };
+  const info = (await response.json()) as Info;
   const last = info.last === null ? undefined : info.last.split('~');
   const epoch = info.epoch ?? last?.[1];
-  if (epoch === undefined) throw new KometaClientError('KOMETA_CLIENT_HTTP', 'GET /channels did not name the epoch', response.status, channel);
+  if (epoch === undefined) {
+    throw new KometaClientError('KOMETA_CLIENT_HTTP', 'GET /channels did not name the epoch', response.status, channel);
+  }
   return { epoch, headSeq: last === undefined ? 0 : Number(last[2]), oldestSeq: info.history.oldestSeq ?? undefined };
 }

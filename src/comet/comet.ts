@@ -23,7 +23,15 @@ export interface CometOptions {
  */
 export class Comet {
   readonly hub: Hub | undefined;
-  readonly counters: CometCounters = { active: 0, sleeping: 0, waiting: 0, started: 0, completed: 0, aborted: 0, failed: 0 };
+  readonly counters: CometCounters = {
+    active: 0,
+    sleeping: 0,
+    waiting: 0,
+    started: 0,
+    completed: 0,
+    aborted: 0,
+    failed: 0,
+  };
   readonly #onError: ((report: CometErrorReport) => void) | undefined;
 
   constructor(options: CometOptions = {}) {

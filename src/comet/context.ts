@@ -1,7 +1,16 @@
 import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { KometaError, toProblem } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
-import type { Chunk, CometContext, CometErrorReport, CometHandler, CometOutput, CometRequest, NextOptions, NextResult } from './types.js';
+import type {
+  Chunk,
+  CometContext,
+  CometErrorReport,
+  CometHandler,
+  CometOutput,
+  CometRequest,
+  NextOptions,
+  NextResult,
+} from './types.js';
 import { type CancelSet, waitForMessages } from './wait.js';
 
 /** Running totals of one Comet runtime; `active`, `sleeping` and `waiting` return to zero when nothing is in flight. */
@@ -116,7 +125,9 @@ export class CometRun implements CometContext {
 
   set status(value: number) {
     this.#assertHeadersOpen();
-    if (!Number.isInteger(value) || value < 200 || value > 599) throw new RangeError(`status must be an integer from 200 to 599, got ${String(value)}`);
+    if (!Number.isInteger(value) || value < 200 || value > 599) {
+      throw new RangeError(`status must be an integer from 200 to 599, got ${String(value)}`);
+    }
     this.#status = value;
   }
 
@@ -174,7 +185,9 @@ export class CometRun implements CometContext {
   next(channels: string | readonly string[], options: NextOptions = {}): Promise<NextResult> {
     if (this.#gone) return rejected(CLIENT_GONE);
     const hub = this.env.hub;
-    if (hub === undefined) return rejected(new Error('kometa: next() needs a hub: create the runtime with new Comet({ hub })'));
+    if (hub === undefined) {
+      return rejected(new Error('kometa: next() needs a hub: create the runtime with new Comet({ hub })'));
+    }
     try {
       return handled(waitForMessages(hub, channels, options, this.#pending, this.env.counters));
     } catch (error) {
@@ -253,8 +266,15 @@ export class CometRun implements CometContext {
     } else if (this.#state === 'idle') {
       this.#state = 'ended';
       // Unknown errors become a 500 whose body says nothing about them.
-      const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The handler failed before sending anything');
-      this.output.fail(known.status, { 'Content-Type': 'application/problem+json', 'Cache-Control': 'no-store' }, JSON.stringify(toProblem(known)));
+      const known = error instanceof KometaError ? error : new KometaError(
+        'KOMETA_ERR_INTERNAL',
+        'The handler failed before sending anything',
+      );
+      this.output.fail(
+        known.status,
+        { 'Content-Type': 'application/problem+json', 'Cache-Control': 'no-store' },
+        JSON.stringify(toProblem(known)),
+      );
     } else if (this.#state === 'open') {
       this.#state = 'ended';
       this.output.cut();
@@ -268,7 +288,9 @@ export class CometRun implements CometContext {
   }
 
   #assertHeadersOpen(): void {
-    if (this.#state !== 'idle') throw new Error('kometa: status and headers go out with the first chunk; set them before the first write');
+    if (this.#state !== 'idle') {
+      throw new Error('kometa: status and headers go out with the first chunk; set them before the first write');
+    }
   }
 
   #headerRecord(): Record<string, string> {

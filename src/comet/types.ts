@@ -18,7 +18,10 @@ export interface NextOptions {
    * it, only messages published from now on count.
    */
   readonly since?: string | undefined;
-  /** Milliseconds to wait before resolving with `timedOut: true`. Without it, wait until a message or the client leaves. */
+  /**
+   * Milliseconds to wait before resolving with `timedOut: true`. Without it, wait until a message or the client
+   * leaves.
+   */
   readonly timeout?: number | undefined;
 }
 
@@ -86,7 +89,10 @@ export interface CometOutput {
   fail(status: number, headers: Readonly<Record<string, string>>, body: string): void;
 }
 
-/** What the runtime reports when a handler fails (through `onError` and the `kometa:comet:error` diagnostics channel). */
+/**
+ * What the runtime reports when a handler fails (through `onError` and the `kometa:comet:error` diagnostics
+ * channel).
+ */
 export interface CometErrorReport {
   readonly error: unknown;
   /** `before-first-chunk`: answered with problem details; `after-first-chunk`: the response was cut. */

@@ -79,7 +79,8 @@ export function waitForMessages(
   const cursor = since === undefined || since === '' ? null : parseCursor(since, hub.limits.maxChannelsPerSubscription);
   const timeout = options.timeout;
   if (timeout !== undefined && !(Number.isFinite(timeout) && timeout >= 0 && timeout <= 2_147_483_647)) {
-    throw new RangeError(`next(): timeout must be a number of milliseconds between 0 and 2147483647, got ${String(timeout)}`);
+    const got = String(timeout);
+    throw new RangeError(`next(): timeout must be a number of milliseconds between 0 and 2147483647, got ${got}`);
   }
 
   return new Promise<NextResult>((resolve, reject) => {

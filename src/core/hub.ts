@@ -597,10 +597,6 @@ export class Hub {
     return this.#live;
   }
 
-  isWatched(channel: string): boolean {
-    return this.#channels.has(channel);
-  }
-
   /** Called about once a minute by the server's sweep. */
   housekeeping(): void {
     this.broker.sweep?.((channel) => this.#channels.has(channel));

@@ -137,10 +137,6 @@ export class HubHttp {
     this.#timer.unref();
   }
 
-  get streamingCount(): number {
-    return this.#streaming.size;
-  }
-
   get pollCount(): number {
     return this.#polls.size;
   }

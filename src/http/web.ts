@@ -1,17 +1,19 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { fileURLToPath } from 'node:url';
-import { bundle } from './bundle.js';
+import { KometaError } from '../core/errors.js';
+import { sendProblem } from './problem.js';
 
 /*
  * What the hub serves to browsers: the client as one ES module at
  * /kometa.js (for every hub), and the chat at / (for `kometa serve`).
- * Files are read and bundled once, on first request, and kept in memory.
+ * The scripts are built by esbuild at build time (`npm run build:web`,
+ * scripts/build-web.mjs) into dist/web/; HTML and CSS come from web/.
+ * Files are read once, on first request, and kept in memory.
  */
 
-/** dist/src/ (or src/ when run from sources): the compiled client and chat live under it. */
-const compiledRoot = new URL('../', import.meta.url);
+/** dist/web/: the scripts esbuild built from src/client/ and src/web/. */
+const builtRoot = new URL('../../web/', import.meta.url);
 /** The package's web/ folder: HTML and CSS of the pages. */
 const webRoot = new URL('../../../web/', import.meta.url);
 
@@ -35,9 +37,7 @@ function once(load: Loader): Loader {
 
 const JS = 'text/javascript; charset=utf-8';
 
-const clientScript = once(() =>
-  asset(`// kometa client, one ES module. Source: src/client/ of the kometa package.\n${bundle(fileURLToPath(new URL('client/index.js', compiledRoot)))}`, JS),
-);
+const clientScript = once(() => asset(readFileSync(new URL('kometa.js', builtRoot)), JS));
 
 /** Serve one asset with an ETag, so a browser revalidates instead of downloading again. */
 function send(req: IncomingMessage, res: ServerResponse, load: Loader): boolean {
@@ -45,8 +45,12 @@ function send(req: IncomingMessage, res: ServerResponse, load: Loader): boolean 
   let file: Asset;
   try {
     file = load();
-  } catch {
-    return false;
+  } catch (error) {
+    // A script that was not built (or a file missing from the package) is the server's fault: a 500 and a
+    // kometa:error event, never a 404 that looks like a wrong URL.
+    const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    sendProblem(res, new KometaError('KOMETA_ERR_INTERNAL', `A file of the web pages is missing (${reason}); run npm run build`));
+    return true;
   }
   const headers = {
     'Content-Type': file.type,
@@ -73,24 +77,12 @@ export function serveClientScript(req: IncomingMessage, res: ServerResponse): bo
   return pathOf(req) === '/kometa.js' && send(req, res, clientScript);
 }
 
-/** The client bundle's text (for tests and for tools that embed it). */
-export function clientBundle(): string {
-  return clientScript().body.toString('utf8');
-}
-
 const chatPages: Record<string, Loader> = {
   '/': once(() => asset(readFileSync(new URL('index.html', webRoot)), 'text/html; charset=utf-8')),
   '/chat.css': once(() => asset(readFileSync(new URL('chat.css', webRoot)), 'text/css; charset=utf-8')),
   '/favicon.svg': once(() => asset(readFileSync(new URL('favicon.svg', webRoot)), 'image/svg+xml')),
   // The chat's script imports the client from /kometa.js, so the browser loads the client once.
-  '/chat.js': once(() =>
-    asset(
-      bundle(fileURLToPath(new URL('web/chat.js', compiledRoot)), {
-        externals: { [fileURLToPath(new URL('client/index.js', compiledRoot))]: '/kometa.js' },
-      }),
-      JS,
-    ),
-  ),
+  '/chat.js': once(() => asset(readFileSync(new URL('chat.js', builtRoot)), JS)),
 };
 
 /** The chat: `/`, `/chat.js`, `/chat.css`, `/favicon.svg`. Returns false for anything else. */
@@ -111,14 +103,7 @@ const dashboardPages: Record<string, Loader> = {
   '/': once(() => asset(readFileSync(new URL('dashboard.html', webRoot)), 'text/html; charset=utf-8')),
   '/dashboard.css': once(() => asset(readFileSync(new URL('dashboard.css', webRoot)), 'text/css; charset=utf-8')),
   '/favicon.svg': chatPages['/favicon.svg']!,
-  '/dashboard.js': once(() =>
-    asset(
-      bundle(fileURLToPath(new URL('web/dashboard.js', compiledRoot)), {
-        externals: { [fileURLToPath(new URL('client/index.js', compiledRoot))]: '/kometa.js' },
-      }),
-      JS,
-    ),
-  ),
+  '/dashboard.js': once(() => asset(readFileSync(new URL('dashboard.js', builtRoot)), JS)),
 };
 
 /** The operator's dashboard, by its path under /_kometa (`/`, `/dashboard.js`, …); the caller checks the credential first. */

@@ -50,7 +50,10 @@ export class AdminGate {
   /** Resolve when `secret` opens `scope`; throw 401 (missing or bad) or 403 (valid, but not an admin). */
   async check(secret: string | undefined, scope: AdminScope): Promise<void> {
     if (secret === undefined || secret === '') {
-      throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The operator\'s view needs the admin token (Authorization: Bearer, or /_kometa/?token=)');
+      throw new KometaError(
+        'KOMETA_ERR_UNAUTHORIZED',
+        'The operator\'s view needs the admin token (Authorization: Bearer, or /_kometa/?token=)',
+      );
     }
     const given = Buffer.from(secret);
     if (same(given, this.#admin)) return;
@@ -65,7 +68,9 @@ export class AdminGate {
       }
       throw new KometaError('KOMETA_ERR_FORBIDDEN', 'This token has no "admin": true in its kometa claim');
     }
-    if (scope === 'dashboard' && same(given, this.#metrics)) throw new KometaError('KOMETA_ERR_FORBIDDEN', 'The metrics token opens /metrics only');
+    if (scope === 'dashboard' && same(given, this.#metrics)) {
+      throw new KometaError('KOMETA_ERR_FORBIDDEN', 'The metrics token opens /metrics only');
+    }
     throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'That is not the admin token');
   }
 

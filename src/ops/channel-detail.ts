@@ -11,7 +11,14 @@ export interface ChannelDetail {
   readonly epoch: string;
   readonly last: number;
   readonly history: { readonly messages: number; readonly bytes: number };
-  readonly recent: readonly { id: string; event?: string; time: number; size: number; data: string; truncated: boolean }[];
+  readonly recent: readonly {
+    id: string;
+    event?: string;
+    time: number;
+    size: number;
+    data: string;
+    truncated: boolean;
+  }[];
   readonly subscribers: number;
   /** The first few, with what can be told about each; `tap` says whether the wire can be watched. */
   readonly listed: readonly { id: number; transport: string; remote?: string; cursor: string; tap: boolean }[];
@@ -44,7 +51,14 @@ export async function channelDetail(hub: Hub, channel: string): Promise<ChannelD
     history: { messages: stats.messages, bytes: stats.bytes },
     recent: (read?.messages ?? []).slice(-RECENT).reverse().map((m) => {
       const { text, truncated } = shorten(Buffer.from(m.data), 400);
-      return { id: m.id, ...(m.event === undefined ? {} : { event: m.event }), time: m.time, size: m.size, data: text, truncated };
+      return {
+        id: m.id,
+        ...(m.event === undefined ? {} : { event: m.event }),
+        time: m.time,
+        size: m.size,
+        data: text,
+        truncated,
+      };
     }),
     subscribers,
     listed,

@@ -23,8 +23,10 @@ export function presetRequests(preset: WirePreset, value: string): WireRequest[]
       return [{ path: '/kometa.js' }, { path: '/kometa.js', revalidate: true }];
     case 'sse':
       return [{ path: `/sub/${channel}`, headers: [['Accept', 'text/event-stream']] }];
-    case 'poll':
-      return [{ path: `/sub/${channel}?transport=poll&timeout=5` }, { path: `/sub/${channel}?transport=poll&timeout=5` }];
+    case 'poll': {
+      const poll = { path: `/sub/${channel}?transport=poll&timeout=5` };
+      return [poll, { ...poll }];
+    }
     case 'path': {
       if (!/^\/[\x21-\x7e]{0,300}$/.test(value) || value.startsWith('//')) {
         throw new KometaError('KOMETA_ERR_BAD_REQUEST', 'A path on this hub, starting with a single /');
@@ -46,7 +48,9 @@ export class Inspections {
   constructor(private readonly opsHub: Hub) {}
 
   #begin(): string {
-    if (this.#running >= MAX_RUNNING) throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${MAX_RUNNING} inspections at once`, { retryAfter: 5 });
+    if (this.#running >= MAX_RUNNING) {
+      throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${MAX_RUNNING} inspections at once`, { retryAfter: 5 });
+    }
     this.#running++;
     return `wire.${this.#next++}`;
   }
@@ -58,7 +62,13 @@ export class Inspections {
   /** A test request to this hub (`origin` is the address the dashboard's own request came in on). */
   request(origin: URL, requests: WireRequest[]): string {
     const channel = this.#begin();
-    inspectWire({ origin, requests, timeoutMs: WIRE_TIMEOUT_MS, maxText: 240, onEvent: (event) => this.#publish(channel, event) }).then(
+    inspectWire({
+      origin,
+      requests,
+      timeoutMs: WIRE_TIMEOUT_MS,
+      maxText: 240,
+      onEvent: (event) => this.#publish(channel, event),
+    }).then(
       (result) => {
         this.#running--;
         this.#publish(channel, { type: 'done', complete: result.complete });
@@ -80,23 +90,32 @@ export class Inspections {
     for (const subscription of hub.liveSubscriptions) {
       if (subscriptionId(subscription) === id) socket = socketOf(subscription.sink);
     }
-    if (socket === undefined || socket.destroyed) throw new KometaError('KOMETA_ERR_NOT_FOUND', 'No such SSE or stream subscriber (it may have gone)');
+    if (socket === undefined || socket.destroyed) {
+      throw new KometaError('KOMETA_ERR_NOT_FOUND', 'No such SSE or stream subscriber (it may have gone)');
+    }
     const channel = this.#begin();
     const target = socket;
     const started = performance.now();
     const now = () => Math.round((performance.now() - started) * 100) / 100;
     const original = target.write;
     let n = 0;
-    this.#publish(channel, { type: 'connect', t: 0, remote: `${target.remoteAddress ?? '?'}:${target.remotePort ?? ''}`, ms: 0 });
+    this.#publish(
+      channel,
+      { type: 'connect', t: 0, remote: `${target.remoteAddress ?? '?'}:${target.remotePort ?? ''}`, ms: 0 },
+    );
     const wrapped = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
       const data = args[0];
-      const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const bytes =
+        typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       n++;
       publishWrite(n, bytes);
       return original.apply(this, args);
     } as Socket['write'];
     const publishWrite = (count: number, bytes: Buffer) =>
-      this.#publish(channel, { type: 'chunk', t: now(), index: 0, framing: 'write', n: count, size: bytes.length, ...shorten(bytes, 240) });
+      this.#publish(
+        channel,
+        { type: 'chunk', t: now(), index: 0, framing: 'write', n: count, size: bytes.length, ...shorten(bytes, 240) },
+      );
     target.write = wrapped;
     const stop = (reason: string) => {
       clearTimeout(timer);

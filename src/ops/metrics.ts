@@ -13,8 +13,50 @@ import type { Tally } from './tally.js';
 export function createMetrics(sources: OpsSources, tally: Tally): Registry {
   const registry = new Registry();
   const registers = [registry];
-  const { hub } = sources;
+  gauges(sources, registers);
+  totals(sources, registers);
+  tallyCounters(tally, registers);
+  new Gauge({
+    name: 'kometa_broker_up',
+    help: '1 when the message store answers, 0 while it is unreachable (publishes get 503)',
+    registers,
+    collect() {
+      this.set(sources.hub.broker.health().ok ? 1 : 0);
+    },
+  });
+  storeGauges(sources, registers);
+  fanOutHistograms(tally, registers);
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
 
+/** The durable store's data directory; duck-typed so that ops imports no engine. */
+function storeGauges(sources: OpsSources, registers: Registry[]): void {
+  const store = sources.hub.broker as { readonly diskBytes?: number; readonly segments?: readonly unknown[] };
+  if (typeof store.diskBytes !== 'number') return;
+  new Gauge({
+    name: 'kometa_store_disk_bytes',
+    help: 'Bytes of segment files in the data directory (bounded by --history-total-bytes plus a segment)',
+    registers,
+    collect() {
+      this.set(store.diskBytes ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'kometa_store_segments',
+    help: 'Segment files in the data directory',
+    registers,
+    collect() {
+      this.set(store.segments?.length ?? 0);
+    },
+  });
+}
+
+type Registers = Registry[];
+
+/** What is open now: connections, subscriptions, channels. */
+function gauges(sources: OpsSources, registers: Registers): void {
+  const { hub } = sources;
   new Gauge({
     name: 'kometa_connections',
     help: 'Open subscriber connections by transport (sse, stream, poll: held requests; ws: WebSocket connections)',
@@ -41,8 +83,10 @@ export function createMetrics(sources: OpsSources, tally: Tally): Registry {
       this.set(hub.channelCount);
     },
   });
+}
 
-  // Totals the hub keeps; a counter is advanced by what changed since the last scrape.
+/** Totals the hub keeps; a counter is advanced by what changed since the last scrape. */
+function totals({ hub }: OpsSources, registers: Registers): void {
   const total = (name: string, help: string, read: () => number) => {
     let seen = 0;
     new Counter({
@@ -56,13 +100,28 @@ export function createMetrics(sources: OpsSources, tally: Tally): Registry {
       },
     });
   };
-  total('kometa_messages_published_total', 'Messages accepted by publish in this process', () => hub.counters.published);
-  total('kometa_messages_delivered_total', 'Messages handed to subscribers (one per subscriber per message)', () => hub.counters.delivered);
+  total(
+    'kometa_messages_published_total',
+    'Messages accepted by publish in this process',
+    () => hub.counters.published,
+  );
+  total(
+    'kometa_messages_delivered_total',
+    'Messages handed to subscribers (one per subscriber per message)',
+    () => hub.counters.delivered,
+  );
   total('kometa_published_bytes_total', 'Bytes of message data accepted by publish', () => hub.counters.publishedBytes);
-  total('kometa_delivered_bytes_total', 'Bytes written to subscriber connections by live fan-out', () => hub.counters.deliveredBytes);
+  total(
+    'kometa_delivered_bytes_total',
+    'Bytes written to subscriber connections by live fan-out',
+    () => hub.counters.deliveredBytes,
+  );
   total('kometa_subscriptions_opened_total', 'Subscriptions opened', () => hub.counters.subscriptionsOpened);
   total('kometa_gaps_total', 'Gap notices sent (messages a subscriber could not get)', () => hub.counters.gaps);
+}
 
+/** Errors and slow-consumer closes, counted from the diagnostics channels by the tally. */
+function tallyCounters(tally: Tally, registers: Registers): void {
   const errors = new Counter({
     name: 'kometa_errors_total',
     help: 'Errors answered to clients, by stable code (see docs/errors.md)',
@@ -95,37 +154,10 @@ export function createMetrics(sources: OpsSources, tally: Tally): Registry {
     },
   });
   for (const transport of ['sse', 'stream', 'ws']) slow.inc({ transport }, 0);
+}
 
-  new Gauge({
-    name: 'kometa_broker_up',
-    help: '1 when the message store answers, 0 while it is unreachable (publishes get 503)',
-    registers,
-    collect() {
-      this.set(hub.broker.health().ok ? 1 : 0);
-    },
-  });
-
-  // Only the durable store has a data directory; duck-typed so ops imports no engine.
-  const store = hub.broker as { readonly diskBytes?: number; readonly segments?: readonly unknown[] };
-  if (typeof store.diskBytes === 'number') {
-    new Gauge({
-      name: 'kometa_store_disk_bytes',
-      help: 'Bytes of segment files in the data directory (bounded by --history-total-bytes plus a segment)',
-      registers,
-      collect() {
-        this.set(store.diskBytes ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'kometa_store_segments',
-      help: 'Segment files in the data directory',
-      registers,
-      collect() {
-        this.set(store.segments?.length ?? 0);
-      },
-    });
-  }
-
+/** The two latency histograms, observed once per fan-out (kometa:fanout). */
+function fanOutHistograms(tally: Tally, registers: Registers): void {
   const fanOut = new Histogram({
     name: 'kometa_fanout_duration_seconds',
     help: 'Time to encode and write one fan-out (a channel\'s pending messages to all its subscribers here)',
@@ -143,7 +175,4 @@ export function createMetrics(sources: OpsSources, tally: Tally): Registry {
     // Clocks of different machines (Redis TIME vs ours) may disagree a little; never observe below zero.
     latency.observe(Math.max(0, event.startedAt + event.durationMs - event.publishedAt) / 1000);
   });
-
-  collectDefaultMetrics({ register: registry });
-  return registry;
 }

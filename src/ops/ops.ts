@@ -126,7 +126,9 @@ export class KometaOps {
       return;
     }
     await this.#admit(req, 'dashboard');
-    if (req.method === 'POST' && !sameOrigin(req)) throw new KometaError('KOMETA_ERR_ORIGIN', 'The dashboard takes POSTs from its own pages only');
+    if (req.method === 'POST' && !sameOrigin(req)) {
+      throw new KometaError('KOMETA_ERR_ORIGIN', 'The dashboard takes POSTs from its own pages only');
+    }
     const sub = path.slice('/_kometa'.length);
     if (sub === '/sub' || sub.startsWith('/sub/') || sub === '/healthz' || sub.startsWith('/channels/')) {
       // The internal hub's own routes, under /_kometa: the dashboard's client rewrites its paths.
@@ -148,8 +150,11 @@ export class KometaOps {
     if (sub === '/api/wire') {
       allow(req, 'POST');
       const body = await jsonBody(req);
-      const preset = typeof body.preset === 'string' && PRESETS.has(body.preset) ? (body.preset as WirePreset) : undefined;
-      if (preset === undefined) throw new KometaError('KOMETA_ERR_BAD_REQUEST', 'preset is one of seed, revalidate, sse, poll, path');
+      const known = typeof body.preset === 'string' && PRESETS.has(body.preset);
+      const preset = known ? (body.preset as WirePreset) : undefined;
+      if (preset === undefined) {
+        throw new KometaError('KOMETA_ERR_BAD_REQUEST', 'preset is one of seed, revalidate, sse, poll, path');
+      }
       const requests = presetRequests(preset, typeof body.value === 'string' ? body.value : '');
       // The inspector connects to the address this request came in on: this hub, never another host.
       const local = req.socket.localAddress ?? '127.0.0.1';
@@ -160,7 +165,9 @@ export class KometaOps {
     if (sub === '/api/tap') {
       allow(req, 'POST');
       const body = await jsonBody(req);
-      if (typeof body.id !== 'number') throw new KometaError('KOMETA_ERR_BAD_REQUEST', 'id is the number of a subscriber listed for a channel');
+      if (typeof body.id !== 'number') {
+        throw new KometaError('KOMETA_ERR_BAD_REQUEST', 'id is the number of a subscriber listed for a channel');
+      }
       sendJson(res, 201, { channel: this.#inspections.tap(this.sources.hub, body.id) });
       return;
     }
@@ -209,7 +216,10 @@ function sendLoginPage(res: ServerResponse, reason: string): void {
 <title>kometa · sign in</title><style>
 :root{color-scheme:dark;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Ubuntu,sans-serif}
 body{margin:0;min-height:100vh;display:grid;place-items:center;background:#0f1117;color:#e8eaf2}
-form{background:#161923;border:1px solid #262b3b;border-radius:18px;padding:28px;width:min(380px,calc(100vw - 32px));display:flex;flex-direction:column;gap:12px}
+form{background:#161923;border:1px solid #262b3b;border-radius:18px;padding:28px;width:min(
+  380px,
+  calc(100vw - 32px),
+);display:flex;flex-direction:column;gap:12px}
 h1{font-size:19px;margin:0}p{margin:0;color:#8b91a7;font-size:13.5px}
 input{font:inherit;color:inherit;background:#0f1117;border:1px solid #262b3b;border-radius:12px;padding:11px 14px}
 button{font:inherit;border:0;border-radius:12px;padding:11px;background:#7c5cff;color:#fff;font-weight:600;cursor:pointer}
@@ -218,6 +228,13 @@ code{color:#9b83ff}</style></head><body>
 <p>The token is the one given to <code>kometa serve --admin-token</code>, or printed in its banner.</p>
 <input name="token" type="password" placeholder="Admin token" autocomplete="current-password" required aria-label="Admin token">
 <button type="submit">Open the dashboard</button></form></body></html>`;
-  res.writeHead(401, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), 'Cache-Control': 'no-store' });
+  res.writeHead(
+    401,
+    {
+      'Content-Type': 'text/html; charset=utf-8',
+      'Content-Length': String(Buffer.byteLength(body)),
+      'Cache-Control': 'no-store',
+    },
+  );
   res.end(body);
 }

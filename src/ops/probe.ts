@@ -27,7 +27,11 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
     return;
   }
   if (active >= MAX_PROBES) {
-    sendProblem(res, new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many probes at once', { retryAfter: 1 }), { 'Retry-After': '1' });
+    sendProblem(
+      res,
+      new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many probes at once', { retryAfter: 1 }),
+      { 'Retry-After': '1' },
+    );
     return;
   }
   active++;

@@ -30,20 +30,16 @@ export interface ConnectionCounts {
  * subscriptions are counted from the hub's live set, by their encoder.
  */
 export function connectionCounts(sources: OpsSources): ConnectionCounts {
-  const counts: ConnectionCounts = { sse: 0, stream: 0, poll: sources.http?.pollCount ?? 0, ws: sources.webSocket?.connectionCount ?? 0 };
+  const counts: ConnectionCounts = {
+    sse: 0,
+    stream: 0,
+    poll: sources.http?.pollCount ?? 0,
+    ws: sources.webSocket?.connectionCount ?? 0,
+  };
   for (const subscription of sources.hub.liveSubscriptions) {
     const name = subscription.sink?.encoder.name;
     if (name === 'sse') counts.sse++;
     else if (name === 'stream') counts.stream++;
-  }
-  return counts;
-}
-
-/** Local subscribers per channel, from the live set (one pass). */
-export function subscribersByChannel(hub: Hub): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const subscription of hub.liveSubscriptions) {
-    for (const channel of subscription.channelNames) counts.set(channel, (counts.get(channel) ?? 0) + 1);
   }
   return counts;
 }

@@ -27,7 +27,12 @@ export interface StatsSample {
   readonly slowCloses: Readonly<Record<string, number>>;
   /** Errors answered since start, by code. */
   readonly errors: Readonly<Record<string, number>>;
-  readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number; readonly external: number };
+  readonly memory: {
+    readonly rss: number;
+    readonly heapUsed: number;
+    readonly heapTotal: number;
+    readonly external: number;
+  };
   /** Event-loop delay over the interval (perf_hooks.monitorEventLoopDelay), in ms. */
   readonly eventLoop: { readonly p50: number; readonly p99: number; readonly max: number };
   readonly broker: { readonly ok: boolean; readonly reason?: string };
@@ -37,8 +42,20 @@ export interface StatsSample {
 
 /** One step of a wire exchange, as the inspector records it (terminal and dashboard). */
 export type WireEvent =
-  | { readonly type: 'connect'; readonly t: number; readonly remote: string; readonly ms: number; readonly tls?: string }
-  | { readonly type: 'request'; readonly t: number; readonly index: number; readonly reused: boolean; readonly head: string }
+  | {
+      readonly type: 'connect';
+      readonly t: number;
+      readonly remote: string;
+      readonly ms: number;
+      readonly tls?: string;
+    }
+  | {
+      readonly type: 'request';
+      readonly t: number;
+      readonly index: number;
+      readonly reused: boolean;
+      readonly head: string;
+    }
   | {
       readonly type: 'response';
       readonly t: number;
@@ -52,7 +69,10 @@ export type WireEvent =
       readonly type: 'chunk';
       readonly t: number;
       readonly index: number;
-      /** `chunked`: one HTTP/1.1 chunk, as framed by the server; `read`: one read from the socket (a body without chunked framing); `write`: one write by the server to a tapped connection. */
+      /**
+       * `chunked`: one HTTP/1.1 chunk, as framed by the server; `read`: one read from the socket (a body without
+       * chunked framing); `write`: one write by the server to a tapped connection.
+       */
       readonly framing: 'chunked' | 'read' | 'write';
       /** Chunk number within the response, from 1. */
       readonly n: number;
@@ -60,6 +80,13 @@ export type WireEvent =
       readonly text: string;
       readonly truncated: boolean;
     }
-  | { readonly type: 'end'; readonly t: number; readonly index: number; readonly bytes: number; readonly chunks: number; readonly keepAlive: boolean }
+  | {
+      readonly type: 'end';
+      readonly t: number;
+      readonly index: number;
+      readonly bytes: number;
+      readonly chunks: number;
+      readonly keepAlive: boolean;
+    }
   | { readonly type: 'close'; readonly t: number; readonly reason: string }
   | { readonly type: 'error'; readonly t: number; readonly message: string };

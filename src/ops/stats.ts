@@ -57,7 +57,8 @@ export class Sampler {
     const memory = process.memoryUsage();
     const loop = this.#loop;
     // The histogram's values include the sampling interval itself; what is past it is the delay.
-    const ms = (ns: number) => (Number.isFinite(ns) ? Math.max(0, Math.round((ns - LOOP_RESOLUTION_MS * 1e6) / 1e4) / 100) : 0);
+    const ms = (ns: number) =>
+      Number.isFinite(ns) ? Math.max(0, Math.round((ns - LOOP_RESOLUTION_MS * 1e6) / 1e4) / 100) : 0;
     const eventLoop = { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) };
     loop.reset();
     const health = hub.broker.health();

@@ -22,7 +22,12 @@ export const defaultControlOptions: ControlOptions = { maxPublishBytes: 1024 * 1
  * item), then stored in order; each becomes one `grip` message (see items.ts).
  * Answers 200 with the kometa id of each stored item.
  */
-export async function handlePublish(hub: Hub, req: IncomingMessage, res: ServerResponse, maxBytes: number): Promise<void> {
+export async function handlePublish(
+  hub: Hub,
+  req: IncomingMessage,
+  res: ServerResponse,
+  maxBytes: number,
+): Promise<void> {
   if (req.method !== 'POST') throw new KometaError('KOMETA_ERR_METHOD', 'Use POST here', { allow: 'POST' });
   const body = await readBody(req, maxBytes).catch((error: unknown) => {
     res.setHeader('Connection', 'close');
@@ -30,13 +35,18 @@ export async function handlePublish(hub: Hub, req: IncomingMessage, res: ServerR
   });
   const contentType = req.headers['content-type'] ?? 'application/json';
   if (!/^application\/(json|[^;]*\+json)\s*(;|$)/i.test(contentType)) {
-    throw new KometaError('KOMETA_ERR_MEDIA_TYPE', 'POST /publish/ takes application/json', { mediaType: contentType.split(';')[0]!.trim() });
+    throw new KometaError(
+      'KOMETA_ERR_MEDIA_TYPE',
+      'POST /publish/ takes application/json',
+      { mediaType: contentType.split(';')[0]!.trim() },
+    );
   }
   const items = validatePublishBody(JSON.parse(decodePublishBody(contentType, body)) as unknown);
   const datas = items.map(({ item }) => itemData(item));
   datas.forEach((data, index) => {
     if (Buffer.byteLength(data) > hub.limits.maxMessageBytes) {
-      throw new KometaError('KOMETA_ERR_BODY_TOO_LARGE', `items[${index}] is over ${hub.limits.maxMessageBytes} bytes once stored`, {
+      const detail = `items[${index}] is over ${hub.limits.maxMessageBytes} bytes once stored`;
+      throw new KometaError('KOMETA_ERR_BODY_TOO_LARGE', detail, {
         limit: hub.limits.maxMessageBytes,
         item: index,
       });
@@ -50,7 +60,9 @@ export async function handlePublish(hub: Hub, req: IncomingMessage, res: ServerR
       stored.push({ channel, id: message.id, subscribers });
     } catch (error) {
       // Say how far it got: the items before this one are stored.
-      if (error instanceof KometaError) throw new KometaError(error.code, error.message, { ...error.extra, published: stored.length });
+      if (error instanceof KometaError) {
+        throw new KometaError(error.code, error.message, { ...error.extra, published: stored.length });
+      }
       throw error;
     }
   }
@@ -58,7 +70,10 @@ export async function handlePublish(hub: Hub, req: IncomingMessage, res: ServerR
 }
 
 /** A request handler for `/publish/` that returns false for every other path. */
-export function publishRoute(hub: Hub, options: Partial<ControlOptions> = {}): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function publishRoute(
+  hub: Hub,
+  options: Partial<ControlOptions> = {},
+): (req: IncomingMessage, res: ServerResponse) => boolean {
   const { maxPublishBytes } = { ...defaultControlOptions, ...options };
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -76,6 +91,11 @@ export function publishRoute(hub: Hub, options: Partial<ControlOptions> = {}): (
 export function createControlServer(hub: Hub, options: Partial<ControlOptions> = {}): HubServer {
   const publish = publishRoute(hub, options);
   return createHubServer(hub, { websocket: false, ...options.http }, (req, res) => {
-    if (!publish(req, res)) sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', 'The control port takes POST /publish/ and the hub routes'));
+    if (!publish(req, res)) {
+      sendProblem(
+        res,
+        new KometaError('KOMETA_ERR_NOT_FOUND', 'The control port takes POST /publish/ and the hub routes'),
+      );
+    }
   });
 }

@@ -64,7 +64,11 @@ export interface ForwardContext {
  * `X-Forwarded-Proto` and `X-Forwarded-Host` are set. `Host` is the client's,
  * as the client sent it.
  */
-export function originRequestHeaders(req: IncomingMessage, context: ForwardContext, options: { stage: boolean; cookie?: string | undefined }): RawHeaders {
+export function originRequestHeaders(
+  req: IncomingMessage,
+  context: ForwardContext,
+  options: { stage: boolean; cookie?: string | undefined },
+): RawHeaders {
   let forwardedFor = '';
   const out = filter(req.rawHeaders, (lower) => {
     if (lower === 'x-forwarded-for') return true;
@@ -74,7 +78,9 @@ export function originRequestHeaders(req: IncomingMessage, context: ForwardConte
     return lower === 'cookie' && options.cookie !== undefined;
   });
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    if (req.rawHeaders[i]!.toLowerCase() === 'x-forwarded-for') forwardedFor += (forwardedFor === '' ? '' : ', ') + req.rawHeaders[i + 1]!;
+    if (req.rawHeaders[i]!.toLowerCase() === 'x-forwarded-for') {
+      forwardedFor += (forwardedFor === '' ? '' : ', ') + req.rawHeaders[i + 1]!;
+    }
   }
   const address = req.socket.remoteAddress ?? '';
   out.push('X-Forwarded-For', forwardedFor === '' ? address : `${forwardedFor}, ${address}`);

@@ -47,7 +47,10 @@ export interface Defer {
 
 export interface Instructions {
   readonly hold: Hold | undefined;
-  /** `Grip-Status`: the status the client sees instead of the origin's (for origins that cannot send e.g. 304 with Grip headers). */
+  /**
+   * `Grip-Status`: the status the client sees instead of the origin's (for origins that cannot send e.g. 304
+   * with Grip headers).
+   */
   readonly status: { readonly code: number; readonly reason: string | undefined } | undefined;
   readonly next: NextLink | undefined;
   readonly defer: Defer | undefined;
@@ -88,7 +91,9 @@ export function isInstructionHeader(lowerName: string): boolean {
 }
 
 export function hasInstructions(headers: IncomingHttpHeaders): boolean {
-  return headers['grip-hold'] !== undefined || headers['grip-link'] !== undefined || headers['kometa-defer'] !== undefined;
+  return (
+    headers['grip-hold'] !== undefined || headers['grip-link'] !== undefined || headers['kometa-defer'] !== undefined
+  );
 }
 
 const MAX_URL_LENGTH = 2048;
@@ -117,7 +122,10 @@ function checkUrl(url: string, header: string): string {
  * KometaError (KOMETA_ERR_ORIGIN_INSTRUCTION, a 502) for anything that
  * cannot be followed exactly, rather than guessing.
  */
-export function parseInstructions(headers: IncomingHttpHeaders, limits: InstructionLimits = defaultInstructionLimits): Instructions {
+export function parseInstructions(
+  headers: IncomingHttpHeaders,
+  limits: InstructionLimits = defaultInstructionLimits,
+): Instructions {
   try {
     return parse(headers, limits);
   } catch (error) {
@@ -127,88 +135,104 @@ export function parseInstructions(headers: IncomingHttpHeaders, limits: Instruct
 }
 
 function parse(headers: IncomingHttpHeaders, limits: InstructionLimits): Instructions {
-  const holdText = single(headers, 'grip-hold');
-  let mode: HoldMode | undefined;
-  if (holdText !== undefined) {
-    // GRIP: "The hold mode, either `response` or `stream`."
-    const value = holdText.trim();
-    if (value !== 'response' && value !== 'stream') throw malformed("Grip-Hold must be 'response' or 'stream'");
-    mode = value;
-  }
-
-  const channels: GripChannel[] = [];
-  const channelText = single(headers, 'grip-channel');
-  if (channelText !== undefined) {
-    for (const element of parseList(channelText)) {
-      if (!isValidChannelName(element.value)) {
-        throw malformed(`Grip-Channel names an invalid channel (kometa channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @)`);
-      }
-      const prevId = element.params.get('prev-id');
-      if (prevId !== undefined && (prevId === '' || prevId.length > MAX_ID_LENGTH)) throw malformed('Grip-Channel has an invalid prev-id');
-      if (!channels.some((c) => c.name === element.value)) channels.push({ name: element.value, prevId });
-    }
-  }
-  if (channels.length > limits.maxChannels) throw malformed(`Grip-Channel names more than ${limits.maxChannels} channels`);
+  const mode = parseHoldMode(single(headers, 'grip-hold'));
+  const channels = parseChannels(single(headers, 'grip-channel'), limits);
   // GRIP: "At least one `Grip-Channel` header MUST be present if `Grip-Hold` is present."
   if (mode !== undefined && channels.length === 0) throw malformed('Grip-Hold without a Grip-Channel');
-
-  let timeoutMs = limits.defaultHoldTimeoutMs;
-  const timeoutText = single(headers, 'grip-timeout');
-  if (timeoutText !== undefined) {
-    if (!SECONDS.test(timeoutText.trim())) throw malformed('Grip-Timeout must be a whole number of seconds');
-    timeoutMs = Math.min(Number(timeoutText.trim()) * 1000, limits.maxHoldTimeoutMs);
-  }
-
-  let keepAlive: KeepAlive | undefined;
+  const timeoutMs = parseTimeout(single(headers, 'grip-timeout'), limits);
   const keepAliveText = single(headers, 'grip-keep-alive');
-  if (keepAliveText !== undefined) keepAlive = parseKeepAlive(keepAliveText, limits);
-
-  let status: Instructions['status'];
-  const statusText = single(headers, 'grip-status');
-  if (statusText !== undefined) {
-    const match = /^(\d{3})(?: (.{0,128}))?$/.exec(statusText.trim());
-    if (match === null || Number(match[1]) < 100) throw malformed('Grip-Status must be a status code, optionally followed by a reason');
-    status = { code: Number(match[1]), reason: match[2] };
-  }
-
-  let next: NextLink | undefined;
-  const linkText = single(headers, 'grip-link');
-  if (linkText !== undefined) {
-    for (const element of parseList(linkText)) {
-      if (element.value.length <= 2 || !element.value.startsWith('<') || !element.value.endsWith('>')) {
-        throw malformed('Grip-Link must be <url>; rel=…');
-      }
-      // Other relations (Pushpin's `gone`) are not supported and are ignored.
-      if (element.params.get('rel') !== 'next') continue;
-      const url = checkUrl(element.value.slice(1, -1), 'Grip-Link');
-      let linkTimeoutMs = limits.defaultNextLinkTimeoutMs;
-      const timeout = element.params.get('timeout');
-      if (timeout !== undefined) {
-        if (!SECONDS.test(timeout)) throw malformed('Grip-Link timeout must be a whole number of seconds');
-        linkTimeoutMs = Math.max(Number(timeout) * 1000, limits.minNextLinkTimeoutMs);
-      }
-      next = { url, timeoutMs: linkTimeoutMs };
-    }
-  }
-
-  let defer: Defer | undefined;
-  const deferText = single(headers, 'kometa-defer');
-  if (deferText !== undefined) {
-    const element = parseElement(deferText);
-    if (!DECIMAL_SECONDS.test(element.value)) throw malformed('Kometa-Defer must start with a number of seconds, e.g. Kometa-Defer: 1; next="/stage/"');
-    const url = element.params.get('next');
-    if (url === undefined) throw malformed('Kometa-Defer needs next="<url>"');
-    defer = { delayMs: Math.min(Math.round(Number(element.value) * 1000), limits.maxDeferDelayMs), url: checkUrl(url, 'Kometa-Defer') };
+  const keepAlive = keepAliveText === undefined ? undefined : parseKeepAlive(keepAliveText, limits);
+  const status = parseStatus(single(headers, 'grip-status'));
+  const next = parseNextLink(single(headers, 'grip-link'), limits);
+  const defer = parseDefer(single(headers, 'kometa-defer'), limits);
+  if (defer !== undefined) {
     if (mode !== undefined) throw malformed('Kometa-Defer cannot be combined with Grip-Hold');
     if (next !== undefined) throw malformed('Kometa-Defer cannot be combined with a Grip-Link next link');
   }
-
+  const streamKeepAlive = mode === 'stream' ? keepAlive : undefined;
   return {
-    hold: mode === undefined ? undefined : { mode, channels, timeoutMs, keepAlive: mode === 'stream' ? keepAlive : undefined },
+    hold: mode === undefined ? undefined : { mode, channels, timeoutMs, keepAlive: streamKeepAlive },
     status,
     next,
     defer,
   };
+}
+
+/** GRIP: "The hold mode, either `response` or `stream`." */
+function parseHoldMode(text: string | undefined): HoldMode | undefined {
+  if (text === undefined) return undefined;
+  const value = text.trim();
+  if (value !== 'response' && value !== 'stream') throw malformed("Grip-Hold must be 'response' or 'stream'");
+  return value;
+}
+
+function parseChannels(text: string | undefined, limits: InstructionLimits): GripChannel[] {
+  const channels: GripChannel[] = [];
+  if (text === undefined) return channels;
+  for (const element of parseList(text)) {
+    if (!isValidChannelName(element.value)) {
+      throw malformed(
+        'Grip-Channel names an invalid channel (kometa channel names are 1-128 characters of A-Z a-z 0-9 _ - . : @)',
+      );
+    }
+    const prevId = element.params.get('prev-id');
+    if (prevId !== undefined && (prevId === '' || prevId.length > MAX_ID_LENGTH)) {
+      throw malformed('Grip-Channel has an invalid prev-id');
+    }
+    if (!channels.some((c) => c.name === element.value)) channels.push({ name: element.value, prevId });
+  }
+  if (channels.length > limits.maxChannels) {
+    throw malformed(`Grip-Channel names more than ${limits.maxChannels} channels`);
+  }
+  return channels;
+}
+
+function parseTimeout(text: string | undefined, limits: InstructionLimits): number {
+  if (text === undefined) return limits.defaultHoldTimeoutMs;
+  if (!SECONDS.test(text.trim())) throw malformed('Grip-Timeout must be a whole number of seconds');
+  return Math.min(Number(text.trim()) * 1000, limits.maxHoldTimeoutMs);
+}
+
+function parseStatus(text: string | undefined): Instructions['status'] {
+  if (text === undefined) return undefined;
+  const match = /^(\d{3})(?: (.{0,128}))?$/.exec(text.trim());
+  if (match === null || Number(match[1]) < 100) {
+    throw malformed('Grip-Status must be a status code, optionally followed by a reason');
+  }
+  return { code: Number(match[1]), reason: match[2] };
+}
+
+function parseNextLink(text: string | undefined, limits: InstructionLimits): NextLink | undefined {
+  if (text === undefined) return undefined;
+  let next: NextLink | undefined;
+  for (const element of parseList(text)) {
+    if (element.value.length <= 2 || !element.value.startsWith('<') || !element.value.endsWith('>')) {
+      throw malformed('Grip-Link must be <url>; rel=…');
+    }
+    // Other relations (Pushpin's `gone`) are not supported and are ignored.
+    if (element.params.get('rel') !== 'next') continue;
+    const url = checkUrl(element.value.slice(1, -1), 'Grip-Link');
+    let timeoutMs = limits.defaultNextLinkTimeoutMs;
+    const timeout = element.params.get('timeout');
+    if (timeout !== undefined) {
+      if (!SECONDS.test(timeout)) throw malformed('Grip-Link timeout must be a whole number of seconds');
+      timeoutMs = Math.max(Number(timeout) * 1000, limits.minNextLinkTimeoutMs);
+    }
+    next = { url, timeoutMs };
+  }
+  return next;
+}
+
+function parseDefer(text: string | undefined, limits: InstructionLimits): Defer | undefined {
+  if (text === undefined) return undefined;
+  const element = parseElement(text);
+  if (!DECIMAL_SECONDS.test(element.value)) {
+    throw malformed('Kometa-Defer must start with a number of seconds, e.g. Kometa-Defer: 1; next="/stage/"');
+  }
+  const url = element.params.get('next');
+  if (url === undefined) throw malformed('Kometa-Defer needs next="<url>"');
+  const delayMs = Math.min(Math.round(Number(element.value) * 1000), limits.maxDeferDelayMs);
+  return { delayMs, url: checkUrl(url, 'Kometa-Defer') };
 }
 
 /**
@@ -227,7 +251,9 @@ function parseKeepAlive(text: string, limits: InstructionLimits): KeepAlive {
     timeoutMs = Math.max(Number(timeout) * 1000, limits.minKeepAliveMs);
   }
   const modeText = element.params.get('mode') ?? 'idle';
-  if (modeText !== 'idle' && modeText !== 'interval') throw malformed(`no such Grip-Keep-Alive mode '${modeText.slice(0, 32)}'`);
+  if (modeText !== 'idle' && modeText !== 'interval') {
+    throw malformed(`no such Grip-Keep-Alive mode '${modeText.slice(0, 32)}'`);
+  }
   const format = element.params.get('format') ?? 'raw';
   let data: Buffer;
   if (format === 'raw') data = Buffer.from(element.value, 'latin1');

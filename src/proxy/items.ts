@@ -71,7 +71,12 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-function optionalString(source: Record<string, unknown>, key: string, index: number, where: string): string | undefined {
+function optionalString(
+  source: Record<string, unknown>,
+  key: string,
+  index: number,
+  where: string,
+): string | undefined {
   const value = source[key];
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') throw bad(index, `${where}.${key} must be a string`);
@@ -80,7 +85,9 @@ function optionalString(source: Record<string, unknown>, key: string, index: num
 }
 
 function checkHeader(name: string, value: unknown, index: number): [string, string] {
-  if (typeof value !== 'string') throw bad(index, `http-response header ${JSON.stringify(name.slice(0, 64))} must have a string value`);
+  if (typeof value !== 'string') {
+    throw bad(index, `http-response header ${JSON.stringify(name.slice(0, 64))} must have a string value`);
+  }
   try {
     validateHeaderName(name);
     validateHeaderValue(name, value);
@@ -94,7 +101,9 @@ function validateResponse(raw: unknown, index: number): HttpResponseFormat {
   if (!isObject(raw)) throw bad(index, 'http-response must be an object');
   const out: HttpResponseFormat = {};
   if (raw.code !== undefined && raw.code !== null) {
-    if (typeof raw.code !== 'number' || !Number.isInteger(raw.code) || raw.code < 100 || raw.code > 999) throw bad(index, 'http-response.code must be a status code');
+    if (typeof raw.code !== 'number' || !Number.isInteger(raw.code) || raw.code < 100 || raw.code > 999) {
+      throw bad(index, 'http-response.code must be a status code');
+    }
     out.code = raw.code;
   }
   const reason = optionalString(raw, 'reason', index, 'http-response');
@@ -105,7 +114,9 @@ function validateResponse(raw: unknown, index: number): HttpResponseFormat {
   if (raw.headers !== undefined && raw.headers !== null) {
     if (Array.isArray(raw.headers)) {
       out.headers = raw.headers.map((pair: unknown) => {
-        if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string') throw bad(index, 'http-response.headers pairs must be [name, value]');
+        if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string') {
+          throw bad(index, 'http-response.headers pairs must be [name, value]');
+        }
         return checkHeader(pair[0], pair[1], index);
       });
     } else if (isObject(raw.headers)) {
@@ -120,7 +131,9 @@ function validateResponse(raw: unknown, index: number): HttpResponseFormat {
   const bodyBin = optionalString(raw, 'body-bin', index, 'http-response');
   if (body !== undefined) out.body = body;
   if (bodyBin !== undefined) out['body-bin'] = bodyBin;
-  if (raw.action !== undefined && raw.action !== 'send') throw bad(index, "http-response.action: only 'send' is supported");
+  if (raw.action !== undefined && raw.action !== 'send') {
+    throw bad(index, "http-response.action: only 'send' is supported");
+  }
   return out;
 }
 
@@ -133,7 +146,9 @@ function validateStream(raw: unknown, index: number): HttpStreamFormat {
   if (contentBin !== undefined) out['content-bin'] = contentBin;
   const action = raw.action;
   if (action !== undefined && action !== null) {
-    if (action !== 'send' && action !== 'close' && action !== 'hint') throw bad(index, "http-stream.action must be 'send', 'close' or 'hint'");
+    if (action !== 'send' && action !== 'close' && action !== 'hint') {
+      throw bad(index, "http-stream.action must be 'send', 'close' or 'hint'");
+    }
     out.action = action;
   }
   if (out.action !== 'close' && out.action !== 'hint' && content === undefined && contentBin === undefined) {
@@ -160,14 +175,17 @@ export function validateItem(raw: unknown, index: number): PublishItem {
   }
   // Pushpin nests formats under "formats"; the older EPCP form puts them on the item itself.
   const formats = isObject(raw.formats) ? raw.formats : raw;
-  if (formats['http-response'] !== undefined) item.formats['http-response'] = validateResponse(formats['http-response'], index);
+  if (formats['http-response'] !== undefined) {
+    item.formats['http-response'] = validateResponse(formats['http-response'], index);
+  }
   if (formats['http-stream'] !== undefined) item.formats['http-stream'] = validateStream(formats['http-stream'], index);
   const ws = formats['ws-message'];
   if (ws !== undefined) {
     if (!isObject(ws)) throw bad(index, 'ws-message must be an object');
     const content = optionalString(ws, 'content', index, 'ws-message');
     const contentBin = optionalString(ws, 'content-bin', index, 'ws-message');
-    item.formats['ws-message'] = content !== undefined ? { content } : contentBin !== undefined ? { 'content-bin': contentBin } : {};
+    item.formats['ws-message'] =
+      content !== undefined ? { content } : contentBin !== undefined ? { 'content-bin': contentBin } : {};
   }
   if (Object.keys(item.formats).length === 0) throw bad(index, 'no http-response, http-stream or ws-message format');
   return { channel: raw.channel, item };
@@ -180,7 +198,11 @@ export function validatePublishBody(body: unknown): PublishItem[] {
   }
   if (body.items.length === 0) throw new KometaError('KOMETA_ERR_PUBLISH_ITEM', 'items is empty');
   if (body.items.length > MAX_ITEMS_PER_PUBLISH) {
-    throw new KometaError('KOMETA_ERR_PUBLISH_ITEM', `At most ${MAX_ITEMS_PER_PUBLISH} items per request`, { limit: MAX_ITEMS_PER_PUBLISH });
+    throw new KometaError(
+      'KOMETA_ERR_PUBLISH_ITEM',
+      `At most ${MAX_ITEMS_PER_PUBLISH} items per request`,
+      { limit: MAX_ITEMS_PER_PUBLISH },
+    );
   }
   return body.items.map((raw: unknown, index: number) => validateItem(raw, index));
 }
@@ -192,7 +214,14 @@ export interface ProxyItem {
   /** The item's GRIP id, or the kometa id of a plain message. */
   readonly id: string | undefined;
   readonly prevId: string | undefined;
-  readonly response: { readonly code: number; readonly reason: string | undefined; readonly headers: readonly [string, string][]; readonly body: Buffer } | undefined;
+  readonly response:
+    | {
+        readonly code: number;
+        readonly reason: string | undefined;
+        readonly headers: readonly [string, string][];
+        readonly body: Buffer;
+      }
+    | undefined;
   readonly stream: { readonly content: Buffer; readonly action: 'send' | 'close' | 'hint' } | undefined;
 }
 
@@ -245,17 +274,27 @@ function decodeGrip(message: Message): ProxyItem | undefined {
         : {
             code: response.code ?? 200,
             reason: response.reason,
-            headers: response.headers === undefined ? [] : Array.isArray(response.headers) ? response.headers : Object.entries(response.headers),
-            body: response['body-bin'] !== undefined ? Buffer.from(response['body-bin'], 'base64') : response.body !== undefined ? Buffer.from(response.body) : EMPTY,
+            headers: headerPairs(response.headers),
+            body: bytesOf(response['body-bin'], response.body),
           },
     stream:
       stream === undefined
         ? undefined
-        : {
-            content: stream['content-bin'] !== undefined ? Buffer.from(stream['content-bin'], 'base64') : stream.content !== undefined ? Buffer.from(stream.content) : EMPTY,
-            action: stream.action ?? 'send',
-          },
+        : { content: bytesOf(stream['content-bin'], stream.content), action: stream.action ?? 'send' },
   };
+}
+
+/** GRIP's binary form (base64) wins over its text form; neither is an empty body. */
+function bytesOf(base64: string | undefined, text: string | undefined): Buffer {
+  if (base64 !== undefined) return Buffer.from(base64, 'base64');
+  return text !== undefined ? Buffer.from(text) : EMPTY;
+}
+
+type HeaderList = readonly [string, string][];
+
+function headerPairs(headers: HeaderList | Record<string, string> | undefined): HeaderList {
+  if (headers === undefined) return [];
+  return Array.isArray(headers) ? headers : Object.entries(headers);
 }
 
 /** The message data for a validated item: its JSON without the channel (the message has its own). */

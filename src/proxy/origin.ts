@@ -62,7 +62,13 @@ export class Origin {
    * before a response), KOMETA_ERR_ORIGIN_TIMEOUT, or the signal's reason
    * when the client goes away first.
    */
-  request(method: string, clientPath: string, headers: RawHeaders, body: Readable | undefined, signal: AbortSignal): Promise<IncomingMessage> {
+  request(
+    method: string,
+    clientPath: string,
+    headers: RawHeaders,
+    body: Readable | undefined,
+    signal: AbortSignal,
+  ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) {
         reject(signal.reason);
@@ -81,7 +87,10 @@ export class Origin {
         signal,
       });
       const timer = setTimeout(() => {
-        req.destroy(new KometaError('KOMETA_ERR_ORIGIN_TIMEOUT', `The origin did not answer within ${this.options.responseTimeoutMs / 1000} s`));
+        req.destroy(new KometaError(
+          'KOMETA_ERR_ORIGIN_TIMEOUT',
+          `The origin did not answer within ${this.options.responseTimeoutMs / 1000} s`,
+        ));
       }, this.options.responseTimeoutMs);
       timer.unref();
       req.once('response', (res) => {
@@ -92,7 +101,10 @@ export class Origin {
         clearTimeout(timer);
         if (signal.aborted) reject(signal.reason);
         else if (error instanceof KometaError) reject(error);
-        else reject(new KometaError('KOMETA_ERR_ORIGIN_UNAVAILABLE', `The origin at ${this.base.host} could not be reached (${error.code ?? error.message})`));
+        else reject(new KometaError(
+          'KOMETA_ERR_ORIGIN_UNAVAILABLE',
+          `The origin at ${this.base.host} could not be reached (${error.code ?? error.message})`,
+        ));
       });
       if (body === undefined) {
         req.end();

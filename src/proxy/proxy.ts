@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ErrorCode } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import { type InstructionLimits, defaultInstructionLimits } from './instructions.js';
 import { Origin, type OriginOptions } from './origin.js';
 import { ProxySession } from './session.js';
 import { GripSigner } from './sig.js';
-import type { TrustProxy } from '../http/client-address.js';
+import type { ProxyContext, ProxyCounters, ProxyErrorReport } from './context.js';
 import { TimerWheel } from '../core/timer-wheel.js';
+import type { TrustProxy } from '../http/client-address.js';
 
 export interface ProxyOptions {
   /** The origin, e.g. http://127.0.0.1:8000 (a path prefix is allowed). */
@@ -21,7 +21,10 @@ export interface ProxyOptions {
   readonly maxHeldBodyBytes?: number;
   /** Bytes queued to a held stream's client before it is cut as too slow. */
   readonly maxQueueBytes?: number;
-  /** Key for Grip-Sig (HS256). Default: random per process, so only "the request came through kometa" can be checked. */
+  /**
+   * Key for Grip-Sig (HS256). Default: random per process, so only "the request came through kometa" can be
+   * checked.
+   */
   readonly sigKey?: string | Buffer;
   readonly sigIss?: string;
   /** Told of every request the proxy could not complete; the library itself never prints. */
@@ -32,44 +35,10 @@ export interface ProxyOptions {
   readonly trustProxy?: TrustProxy | undefined;
 }
 
-export interface ProxyErrorReport {
-  readonly code: ErrorCode;
-  readonly detail: string;
-  readonly method: string;
-  /** The client's path, without the query. */
-  readonly path: string;
-  /** `before-response`: answered with a problem (502/504); `mid-response`: the response was cut. */
-  readonly phase: 'before-response' | 'mid-response';
-}
+export type { ProxyContext, ProxyCounters, ProxyErrorReport } from './context.js';
 
 /** Published for every report (node:diagnostics_channel), for those who would rather subscribe than inject. */
 export const proxyErrorChannel = channel('kometa:proxy:error');
-
-export interface ProxyCounters {
-  requests: number;
-  passedThrough: number;
-  heldResponses: number;
-  heldStreams: number;
-  /** Origin requests made for Kometa-Defer stages and next links. */
-  stages: number;
-  errors: number;
-}
-
-/** What a session needs from the proxy that runs it. */
-export interface ProxyContext {
-  readonly hub: Hub;
-  readonly origin: Origin;
-  readonly wheel: TimerWheel;
-  readonly limits: InstructionLimits;
-  readonly maxStages: number;
-  readonly maxHeldBodyBytes: number;
-  readonly maxQueueBytes: number;
-  readonly counters: ProxyCounters;
-  readonly trustProxy: TrustProxy | undefined;
-  gripSig(): string;
-  report(report: ProxyErrorReport): void;
-  readonly sessions: Set<ProxySession>;
-}
 
 /**
  * A GRIP-compatible reverse proxy in front of one origin. Every request is
@@ -85,9 +54,16 @@ export class GripProxy implements ProxyContext {
   readonly maxStages: number;
   readonly maxHeldBodyBytes: number;
   readonly maxQueueBytes: number;
-  readonly counters: ProxyCounters = { requests: 0, passedThrough: 0, heldResponses: 0, heldStreams: 0, stages: 0, errors: 0 };
-  readonly sessions = new Set<ProxySession>();
   readonly trustProxy: TrustProxy | undefined;
+  readonly counters: ProxyCounters = {
+    requests: 0,
+    passedThrough: 0,
+    heldResponses: 0,
+    heldStreams: 0,
+    stages: 0,
+    errors: 0,
+  };
+  readonly sessions = new Set<ProxySession>();
   readonly #signer: GripSigner;
   readonly #onError: ((report: ProxyErrorReport) => void) | undefined;
 
@@ -95,7 +71,11 @@ export class GripProxy implements ProxyContext {
     this.hub = hub;
     this.origin = new Origin(options.origin, options.originOptions);
     this.wheel = new TimerWheel(options.tickMs ?? 100);
-    this.limits = { ...defaultInstructionLimits, maxChannels: hub.limits.maxChannelsPerSubscription, ...options.limits };
+    this.limits = {
+      ...defaultInstructionLimits,
+      maxChannels: hub.limits.maxChannelsPerSubscription,
+      ...options.limits,
+    };
     this.maxStages = options.maxStages ?? 100;
     this.maxHeldBodyBytes = options.maxHeldBodyBytes ?? 100_000;
     this.maxQueueBytes = options.maxQueueBytes ?? 1024 * 1024;
@@ -124,7 +104,8 @@ export class GripProxy implements ProxyContext {
     this.counters.requests++;
     const session = new ProxySession(this, req, res);
     this.sessions.add(session);
-    session.run().finally(() => this.sessions.delete(session));
+    // run() answers or reports every failure itself and never rejects.
+    void session.run().finally(() => this.sessions.delete(session));
   };
 
   /** Shutting down: end every held request now (streams cleanly, long-polls with the origin's response). */

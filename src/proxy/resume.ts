@@ -20,7 +20,10 @@ export const PREV_ID_LOOKBACK = 100;
  *   received for a newly subscribed channel is always delivered immediately,
  *   regardless of prev-id value.")
  */
-export async function cursorFromPrevIds(hub: Hub, channels: readonly GripChannel[]): Promise<Map<string, Position> | null> {
+export async function cursorFromPrevIds(
+  hub: Hub,
+  channels: readonly GripChannel[],
+): Promise<Map<string, Position> | null> {
   const cursor = new Map<string, Position>();
   await Promise.all(
     channels.map(async ({ name, prevId }) => {

@@ -3,11 +3,25 @@ import { pipeline } from 'node:stream/promises';
 import { KometaError } from '../core/errors.js';
 import type { Subscription } from '../core/hub.js';
 import { sendProblem } from '../http/problem.js';
-import { type RawHeaders, clientResponseHeaders, mergeCookies, originRequestHeaders, overrideHeaders, setCookiesOf } from './headers.js';
+import {
+  type RawHeaders,
+  clientResponseHeaders,
+  mergeCookies,
+  originRequestHeaders,
+  overrideHeaders,
+  setCookiesOf,
+} from './headers.js';
 import { type HeldResponse, HeldResponseSink } from './hold-response.js';
 import { HeldStreamSink, type StreamOutput } from './hold-stream.js';
-import { type GripChannel, type Hold, type Instructions, type NextLink, hasInstructions, parseInstructions } from './instructions.js';
-import type { ProxyContext } from './proxy.js';
+import {
+  type GripChannel,
+  type Hold,
+  type Instructions,
+  type NextLink,
+  hasInstructions,
+  parseInstructions,
+} from './instructions.js';
+import type { ProxyContext } from './context.js';
 import { cursorFromPrevIds } from './resume.js';
 import type { WheelTask } from '../core/timer-wheel.js';
 
@@ -18,7 +32,8 @@ import type { WheelTask } from '../core/timer-wheel.js';
 const CLIENT_GONE = new DOMException('The client went away', 'AbortError');
 
 function isAbort(error: unknown): boolean {
-  return error === CLIENT_GONE || (typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError');
+  if (error === CLIENT_GONE) return true;
+  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError';
 }
 
 type StreamOutcome = 'end' | 'gone' | 'next';
@@ -72,7 +87,10 @@ export class ProxySession {
     }
   }
 
-  /** The server is closing: a held request is ended as if its hold were over; others may finish within the grace period. */
+  /**
+   * The server is closing: a held request is ended as if its hold were over; others may finish within the grace
+   * period.
+   */
   drain(): void {
     this.#drain?.();
   }
@@ -99,38 +117,43 @@ export class ProxySession {
     wake?.();
   }
 
-  async #run(): Promise<void> {
+  /** The client's request, forwarded to the origin as it came. */
+  #forward(): Promise<IncomingMessage> {
     const ctx = this.#ctx;
     const req = this.#req;
-    if (!this.#path.startsWith('/')) throw new KometaError('KOMETA_ERR_BAD_REQUEST', 'The proxy takes origin-form request targets (/path)');
+    if (!this.#path.startsWith('/')) {
+      throw new KometaError('KOMETA_ERR_BAD_REQUEST', 'The proxy takes origin-form request targets (/path)');
+    }
     const length = req.headers['content-length'];
     const hasBody = length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
-    let response = await ctx.origin.request(
+    return ctx.origin.request(
       req.method ?? 'GET',
       this.#path,
       originRequestHeaders(req, { gripSig: ctx.gripSig(), trustProxy: ctx.trustProxy }, { stage: false }),
       hasBody ? req : undefined,
       this.#abort.signal,
     );
+  }
+
+  /** A GET of the next stage (Kometa-Defer or a next link), with the cookies collected so far. */
+  #requestStage(path: string): Promise<IncomingMessage> {
+    const ctx = this.#ctx;
+    const stage = { stage: true, cookie: this.#cookies ?? '' };
+    const headers = originRequestHeaders(this.#req, { gripSig: ctx.gripSig(), trustProxy: ctx.trustProxy }, stage);
+    return ctx.origin.request('GET', path, headers, undefined, this.#abort.signal);
+  }
+
+  async #run(): Promise<void> {
+    const ctx = this.#ctx;
+    let response = await this.#forward();
     let first = true;
     let stages = 0;
     for (;;) {
-      let instructions: Instructions | undefined;
-      let nextPath: string | undefined;
-      let deferPath: string | undefined;
-      try {
-        if (!first && (response.statusCode ?? 502) >= 400) {
-          throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `the stage ${this.#path.split('?')[0]} answered ${response.statusCode}`);
-        }
-        instructions = hasInstructions(response.headers) ? parseInstructions(response.headers, ctx.limits) : undefined;
-        // Check where the next links lead before anything is sent, so a bad one is still a clean 502.
-        if (instructions?.next !== undefined) nextPath = ctx.origin.resolve(instructions.next.url, this.#path);
-        if (instructions?.defer !== undefined) deferPath = ctx.origin.resolve(instructions.defer.url, this.#path);
-      } catch (error) {
-        response.resume();
-        throw error;
-      }
-      if (first && (instructions === undefined || (instructions.hold === undefined && instructions.next === undefined && instructions.defer === undefined))) {
+      const { instructions, nextPath, deferPath } = this.#readInstructions(response, first);
+      const followUp = instructions !== undefined && (
+        instructions.hold !== undefined || instructions.next !== undefined || instructions.defer !== undefined
+      );
+      if (first && !followUp) {
         await this.#passThrough(response, instructions?.status);
         return;
       }
@@ -145,7 +168,10 @@ export class ProxySession {
       if (hold?.mode === 'response') {
         if (!first) {
           response.resume();
-          throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', 'Grip-Hold: response from a later stage, after the response has begun');
+          throw new KometaError(
+            'KOMETA_ERR_ORIGIN_INSTRUCTION',
+            'Grip-Hold: response from a later stage, after the response has begun',
+          );
         }
         await this.#holdResponse(response, hold, instructions.status);
         return;
@@ -172,20 +198,42 @@ export class ProxySession {
         this.#finish();
         return;
       }
-      if (++stages > ctx.maxStages) throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `more than ${ctx.maxStages} stages for one request`);
+      if (++stages > ctx.maxStages) {
+        throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `more than ${ctx.maxStages} stages for one request`);
+      }
       const path = link.path;
       if (link.delayMs > 0 && !(await this.#sleep(link.delayMs))) return;
       if (this.#gone) return;
       ctx.counters.stages++;
-      response = await ctx.origin.request(
-        'GET',
-        path,
-        originRequestHeaders(req, { gripSig: ctx.gripSig(), trustProxy: ctx.trustProxy }, { stage: true, cookie: this.#cookies ?? '' }),
-        undefined,
-        this.#abort.signal,
-      );
+      response = await this.#requestStage(path);
       this.#path = path;
       first = false;
+    }
+  }
+
+  /**
+   * The instructions of one origin response, and where its links lead, checked before anything is sent so that
+   * a bad one is still a clean 502. A later stage that failed is an error too. The body is dropped on error.
+   */
+  #readInstructions(
+    response: IncomingMessage,
+    first: boolean,
+  ): { instructions: Instructions | undefined; nextPath: string | undefined; deferPath: string | undefined } {
+    const ctx = this.#ctx;
+    try {
+      if (!first && (response.statusCode ?? 502) >= 400) {
+        const stage = this.#path.split('?')[0];
+        throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `the stage ${stage} answered ${response.statusCode}`);
+      }
+      const { headers } = response;
+      const instructions = hasInstructions(headers) ? parseInstructions(headers, ctx.limits) : undefined;
+      const resolve = (url?: string) => (url === undefined ? undefined : ctx.origin.resolve(url, this.#path));
+      const nextPath = resolve(instructions?.next?.url);
+      const deferPath = resolve(instructions?.defer?.url);
+      return { instructions, nextPath, deferPath };
+    } catch (error) {
+      response.resume();
+      throw error;
     }
   }
 
@@ -220,7 +268,9 @@ export class ProxySession {
 
   #collectCookies(raw: readonly string[]): void {
     const set = setCookiesOf(raw);
-    if (this.#cookies === undefined || set.length > 0) this.#cookies = mergeCookies(this.#cookies ?? this.#req.headers.cookie, set);
+    if (this.#cookies === undefined || set.length > 0) {
+      this.#cookies = mergeCookies(this.#cookies ?? this.#req.headers.cookie, set);
+    }
   }
 
   #write(bytes: Buffer): boolean {
@@ -265,7 +315,11 @@ export class ProxySession {
         total += piece.length;
         if (total > limit) {
           response.destroy();
-          throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `the body of a Grip-Hold: response is limited to ${limit} bytes`, { limit });
+          throw new KometaError(
+            'KOMETA_ERR_ORIGIN_INSTRUCTION',
+            `the body of a Grip-Hold: response is limited to ${limit} bytes`,
+            { limit },
+          );
         }
         pieces.push(piece);
       }
@@ -301,7 +355,9 @@ export class ProxySession {
         await cursorFromPrevIds(hub, channels),
       );
     } catch (error) {
-      if (error instanceof KometaError && (error.code === 'KOMETA_ERR_CURSOR_AHEAD' || error.code === 'KOMETA_ERR_CURSOR')) {
+      const cursorCodes: readonly string[] = ['KOMETA_ERR_CURSOR_AHEAD', 'KOMETA_ERR_CURSOR'];
+      const badCursor = error instanceof KometaError && cursorCodes.includes(error.code);
+      if (badCursor) {
         throw new KometaError('KOMETA_ERR_ORIGIN_INSTRUCTION', `Grip-Channel prev-id: ${error.message}`);
       }
       throw error;
@@ -435,7 +491,10 @@ export class ProxySession {
 
   #fail(error: unknown): void {
     if (this.#gone || isAbort(error)) return;
-    const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The proxy failed to handle the request');
+    const known = error instanceof KometaError ? error : new KometaError(
+      'KOMETA_ERR_INTERNAL',
+      'The proxy failed to handle the request',
+    );
     const res = this.#res;
     this.#ctx.report({
       code: known.code,

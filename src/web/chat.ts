@@ -51,7 +51,11 @@ function parseLine(data: string): ChatLine | undefined {
   try {
     const value = JSON.parse(data) as Partial<ChatLine>;
     if (typeof value.name !== 'string' || typeof value.text !== 'string') return undefined;
-    return { name: value.name.slice(0, 24), text: value.text.slice(0, 2000), sent: typeof value.sent === 'number' ? value.sent : Date.now() };
+    return {
+      name: value.name.slice(0, 24),
+      text: value.text.slice(0, 2000),
+      sent: typeof value.sent === 'number' ? value.sent : Date.now(),
+    };
   } catch {
     return undefined;
   }
@@ -73,14 +77,18 @@ class ChatApp {
 
   constructor() {
     const params = new URLSearchParams(location.search);
-    const forced = params.getAll('transport').filter((t): t is TransportName => t === 'websocket' || t === 'sse' || t === 'poll');
+    const names: readonly string[] = ['websocket', 'sse', 'poll'];
+    const forced = params.getAll('transport').filter((t): t is TransportName => names.includes(t));
     this.client = new Kometa(location.origin, forced.length > 0 ? { transports: forced } : {});
     this.client.on('state', (change) => this.#showState(change));
     this.client.on('transport', (change) => {
       $('status-text').textContent = `live · ${change.transport}`;
     });
     const saved = JSON.parse(localStorage.getItem(ROOMS_KEY) ?? '[]') as unknown;
-    this.rooms = [...new Set([...DEFAULT_ROOMS, ...(Array.isArray(saved) ? saved.filter((r): r is string => typeof r === 'string') : [])])];
+    this.rooms = [...new Set([
+      ...DEFAULT_ROOMS,
+      ...(Array.isArray(saved) ? saved.filter((r): r is string => typeof r === 'string') : []),
+    ])];
 
     $('composer').addEventListener('submit', (event) => {
       event.preventDefault();
@@ -211,7 +219,8 @@ class ChatApp {
     notice.textContent =
       gap.reason === 'epoch-changed'
         ? 'The server restarted — earlier messages of this room are gone.'
-        : `${gap.missed === undefined ? 'Some' : gap.missed.to - gap.missed.from + 1} earlier message(s) are no longer kept.`;
+        : `${gap.missed === undefined ? 'Some' : gap.missed.to - gap.missed.from + 1} earlier message(s) ` +
+          'are no longer kept.';
     $('log').append(notice);
     this.#lastSender = undefined;
   }

@@ -18,7 +18,11 @@ function $(id: string): HTMLElement {
   return element;
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className?: string, text?: string): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className?: string,
+  text?: string,
+): HTMLElementTagNameMap[K] {
   const element = document.createElement(tag);
   if (className !== undefined) element.className = className;
   if (text !== undefined) element.textContent = text;
@@ -58,31 +62,28 @@ interface Series {
   readonly fill?: boolean;
 }
 
-/** A time-series plot on a canvas: newest on the right, `windowMs` wide, y from 0 to a round maximum. */
-function plot(canvas: HTMLCanvasElement, times: readonly number[], series: readonly Series[], now: number, windowMs: number): void {
-  const ratio = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth;
-  const height = canvas.clientHeight;
-  if (width === 0) return;
-  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
-    canvas.width = Math.round(width * ratio);
-    canvas.height = Math.round(height * ratio);
-  }
-  const ctx = canvas.getContext('2d');
-  if (ctx === null) return;
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, width, height);
-  const left = 44;
-  const right = 8;
-  const top = 8;
-  const bottom = 20;
-  const w = width - left - right;
-  const h = height - top - bottom;
+/** The plot area inside a canvas, in CSS pixels, and the top of its y axis. */
+interface Frame {
+  readonly left: number;
+  readonly top: number;
+  readonly w: number;
+  readonly h: number;
+  readonly height: number;
+  readonly yMax: number;
+}
+
+/** A round maximum for the y axis, at least 4: 1, 2, 2.5 or 5 times a power of ten. */
+function roundMax(series: readonly Series[]): number {
   let max = 0;
   for (const s of series) for (const v of s.values) if (v > max) max = v;
   const magnitude = 10 ** Math.floor(Math.log10(Math.max(max, 1)));
   const steps = [1, 2, 2.5, 5, 10];
-  const yMax = Math.max(4, magnitude * (steps.find((step) => step * magnitude >= max) ?? 10));
+  return Math.max(4, magnitude * (steps.find((step) => step * magnitude >= max) ?? 10));
+}
+
+/** Four horizontal grid lines with their values, and about five time labels on round steps. */
+function axes(ctx: CanvasRenderingContext2D, frame: Frame, windowMs: number): void {
+  const { left, top, w, h, height, yMax } = frame;
   ctx.font = '11px system-ui, sans-serif';
   ctx.textBaseline = 'middle';
   ctx.strokeStyle = css('--line');
@@ -99,13 +100,25 @@ function plot(canvas: HTMLCanvasElement, times: readonly number[], series: reado
   }
   ctx.textAlign = 'center';
   ctx.textBaseline = 'alphabetic';
-  // About five time labels, on round steps.
   const step = [5, 10, 15, 30, 60, 120, 300].find((s) => (windowMs / 1000) / s <= 5.5) ?? 300;
   for (let back = 0; back * 1000 <= windowMs + 1; back += step) {
     const x = left + w - (w * back * 1000) / windowMs;
     ctx.textAlign = back === 0 ? 'right' : 'center';
-    ctx.fillText(back === 0 ? 'now' : back < 60 ? `−${back}s` : `−${back / 60}m`, back === 0 ? left + w : x, height - 5);
+    const label = back === 0 ? 'now' : back < 60 ? `−${back}s` : `−${back / 60}m`;
+    ctx.fillText(label, back === 0 ? left + w : x, height - 5);
   }
+}
+
+/** One line per series (filled below with a fading gradient when asked), clipped to the plot area. */
+function lines(
+  ctx: CanvasRenderingContext2D,
+  frame: Frame,
+  times: readonly number[],
+  series: readonly Series[],
+  now: number,
+  windowMs: number,
+): void {
+  const { left, top, w, h, yMax } = frame;
   const xOf = (t: number) => left + w - (w * (now - t)) / windowMs;
   const yOf = (v: number) => top + h - (h * v) / yMax;
   ctx.save();
@@ -137,6 +150,32 @@ function plot(canvas: HTMLCanvasElement, times: readonly number[], series: reado
     }
   }
   ctx.restore();
+}
+
+/** A time-series plot on a canvas: newest on the right, `windowMs` wide, y from 0 to a round maximum. */
+function plot(
+  canvas: HTMLCanvasElement,
+  times: readonly number[],
+  series: readonly Series[],
+  now: number,
+  windowMs: number,
+): void {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth;
+  const height = canvas.clientHeight;
+  if (width === 0) return;
+  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+  }
+  const ctx = canvas.getContext('2d');
+  if (ctx === null) return;
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const [left, right, top, bottom] = [44, 8, 8, 20];
+  const frame: Frame = { left, top, w: width - left - right, h: height - top - bottom, height, yMax: roundMax(series) };
+  axes(ctx, frame, windowMs);
+  lines(ctx, frame, times, series, now, windowMs);
 }
 
 /** The internal hub's routes are under /_kometa; the client asks for /sub, /healthz and /channels/. */
@@ -181,7 +220,12 @@ class Dashboard {
   #showState(change: StateChange): void {
     const status = $('status');
     status.dataset.state = change.state;
-    $('status-text').textContent = change.state === 'connected' ? `live · ${change.transport ?? ''}` : change.state === 'connecting' ? 'connecting…' : 'offline';
+    $('status-text').textContent =
+      change.state === 'connected'
+        ? `live · ${change.transport ?? ''}`
+        : change.state === 'connecting'
+          ? 'connecting…'
+          : 'offline';
   }
 
   #onSample(message: KometaMessage): void {
@@ -212,7 +256,8 @@ class Dashboard {
     if (last === undefined) return;
     const c = last.connections;
     const totalConnections = c.sse + c.stream + c.poll + c.ws;
-    $('process').textContent = `pid ${last.pid} · node ${last.node} · up ${duration(last.uptime)} · ${new Date(last.t).toLocaleTimeString()}`;
+    const at = new Date(last.t).toLocaleTimeString();
+    $('process').textContent = `pid ${last.pid} · node ${last.node} · up ${duration(last.uptime)} · ${at}`;
     const broker = $('broker');
     broker.dataset.ok = String(last.broker.ok);
     $('broker-text').textContent = last.broker.ok ? 'broker ok' : `broker down: ${last.broker.reason ?? ''}`;
@@ -236,7 +281,9 @@ class Dashboard {
     $('kpi-gaps').textContent = `${num(last.gaps)} gap notices`;
     const errors = Object.entries(last.errors).sort((a, b) => b[1] - a[1]);
     $('kpi-errors').textContent = num(errors.reduce((a, [, n]) => a + n, 0));
-    $('kpi-errors-top').textContent = errors[0] === undefined ? 'none' : `${errors[0][0].replace('KOMETA_ERR_', '').toLowerCase()} ×${num(errors[0][1])}`;
+    const top = errors[0];
+    $('kpi-errors-top').textContent =
+      top === undefined ? 'none' : `${top[0].replace('KOMETA_ERR_', '').toLowerCase()} ×${num(top[1])}`;
     $('kpi-memory').textContent = bytes(last.memory.rss);
     $('kpi-heap').textContent = `heap ${bytes(last.memory.heapUsed)} used`;
     $('kpi-loop').textContent = `${last.eventLoop.p99.toFixed(1)} ms`;
@@ -338,7 +385,9 @@ class Dashboard {
       listed: { id: number; transport: string; remote?: string; cursor: string; tap: boolean }[];
       recent: { id: string; event?: string; time: number; size: number; data: string; truncated: boolean }[];
     };
-    $('drawer-meta').textContent = `${detail.subscribers} subscribers here · last seq ${detail.last} · epoch ${detail.epoch} · history ${detail.history.messages} messages, ${bytes(detail.history.bytes)}`;
+    $('drawer-meta').textContent =
+      `${detail.subscribers} subscribers here · last seq ${detail.last} · epoch ${detail.epoch} · ` +
+      `history ${detail.history.messages} messages, ${bytes(detail.history.bytes)}`;
     const subs = ($('drawer-subs') as HTMLTableElement).tBodies[0]!;
     subs.replaceChildren(
       ...detail.listed.map((sub) => {
@@ -358,7 +407,11 @@ class Dashboard {
       ...detail.recent.map((m) => {
         const item = el('li');
         const meta = el('div', 'meta');
-        meta.append(el('span', undefined, m.id.split('~').pop() ?? m.id), el('span', undefined, new Date(m.time).toLocaleTimeString()), el('span', undefined, bytes(m.size)));
+        meta.append(
+          el('span', undefined, m.id.split('~').pop() ?? m.id),
+          el('span', undefined, new Date(m.time).toLocaleTimeString()),
+          el('span', undefined, bytes(m.size)),
+        );
         if (m.event !== undefined) meta.append(el('span', undefined, `event ${m.event}`));
         item.append(meta, el('div', 'data', m.data + (m.truncated ? ' …' : '')));
         return item;
@@ -407,16 +460,22 @@ class Dashboard {
     const body = el('span', 'body');
     let kind: string = event.type;
     switch (event.type) {
-      case 'connect':
+      case 'connect': {
         kind = 'connect';
-        body.append(`${event.remote}`, el('span', 'delta', `TCP connect ${event.ms.toFixed(1)} ms${event.tls === undefined ? '' : ` · ${event.tls}`}`));
+        const tls = event.tls === undefined ? '' : ` · ${event.tls}`;
+        body.append(`${event.remote}`, el('span', 'delta', `TCP connect ${event.ms.toFixed(1)} ms${tls}`));
         break;
+      }
       case 'request': {
         kind = '→ request';
         const [line, ...headers] = event.head.split('\r\n');
         body.append(line ?? '');
         if (event.reused) body.append(el('span', 'hint', 'same connection (keep-alive)'));
-        body.append(this.#headers(headers.map((h) => [h.slice(0, h.indexOf(':')), h.slice(h.indexOf(':') + 1).trim()])));
+        const pairs = headers.map((h): [string, string] => {
+          const colon = h.indexOf(':');
+          return [h.slice(0, colon), h.slice(colon + 1).trim()];
+        });
+        body.append(this.#headers(pairs));
         break;
       }
       case 'response':
@@ -426,17 +485,20 @@ class Dashboard {
         body.append(this.#headers(event.headers));
         break;
       case 'chunk': {
-        kind = event.framing === 'chunked' ? `chunk ${event.n}` : event.framing === 'write' ? `write ${event.n}` : `data ${event.n}`;
+        const framing = { chunked: 'chunk', write: 'write', read: 'data' }[event.framing];
+        kind = `${framing} ${event.n}`;
         body.append(el('span', 'size', bytes(event.size)), event.text + (event.truncated ? ' …' : ''));
         if (this.#wireLast > 0) body.append(el('span', 'delta', `+${(event.t - this.#wireLast).toFixed(1)} ms`));
         this.#wireLast = event.t;
         break;
       }
-      case 'end':
+      case 'end': {
         kind = 'end';
-        body.append(`${event.chunks} ${event.chunks === 1 ? 'piece' : 'pieces'}, ${bytes(event.bytes)} · connection ${event.keepAlive ? 'kept alive' : 'closed'}`);
+        const pieces = `${event.chunks} ${event.chunks === 1 ? 'piece' : 'pieces'}, ${bytes(event.bytes)}`;
+        body.append(`${pieces} · connection ${event.keepAlive ? 'kept alive' : 'closed'}`);
         this.#wireLast = 0;
         break;
+      }
       case 'close':
         kind = 'close';
         body.append(event.reason);
@@ -452,7 +514,18 @@ class Dashboard {
 
   #headers(headers: readonly (readonly [string, string])[]): HTMLElement {
     const block = el('div', 'headers');
-    const caching = new Set(['etag', 'last-modified', 'cache-control', 'if-none-match', 'if-modified-since', 'transfer-encoding', 'connection', 'keep-alive', 'x-accel-buffering', 'content-length']);
+    const caching = new Set([
+      'etag',
+      'last-modified',
+      'cache-control',
+      'if-none-match',
+      'if-modified-since',
+      'transfer-encoding',
+      'connection',
+      'keep-alive',
+      'x-accel-buffering',
+      'content-length',
+    ]);
     for (const [name, value] of headers) {
       const line = el('div');
       const key = caching.has(name.toLowerCase()) ? el('b', undefined, name) : el('span', undefined, name);

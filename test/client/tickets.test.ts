@@ -45,7 +45,7 @@ for (const transport of ['websocket', 'sse', 'poll'] as const) {
 test('withCredentials: every request the client makes carries credentials: include (cookies to a hub on another origin)', async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
-  const seen: (RequestCredentials | undefined)[] = [];
+  const seen: (string | undefined)[] = [];
   const recording: typeof fetch = (input, init) => {
     seen.push(init?.credentials);
     return fetch(input, init);
@@ -63,7 +63,7 @@ test('withCredentials: every request the client makes carries credentials: inclu
   assert.ok(seen.length >= 4);
   assert.deepEqual([...new Set(seen)], ['include']);
   // And without the option, the client leaves fetch's default alone.
-  const plain: (RequestCredentials | undefined)[] = [];
+  const plain: (string | undefined)[] = [];
   const client = new Kometa(hub.url, { ...fast, transports: ['poll'], fetch: (input, init) => (plain.push(init?.credentials), fetch(input, init)) });
   t.after(() => client.close());
   client.subscribe('d');

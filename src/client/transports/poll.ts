@@ -70,7 +70,10 @@ class PollConnection implements TransportConnection {
       let response: Response;
       try {
         if (channels.size === 0) {
-          response = await this.host.fetch(new URL('/healthz', this.host.base), { headers, signal: controller.signal, cache: 'no-store' });
+          response = await this.host.fetch(
+            new URL('/healthz', this.host.base),
+            { headers, signal: controller.signal, cache: 'no-store' },
+          );
           await response.body?.cancel();
           if (generation !== this.#generation) return;
           if (!response.ok) {
@@ -89,7 +92,10 @@ class PollConnection implements TransportConnection {
           if (generation !== this.#generation) return;
           const refused = close.problem?.channel;
           if (refused !== undefined && channels.has(refused)) {
-            this.host.channelError(refused, new KometaClientError(close.problem?.code ?? 'KOMETA_ERR', close.detail ?? '', response.status, refused));
+            this.host.channelError(
+              refused,
+              new KometaClientError(close.problem?.code ?? 'KOMETA_ERR', close.detail ?? '', response.status, refused),
+            );
             return;
           }
           this.#finish(close);
@@ -102,7 +108,11 @@ class PollConnection implements TransportConnection {
       } catch (error) {
         if (generation !== this.#generation) return;
         const timedOut = controller.signal.aborted;
-        this.#finish({ reason: timedOut && this.#opened ? 'idle-timeout' : 'network', opened: this.#opened, detail: String(error) });
+        this.#finish({
+          reason: timedOut && this.#opened ? 'idle-timeout' : 'network',
+          opened: this.#opened,
+          detail: String(error),
+        });
         return;
       } finally {
         clearTimeout(timer);
@@ -127,7 +137,8 @@ class PollConnection implements TransportConnection {
     const takeGapsBefore = (channel: string, epoch: string, seq: number) => {
       for (let i = 0; i < gaps.length; i++) {
         const gap = gaps[i]!;
-        if (gap.channel !== channel || gap.epoch !== epoch || (gap.missed !== undefined && seq <= gap.missed.to)) continue;
+        const before = gap.missed !== undefined && seq <= gap.missed.to;
+        if (gap.channel !== channel || gap.epoch !== epoch || before) continue;
         gaps.splice(i--, 1);
         this.#gap(gap);
       }
@@ -137,7 +148,11 @@ class PollConnection implements TransportConnection {
       const entry = parseCursorEntries(item.id).find((e) => e.channel === item.channel) ?? parseId(item.id);
       if (entry === undefined) continue;
       takeGapsBefore(entry.channel, entry.epoch, entry.seq);
-      this.host.message(item.event === undefined ? { channel: item.channel, id: entry.id, data: item.data } : { channel: item.channel, id: entry.id, event: item.event, data: item.data });
+      this.host.message(item.event === undefined ? {
+        channel: item.channel,
+        id: entry.id,
+        data: item.data,
+      } : { channel: item.channel, id: entry.id, event: item.event, data: item.data });
     }
     for (const gap of gaps) this.#gap(gap);
     for (const entry of parseCursorEntries(body.cursor)) this.host.position(entry);

@@ -71,7 +71,10 @@ export class SseParser {
   #line(line: string, dispatch: (event: SseEvent) => void): void {
     // "If the line is empty (a blank line): Dispatch the event".
     if (line === '') {
-      if (this.#data.length > 0 || this.#id !== undefined) dispatch({ type: this.#type || 'message', data: this.#data.join('\n'), hasData: this.#data.length > 0, id: this.#id });
+      if (this.#data.length > 0 || this.#id !== undefined) {
+        const hasData = this.#data.length > 0;
+        dispatch({ type: this.#type || 'message', data: this.#data.join('\n'), hasData, id: this.#id });
+      }
       this.#data = [];
       this.#type = '';
       this.#id = undefined;
@@ -128,7 +131,9 @@ class SseConnection implements TransportConnection {
      */
     const unknown = [...channels].filter(([, position]) => position === undefined).map(([channel]) => channel);
     if (unknown.length > 0) {
-      const heads = await Promise.all(unknown.map((channel) => fetchChannelInfo(this.host, channel, controller.signal)));
+      const heads = await Promise.all(
+        unknown.map((channel) => fetchChannelInfo(this.host, channel, controller.signal)),
+      );
       if (generation !== this.#generation) return;
       heads.forEach((head, i) => {
         const position = parseId(`${unknown[i]}~${head.epoch}~${head.headSeq}`);
@@ -141,7 +146,8 @@ class SseConnection implements TransportConnection {
     this.#armIdle(generation, this.timings.connectTimeoutMs);
     if (channels.size === 0) {
       // Nothing to follow: make sure the hub is there, then wait for channels.
-      const health = await this.host.fetch(new URL('/healthz', this.host.base), { headers, signal: controller.signal, cache: 'no-store' });
+      const healthz = new URL('/healthz', this.host.base);
+      const health = await this.host.fetch(healthz, { headers, signal: controller.signal, cache: 'no-store' });
       await health.body?.cancel();
       if (generation !== this.#generation) return;
       clearTimeout(this.#idleTimer);
@@ -159,7 +165,8 @@ class SseConnection implements TransportConnection {
       const refused = close.problem?.channel;
       if (refused !== undefined && channels.has(refused)) {
         // One channel is refused: drop it and go on with the rest (the client calls update()).
-        this.host.channelError(refused, new KometaClientError(close.problem?.code ?? 'KOMETA_ERR', close.detail ?? '', response.status, refused));
+        const code = close.problem?.code ?? 'KOMETA_ERR';
+        this.host.channelError(refused, new KometaClientError(code, close.detail ?? '', response.status, refused));
         return;
       }
       this.#finish(close);
@@ -202,11 +209,17 @@ class SseConnection implements TransportConnection {
     }
     if (event.type === 'kometa-error') {
       const error = JSON.parse(event.data || '{}') as { code?: string; detail?: string };
-      return { reason: error.code === 'KOMETA_ERR_SLOW_CONSUMER' ? 'slow-consumer' : 'server-error', opened: true, detail: error.detail ?? '' };
+      const reason = error.code === 'KOMETA_ERR_SLOW_CONSUMER' ? 'slow-consumer' : 'server-error';
+      return { reason, opened: true, detail: error.detail ?? '' };
     }
     const entries = event.id === undefined ? [] : parseCursorEntries(event.id);
     if (event.type === 'kometa-gap') {
-      const notice = JSON.parse(event.data) as { channel: string; reason: 'history-truncated' | 'epoch-changed'; epoch: string; missed?: { from: number; to: number } };
+      const notice = JSON.parse(event.data) as {
+        channel: string;
+        reason: 'history-truncated' | 'epoch-changed';
+        epoch: string;
+        missed?: { from: number; to: number };
+      };
       const entry = entries.find((e) => e.channel === notice.channel);
       this.#advance(entries);
       this.host.gap({ ...notice, id: entry?.id ?? `${notice.channel}~${notice.epoch}~0` });
@@ -223,7 +236,9 @@ class SseConnection implements TransportConnection {
       entries.find((e) => this.#positions.has(e.channel) && isAhead(this.#positions.get(e.channel), e)) ??
       entries.find((e) => !this.#positions.has(e.channel));
     if (moved !== undefined) {
-      this.host.message(event.type === 'message' ? { channel: moved.channel, id: moved.id, data: event.data } : { channel: moved.channel, id: moved.id, event: event.type, data: event.data });
+      const { channel, id } = moved;
+      const data = event.data;
+      this.host.message(event.type === 'message' ? { channel, id, data } : { channel, id, event: event.type, data });
     }
     this.#advance(entries);
     return undefined;
@@ -242,7 +257,10 @@ class SseConnection implements TransportConnection {
   #armIdle(generation: number, ms: number): void {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = setTimeout(() => {
-      if (generation === this.#generation) this.#finish({ reason: this.#opened ? 'idle-timeout' : 'network', opened: this.#opened, detail: 'no data in time' });
+      if (generation === this.#generation) {
+        const opened = this.#opened;
+        this.#finish({ reason: opened ? 'idle-timeout' : 'network', opened, detail: 'no data in time' });
+      }
     }, ms);
   }
 

@@ -100,7 +100,11 @@ class WebSocketConnection implements TransportConnection {
       this.#onFrame(typeof event.data === 'string' ? event.data : String(event.data));
     });
     socket.addEventListener('close', (event) => {
-      this.#finish({ reason: closeReason(event.code), opened: this.#opened, detail: `${event.code} ${event.reason}`.trim() });
+      this.#finish({
+        reason: closeReason(event.code),
+        opened: this.#opened,
+        detail: `${event.code} ${event.reason}`.trim(),
+      });
     });
     // A failed handshake (refused upgrade, no server) fires error and then close.
     socket.addEventListener('error', () => {});
@@ -173,7 +177,10 @@ class WebSocketConnection implements TransportConnection {
     for (const [channel, position] of wanted) {
       if (this.#subscribed.has(channel)) continue;
       this.#subscribed.add(channel);
-      socket.send(JSON.stringify(position === undefined ? { type: 'subscribe', channel } : { type: 'subscribe', channel, cursor: position.id }));
+      socket.send(JSON.stringify(position === undefined ? {
+        type: 'subscribe',
+        channel,
+      } : { type: 'subscribe', channel, cursor: position.id }));
     }
   }
 
@@ -183,7 +190,12 @@ class WebSocketConnection implements TransportConnection {
     const ref = this.#nextRef++;
     return new Promise<PublishResult>((resolve, reject) => {
       this.#pending.set(ref, { resolve, reject });
-      socket.send(JSON.stringify(event === undefined ? { type: 'publish', channel, data, ref } : { type: 'publish', channel, data, event, ref }));
+      socket.send(JSON.stringify(event === undefined ? {
+        type: 'publish',
+        channel,
+        data,
+        ref,
+      } : { type: 'publish', channel, data, event, ref }));
     });
   }
 
@@ -210,7 +222,10 @@ class WebSocketConnection implements TransportConnection {
     if (socket !== undefined && socket.readyState <= OPEN) socket.close(1000);
     for (const waiter of this.#pending.values()) {
       // The hub may or may not have stored it: at most once, so the caller decides whether to retry.
-      waiter.reject(new KometaClientError('KOMETA_CLIENT_DISCONNECTED', 'The connection closed before the hub acknowledged the publish'));
+      waiter.reject(new KometaClientError(
+        'KOMETA_CLIENT_DISCONNECTED',
+        'The connection closed before the hub acknowledged the publish',
+      ));
     }
     this.#pending.clear();
     if (close !== undefined) this.host.closed(close);
