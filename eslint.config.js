@@ -42,9 +42,20 @@ export default tseslint.config(
     },
   },
   {
-    // Build scripts: plain ES modules run by node.
-    files: ['scripts/**/*.mjs'],
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
+    // Build scripts and the storage comparison: plain ES modules run by node.
+    files: ['scripts/**/*.mjs', 'bench/**/*.mjs'],
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        URL: 'readonly',
+        global: 'readonly',
+        setTimeout: 'readonly',
+        setImmediate: 'readonly',
+        Buffer: 'readonly',
+        performance: 'readonly',
+      },
+    },
     rules: { 'max-len': ['error', { code: 120, ...MAX_LEN }] },
   },
   {

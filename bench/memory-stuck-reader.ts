@@ -31,14 +31,37 @@ function rssMiB(pid: number): number {
 }
 
 async function startServer(port: number, nodeArgs: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, resolve(root, 'dist/src/cli/main.js'), 'serve', '--memory', '--port', String(port), '--admin-token', ADMIN, '--publish-rate', '0', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      ...nodeArgs,
+      resolve(root, 'dist/src/cli/main.js'),
+      'serve',
+      '--memory',
+      '--port',
+      String(port),
+      '--admin-token',
+      ADMIN,
+      '--publish-rate',
+      '0',
+      '--log-level',
+      'warn',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   child.stdout!.on('data', (d: Buffer) => {
     if (nodeArgs.includes('--trace-gc')) process.stderr.write(d);
   });
   for (let i = 0; i < 200; i++) {
-    if (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)) return child;
+    if (
+      await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return child;
     await sleep(50);
   }
   throw new Error('the server did not start');
@@ -51,9 +74,15 @@ interface HeapFigures {
 }
 
 async function metrics(port: number): Promise<HeapFigures> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text();
+  const text = await (
+    await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })
+  ).text();
   const pick = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1024 / 1024;
-  return { heapUsed: pick('nodejs_heap_size_used_bytes'), heapTotal: pick('nodejs_heap_size_total_bytes'), external: pick('nodejs_external_memory_bytes') };
+  return {
+    heapUsed: pick('nodejs_heap_size_used_bytes'),
+    heapTotal: pick('nodejs_heap_size_total_bytes'),
+    external: pick('nodejs_external_memory_bytes'),
+  };
 }
 
 /** An SSE subscriber on a raw socket; `reading: false` never reads a byte after connecting. */
@@ -77,10 +106,20 @@ async function burst(port: number): Promise<void> {
       const agent = new Agent({ keepAlive: true, maxSockets: 1 });
       while (left-- > 0) {
         await new Promise<void>((done, fail) => {
-          const req = request({ host: '127.0.0.1', port, path: '/pub/mem', method: 'POST', agent, headers: { 'Content-Type': 'text/plain' } }, (res) => {
-            res.resume();
-            res.on('end', () => done());
-          });
+          const req = request(
+            {
+              host: '127.0.0.1',
+              port,
+              path: '/pub/mem',
+              method: 'POST',
+              agent,
+              headers: { 'Content-Type': 'text/plain' },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () => done());
+            },
+          );
           req.on('error', fail);
           req.end(body);
         });
@@ -120,9 +159,15 @@ async function main(): Promise<void> {
     console.log(`40 MB in ${MESSAGE_BYTES / 1024} KB messages, one reading and one stuck SSE subscriber (RSS in MiB)`);
     console.log(`  started            ${f(start)}`);
     console.log(`  warm-up burst      peak ${f(warm.peak)}, 10 s later ${f(warm.after)}`);
-    console.log(`  baseline           ${f(baseline)}   heap used ${f(baseHeap.heapUsed)} / total ${f(baseHeap.heapTotal)}, external ${f(baseHeap.external)}`);
-    console.log(`  measured burst     peak ${f(measured.peak)} (+${f(measured.peak - baseline)}), 10 s later ${f(measured.after)} (+${f(measured.after - baseline)})`);
-    console.log(`  after              heap used ${f(afterHeap.heapUsed)} / total ${f(afterHeap.heapTotal)}, external ${f(afterHeap.external)}`);
+    console.log(
+      `  baseline           ${f(baseline)}   heap used ${f(baseHeap.heapUsed)} / total ${f(baseHeap.heapTotal)}, external ${f(baseHeap.external)}`,
+    );
+    console.log(
+      `  measured burst     peak ${f(measured.peak)} (+${f(measured.peak - baseline)}), 10 s later ${f(measured.after)} (+${f(measured.after - baseline)})`,
+    );
+    console.log(
+      `  after              heap used ${f(afterHeap.heapUsed)} / total ${f(afterHeap.heapTotal)}, external ${f(afterHeap.external)}`,
+    );
   } finally {
     server.kill('SIGKILL');
   }

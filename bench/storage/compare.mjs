@@ -133,10 +133,15 @@ function adapterLines(engine) {
 }
 
 function child(args) {
-  const out = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const out = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  });
   const last = out.stdout.trim().split('\n').at(-1);
   if (out.status !== 0 || !last?.startsWith('{')) {
-    return { error: `exit ${out.status} signal ${out.signal}: ${(out.stderr || out.stdout).trim().split('\n').slice(-3).join(' | ')}` };
+    return {
+      error: `exit ${out.status} signal ${out.signal}: ${(out.stderr || out.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+    };
   }
   return JSON.parse(last);
 }
@@ -146,7 +151,10 @@ async function compare() {
   for (let rep = 1; rep <= REPS; rep++) {
     for (const channels of CHANNEL_COUNTS) {
       for (const engine of ENGINES) {
-        const result = { rep, ...child(['--one', engine, String(channels), '--messages', String(MESSAGES), '--inflight', String(INFLIGHT)]) };
+        const result = {
+          rep,
+          ...child(['--one', engine, String(channels), '--messages', String(MESSAGES), '--inflight', String(INFLIGHT)]),
+        };
         result.engine ??= engine;
         result.channels ??= channels;
         runs.push(result);
@@ -175,15 +183,31 @@ async function compare() {
     }
     summary.push(row);
   }
-  const base = Object.fromEntries(CHANNEL_COUNTS.map((c) => [c, summary.find((r) => r.engine === 'memory')[c].publishesPerSec]));
-  for (const row of summary) for (const c of CHANNEL_COUNTS) row[c].ratioToMemory = row[c].publishesPerSec === null ? null : row[c].publishesPerSec / base[c];
-  const result = { node: process.version, messages: MESSAGES, inflight: INFLIGHT, dataBytes: DATA_BYTES, reps: REPS, tmpdir: tmpdir(), summary, runs };
+  const base = Object.fromEntries(
+    CHANNEL_COUNTS.map((c) => [c, summary.find((r) => r.engine === 'memory')[c].publishesPerSec]),
+  );
+  for (const row of summary)
+    for (const c of CHANNEL_COUNTS)
+      row[c].ratioToMemory = row[c].publishesPerSec === null ? null : row[c].publishesPerSec / base[c];
+  const result = {
+    node: process.version,
+    messages: MESSAGES,
+    inflight: INFLIGHT,
+    dataBytes: DATA_BYTES,
+    reps: REPS,
+    tmpdir: tmpdir(),
+    summary,
+    runs,
+  };
   save({ comparison: result });
   console.log(table(result));
 }
 
 function table({ summary }) {
-  const f = (v, digits = 0) => (v === null || v === undefined ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+  const f = (v, digits = 0) =>
+    v === null || v === undefined
+      ? 'n/a'
+      : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
   const lines = [
     '| engine | publishes/s durable, 10 ch (× memory) | publishes/s durable, 1,000 ch (× memory) | loop delay p99 / max while publishing, 10 ch / 1,000 ch (ms) | disk bytes per message (allocated; apparent) | reopen + read all 50k (ms), 10 ch / 1,000 ch | native binary | adapter lines |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -200,12 +224,21 @@ function table({ summary }) {
 
 // ---- DurableBroker start-up on a large data dir ---------------------------
 
-const STARTUP = { channels: 100_000, targetBytes: 256 * 1024 * 1024, history: { maxMessages: 1000, maxBytes: 1 << 20 } };
+const STARTUP = {
+  channels: 100_000,
+  targetBytes: 256 * 1024 * 1024,
+  history: { maxMessages: 1000, maxBytes: 1 << 20 },
+};
 
 async function startupMake(dir) {
   const { DurableBroker } = await import('../../dist/src/brokers/durable.js');
   // Written once, with a 1 s fsync interval to make it quickly; open is what is timed.
-  const broker = await DurableBroker.open({ dir, history: STARTUP.history, maxTotalBytes: 2 ** 40, fsyncIntervalMs: 1000 });
+  const broker = await DurableBroker.open({
+    dir,
+    history: STARTUP.history,
+    maxTotalBytes: 2 ** 40,
+    fsyncIntervalMs: 1000,
+  });
   let i = 0;
   const data = Array.from({ length: 1000 }, (_, n) => payload(n));
   const worker = async () => {

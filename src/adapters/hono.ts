@@ -65,7 +65,8 @@ class HonoOutput implements CometOutput {
     // ahead to work out a Content-Length.
     // Not to an HTTP/1.0 client, which must not get chunked encoding (RFC
     // 9112 section 6.1): node:http then sends the body unframed and closes.
-    const framing: Record<string, string> = this.node === undefined || this.node.outgoing.req.httpVersion === '1.0' ? {} : { 'Transfer-Encoding': 'chunked' };
+    const framing: Record<string, string> =
+      this.node === undefined || this.node.outgoing.req.httpVersion === '1.0' ? {} : { 'Transfer-Encoding': 'chunked' };
     this.#respond(new Response(body, { status, headers: { ...headers, ...framing } }));
   }
 

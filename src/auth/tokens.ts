@@ -1,5 +1,13 @@
 import { createPublicKey } from 'node:crypto';
-import { type JWTPayload, type JWTVerifyGetKey, createLocalJWKSet, errors as joseErrors, importSPKI, importX509, jwtVerify } from 'jose';
+import {
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  createLocalJWKSet,
+  errors as joseErrors,
+  importSPKI,
+  importX509,
+  jwtVerify,
+} from 'jose';
 import { wallClock } from '../core/clock.js';
 import { KometaError } from '../core/errors.js';
 
@@ -60,10 +68,22 @@ export async function createTokenVerifier(keys: TokenKeys): Promise<TokenVerifie
       const headerText = Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8');
       const header = JSON.parse(headerText) as { alg?: unknown };
       if (header.alg === 'HS256' && secret !== undefined) {
-        return (await jwtVerify(token, secret, { algorithms: ['HS256'], clockTolerance: CLOCK_TOLERANCE_S, currentDate: new Date(wallClock.now()) })).payload;
+        return (
+          await jwtVerify(token, secret, {
+            algorithms: ['HS256'],
+            clockTolerance: CLOCK_TOLERANCE_S,
+            currentDate: new Date(wallClock.now()),
+          })
+        ).payload;
       }
       if (publicKey !== undefined) {
-        return (await jwtVerify(token, publicKey.key, { algorithms: publicKey.algorithms, clockTolerance: CLOCK_TOLERANCE_S, currentDate: new Date(wallClock.now()) })).payload;
+        return (
+          await jwtVerify(token, publicKey.key, {
+            algorithms: publicKey.algorithms,
+            clockTolerance: CLOCK_TOLERANCE_S,
+            currentDate: new Date(wallClock.now()),
+          })
+        ).payload;
       }
       throw new KometaError(
         'KOMETA_ERR_UNAUTHORIZED',

@@ -39,7 +39,10 @@ export interface DurableBrokerOptions {
    */
   readonly fsyncIntervalMs?: number;
   readonly clock?: Clock;
-  /** A channel with no message left and no subscriber is forgotten (disk and memory) after this long. Default: the history age. */
+  /**
+   * A channel with no message left and no subscriber is forgotten (disk and
+   * memory) after this long. Default: the history age.
+   */
   readonly forgetAfterMs?: number;
 }
 
@@ -432,7 +435,7 @@ export class DurableBroker implements Broker {
     return best;
   }
 
-  /** Rewrite what `victim` still holds (live messages, heads of emptied channels) at the end of the log, then delete it. */
+  /** Rewrite what `victim` still holds (live messages, heads of emptied channels) at the end of the log; delete it. */
   async #evacuate(victim: Segment): Promise<void> {
     const moving = (this.#members.get(victim) ?? []).filter(
       (message) => !message.dropped && message.segment === victim,
@@ -483,7 +486,10 @@ export class DurableBroker implements Broker {
     this.#members.get(to)!.push(message);
   }
 
-  /** Channels with nothing left and no subscriber, past the grace time: gone from memory, and from disk as their segments go. */
+  /**
+   * Channels with nothing left and no subscriber, past the grace time: gone
+   * from memory, and from disk as their segments go.
+   */
   async #forgetExpired(isWatched: (channel: string) => boolean): Promise<void> {
     const now = this.#clock.now();
     const expired: string[] = [];

@@ -35,7 +35,8 @@ export function brokerLine(settings: Settings): string {
   const kind = brokerKind(settings);
   if (kind === 'memory') return '  history    in memory only (--memory): a restart loses it\n';
   if (kind === 'durable') {
-    const sync = settings.fsyncInterval === 0 ? "fsync'd before every 201" : `fsync'd every ${settings.fsyncInterval} ms`;
+    const sync =
+      settings.fsyncInterval === 0 ? "fsync'd before every 201" : `fsync'd every ${settings.fsyncInterval} ms`;
     return `  history    on disk in ${resolve(settings.dataDir)} (${sync})\n`;
   }
   const url = new URL(settings.redis);

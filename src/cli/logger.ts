@@ -57,7 +57,15 @@ export function logDiagnostics(log: Logger, broker: Broker): () => void {
     // Monotonic: a wall-clock step must not silence the log or flood it.
     if (performance.now() - lastDropLine >= SUMMARY_MS && dropTimer === undefined) {
       lastDropLine = performance.now();
-      log.warn({ event: 'slow-consumer', transport: event.transport, queuedBytes: event.queuedBytes, remote: event.remoteAddress }, 'slow consumer closed (it resumes from history)');
+      log.warn(
+        {
+          event: 'slow-consumer',
+          transport: event.transport,
+          queuedBytes: event.queuedBytes,
+          remote: event.remoteAddress,
+        },
+        'slow consumer closed (it resumes from history)',
+      );
       return;
     }
     dropped++;
@@ -86,10 +94,11 @@ export function logDiagnostics(log: Logger, broker: Broker): () => void {
     if (health.ok === up) return;
     up = health.ok;
     if (health.ok) log.info({ event: 'broker-up' }, 'broker is back');
-    else log.error(
-      { event: 'broker-down', reason: health.reason },
-      'broker unreachable: publishes answer 503 until it is back',
-    );
+    else
+      log.error(
+        { event: 'broker-down', reason: health.reason },
+        'broker unreachable: publishes answer 503 until it is back',
+      );
   }, 1000);
   watch.unref();
 

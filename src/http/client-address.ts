@@ -42,7 +42,8 @@ export function parseTrustProxy(spec: string | number | readonly string[] | unde
   if (spec === undefined || spec === '' || spec === 0 || spec === '0') return undefined;
   if (typeof spec === 'number' || (typeof spec === 'string' && /^\d+$/.test(spec.trim()))) {
     const hops = Number(spec);
-    if (!Number.isSafeInteger(hops) || hops < 1 || hops > 32) throw new Error(`--trust-proxy: a hop count is 1 to 32, not ${spec}`);
+    if (!Number.isSafeInteger(hops) || hops < 1 || hops > 32)
+      throw new Error(`--trust-proxy: a hop count is 1 to 32, not ${spec}`);
     return byHops(hops);
   }
   const entries = (typeof spec === 'string' ? spec.split(',') : spec).map((s) => s.trim()).filter((s) => s !== '');
@@ -50,13 +51,15 @@ export function parseTrustProxy(spec: string | number | readonly string[] | unde
   for (const entry of entries.flatMap((e) => NAMED[e.toLowerCase()] ?? [e])) {
     const [address, bits, extra] = entry.split('/');
     const family = isIP(address ?? '');
-    if (family === 0 || extra !== undefined) throw new Error(`--trust-proxy: "${entry}" is not an address, a CIDR range, loopback, private or a hop count`);
+    if (family === 0 || extra !== undefined)
+      throw new Error(`--trust-proxy: "${entry}" is not an address, a CIDR range, loopback, private or a hop count`);
     const type = family === 4 ? 'ipv4' : 'ipv6';
     if (bits === undefined) {
       list.addAddress(address!, type);
     } else {
       const prefix = Number(bits);
-      if (!/^\d+$/.test(bits) || prefix > (family === 4 ? 32 : 128)) throw new Error(`--trust-proxy: bad prefix length in "${entry}"`);
+      if (!/^\d+$/.test(bits) || prefix > (family === 4 ? 32 : 128))
+        throw new Error(`--trust-proxy: bad prefix length in "${entry}"`);
       list.addSubnet(address!, prefix, type);
     }
   }

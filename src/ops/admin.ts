@@ -52,7 +52,7 @@ export class AdminGate {
     if (secret === undefined || secret === '') {
       throw new KometaError(
         'KOMETA_ERR_UNAUTHORIZED',
-        'The operator\'s view needs the admin token (Authorization: Bearer, or /_kometa/?token=)',
+        "The operator's view needs the admin token (Authorization: Bearer, or /_kometa/?token=)",
       );
     }
     const given = Buffer.from(secret);
@@ -63,7 +63,8 @@ export class AdminGate {
       const fake = { headers: { authorization: `Bearer ${secret}` } } as unknown as IncomingMessage;
       const { grant } = await this.#access.authenticate(fake, new URL('http://kometa.invalid/'));
       if (grant.admin && grant.kind === 'token') {
-        if (grant.expiresAt !== undefined && grant.expiresAt <= wallClock.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+        if (grant.expiresAt !== undefined && grant.expiresAt <= wallClock.now())
+          throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
         return;
       }
       throw new KometaError('KOMETA_ERR_FORBIDDEN', 'This token has no "admin": true in its kometa claim');

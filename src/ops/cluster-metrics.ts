@@ -24,7 +24,10 @@ export function clusterMetricsReader(registry: Registry): (() => Promise<string>
   new AggregatorRegistry(); // installs prom-client's listener that answers the primary
   AggregatorRegistry.setRegistries([registry]);
   let next = 0;
-  const pending = new Map<number, { resolve: (text: string) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+  const pending = new Map<
+    number,
+    { resolve: (text: string) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }
+  >();
   process.on('message', (message: Partial<Answer>) => {
     if (message?.type !== ANSWER || typeof message.id !== 'number') return;
     const waiting = pending.get(message.id);
@@ -39,7 +42,7 @@ export function clusterMetricsReader(registry: Registry): (() => Promise<string>
       const id = next++;
       const timer = setTimeout(() => {
         pending.delete(id);
-        reject(new Error('the primary did not answer with every worker\'s metrics'));
+        reject(new Error("the primary did not answer with every worker's metrics"));
       }, 8000);
       pending.set(id, { resolve, reject, timer });
       process.send!({ type: ASK, id });

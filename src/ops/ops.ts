@@ -113,7 +113,11 @@ export class KometaOps {
       allow(req, 'GET');
       // Under --workers, the whole machine's metrics, not just this worker's.
       const body = await (this.#clusterMetrics?.() ?? this.registry.metrics());
-      res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(body)) });
+      res.writeHead(200, {
+        'Content-Type': this.registry.contentType,
+        'Cache-Control': 'no-store',
+        'Content-Length': String(Buffer.byteLength(body)),
+      });
       res.end(body);
       return;
     }
@@ -228,13 +232,10 @@ code{color:#9b83ff}</style></head><body>
 <p>The token is the one given to <code>kometa serve --admin-token</code>, or printed in its banner.</p>
 <input name="token" type="password" placeholder="Admin token" autocomplete="current-password" required aria-label="Admin token">
 <button type="submit">Open the dashboard</button></form></body></html>`;
-  res.writeHead(
-    401,
-    {
-      'Content-Type': 'text/html; charset=utf-8',
-      'Content-Length': String(Buffer.byteLength(body)),
-      'Cache-Control': 'no-store',
-    },
-  );
+  res.writeHead(401, {
+    'Content-Type': 'text/html; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(body)),
+    'Cache-Control': 'no-store',
+  });
   res.end(body);
 }

@@ -27,11 +27,9 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
     return;
   }
   if (active >= MAX_PROBES) {
-    sendProblem(
-      res,
-      new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many probes at once', { retryAfter: 1 }),
-      { 'Retry-After': '1' },
-    );
+    sendProblem(res, new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many probes at once', { retryAfter: 1 }), {
+      'Retry-After': '1',
+    });
     return;
   }
   active++;
@@ -50,7 +48,9 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
   });
   const next = () => {
     sent++;
-    res.write(`event: probe\nid: ${sent}\ndata: {"n":${sent},"of":${chunks},"sentAfterMs":${Math.round(performance.now() - started)}}\n\n`);
+    res.write(
+      `event: probe\nid: ${sent}\ndata: {"n":${sent},"of":${chunks},"sentAfterMs":${Math.round(performance.now() - started)}}\n\n`,
+    );
     if (sent === chunks) {
       done();
       res.end();

@@ -35,13 +35,19 @@ export class Sampler {
     const counters = hub.counters;
     const previous = this.#previous;
     const seconds = previous === undefined ? 1 : Math.max(0.001, (at - previous.at) / 1000);
-    const rate = (now: number, before: number | undefined) => (before === undefined ? 0 : Math.max(0, now - before) / seconds);
+    const rate = (now: number, before: number | undefined) =>
+      before === undefined ? 0 : Math.max(0, now - before) / seconds;
     const rates = {
       published: rate(counters.published, previous?.published),
       delivered: rate(counters.delivered, previous?.delivered),
       deliveredBytes: rate(counters.deliveredBytes, previous?.deliveredBytes),
     };
-    this.#previous = { at, published: counters.published, delivered: counters.delivered, deliveredBytes: counters.deliveredBytes };
+    this.#previous = {
+      at,
+      published: counters.published,
+      delivered: counters.delivered,
+      deliveredBytes: counters.deliveredBytes,
+    };
 
     // Hot channels: every local channel once, keeping the few busiest.
     const recent = this.#tally.takeChannelMessages();

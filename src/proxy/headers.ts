@@ -85,8 +85,12 @@ export function originRequestHeaders(
   const address = req.socket.remoteAddress ?? '';
   out.push('X-Forwarded-For', forwardedFor === '' ? address : `${forwardedFor}, ${address}`);
   // Behind a trusted proxy (TLS ends at nginx), the scheme the client used is the proxy's word, not ours.
-  const incomingProto = context.trustProxy?.trusts(address) === true ? headerFirst(req.headers['x-forwarded-proto']) : undefined;
-  out.push('X-Forwarded-Proto', incomingProto ?? ((req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http'));
+  const incomingProto =
+    context.trustProxy?.trusts(address) === true ? headerFirst(req.headers['x-forwarded-proto']) : undefined;
+  out.push(
+    'X-Forwarded-Proto',
+    incomingProto ?? ((req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http'),
+  );
   if (req.headers.host !== undefined) out.push('X-Forwarded-Host', req.headers.host);
   if (options.cookie !== undefined && options.cookie !== '') out.push('Cookie', options.cookie);
   if (context.gripSig !== undefined) out.push('Grip-Sig', context.gripSig);

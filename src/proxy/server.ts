@@ -32,7 +32,10 @@ export interface ProxyServer {
 export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServerOptions> = {}): ProxyServer {
   const settings = { ...defaultProxyServerOptions, ...options };
   // Held responses are endless too: nothing pipelined behind one may run unanswered.
-  const server = createServer({ maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) }, new InOrder().requests(proxy.handle));
+  const server = createServer(
+    { maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) },
+    new InOrder().requests(proxy.handle),
+  );
   server.headersTimeout = settings.headersTimeoutMs;
   server.requestTimeout = 0;
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;

@@ -17,19 +17,25 @@ async function open(t: After, options: DurableBrokerOptions): Promise<DurableBro
 }
 
 function segmentFiles(dir: string): string[] {
-  return readdirSync(dir).filter((name) => name.startsWith('seg-')).sort();
+  return readdirSync(dir)
+    .filter((name) => name.startsWith('seg-'))
+    .sort();
 }
 
 /** Bytes of segment files now (one deleted between listing and stat counts 0: compaction runs meanwhile). */
 function dirBytes(dir: string): number {
-  return segmentFiles(dir).reduce((sum, name) => sum + (statSync(join(dir, name), { throwIfNoEntry: false })?.size ?? 0), 0);
+  return segmentFiles(dir).reduce(
+    (sum, name) => sum + (statSync(join(dir, name), { throwIfNoEntry: false })?.size ?? 0),
+    0,
+  );
 }
 
 test('a reopened data directory has every channel’s epoch, positions and messages, and numbering goes on', async (t) => {
   const dir = tempDataDir('reopen');
   const first = await DurableBroker.open({ dir });
   const sent: Message[] = [];
-  for (let i = 0; i < 30; i++) sent.push(await first.publish(`room${i % 3}`, `m${i}`, i % 2 === 0 ? { event: 'e' } : {}));
+  for (let i = 0; i < 30; i++)
+    sent.push(await first.publish(`room${i % 3}`, `m${i}`, i % 2 === 0 ? { event: 'e' } : {}));
   await first.close();
 
   const second = await open(t, { dir });
@@ -65,10 +71,16 @@ test('a torn last record (a crash mid-write) is cut off at start; everything bef
   appendFileSync(path, half);
 
   const reopened = await open(t, { dir });
-  assert.deepEqual(reopened.repairs.map((r) => [r.file, r.offset, r.reason]), [[file, whole, 'torn']]);
+  assert.deepEqual(
+    reopened.repairs.map((r) => [r.file, r.offset, r.reason]),
+    [[file, whole, 'torn']],
+  );
   assert.equal(statSync(path).size, whole, 'the torn bytes are gone from the file');
   const read = await reopened.read('c', 0);
-  assert.deepEqual(read.messages.map((m) => m.data), [1, 2, 3, 4, 5].map((i) => `acknowledged ${i}`));
+  assert.deepEqual(
+    read.messages.map((m) => m.data),
+    [1, 2, 3, 4, 5].map((i) => `acknowledged ${i}`),
+  );
   assert.equal((await reopened.publish('c', 'next')).seq, 6);
 });
 
@@ -88,7 +100,10 @@ test('a last record with a bad checksum or plain garbage after the log is droppe
   const reopened = await open(t, { dir });
   assert.equal(reopened.repairs[0]?.reason, 'checksum');
   const read = await reopened.read('c', 0);
-  assert.deepEqual(read.messages.map((m) => m.data), ['m1', 'm2']);
+  assert.deepEqual(
+    read.messages.map((m) => m.data),
+    ['m1', 'm2'],
+  );
   assert.equal(read.headSeq, 2);
   const next = await reopened.publish('c', 'm3 again');
   assert.equal(next.seq, 3, 'the dropped record was never answered, so its position is given again');
@@ -115,7 +130,10 @@ test('the data directory stays within the total plus one segment however much is
   await broker.close();
   const again = await open(t, { dir, maxTotalBytes, segmentBytes, history: { maxMessages: 50 } });
   const after = await again.read('busy0', 0);
-  assert.deepEqual(after.messages.map((m) => m.id), before.messages.map((m) => m.id));
+  assert.deepEqual(
+    after.messages.map((m) => m.id),
+    before.messages.map((m) => m.id),
+  );
   assert.equal(after.headSeq, before.headSeq);
 });
 
@@ -173,7 +191,11 @@ test('while the disk is full publishes fail with KOMETA_ERR_STORE_WRITE, nothing
   assert.equal(outcomes.at(-1), 'refused', 'the disk filled up');
   assert.equal(broker.health().ok, false);
   const stored = outcomes.filter((o) => o === 'stored').length;
-  assert.deepEqual(delivered, Array.from({ length: 1 + stored }, (_, i) => i + 1), 'only stored messages went out');
+  assert.deepEqual(
+    delivered,
+    Array.from({ length: 1 + stored }, (_, i) => i + 1),
+    'only stored messages went out',
+  );
 
   execFileSync('rm', [join(mountPoint, 'filler')]);
   const recovered = await broker.publish('c', 'after');
@@ -182,7 +204,10 @@ test('while the disk is full publishes fail with KOMETA_ERR_STORE_WRITE, nothing
   await broker.close();
   const reopened = await open(t, { dir });
   const read = await reopened.read('c', 0);
-  assert.deepEqual(read.messages.map((m) => m.seq), Array.from({ length: stored + 2 }, (_, i) => i + 1));
+  assert.deepEqual(
+    read.messages.map((m) => m.seq),
+    Array.from({ length: stored + 2 }, (_, i) => i + 1),
+  );
   assert.equal(read.messages.at(-1)!.data, 'after');
 });
 
@@ -190,13 +215,18 @@ test('a data directory that cannot be used is refused at open with a one-line re
   const parent = tempDataDir('unusable');
   const file = join(parent, 'a-file');
   writeFileSync(file, 'not a directory');
-  await assert.rejects(DurableBroker.open({ dir: join(file, 'data') }), (error: Error) => error instanceof DataDirError && !error.message.includes('\n'));
+  await assert.rejects(
+    DurableBroker.open({ dir: join(file, 'data') }),
+    (error: Error) => error instanceof DataDirError && !error.message.includes('\n'),
+  );
 
   const readOnly = tempDataDir('ro');
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', readOnly], { stdio: 'pipe' });
   } catch (error) {
-    t.diagnostic(`read-only case not run: cannot mount a read-only tmpfs here (needs root): ${(error as Error).message.split('\n')[0]}`);
+    t.diagnostic(
+      `read-only case not run: cannot mount a read-only tmpfs here (needs root): ${(error as Error).message.split('\n')[0]}`,
+    );
     return;
   }
   t.after(() => execFileSync('umount', ['-l', readOnly]));
@@ -217,13 +247,16 @@ test('cut anywhere (a crash at any byte of the last writes), the store opens and
   const source = tempDataDir('cut-source');
   const broker = await DurableBroker.open({ dir: source });
   const sent: Message[] = [];
-  for (let i = 0; i < 60; i++) sent.push(await broker.publish(`c${i % 3}`, `message ${i} ${'é'.repeat(i % 7)}`, i % 4 === 0 ? { event: 'e' } : {}));
+  for (let i = 0; i < 60; i++)
+    sent.push(
+      await broker.publish(`c${i % 3}`, `message ${i} ${'é'.repeat(i % 7)}`, i % 4 === 0 ? { event: 'e' } : {}),
+    );
   await broker.close();
   const [file] = segmentFiles(source);
   const whole = readFileSync(join(source, file!));
   // Where each record ends: the store must keep the ones that end at or before the cut.
   const ends: number[] = [];
-  for (let offset = 0; offset < whole.length; ) {
+  for (let offset = 0; offset < whole.length;) {
     offset += 8 + whole.readUInt32LE(offset);
     ends.push(offset);
   }
@@ -239,7 +272,14 @@ test('cut anywhere (a crash at any byte of the last writes), the store opens and
     const kept = ends.filter((end) => end <= cut).length;
     const got: string[] = [];
     for (let c = 0; c < 3; c++) got.push(...(await reopened.read(`c${c}`, 0)).messages.map((m) => m.id));
-    assert.deepEqual(got.sort(), sent.slice(0, kept).map((m) => m.id).sort(), `cut at byte ${cut}`);
+    assert.deepEqual(
+      got.sort(),
+      sent
+        .slice(0, kept)
+        .map((m) => m.id)
+        .sort(),
+      `cut at byte ${cut}`,
+    );
     assert.equal(reopened.repairs.length, ends.includes(cut) ? 0 : 1);
     const next = await reopened.publish('c0', 'after the cut');
     assert.equal(next.seq, sent.slice(0, kept).filter((m) => m.channel === 'c0').length + 1);

@@ -6,7 +6,12 @@ brokerConformance({
   name: 'durable',
   boundsTotal: true,
   async make(t, setup = {}) {
-    const broker = await DurableBroker.open({ dir: tempDataDir('conformance'), history: setup.history, clock: setup.clock, maxTotalBytes: setup.maxTotalBytes });
+    const broker = await DurableBroker.open({
+      dir: tempDataDir('conformance'),
+      history: setup.history,
+      clock: setup.clock,
+      maxTotalBytes: setup.maxTotalBytes,
+    });
     t.after(() => broker.close());
     return broker;
   },

@@ -67,7 +67,13 @@ export async function startWebHub(t: TestContext, http: Partial<HubHttpOptions> 
  * In the page: load /kometa.js, make a client with the given options and
  * follow `channel`, recording messages, gaps and state changes on `window.t`.
  */
-export async function openClientPage(browser: Browser, t: TestContext, url: string, channel: string, options: Record<string, unknown>): Promise<Page> {
+export async function openClientPage(
+  browser: Browser,
+  t: TestContext,
+  url: string,
+  channel: string,
+  options: Record<string, unknown>,
+): Promise<Page> {
   const context = await browser.newContext();
   t.after(() => context.close());
   const page = await context.newPage();
@@ -122,7 +128,11 @@ export async function freePort(): Promise<number> {
 /** `kometa serve` as a child process (the in-memory hub), resolved once it answers /healthz. */
 export async function startCli(port: number): Promise<ChildProcess> {
   const main = resolve(import.meta.dirname, '../../src/cli/main.js');
-  const child = spawn(process.execPath, [main, 'serve', '--port', String(port), '--host', '127.0.0.1', '--shutdown-grace', '1', ...dataDirArgs()], { stdio: 'ignore' });
+  const child = spawn(
+    process.execPath,
+    [main, 'serve', '--port', String(port), '--host', '127.0.0.1', '--shutdown-grace', '1', ...dataDirArgs()],
+    { stdio: 'ignore' },
+  );
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {

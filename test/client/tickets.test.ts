@@ -64,7 +64,11 @@ test('withCredentials: every request the client makes carries credentials: inclu
   assert.deepEqual([...new Set(seen)], ['include']);
   // And without the option, the client leaves fetch's default alone.
   const plain: (string | undefined)[] = [];
-  const client = new Kometa(hub.url, { ...fast, transports: ['poll'], fetch: (input, init) => (plain.push(init?.credentials), fetch(input, init)) });
+  const client = new Kometa(hub.url, {
+    ...fast,
+    transports: ['poll'],
+    fetch: (input, init) => (plain.push(init?.credentials), fetch(input, init)),
+  });
   t.after(() => client.close());
   client.subscribe('d');
   await waitFor(() => plain.length > 0);

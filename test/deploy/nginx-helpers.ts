@@ -31,8 +31,11 @@ export async function startNginx(kometaPort: number, edit: (config: string) => s
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'kometa-nginx-'));
   let site = documentedNginxConfig();
-  if (!site.includes('server 127.0.0.1:8080;') || !/listen 80;/.test(site)) throw new Error('the documented config changed shape; update startNginx');
-  site = site.replace('server 127.0.0.1:8080;', `server 127.0.0.1:${kometaPort};`).replace(/listen 80;/, `listen 127.0.0.1:${port};`);
+  if (!site.includes('server 127.0.0.1:8080;') || !/listen 80;/.test(site))
+    throw new Error('the documented config changed shape; update startNginx');
+  site = site
+    .replace('server 127.0.0.1:8080;', `server 127.0.0.1:${kometaPort};`)
+    .replace(/listen 80;/, `listen 127.0.0.1:${port};`);
   site = edit(site);
   const temp = (name: string) => `${name}_temp_path ${join(dir, name)};`;
   const main = `daemon off;
@@ -49,7 +52,9 @@ ${site}
 `;
   writeFileSync(join(dir, 'nginx.conf'), main);
   const binary = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
-  const child: ChildProcess = spawn(binary, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(binary, ['-p', dir, '-c', join(dir, 'nginx.conf')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

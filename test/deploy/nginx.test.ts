@@ -9,10 +9,14 @@ import { documentedNginxConfig, startNginx } from './nginx-helpers.js';
 /** A publish from a given local address (the loopback network is all of 127/8), so nginx sees distinct clients. */
 function publishFrom(localAddress: string, url: string, extra: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', localAddress, agent: false, headers: { 'Content-Type': 'text/plain', ...extra } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = request(
+      url,
+      { method: 'POST', localAddress, agent: false, headers: { 'Content-Type': 'text/plain', ...extra } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end('x');
   });
@@ -20,10 +24,20 @@ function publishFrom(localAddress: string, url: string, extra: Record<string, st
 
 test('the documented nginx config has the settings docs/deploy.md explains', () => {
   const config = documentedNginxConfig();
-  for (const line of ['proxy_buffering off;', 'proxy_http_version 1.1;', 'proxy_set_header Upgrade $http_upgrade;', 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;', 'proxy_set_header X-Forwarded-Proto $scheme;']) {
+  for (const line of [
+    'proxy_buffering off;',
+    'proxy_http_version 1.1;',
+    'proxy_set_header Upgrade $http_upgrade;',
+    'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+    'proxy_set_header X-Forwarded-Proto $scheme;',
+  ]) {
     assert.ok(config.includes(line), line);
   }
-  assert.doesNotMatch(config, /^\s*proxy_read_timeout/m, "nginx's default 60 s read timeout is kept: the heartbeat is what keeps streams alive");
+  assert.doesNotMatch(
+    config,
+    /^\s*proxy_read_timeout/m,
+    "nginx's default 60 s read timeout is kept: the heartbeat is what keeps streams alive",
+  );
 });
 
 test('behind nginx with --trust-proxy, the anonymous publish rate is per client, from X-Forwarded-For; a client cannot forge it', async (t) => {
@@ -35,7 +49,11 @@ test('behind nginx with --trust-proxy, the anonymous publish rate is per client,
   for (let i = 0; i < 4; i++) first.push(await publishFrom('127.0.0.3', `${nginx.url}/pub/c`));
   assert.ok(first.includes(429), `client 127.0.0.3 used up its burst: ${first}`);
   assert.equal(await publishFrom('127.0.0.4', `${nginx.url}/pub/c`), 201, 'client 127.0.0.4 has its own budget');
-  assert.equal(await publishFrom('127.0.0.3', `${nginx.url}/pub/c`, { 'X-Forwarded-For': '198.51.100.77' }), 429, 'a forged X-Forwarded-For does not buy a new budget');
+  assert.equal(
+    await publishFrom('127.0.0.3', `${nginx.url}/pub/c`, { 'X-Forwarded-For': '198.51.100.77' }),
+    429,
+    'a forged X-Forwarded-For does not buy a new budget',
+  );
 });
 
 test('without --trust-proxy, every client behind nginx shares the proxy address', async (t) => {
@@ -46,11 +64,16 @@ test('without --trust-proxy, every client behind nginx shares the proxy address'
   const statuses: number[] = [];
   for (let i = 0; i < 4; i++) statuses.push(await publishFrom('127.0.0.3', `${nginx.url}/pub/c`));
   assert.ok(statuses.includes(429));
-  assert.equal(await publishFrom('127.0.0.4', `${nginx.url}/pub/c`), 429, 'another client is charged to the same address: 127.0.0.1');
+  assert.equal(
+    await publishFrom('127.0.0.4', `${nginx.url}/pub/c`),
+    429,
+    'another client is charged to the same address: 127.0.0.1',
+  );
 });
 
 test('the principle at a small scale: nginx cuts a stream quieter than proxy_read_timeout; the heartbeat keeps it open', async (t) => {
-  const withShortTimeout = (config: string) => config.replace('proxy_buffering off;', 'proxy_buffering off;\n        proxy_read_timeout 2s;');
+  const withShortTimeout = (config: string) =>
+    config.replace('proxy_buffering off;', 'proxy_buffering off;\n        proxy_read_timeout 2s;');
   // No heartbeat within the timeout: nginx ends the response.
   const silent = await startKometa(['--heartbeat', '600']);
   t.after(() => silent.kill('SIGTERM'));

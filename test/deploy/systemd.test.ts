@@ -27,7 +27,9 @@ test('deploy/kometa.service passes systemd-analyze verify, without a warning', a
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   copyFileSync(UNIT, join(dir, 'kometa.service'));
   const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    const child = spawn('systemd-analyze', ['verify', join(dir, 'kometa.service')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('systemd-analyze', ['verify', join(dir, 'kometa.service')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdout.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -42,7 +44,10 @@ test('the unit sets the open-files limit, a graceful stop, the state directory, 
   assert.ok(Number(directives('LimitNOFILE')[0]) >= 65536);
   assert.deepEqual(directives('KillSignal'), ['SIGTERM']);
   const grace = Number(settingSpecs.shutdownGrace.default);
-  assert.ok(Number(directives('TimeoutStopSec')[0]) > grace, 'systemd waits longer than --shutdown-grace before SIGKILL');
+  assert.ok(
+    Number(directives('TimeoutStopSec')[0]) > grace,
+    'systemd waits longer than --shutdown-grace before SIGKILL',
+  );
   assert.deepEqual(directives('StateDirectory'), ['kometa']);
   assert.equal(environment.get('KOMETA_DATA_DIR'), '/var/lib/kometa');
   assert.match(directives('ExecStart')[0]!, /node_modules\/kometa\/dist\/src\/cli\/main\.js serve$/);
@@ -56,15 +61,27 @@ test('the unit sets the open-files limit, a graceful stop, the state directory, 
 });
 
 test("kometa started with the unit's environment stops gracefully on SIGTERM: subscribers are told, exit code 0", async (t) => {
-  const env: Record<string, string> = { ...process.env, ...Object.fromEntries(environment), KOMETA_PORT: '0', KOMETA_DATA_DIR: mkdtempSync(join(tmpdir(), 'kometa-data-')) } as Record<string, string>;
+  const env: Record<string, string> = {
+    ...process.env,
+    ...Object.fromEntries(environment),
+    KOMETA_PORT: '0',
+    KOMETA_DATA_DIR: mkdtempSync(join(tmpdir(), 'kometa-data-')),
+  } as Record<string, string>;
   t.after(() => rmSync(env.KOMETA_DATA_DIR!, { recursive: true, force: true }));
-  const child = spawn(process.execPath, [join(root, 'dist/src/cli/main.js'), 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(root, 'dist/src/cli/main.js'), 'serve'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.after(() => child.kill('SIGKILL'));
-  await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(output) || child.exitCode !== null, 15_000, 'kometa to listen');
+  await waitFor(
+    () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(output) || child.exitCode !== null,
+    15_000,
+    'kometa to listen',
+  );
   const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)![1];
   await waitFor(() => /"event":"start"/.test(output), 10_000, 'the start log line');
   assert.match(output, /^\{"level":30,.*"event":"start"/m, 'KOMETA_LOG_FORMAT=json: log lines are JSON');

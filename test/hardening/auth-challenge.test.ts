@@ -12,7 +12,9 @@ import { type TestHub, httpRequest, startHub } from '../helpers/hub.js';
 let hub: TestHub;
 
 before(async () => {
-  hub = await startHub({ http: { access: await AccessPolicy.create({ tokens: { secret: 'a-secret-that-is-long-enough-for-hs256' } }) } });
+  hub = await startHub({
+    http: { access: await AccessPolicy.create({ tokens: { secret: 'a-secret-that-is-long-enough-for-hs256' } }) },
+  });
 });
 
 after(async () => {
@@ -31,7 +33,11 @@ test('a 401 from /pub names the Bearer scheme, also for a bad token', async () =
   const anonymous = await httpRequest(`${hub.url}/pub/room`, { method: 'POST', body: 'x' });
   assert.equal(anonymous.status, 401);
   assert.equal(anonymous.headers['www-authenticate'], CHALLENGE);
-  const forged = await httpRequest(`${hub.url}/pub/room`, { method: 'POST', body: 'x', headers: { Authorization: 'Bearer not.a.token' } });
+  const forged = await httpRequest(`${hub.url}/pub/room`, {
+    method: 'POST',
+    body: 'x',
+    headers: { Authorization: 'Bearer not.a.token' },
+  });
   assert.equal(forged.status, 401);
   assert.match(String(forged.headers['www-authenticate']), /^Bearer realm="kometa"/);
 });
@@ -39,7 +45,13 @@ test('a 401 from /pub names the Bearer scheme, also for a bad token', async () =
 test('a refused /ws handshake answers 401 with the Bearer challenge', async () => {
   const res = await new Promise<{ status: number; challenge: string | undefined }>((resolve, reject) => {
     const req = request(`${hub.url}/ws`, {
-      headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', Authorization: 'Bearer not.a.token' },
+      headers: {
+        Connection: 'Upgrade',
+        Upgrade: 'websocket',
+        'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        Authorization: 'Bearer not.a.token',
+      },
     });
     req.on('response', (r) => {
       r.resume();
@@ -54,7 +66,9 @@ test('a refused /ws handshake answers 401 with the Bearer challenge', async () =
 });
 
 test('a 403 carries no challenge: the credential was understood', async () => {
-  const res = await httpRequest(`${hub.url}/sub/room?transport=poll&timeout=0`, { headers: { Origin: 'https://elsewhere.example' } });
+  const res = await httpRequest(`${hub.url}/sub/room?transport=poll&timeout=0`, {
+    headers: { Origin: 'https://elsewhere.example' },
+  });
   assert.equal(res.status, 403);
   assert.equal(res.headers['www-authenticate'], undefined);
 });

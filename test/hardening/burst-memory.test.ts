@@ -35,9 +35,20 @@ test('a stuck reader is cut at the queue cap while the reader next to it gets ev
       // One fan-out (one write per subscriber) per message, as separate HTTP publishes would give.
       await new Promise((r) => setImmediate(r));
     }
-    await reader.waitFor((r) => r.json().filter((l) => l.type === 'message').length === count, 20_000, 'every message at the reader');
-    const seen = reader.json<{ type: string; data?: string }>().filter((l) => l.type === 'message').map((l) => Number(l.data!.split(' ')[0]));
-    assert.deepEqual(seen, Array.from({ length: count }, (_, i) => i), 'in order, none missing');
+    await reader.waitFor(
+      (r) => r.json().filter((l) => l.type === 'message').length === count,
+      20_000,
+      'every message at the reader',
+    );
+    const seen = reader
+      .json<{ type: string; data?: string }>()
+      .filter((l) => l.type === 'message')
+      .map((l) => Number(l.data!.split(' ')[0]));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: count }, (_, i) => i),
+      'in order, none missing',
+    );
     assert.equal(drops.length, 1, 'the stuck reader was cut');
     assert.equal(drops[0]!.reason, 'slow-consumer');
     // The cap is checked after each write: at most one frame past it.

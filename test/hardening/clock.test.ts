@@ -41,7 +41,12 @@ after(async () => {
 
 test('a rate-limited publisher is not locked out when the wall clock steps back an hour', async () => {
   const credential = await token(['rate.*'], Math.floor(realNow() / 1000) + 3600);
-  const pub = () => httpRequest(`${hub.url}/pub/rate.room`, { method: 'POST', headers: { Authorization: `Bearer ${credential}` }, body: 'x' });
+  const pub = () =>
+    httpRequest(`${hub.url}/pub/rate.room`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${credential}` },
+      body: 'x',
+    });
   try {
     await rateAcrossSteps(pub);
   } finally {
@@ -55,7 +60,11 @@ async function rateAcrossSteps(pub: () => ReturnType<typeof httpRequest>): Promi
   assert.equal(refused.status, 429, 'the burst runs out');
   offsetMs = -HOUR;
   const afterStep = await pub();
-  if (afterStep.status === 429) assert.ok(Number(afterStep.headers['retry-after']) <= 1, `Retry-After ${afterStep.headers['retry-after']} s after the step back`);
+  if (afterStep.status === 429)
+    assert.ok(
+      Number(afterStep.headers['retry-after']) <= 1,
+      `Retry-After ${afterStep.headers['retry-after']} s after the step back`,
+    );
   await sleep(1100);
   assert.equal((await pub()).status, 201, 'a second later the publisher may publish again');
   offsetMs = HOUR;
@@ -71,13 +80,23 @@ test('open streams keep flowing and long-polls still time out while the wall clo
   source.onmessage = (event) => received.push(event.data as string);
   await until(() => hub.hub.subscriberCount('jump.room') === 1, 'the SSE subscriber');
   try {
-    for (const [step, offset] of [['back', -HOUR], ['forward', 2 * HOUR], ['home', 0]] as const) {
+    for (const [step, offset] of [
+      ['back', -HOUR],
+      ['forward', 2 * HOUR],
+      ['home', 0],
+    ] as const) {
       offsetMs = offset;
-      await httpRequest(`${hub.url}/pub/jump.room`, { method: 'POST', headers: { Authorization: `Bearer ${PUBLISHER_KEY}` }, body: step });
+      await httpRequest(`${hub.url}/pub/jump.room`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${PUBLISHER_KEY}` },
+        body: step,
+      });
       await until(() => received.includes(step), `SSE message after the step ${step}`);
       // A long-poll asked to wait one second answers, empty, after about that (monotonic) second.
       const started = performance.now();
-      const poll = await httpRequest(`${hub.url}/sub/jump.quiet?transport=poll&timeout=1`, { headers: { Authorization: `Bearer ${credential}` } });
+      const poll = await httpRequest(`${hub.url}/sub/jump.quiet?transport=poll&timeout=1`, {
+        headers: { Authorization: `Bearer ${credential}` },
+      });
       assert.equal(poll.status, 200, poll.body);
       assert.deepEqual(poll.json<{ messages: unknown[] }>().messages, []);
       assert.ok(performance.now() - started >= 900, `the poll was held (${step})`);
@@ -90,15 +109,24 @@ test('open streams keep flowing and long-polls still time out while the wall clo
 
 test('a wall clock stepped forward past exp ends a token stream at its next message', async () => {
   const credential = await token(['fwd.*'], Math.floor(realNow() / 1000) + 600);
-  const stream = await StreamReader.open(`${hub.url}/sub/fwd.room?transport=stream`, { Authorization: `Bearer ${credential}` });
+  const stream = await StreamReader.open(`${hub.url}/sub/fwd.room?transport=stream`, {
+    Authorization: `Bearer ${credential}`,
+  });
   try {
     await until(() => hub.hub.subscriberCount('fwd.room') === 1, 'the stream subscriber');
     offsetMs = HOUR;
-    await httpRequest(`${hub.url}/pub/fwd.room`, { method: 'POST', headers: { Authorization: `Bearer ${PUBLISHER_KEY}` }, body: 'after-exp' });
+    await httpRequest(`${hub.url}/pub/fwd.room`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${PUBLISHER_KEY}` },
+      body: 'after-exp',
+    });
     await until(() => stream.ended, 'the stream to end');
     const lines = stream.json<{ type: string; data?: string; code?: string }>();
     assert.ok(!lines.some((l) => l.data === 'after-exp'), 'nothing is written after exp by the wall clock');
-    assert.ok(lines.some((l) => l.code === 'KOMETA_ERR_TOKEN_EXPIRED'), JSON.stringify(lines));
+    assert.ok(
+      lines.some((l) => l.code === 'KOMETA_ERR_TOKEN_EXPIRED'),
+      JSON.stringify(lines),
+    );
   } finally {
     offsetMs = 0;
     stream.close();
@@ -108,13 +136,23 @@ test('a wall clock stepped forward past exp ends a token stream at its next mess
 test('a wall clock stepped back keeps a token stream open past the monotonic moment it would have ended', async () => {
   const exp = Math.floor(realNow() / 1000) - 1; // with 5 s of skew: 3-4 s left, time to set up on a busy machine
   const credential = await token(['back.*'], exp);
-  const stream = await StreamReader.open(`${hub.url}/sub/back.room?transport=stream`, { Authorization: `Bearer ${credential}` });
+  const stream = await StreamReader.open(`${hub.url}/sub/back.room?transport=stream`, {
+    Authorization: `Bearer ${credential}`,
+  });
   try {
     await until(() => hub.hub.subscriberCount('back.room') === 1, 'the stream subscriber');
     offsetMs = -HOUR;
     await until(() => realNow() > (exp + 5) * 1000 + 500, 'the real end of the token', 10_000);
-    await httpRequest(`${hub.url}/pub/back.room`, { method: 'POST', headers: { Authorization: `Bearer ${PUBLISHER_KEY}` }, body: 'still-valid' });
-    await stream.waitFor((r) => r.text.includes('still-valid'), 5000, 'the message: by the wall clock the token is still valid');
+    await httpRequest(`${hub.url}/pub/back.room`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${PUBLISHER_KEY}` },
+      body: 'still-valid',
+    });
+    await stream.waitFor(
+      (r) => r.text.includes('still-valid'),
+      5000,
+      'the message: by the wall clock the token is still valid',
+    );
     assert.equal(stream.ended, false);
   } finally {
     offsetMs = 0;

@@ -21,13 +21,29 @@ type Outcome = { status: number; id?: string } | { error: string };
 
 function publishOn(agent: Agent, port: number, body: string): Promise<Outcome> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/pub/drain.room', method: 'POST', agent, headers: { 'Content-Type': 'text/plain' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve(res.statusCode === 201 ? { status: 201, id: (JSON.parse(text) as { id: string }).id } : { status: res.statusCode ?? 0 }));
-      res.on('error', (error) => resolve({ error: String(error) }));
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/pub/drain.room',
+        method: 'POST',
+        agent,
+        headers: { 'Content-Type': 'text/plain' },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () =>
+          resolve(
+            res.statusCode === 201
+              ? { status: 201, id: (JSON.parse(text) as { id: string }).id }
+              : { status: res.statusCode ?? 0 },
+          ),
+        );
+        res.on('error', (error) => resolve({ error: String(error) }));
+      },
+    );
     req.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? String(error) }));
     req.end(body);
   });
@@ -44,7 +60,9 @@ test('a drain under load delivers every accepted publish and answers every publi
     // in this same turn of the event loop are accepted but not yet fanned out.
     if (read === 300) closed = hub.server.close();
   });
-  const streams = await Promise.all(Array.from({ length: STREAMS }, () => StreamReader.open(`${hub.url}/sub/drain.room?transport=stream`)));
+  const streams = await Promise.all(
+    Array.from({ length: STREAMS }, () => StreamReader.open(`${hub.url}/sub/drain.room?transport=stream`)),
+  );
   const sses = await Promise.all(Array.from({ length: SSE }, () => StreamReader.open(`${hub.url}/sub/drain.room`)));
   const sockets = await Promise.all(Array.from({ length: SOCKETS }, () => openSocket(hub.url)));
   for (const socket of sockets) socket.send({ type: 'subscribe', channel: 'drain.room' });
@@ -70,8 +88,15 @@ test('a drain under load delivers every accepted publish and answers every publi
   const refused = outcomes.filter((o) => 'status' in o && o.status !== 201);
   const errors = outcomes.flatMap((o) => ('error' in o ? [o.error] : []));
   assert.ok(accepted.length >= 250, `accepted ${accepted.length}`);
-  assert.ok(refused.every((o) => 'status' in o && o.status === 503), JSON.stringify(refused.slice(0, 3)));
-  assert.equal(read, accepted.length + refused.length, `every publish read was answered (errors: ${JSON.stringify(errors.slice(0, 5))})`);
+  assert.ok(
+    refused.every((o) => 'status' in o && o.status === 503),
+    JSON.stringify(refused.slice(0, 3)),
+  );
+  assert.equal(
+    read,
+    accepted.length + refused.length,
+    `every publish read was answered (errors: ${JSON.stringify(errors.slice(0, 5))})`,
+  );
 
   await Promise.all([...streams, ...sses].map((s) => s.waitFor((r) => r.ended, 5000, 'the end of the stream')));
   const missing: string[] = [];
@@ -79,14 +104,40 @@ test('a drain under load delivers every accepted publish and answers every publi
     const lost = accepted.filter((id) => !got.has(id));
     if (lost.length > 0) missing.push(`${name} missed ${lost.length}: ${lost.slice(-3).join(' ')}`);
   };
-  streams.forEach((s, i) => check(`stream ${i}`, new Set(s.json<{ type: string; id?: string }>().filter((l) => l.type === 'message').map((l) => l.id!))));
-  sses.forEach((s, i) => check(`sse ${i}`, new Set(parseSse(s.text).filter((e) => e.data !== undefined && e.event === undefined).map((e) => e.id!))));
+  streams.forEach((s, i) =>
+    check(
+      `stream ${i}`,
+      new Set(
+        s
+          .json<{ type: string; id?: string }>()
+          .filter((l) => l.type === 'message')
+          .map((l) => l.id!),
+      ),
+    ),
+  );
+  sses.forEach((s, i) =>
+    check(
+      `sse ${i}`,
+      new Set(
+        parseSse(s.text)
+          .filter((e) => e.data !== undefined && e.event === undefined)
+          .map((e) => e.id!),
+      ),
+    ),
+  );
   for (const [i, socket] of sockets.entries()) {
     await socket.closed;
     check(`ws ${i}`, new Set(socket.frames.filter((f) => f.type === 'message').map((f) => f.id as string)));
     assert.equal(socket.ws.readyState, WebSocket.CLOSED);
   }
   assert.deepEqual(missing, []);
-  assert.deepEqual(errors.filter((e) => e !== 'ECONNREFUSED'), [], 'no publish got a reset or a hang-up');
-  assert.ok(streams.every((s) => s.json<{ type: string }>().at(-1)?.type === 'shutdown'), 'streams end with the shutdown line, after the messages');
+  assert.deepEqual(
+    errors.filter((e) => e !== 'ECONNREFUSED'),
+    [],
+    'no publish got a reset or a hang-up',
+  );
+  assert.ok(
+    streams.every((s) => s.json<{ type: string }>().at(-1)?.type === 'shutdown'),
+    'streams end with the shutdown line, after the messages',
+  );
 });

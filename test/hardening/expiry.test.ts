@@ -27,7 +27,9 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 test('inside the skew window HTTP and WebSocket both accept the token and keep it', async () => {
   const stale = await token(['skew.*'], nowSeconds() - 2);
-  const poll = await httpRequest(`${hub.url}/sub/skew.http?transport=poll&timeout=0`, { headers: { Authorization: `Bearer ${stale}` } });
+  const poll = await httpRequest(`${hub.url}/sub/skew.http?transport=poll&timeout=0`, {
+    headers: { Authorization: `Bearer ${stale}` },
+  });
   assert.equal(poll.status, 200, poll.body);
   const socket = await openSocket(hub.url, `/ws?token=${stale}`);
   try {
@@ -44,7 +46,9 @@ test('inside the skew window HTTP and WebSocket both accept the token and keep i
 
 test('past the skew window HTTP and the WebSocket handshake both refuse it with 401', async () => {
   const old = await token(['skew.*'], nowSeconds() - 8);
-  const poll = await httpRequest(`${hub.url}/sub/skew.http?transport=poll&timeout=0`, { headers: { Authorization: `Bearer ${old}` } });
+  const poll = await httpRequest(`${hub.url}/sub/skew.http?transport=poll&timeout=0`, {
+    headers: { Authorization: `Bearer ${old}` },
+  });
   assert.equal(poll.status, 401);
   assert.equal(poll.json<{ code: string }>().code, 'KOMETA_ERR_TOKEN_EXPIRED');
   const status = await new Promise<number>((resolve) => {
@@ -75,14 +79,18 @@ test('no transport delivers a message published after the token ran out', async 
   const source = new EventSource(`${hub.url}/sub/exp.room?token=${credential}`);
   source.onmessage = (event) => record('sse')(event.data as string);
   const sseEnded = new Promise<void>((resolve) => source.addEventListener('kometa-error', () => resolve()));
-  const stream = await StreamReader.open(`${hub.url}/sub/exp.room?transport=stream`, { Authorization: `Bearer ${credential}` });
+  const stream = await StreamReader.open(`${hub.url}/sub/exp.room?transport=stream`, {
+    Authorization: `Bearer ${credential}`,
+  });
   const socket = await openSocket(hub.url, `/ws?token=${credential}`);
   socket.send({ type: 'subscribe', channel: 'exp.room' });
   await socket.next('subscribed');
   const polls = (async () => {
     let since = '';
     for (;;) {
-      const res = await httpRequest(`${hub.url}/sub/exp.room?transport=poll&timeout=5${since && `&since=${since}`}`, { headers: { Authorization: `Bearer ${credential}` } });
+      const res = await httpRequest(`${hub.url}/sub/exp.room?transport=poll&timeout=5${since && `&since=${since}`}`, {
+        headers: { Authorization: `Bearer ${credential}` },
+      });
       if (res.status !== 200) return res.status;
       const body = res.json<{ messages: { data: string }[]; cursor: string }>();
       for (const message of body.messages) record('poll')(message.data);
@@ -94,7 +102,11 @@ test('no transport delivers a message published after the token ran out', async 
   // Publish the wall-clock time as the data, without pause, until every subscriber is gone.
   let published = 0;
   while (hub.hub.subscriberCount('exp.room') > 0 || socket.ws.readyState === WebSocket.OPEN) {
-    const res = await httpRequest(`${hub.url}/pub/exp.room`, { method: 'POST', headers: { Authorization: `Bearer ${PUBLISHER_KEY}` }, body: String(Date.now()) });
+    const res = await httpRequest(`${hub.url}/pub/exp.room`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${PUBLISHER_KEY}` },
+      body: String(Date.now()),
+    });
     assert.equal(res.status, 201, res.body);
     published++;
   }
@@ -102,15 +114,26 @@ test('no transport delivers a message published after the token ran out', async 
   await sseEnded;
   source.close();
   await stream.waitFor((r) => r.ended);
-  for (const line of stream.json<{ type: string; data?: string; code?: string }>()) if (line.type === 'message') record('stream')(line.data!);
+  for (const line of stream.json<{ type: string; data?: string; code?: string }>())
+    if (line.type === 'message') record('stream')(line.data!);
 
   assert.equal(await polls, 401, 'the next poll after expiry is refused');
   assert.equal((await socket.closed).code, 4401);
-  assert.ok(stream.json<{ code?: string }>().some((line) => line.code === 'KOMETA_ERR_TOKEN_EXPIRED'), 'the stream says why it ended');
+  assert.ok(
+    stream.json<{ code?: string }>().some((line) => line.code === 'KOMETA_ERR_TOKEN_EXPIRED'),
+    'the stream says why it ended',
+  );
   assert.ok(published > 10, `published ${published}`);
   const late = delivered.filter((d) => d.publishedAt > limit);
-  assert.deepEqual(late.map((d) => `${d.transport} +${d.publishedAt - limit} ms`), [], 'messages published after expiry were delivered');
+  assert.deepEqual(
+    late.map((d) => `${d.transport} +${d.publishedAt - limit} ms`),
+    [],
+    'messages published after expiry were delivered',
+  );
   for (const transport of ['sse', 'stream', 'ws', 'poll']) {
-    assert.ok(delivered.some((d) => d.transport === transport), `${transport} got the messages from before expiry`);
+    assert.ok(
+      delivered.some((d) => d.transport === transport),
+      `${transport} got the messages from before expiry`,
+    );
   }
 });

@@ -29,7 +29,8 @@ export class RawClient {
   async until(predicate: (client: RawClient) => boolean, what: string, timeoutMs = 5000): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     while (!predicate(this)) {
-      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.text.slice(-400))}`);
+      if (performance.now() > deadline)
+        throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.text.slice(-400))}`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }

@@ -48,20 +48,31 @@ test('a lone surrogate published over WebSocket is refused like its HTTP twin, a
 
 test('the same data as HTTP bytes is refused with the same code', async () => {
   // CESU-style bytes for U+D800: not UTF-8.
-  const res = await httpRequest(`${hub.url}/pub/text.http`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: Buffer.from([0x61, 0xed, 0xa0, 0x80, 0x62]) });
+  const res = await httpRequest(`${hub.url}/pub/text.http`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'text/plain' },
+    body: Buffer.from([0x61, 0xed, 0xa0, 0x80, 0x62]),
+  });
   assert.equal(res.status, 400);
   assert.equal(res.json<{ code: string }>().code, 'KOMETA_ERR_BODY_ENCODING');
 });
 
 test('the library call refuses a lone surrogate too', async () => {
   await assert.rejects(hub.hub.publish('text.lib', '\udc00'), { code: 'KOMETA_ERR_BODY_ENCODING' });
-  assert.equal((await hub.hub.publish('text.lib', 'a pair \ud83d\ude00 is fine')).message.data, 'a pair \ud83d\ude00 is fine');
+  assert.equal(
+    (await hub.hub.publish('text.lib', 'a pair \ud83d\ude00 is fine')).message.data,
+    'a pair \ud83d\ude00 is fine',
+  );
 });
 
 for (const encoding of ['gzip', 'br', 'deflate', 'x-custom']) {
   test(`a publish body labelled Content-Encoding: ${encoding} is refused with 415 and not stored`, async () => {
     const channel = `text.enc.${encoding}`;
-    const res = await httpRequest(`${hub.url}/pub/${channel}`, { method: 'POST', headers: { 'Content-Type': 'text/plain', 'Content-Encoding': encoding }, body: encoding === 'gzip' ? gzipSync('hello') : 'hello' });
+    const res = await httpRequest(`${hub.url}/pub/${channel}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/plain', 'Content-Encoding': encoding },
+      body: encoding === 'gzip' ? gzipSync('hello') : 'hello',
+    });
     assert.equal(res.status, 415, res.body);
     assert.equal(res.json<{ code: string }>().code, 'KOMETA_ERR_MEDIA_TYPE');
     const info = await httpRequest(`${hub.url}/channels/${channel}`);
@@ -70,7 +81,11 @@ for (const encoding of ['gzip', 'br', 'deflate', 'x-custom']) {
 }
 
 test('Content-Encoding: identity is the body as it is', async () => {
-  const res = await httpRequest(`${hub.url}/pub/text.identity`, { method: 'POST', headers: { 'Content-Type': 'text/plain', 'Content-Encoding': 'identity' }, body: 'plain' });
+  const res = await httpRequest(`${hub.url}/pub/text.identity`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'text/plain', 'Content-Encoding': 'identity' },
+    body: 'plain',
+  });
   assert.equal(res.status, 201, res.body);
   await publish(hub.url, 'text.identity', 'still fine');
 });

@@ -16,7 +16,20 @@ export const SHARED_REDIS_URL: string = process.env.KOMETA_TEST_REDIS ?? (await 
 async function startFileRedis(): Promise<string> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'kometa-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--protected-mode',
+    'no',
+  ];
   const child = spawn('redis-server', args, { stdio: 'ignore' });
   let failed: Error | undefined;
   child.once('error', (error) => (failed = error));
@@ -26,7 +39,8 @@ async function startFileRedis(): Promise<string> {
     rmSync(dir, { recursive: true, force: true });
   });
   for (let attempt = 0; attempt < 200; attempt++) {
-    if (failed !== undefined) throw new Error(`redis-server did not start (${failed.message}); run scripts/test-deps.sh`);
+    if (failed !== undefined)
+      throw new Error(`redis-server did not start (${failed.message}); run scripts/test-deps.sh`);
     if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
     if (await pings(port)) return `redis://127.0.0.1:${port}`;
     await new Promise((resolve) => setTimeout(resolve, 50));

@@ -22,7 +22,11 @@ const root = fileURLToPath(new URL('../../../', import.meta.url));
 const doc = (name: string) => readFileSync(join(root, name), 'utf8');
 const SECRET = 'claims-secret-that-is-long-enough-for-hs256';
 
-async function withHub(fn: (hub: TestHub) => Promise<void>, access: Parameters<typeof AccessPolicy.create>[0], http: Record<string, unknown> = {}): Promise<void> {
+async function withHub(
+  fn: (hub: TestHub) => Promise<void>,
+  access: Parameters<typeof AccessPolicy.create>[0],
+  http: Record<string, unknown> = {},
+): Promise<void> {
   const hub = await startHub({ http: { access: await AccessPolicy.create(access), ...http } });
   try {
     await fn(hub);
@@ -46,7 +50,11 @@ test("import { AccessPolicy } from 'kometa' works, as README and docs/security.m
   const { port } = await server.listen(0, '127.0.0.1');
   try {
     assert.equal((await httpRequest(`http://127.0.0.1:${port}/sub/x?transport=poll&timeout=0`)).status, 403);
-    assert.equal((await httpRequest(`http://127.0.0.1:${port}/sub/x?transport=poll&timeout=0`, { headers: { 'X-User': 'ann' } })).status, 200);
+    assert.equal(
+      (await httpRequest(`http://127.0.0.1:${port}/sub/x?transport=poll&timeout=0`, { headers: { 'X-User': 'ann' } }))
+        .status,
+      200,
+    );
   } finally {
     await server.close();
   }
@@ -83,7 +91,10 @@ test('an invalid or expired kometa_session cookie is a 401, never anonymous acce
     },
     { publisherKey: 'backend-key', ticketSecret: 'shared-ticket-secret', publicSubscribe: ['news.*'] },
   );
-  assert.match(doc('docs/security.md'), /`kometa_session` cookie\s+that is forged, signed with another `--ticket-secret`, or expired: 401/);
+  assert.match(
+    doc('docs/security.md'),
+    /`kometa_session` cookie\s+that is forged, signed with another `--ticket-secret`, or expired: 401/,
+  );
 });
 
 test('docs/errors.md and docs/redis.md say the same thing about a 503 from the message store', () => {
@@ -101,13 +112,18 @@ test('the publisher key is not rate limited, as --help, docs/errors.md and docs/
     async (hub) => {
       const statuses: number[] = [];
       for (let i = 0; i < 12; i++) {
-        const res = await httpRequest(`${hub.url}/pub/room`, { method: 'POST', headers: { Authorization: 'Bearer backend-key' }, body: `m${i}` });
+        const res = await httpRequest(`${hub.url}/pub/room`, {
+          method: 'POST',
+          headers: { Authorization: 'Bearer backend-key' },
+          body: `m${i}`,
+        });
         statuses.push(res.status);
       }
       assert.deepEqual(new Set(statuses), new Set([201]), 'twelve publishes at a rate of 1/s, none refused');
       // An anonymous publisher at the same pace is limited (burst of twice the rate).
       const anonymous: number[] = [];
-      for (let i = 0; i < 6; i++) anonymous.push((await httpRequest(`${hub.url}/pub/open.x`, { method: 'POST', body: 'x' })).status);
+      for (let i = 0; i < 6; i++)
+        anonymous.push((await httpRequest(`${hub.url}/pub/open.x`, { method: 'POST', body: 'x' })).status);
       assert.ok(anonymous.includes(429), `anonymous publishes are limited: ${anonymous.join(',')}`);
     },
     { publisherKey: 'backend-key', publicPublish: ['open.*'] },
@@ -115,7 +131,9 @@ test('the publisher key is not rate limited, as --help, docs/errors.md and docs/
   );
   const { settingSpecs } = await import('../../src/cli/settings.js');
   assert.match(settingSpecs.publishRate.help, /publisher key is not limited/);
-  const row = doc('docs/errors.md').split('\n').find((line) => line.startsWith('| `KOMETA_ERR_RATE_LIMITED`'))!;
+  const row = doc('docs/errors.md')
+    .split('\n')
+    .find((line) => line.startsWith('| `KOMETA_ERR_RATE_LIMITED`'))!;
   assert.match(row, /the publisher key is never limited/);
   assert.doesNotMatch(row, /token subject, publisher key, or/);
 });
@@ -125,7 +143,10 @@ test('WebSocket close codes: 4401 on expiry is sent and documented; a 403 or 429
   await withHub(
     async (hub) => {
       const exp = Math.floor(Date.now() / 1000) + 2;
-      const token = await new SignJWT({ kometa: { subscribe: ['room.*'], publish: ['room.*'] } }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(exp).sign(key);
+      const token = await new SignJWT({ kometa: { subscribe: ['room.*'], publish: ['room.*'] } })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setExpirationTime(exp)
+        .sign(key);
       const socket = await openSocket(hub.url, `/ws?token=${token}`);
       socket.send({ type: 'subscribe', channel: 'other', ref: 1 });
       const forbidden = await socket.next('error');
@@ -159,7 +180,7 @@ test('while draining, an SSE subscribe gets 200 and a kometa-error event (EventS
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   try {
-    http.drain();
+    void http.drain();
     const sse = await httpRequest(`http://127.0.0.1:${port}/sub/x`, { headers: { Accept: 'text/event-stream' } });
     assert.equal(sse.status, 200);
     assert.match(String(sse.headers['content-type']), /^text\/event-stream/);

@@ -27,17 +27,30 @@ function freePort(): Promise<number> {
 }
 
 /** Start a child process and resolve once its output says the hub is listening. */
-async function startProcess(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{
+async function startProcess(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{
   child: ChildProcess;
   output: () => string;
   url: string;
 }> {
   // Its own process group, so that a shell and the node it starts are stopped together.
-  const child = spawn(command, args, { cwd: options.cwd ?? root, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? root,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  await waitFor(() => /listening on (http:\/\/\S+)/.test(output) || child.exitCode !== null, options.timeoutMs ?? 10_000, `the hub to start; output: ${output}`);
+  await waitFor(
+    () => /listening on (http:\/\/\S+)/.test(output) || child.exitCode !== null,
+    options.timeoutMs ?? 10_000,
+    `the hub to start; output: ${output}`,
+  );
   const match = /listening on (http:\/\/\S+)/.exec(output);
   if (match === null) throw new Error(`the hub did not start: ${output}`);
   return { child, output: () => output, url: match[1]! };
@@ -52,7 +65,9 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
-  return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((r) => child.once('exit', (code) => r(code)));
+  return child.exitCode !== null
+    ? Promise.resolve(child.exitCode)
+    : new Promise((r) => child.once('exit', (code) => r(code)));
 }
 
 test('settings come from flags, then KOMETA_* environment, then the config file, then defaults', () => {
@@ -94,14 +109,33 @@ test('docs/configuration.md lists every setting with its variable and default', 
 });
 
 test('kometa with a bad flag or command exits 2 and says what is wrong', async () => {
-  await assert.rejects(run(process.execPath, [cli, 'serve', '--prot', '1']), (e: { code: number; stderr: string }) => e.code === 2 && /prot/.test(e.stderr));
-  await assert.rejects(run(process.execPath, [cli, 'serve', '--port', 'x']), (e: { code: number; stderr: string }) => e.code === 2 && /--port/.test(e.stderr));
-  await assert.rejects(run(process.execPath, [cli, 'frobnicate']), (e: { code: number; stderr: string }) => e.code === 2 && /unknown command/.test(e.stderr));
+  await assert.rejects(
+    run(process.execPath, [cli, 'serve', '--prot', '1']),
+    (e: { code: number; stderr: string }) => e.code === 2 && /prot/.test(e.stderr),
+  );
+  await assert.rejects(
+    run(process.execPath, [cli, 'serve', '--port', 'x']),
+    (e: { code: number; stderr: string }) => e.code === 2 && /--port/.test(e.stderr),
+  );
+  await assert.rejects(
+    run(process.execPath, [cli, 'frobnicate']),
+    (e: { code: number; stderr: string }) => e.code === 2 && /unknown command/.test(e.stderr),
+  );
 });
 
 test('on SIGTERM the hub tells subscribers when to retry, answers held polls, and exits 0 within the grace period', async (t) => {
   const port = await freePort();
-  const { child, url } = await startProcess(process.execPath, [cli, 'serve', '--port', String(port), '--retry', '3', '--shutdown-grace', '2', ...dataDirArgs()]);
+  const { child, url } = await startProcess(process.execPath, [
+    cli,
+    'serve',
+    '--port',
+    String(port),
+    '--retry',
+    '3',
+    '--shutdown-grace',
+    '2',
+    ...dataDirArgs(),
+  ]);
   t.after(() => signalGroup(child, 'SIGKILL'));
   const sse = await StreamReader.open(`${url}/sub/bye`);
   const stream = await StreamReader.open(`${url}/sub/bye?transport=stream`);
@@ -135,7 +169,10 @@ test("the README's run command works for a new user on a fresh copy", { timeout:
   const command = runLine.replace(/#.*$/, '').trim();
 
   // A fresh copy of the project's files (tracked and new, not ignored: no node_modules, no dist).
-  const { stdout } = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: root, maxBuffer: 1e7 });
+  const { stdout } = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], {
+    cwd: root,
+    maxBuffer: 1e7,
+  });
   const dir = mkdtempSync(join(tmpdir(), 'kometa-readme-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   for (const file of stdout.split('\n').filter(Boolean)) {
@@ -146,18 +183,25 @@ test("the README's run command works for a new user on a fresh copy", { timeout:
     }
   }
   const port = await freePort();
-  const { child, url, output } = await startProcess('bash', ['-c', command.replace('npm ci', 'npm ci --prefer-offline --no-audit --no-fund')], {
-    cwd: dir,
-    env: { KOMETA_PORT: String(port) },
-    timeoutMs: 200_000,
-  });
+  const { child, url, output } = await startProcess(
+    'bash',
+    ['-c', command.replace('npm ci', 'npm ci --prefer-offline --no-audit --no-fund')],
+    {
+      cwd: dir,
+      env: { KOMETA_PORT: String(port) },
+      timeoutMs: 200_000,
+    },
+  );
   t.after(() => signalGroup(child, 'SIGKILL'));
   assert.equal(url, `http://127.0.0.1:${port}`);
   assert.equal((await httpRequest(`${url}/healthz`)).status, 200);
   const sub = httpRequest(`${url}/sub/demo?transport=poll`);
   await new Promise((r) => setTimeout(r, 300));
   await publish(url, 'demo', 'hello, comet');
-  assert.deepEqual((await sub).json<{ messages: { data: string }[] }>().messages.map((m) => m.data), ['hello, comet']);
+  assert.deepEqual(
+    (await sub).json<{ messages: { data: string }[] }>().messages.map((m) => m.data),
+    ['hello, comet'],
+  );
   // Ctrl-C in a terminal signals the whole foreground group: npm and the hub.
   signalGroup(child, 'SIGINT');
   await exited(child);

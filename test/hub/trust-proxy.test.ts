@@ -52,43 +52,79 @@ test('client-address: a typo is an error at start, not a silently open door', ()
 });
 
 const publish = (url: string, forwardedFor: string) =>
-  httpRequest(`${url}/pub/c`, { method: 'POST', body: 'x', headers: { 'X-Forwarded-For': forwardedFor } }).then((r) => r.status);
+  httpRequest(`${url}/pub/c`, { method: 'POST', body: 'x', headers: { 'X-Forwarded-For': forwardedFor } }).then(
+    (r) => r.status,
+  );
 
 test('the anonymous publish rate: per proxy address without --trust-proxy, per forwarded client with it', async (t) => {
   const plain = await startHub({ http: { publishRate: 1 } });
   t.after(() => plain.close());
-  const a = [await publish(plain.url, '203.0.113.1'), await publish(plain.url, '203.0.113.1'), await publish(plain.url, '203.0.113.1')];
+  const a = [
+    await publish(plain.url, '203.0.113.1'),
+    await publish(plain.url, '203.0.113.1'),
+    await publish(plain.url, '203.0.113.1'),
+  ];
   assert.ok(a.includes(429), `the burst is spent: ${a}`);
   assert.equal(await publish(plain.url, '203.0.113.2'), 429, 'untrusted: another X-Forwarded-For changes nothing');
 
   const trusting = await startHub({ http: { publishRate: 1, trustProxy: parseTrustProxy('loopback') } });
   t.after(() => trusting.close());
-  const b = [await publish(trusting.url, '203.0.113.1'), await publish(trusting.url, '203.0.113.1'), await publish(trusting.url, '203.0.113.1')];
+  const b = [
+    await publish(trusting.url, '203.0.113.1'),
+    await publish(trusting.url, '203.0.113.1'),
+    await publish(trusting.url, '203.0.113.1'),
+  ];
   assert.ok(b.includes(429), `client 1 is limited: ${b}`);
   assert.equal(await publish(trusting.url, '203.0.113.2'), 201, 'client 2 has a budget of its own');
-  assert.equal(await publish(trusting.url, '203.0.113.9, 203.0.113.1'), 429, 'a forged entry on the left does not buy client 1 a new budget');
+  assert.equal(
+    await publish(trusting.url, '203.0.113.9, 203.0.113.1'),
+    429,
+    'a forged entry on the left does not buy client 1 a new budget',
+  );
 });
 
 test('--max-connections-per-ip behind a trusted proxy counts open requests per forwarded client', async (t) => {
   const hub = await startHub({ http: { maxConnectionsPerIp: 2, trustProxy: parseTrustProxy('127.0.0.1') } });
   t.after(() => hub.close());
-  const open = (client: string) => StreamReader.open(`${hub.url}/sub/c?transport=stream`, { 'X-Forwarded-For': client });
+  const open = (client: string) =>
+    StreamReader.open(`${hub.url}/sub/c?transport=stream`, { 'X-Forwarded-For': client });
   const readers = [await open('198.51.100.1'), await open('198.51.100.1'), await open('198.51.100.2')];
   t.after(() => readers.forEach((r) => r.close()));
-  const third = await httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0`, { headers: { 'X-Forwarded-For': '198.51.100.1' } });
+  const third = await httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0`, {
+    headers: { 'X-Forwarded-For': '198.51.100.1' },
+  });
   assert.equal(third.status, 429);
   assert.equal(third.json<{ code: string }>().code, 'KOMETA_ERR_TOO_MANY_CONNECTIONS');
-  assert.equal((await httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0`, { headers: { 'X-Forwarded-For': '198.51.100.3' } })).status, 200);
+  assert.equal(
+    (await httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0`, { headers: { 'X-Forwarded-For': '198.51.100.3' } }))
+      .status,
+    200,
+  );
   readers[0]!.close();
   await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.equal((await httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0`, { headers: { 'X-Forwarded-For': '198.51.100.1' } })).status, 200, 'a closed stream frees its place');
+  assert.equal(
+    (await httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0`, { headers: { 'X-Forwarded-For': '198.51.100.1' } }))
+      .status,
+    200,
+    'a closed stream frees its place',
+  );
 
   // Without --trust-proxy the header is ignored: every request comes from 127.0.0.1.
   const plain = await startHub({ http: { maxConnectionsPerIp: 2 } });
   t.after(() => plain.close());
-  const held = [await StreamReader.open(`${plain.url}/sub/c?transport=stream`, { 'X-Forwarded-For': '198.51.100.1' }), await StreamReader.open(`${plain.url}/sub/c?transport=stream`, { 'X-Forwarded-For': '198.51.100.2' })];
+  const held = [
+    await StreamReader.open(`${plain.url}/sub/c?transport=stream`, { 'X-Forwarded-For': '198.51.100.1' }),
+    await StreamReader.open(`${plain.url}/sub/c?transport=stream`, { 'X-Forwarded-For': '198.51.100.2' }),
+  ];
   t.after(() => held.forEach((r) => r.close()));
-  assert.equal((await httpRequest(`${plain.url}/sub/c?transport=poll&timeout=0`, { headers: { 'X-Forwarded-For': '198.51.100.3' } })).status, 429);
+  assert.equal(
+    (
+      await httpRequest(`${plain.url}/sub/c?transport=poll&timeout=0`, {
+        headers: { 'X-Forwarded-For': '198.51.100.3' },
+      })
+    ).status,
+    429,
+  );
 });
 
 test('kometa proxy keeps X-Forwarded-Proto from a trusted proxy, and sets its own otherwise', async (t) => {
@@ -100,7 +136,9 @@ test('kometa proxy keeps X-Forwarded-Proto from a trusted proxy, and sets its ow
   t.after(() => origin.close());
   const trusting = await startProxy(origin.url, { trustProxy: parseTrustProxy('loopback') });
   t.after(() => trusting.close());
-  await httpRequest(`${trusting.url}/x`, { headers: { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '203.0.113.7' } });
+  await httpRequest(`${trusting.url}/x`, {
+    headers: { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '203.0.113.7' },
+  });
   assert.equal(seen['x-forwarded-proto'], 'https');
   assert.equal(seen['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
 

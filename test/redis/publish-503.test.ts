@@ -31,7 +31,9 @@ test('a 503 BROKER_UNAVAILABLE means "may or may not have been stored": both hap
   const three = await publish('three');
   assert.equal(three.status, 201);
   assert.match(three.json<{ id: string }>().id, /^c~[^~]+~3$/);
-  const history = await httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0&since=${encodeURIComponent(three.json<{ id: string }>().id.replace(/~3$/, '~0'))}`);
+  const history = await httpRequest(
+    `${hub.url}/sub/c?transport=poll&timeout=0&since=${encodeURIComponent(three.json<{ id: string }>().id.replace(/~3$/, '~0'))}`,
+  );
   assert.match(history.body, /"data":"two"/, 'the 503 message is in history');
 
   // When Redis is already known to be down, nothing is sent: "not stored".

@@ -21,10 +21,21 @@ function scrape(url: string, token: string): Promise<{ status: number; body: str
 
 const valueOf = (body: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)?.[1]);
 
-test('under --workers, /metrics on any worker reports the whole machine: every worker\'s publishes summed', async (t) => {
+test("under --workers, /metrics on any worker reports the whole machine: every worker's publishes summed", async (t) => {
   const prefix = uniquePrefix('wmetrics');
   t.after(() => deletePrefix(SHARED_REDIS_URL, prefix));
-  const hub = await startKometa(['--workers', '2', '--redis', SHARED_REDIS_URL, '--redis-prefix', prefix, '--publish-rate', '0', '--admin-token', 'ops-secret']);
+  const hub = await startKometa([
+    '--workers',
+    '2',
+    '--redis',
+    SHARED_REDIS_URL,
+    '--redis-prefix',
+    prefix,
+    '--publish-rate',
+    '0',
+    '--admin-token',
+    'ops-secret',
+  ]);
   t.after(() => hub.kill('SIGTERM'));
   // Each publish on a fresh connection: node:cluster hands connections to the workers in turn, so both publish.
   for (let i = 0; i < 20; i++) await publish(hub.url, `c${i}`, `m${i}`);

@@ -18,7 +18,10 @@ export async function open(dir) {
       const batch = queue;
       queue = [];
       try {
-        await database.batch(batch.map((w) => ({ type: 'put', key: key(w.channel, w.seq), value: `${w.time}|${w.data}` })), { sync: true });
+        await database.batch(
+          batch.map((w) => ({ type: 'put', key: key(w.channel, w.seq), value: `${w.time}|${w.data}` })),
+          { sync: true },
+        );
       } catch (error) {
         for (const w of batch) w.reject(error);
         continue;

@@ -69,7 +69,10 @@ export async function writeFileAtomic(dir: string, name: string, text: string): 
  * file: the file is truncated there, so the bad bytes are never served and
  * the next write does not land behind them.
  */
-export async function readSegments(dir: string, visit: RecordVisitor): Promise<{ segments: Segment[]; repairs: Repair[] }> {
+export async function readSegments(
+  dir: string,
+  visit: RecordVisitor,
+): Promise<{ segments: Segment[]; repairs: Repair[] }> {
   const names = (await readdir(dir)).filter((name) => SEGMENT_NAME.test(name)).sort();
   const segments: Segment[] = [];
   const repairs: Repair[] = [];
