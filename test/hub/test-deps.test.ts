@@ -17,7 +17,7 @@ test('npm test runs scripts/test-deps.sh first, and .ci/run runs exactly the REA
   assert.equal(testLine, 'npm test');
   assert.deepEqual(
     ci.split('\n').filter((l) => /^npm /.test(l)),
-    ['npm ci --no-audit --no-fund', 'npm test'],
+    ['npm ci --no-audit --no-fund', 'npm run lint', 'npm test'],
   );
   const commands = ci
     .split('\n')
