@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { launchBrowser, startWebHub } from './helpers.js';
+import { tempDataDir } from '../helpers/data-dir.js';
+import { freePort, launchBrowser, startCli, startWebHub, stopProcess } from './helpers.js';
 
 // The screenshots in docs/ are refreshed with KOMETA_UPDATE_SCREENSHOTS=1; ordinary runs write to a temporary folder.
 const docs = process.env.KOMETA_UPDATE_SCREENSHOTS === '1' ? path.resolve(import.meta.dirname, '../../../docs') : mkdtempSync(path.join(tmpdir(), 'kometa-chat-'));
@@ -68,4 +69,32 @@ test('the chat works for two people in two browser contexts, with history for wh
   await grace.click('.chips a[href="#general"]');
   await grace.locator('.bubble', { hasText: 'Coffee first' }).waitFor({ timeout: 10_000 });
   await grace.screenshot({ path: path.resolve(docs, 'chat-phone.png') });
+});
+
+test('the chat keeps its rooms across a restart of kometa serve: nothing lost, nothing twice, no gap', { timeout: 90_000 }, async (t) => {
+  const port = await freePort();
+  const dir = tempDataDir('chat');
+  let server = await startCli(port, dir);
+  t.after(() => stopProcess(server, 'SIGKILL'));
+  const url = `http://127.0.0.1:${port}`;
+  const browser = await launchBrowser(t);
+  const ada = await join(browser, `${url}/#general`, 'Ada', { width: 900, height: 600 });
+  const before = ['Before the deploy: one', 'Before the deploy: two'];
+  for (const text of before) {
+    await say(ada, text);
+    await ada.locator('.bubble', { hasText: text }).waitFor({ timeout: 10_000 });
+  }
+  // A crash, not a clean stop: the history must come from the disk.
+  await stopProcess(server, 'SIGKILL');
+  server = await startCli(port, dir);
+  await ada.waitForSelector('#status[data-state="connected"]', { timeout: 30_000 });
+  await say(ada, 'After the restart');
+  await ada.locator('.bubble', { hasText: 'After the restart' }).waitFor({ timeout: 10_000 });
+
+  const later = await join(browser, `${url}/#general`, 'Grace', { width: 900, height: 600 });
+  await later.locator('.bubble', { hasText: 'After the restart' }).waitFor({ timeout: 10_000 });
+  const expected = [...before, 'After the restart'];
+  assert.deepEqual(await later.locator('.bubble').allTextContents(), expected, 'the room as it was, for a newcomer');
+  assert.deepEqual(await ada.locator('.bubble').allTextContents(), expected, 'the page that lived through the restart');
+  assert.equal(await ada.locator('.notice').count(), 0, 'no gap notice: nothing was lost');
 });

@@ -126,11 +126,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** `kometa serve` as a child process (the in-memory hub), resolved once it answers /healthz. */
-export async function startCli(port: number): Promise<ChildProcess> {
+export async function startCli(port: number, dataDir?: string): Promise<ChildProcess> {
   const main = resolve(import.meta.dirname, '../../src/cli/main.js');
+  const store = dataDir === undefined ? dataDirArgs() : ['--data-dir', dataDir];
   const child = spawn(
     process.execPath,
-    [main, 'serve', '--port', String(port), '--host', '127.0.0.1', '--shutdown-grace', '1', ...dataDirArgs()],
+    [main, 'serve', '--port', String(port), '--host', '127.0.0.1', '--shutdown-grace', '1', ...store],
     { stdio: 'ignore' },
   );
   const deadline = Date.now() + 10_000;
