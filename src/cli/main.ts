@@ -144,6 +144,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     // Past the open-files limit node:http can only fail to accept; stop short of it with a clear answer.
     maxConnections: settings.maxConnections || Math.max(0, (openFilesLimit() ?? 0) - 256),
     maxConnectionsPerIp: settings.maxConnectionsPerIp,
+    backend: { idempotencyWindowMs: settings.idempotencyWindow * 1000, maxBatchItems: settings.maxBatchItems, maxBatchBytes: settings.maxBatchBytes, adminToken: settings.adminToken },
   }, withOps(proxying?.proxy.handle ?? withChat(seedFallback(comet))));
   if (command !== 'proxy') {
     const { http, webSocket } = hubServer as ReturnType<typeof createHubServer>;

@@ -19,6 +19,9 @@ import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
 import { answerMalformedRequests, listen } from './server-setup.js';
+import { BackendApi, type BackendOptions, type BackendServices } from './backend-routes.js';
+import { backendServicesFor } from './backend-services.js';
+import { clientIdOf, userOf } from './connections.js';
 
 export interface HubHttpOptions {
   /** Heartbeat on quiet SSE and stream connections, so proxies do not cut them as idle. */
@@ -57,6 +60,8 @@ export interface HubHttpOptions {
   readonly maxConnections: number;
   /** Open connections per client address at most (0 = no limit; behind a load balancer every client shares its address). */
   readonly maxConnectionsPerIp: number;
+  /** Batch publish, idempotency keys, history reads and disconnects (backend-routes.ts); services follow the broker unless given. */
+  readonly backend: Partial<BackendOptions> & { readonly services?: BackendServices };
 }
 
 export const defaultHubHttpOptions: HubHttpOptions = {
@@ -78,6 +83,7 @@ export const defaultHubHttpOptions: HubHttpOptions = {
   maxHeaderCount: 100,
   maxConnections: 0,
   maxConnectionsPerIp: 0,
+  backend: {},
 };
 
 /** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
@@ -112,6 +118,7 @@ export class HubHttp {
   readonly #publishLimiter: RateLimiter;
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
   readonly reservedSockets = new WeakSet<Socket>();
+  readonly backend: BackendApi;
 
   constructor(
     readonly hub: Hub,
@@ -123,6 +130,8 @@ export class HubHttp {
     const claimOnce = hub.broker.claimOnce?.bind(hub.broker);
     if (claimOnce !== undefined) this.access.tickets.useSharedSpending((id, ttlMs) => claimOnce(`ticket:${id}`, ttlMs));
     this.#publishLimiter = new RateLimiter(this.options.publishRate);
+    const services = this.options.backend.services ?? backendServicesFor(hub.broker);
+    this.backend = new BackendApi(hub, { access: this.access, limiter: this.#publishLimiter, services }, this.options.backend);
     this.#timer = setInterval(() => this.#sweep(), TICK_MS);
     this.#timer.unref();
   }
@@ -154,8 +163,10 @@ export class HubHttp {
     const queryAt = raw.indexOf('?');
     const path = queryAt === -1 ? raw : raw.slice(0, queryAt);
     const url = new URL(queryAt === -1 ? '/' : raw.slice(queryAt), 'http://kometa.invalid');
-    let route: (() => Promise<void>) | undefined;
-    if (path === '/sub' || path.startsWith('/sub/')) {
+    let route = this.backend.route(req, res, url, path);
+    if (route !== undefined) {
+      // POST /pub, GET /channels/<c>/history, POST /disconnect: backend-routes.ts
+    } else if (path === '/sub' || path.startsWith('/sub/')) {
       route = () => this.#subscribeRoute(req, res, url, path === '/sub' ? undefined : path.slice(5));
     } else if (path.startsWith('/pub/')) {
       route = () => this.#publishRoute(req, res, url, path.slice(5));
@@ -184,7 +195,7 @@ export class HubHttp {
       // A CORS preflight for an allowed origin.
       res.writeHead(204, {
         'Access-Control-Allow-Methods': 'GET, POST',
-        'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Kometa-Event',
+        'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Kometa-Event, Idempotency-Key',
         'Access-Control-Max-Age': '600',
       });
       res.end();
@@ -239,11 +250,12 @@ export class HubHttp {
       subscription.close();
       return;
     }
-    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - Date.now())));
-    else this.#startStreaming(res, subscription, transport, grant);
+    const client = clientIdOf(url);
+    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - Date.now())), grant, client);
+    else this.#startStreaming(res, subscription, transport, grant, client);
   }
 
-  #startStreaming(res: ServerResponse, subscription: Subscription, transport: 'sse' | 'stream', grant: Grant): void {
+  #startStreaming(res: ServerResponse, subscription: Subscription, transport: 'sse' | 'stream', grant: Grant, client?: string): void {
     if (res.socket === null) {
       // A pipelined request: node:http hands this response its socket only
       // when the responses before it are done. Until then the subscription
@@ -252,10 +264,11 @@ export class HubHttp {
       res.once('close', cancel);
       res.once('socket', () => {
         res.off('close', cancel);
-        if (subscription.state !== 'closed') this.#startStreaming(res, subscription, transport, grant);
+        if (subscription.state !== 'closed') this.#startStreaming(res, subscription, transport, grant, client);
       });
       return;
     }
+    let forget = () => {};
     const entry: { stream: ChunkedStream; heartbeat: Buffer } = {
       stream: new ChunkedStream(
         res,
@@ -263,6 +276,7 @@ export class HubHttp {
         () => {
           this.#streaming.delete(entry);
           cancelExpiry();
+          forget();
           subscription.close();
         },
         transport === 'sse' ? sseSlowFrame : streamSlowFrame,
@@ -273,6 +287,9 @@ export class HubHttp {
     const sink = transport === 'sse' ? new SseSink(entry.stream, sweep, this.options.retryMs) : new StreamSink(entry.stream, sweep, this.options.retryMs);
     // A credential that expires while the stream is open ends it with a clear reason.
     let cancelExpiry = () => {};
+    // POST /disconnect finds it by user or client id.
+    const channels = subscription.channelNames;
+    forget = this.backend.connections.add({ user: userOf(grant), client, end: (channel, detail) => (channel === undefined || channels.includes(channel)) && (sink.end('disconnected', detail), true) });
     sink.open();
     subscription.start(sink);
     if (entry.stream.closed) return;
@@ -280,8 +297,11 @@ export class HubHttp {
     if (grant.expiresAt !== undefined) cancelExpiry = this.atExpiry(grant.expiresAt, () => sink.end('token-expired'));
   }
 
-  #startPoll(req: IncomingMessage, res: ServerResponse, subscription: Subscription, timeoutMs: number): void {
+  #startPoll(req: IncomingMessage, res: ServerResponse, subscription: Subscription, timeoutMs: number, grant: Grant, client: string | undefined): void {
+    const channels = subscription.channelNames;
+    const unregister = this.backend.connections.add({ user: userOf(grant), client, end: (channel, detail) => (channel === undefined || channels.includes(channel)) && (sink.end('disconnected', detail), true) });
     const forget = () => {
+      unregister();
       this.#polls.get(sink)?.cancel();
       this.#polls.delete(sink);
     };
@@ -330,8 +350,9 @@ export class HubHttp {
       throw error;
     });
     const data = decodePublishBody(req.headers['content-type'], body);
-    const { message, subscribers } = await this.hub.publish(channel, data, { event: eventParam ?? undefined });
-    sendJson(res, 201, { channel, id: message.id, subscribers });
+    const { value, replayed } = await this.backend.publish(channel, data, eventParam ?? undefined, headerValue(req.headers['idempotency-key']));
+    if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+    sendJson(res, 201, replayed ? { ...value, replayed } : value);
   }
 
   async #channelRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string): Promise<void> {
@@ -401,6 +422,7 @@ export class HubHttp {
     this.hub.close();
     for (const sink of [...this.#polls.keys()]) sink.answer();
     this.#wheel.clear();
+    this.backend.close().catch(() => {});
   }
 }
 
@@ -447,6 +469,7 @@ export function createHubServer(
     access: http.access,
     publishLimiter: http.publishLimiter,
     atExpiry: (expiresAt, expire) => http.atExpiry(expiresAt, expire),
+    connections: http.backend.connections,
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     if (rejected.has(socket)) socket.destroy();

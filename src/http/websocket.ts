@@ -12,6 +12,7 @@ import { AccessPolicy } from '../auth/access.js';
 import { type Grant, allowAll } from '../auth/grant.js';
 import { rawProblemResponse } from './problem.js';
 import type { RateLimiter } from './rate-limit.js';
+import { type ConnectionRegistry, clientIdOf, userOf } from './connections.js';
 
 export interface HubWebSocketOptions {
   /** Accept upgrades at /ws. Off, the upgrade is answered 404 and clients fall back to HTTP transports. */
@@ -32,6 +33,8 @@ export interface HubWebSocketOptions {
   readonly publishLimiter?: RateLimiter;
   /** Run `expire` when a credential runs out (on the server's shared sweep); returns a canceller. */
   readonly atExpiry?: (expiresAt: number, expire: () => void) => () => void;
+  /** Where POST /disconnect finds connections by user and client id. */
+  readonly connections?: ConnectionRegistry;
 }
 
 /** Publishes awaiting the broker on one connection; past this the server stops reading from it. */
@@ -42,6 +45,7 @@ class Session {
   grant: Grant = allowAll;
   request!: IncomingMessage;
   cancelExpiry: () => void = () => {};
+  unregister: () => void = () => {};
   /** `null` while the subscription is being resolved against history. */
   readonly subscriptions = new Map<string, Subscription | null>();
   inflight = 0;
@@ -133,6 +137,10 @@ export class HubWebSocket {
       session.cancelExpiry = this.options.atExpiry(grant.expiresAt, () =>
         session.connection.close(wsCloseCode('KOMETA_ERR_TOKEN_EXPIRED'), 'KOMETA_ERR_TOKEN_EXPIRED'),
       );
+    }
+    if (this.options.connections !== undefined) {
+      const client = clientIdOf(new URL(req.url ?? '/', 'http://kometa.invalid'));
+      session.unregister = this.options.connections.add({ user: userOf(grant), client, end: (channel, detail) => this.#disconnect(session, channel, detail) });
     }
     socket.setNoDelay(true);
     ws.on('message', (data, isBinary) => this.#onFrame(session, data, isBinary));
@@ -252,10 +260,27 @@ export class HubWebSocket {
     session.connection.close(wsCloseCode(known.code), known.code);
   }
 
+  /** POST /disconnect: the whole connection (close 4410), or one channel's subscription (an error frame for it). */
+  #disconnect(session: Session, channel: string | undefined, detail: string): boolean {
+    const error = new KometaError('KOMETA_ERR_DISCONNECTED', detail);
+    if (channel === undefined) {
+      session.connection.sendJson(errorFrame(error));
+      session.connection.close(wsCloseCode(error.code), error.code);
+      return true;
+    }
+    if (!session.subscriptions.has(channel)) return false;
+    const subscription = session.subscriptions.get(channel);
+    session.subscriptions.delete(channel);
+    subscription?.close();
+    session.connection.sendJson(errorFrame(error, channel));
+    return true;
+  }
+
   #closeSession(session: Session): void {
     if (session.closed) return;
     session.closed = true;
     session.cancelExpiry();
+    session.unregister();
     this.#sessions.delete(session);
     for (const subscription of session.subscriptions.values()) subscription?.close();
     session.subscriptions.clear();

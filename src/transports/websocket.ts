@@ -137,7 +137,7 @@ export class WsSink implements Sink {
   live(): void {}
 
   end(reason: EndReason): void {
-    const code = reason === 'token-expired' ? 'KOMETA_ERR_TOKEN_EXPIRED' : 'KOMETA_ERR_DRAINING';
+    const code = reason === 'token-expired' ? 'KOMETA_ERR_TOKEN_EXPIRED' : reason === 'disconnected' ? 'KOMETA_ERR_DISCONNECTED' : 'KOMETA_ERR_DRAINING';
     this.connection.close(wsCloseCode(code), code);
   }
 }
