@@ -149,7 +149,7 @@ class SseConnection implements TransportConnection {
     }
     this.#positions.clear();
     for (const [channel, position] of channels) if (position !== undefined) this.#positions.set(channel, position);
-    const url = new URL(`/sub?${subscribeQuery(channels, 'sse')}`, this.host.base);
+    const url = new URL(`/sub?${subscribeQuery(channels, 'sse', this.host.clientId)}`, this.host.base);
     const response = await this.host.fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
     if (generation !== this.#generation) return;
     if (!response.ok || response.body === null) {
@@ -201,7 +201,8 @@ class SseConnection implements TransportConnection {
     }
     if (event.type === 'kometa-error') {
       const error = JSON.parse(event.data || '{}') as { code?: string; detail?: string };
-      return { reason: error.code === 'KOMETA_ERR_SLOW_CONSUMER' ? 'slow-consumer' : 'server-error', opened: true, detail: error.detail ?? '' };
+      const reason = error.code === 'KOMETA_ERR_SLOW_CONSUMER' ? 'slow-consumer' : error.code === 'KOMETA_ERR_DISCONNECTED' ? 'server-disconnect' : 'server-error';
+      return { reason, opened: true, detail: error.detail ?? '' };
     }
     const entries = event.id === undefined ? [] : parseCursorEntries(event.id);
     if (event.type === 'kometa-gap') {
