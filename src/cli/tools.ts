@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 import { Kometa, type KometaClientError, type TransportName } from '../client/index.js';
@@ -17,10 +18,15 @@ const TOOL_USAGE: Record<'tail' | 'publish' | 'doctor', string> = {
 Prints each message as it is published. Exit: 0 done (count reached, timeout, Ctrl-C, stream ended),
 1 the hub refused (bad channel, no credential, not allowed), 2 usage, 3 the hub cannot be reached.
 --url defaults to $KOMETA_URL or http://127.0.0.1:8080; --token to $KOMETA_TOKEN.`,
-  publish: `Usage: kometa publish <channel> <data | -> [--url <hub>] [--token <t>] [--event <name>]
+  publish: `Usage: kometa publish <channel> <data | -> [--url <hub>] [--token <t>] [--event <name>] [--idempotency-key <key>]
+       kometa publish --batch <file | -> [--url <hub>] [--token <t>]
 
 Publishes one message (data '-' reads it from stdin). Prints its id and how many subscribers it reached.
-Exit: 0 published, 1 the hub refused (its problem details are printed), 2 usage, 3 the hub cannot be reached.`,
+With --idempotency-key, running it again with the same key publishes nothing and prints the first id.
+--batch publishes a file of items (a JSON array, or one JSON item per line) in one POST /pub
+(docs/backends.md), printing one line per item: its id(s), or its error.
+Exit: 0 published, 1 the hub refused (its problem details are printed; with --batch: any item failed),
+2 usage, 3 the hub cannot be reached.`,
   doctor: `Usage: kometa doctor <hub url> [--token <t>] [--idle <s>] [--json]
 
 Checks, from this machine, what stands between it and the hub: buffering proxies, idle cut-offs,
@@ -53,6 +59,8 @@ export async function runTool(tool: 'tail' | 'publish' | 'doctor', argv: string[
         transport: { type: 'string' },
         event: { type: 'string' },
         idle: { type: 'string' },
+        batch: { type: 'string' },
+        'idempotency-key': { type: 'string' },
       },
     });
   } catch (error) {
@@ -80,11 +88,21 @@ export async function runTool(tool: 'tail' | 'publish' | 'doctor', argv: string[
     return runDoctor({ url: new URL(target), token, idleSeconds: idle ?? 20, json: values.json === true });
   }
 
+  if (tool === 'publish' && values.batch !== undefined) {
+    if (positionals.length > 0) return usageError(tool, '--batch takes the items from its file, not from arguments');
+    let text: string;
+    try {
+      text = values.batch === '-' ? await readStdin() : readFileSync(values.batch, 'utf8');
+    } catch (error) {
+      return usageError(tool, `cannot read ${values.batch}: ${(error as Error).message}`);
+    }
+    return publishBatchFile(base, text, token);
+  }
   if (tool === 'publish') {
     const [channel, data, ...rest] = positionals;
     if (channel === undefined || data === undefined || rest.length > 0) return usageError(tool, 'give a channel and the data');
     if (!isValidChannelName(channel)) return usageError(tool, `not a valid channel name: ${JSON.stringify(channel)} (docs/protocol.md)`);
-    return publish(base, channel, data === '-' ? await readStdin() : data, token, values.event);
+    return publish(base, channel, data === '-' ? await readStdin() : data, token, values.event, values['idempotency-key']);
   }
 
   const [target, ...rest] = positionals;
@@ -147,13 +165,17 @@ interface Problem {
   readonly title?: string;
 }
 
-async function publish(base: string, channel: string, data: string, token: string | undefined, event: string | undefined): Promise<number> {
+async function publish(base: string, channel: string, data: string, token: string | undefined, event: string | undefined, idempotencyKey?: string): Promise<number> {
   const url = new URL(`/pub/${encodeURIComponent(channel)}${event === undefined ? '' : `?event=${encodeURIComponent(event)}`}`, base);
   let response: Response;
   try {
     response = await fetch(url, {
       method: 'POST',
-      headers: { 'Content-Type': 'text/plain; charset=utf-8', ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
+      headers: {
+        'Content-Type': 'text/plain; charset=utf-8',
+        ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }),
+        ...(idempotencyKey === undefined ? {} : { 'Idempotency-Key': idempotencyKey }),
+      },
       body: data,
       signal: AbortSignal.timeout(10_000),
     });
@@ -167,8 +189,43 @@ async function publish(base: string, channel: string, data: string, token: strin
     return EXIT.refused;
   }
   const result = JSON.parse(text) as { id: string; subscribers: number };
-  process.stdout.write(`${result.id}  (${result.subscribers} ${result.subscribers === 1 ? 'subscriber' : 'subscribers'} here)\n`);
+  const replayed = response.headers.get('idempotent-replayed') === 'true' ? ', a replay: nothing new was published' : '';
+  process.stdout.write(`${result.id}  (${result.subscribers} ${result.subscribers === 1 ? 'subscriber' : 'subscribers'} here${replayed})\n`);
   return EXIT.ok;
+}
+
+type BatchLine = { channel?: string; id?: string; replayed?: boolean; error?: Problem; channels?: BatchLine[] };
+
+/** `kometa publish --batch`: one POST /pub, one line per item. */
+async function publishBatchFile(base: string, text: string, token: string | undefined): Promise<number> {
+  const url = new URL('/pub', base);
+  const ndjson = !text.trimStart().startsWith('[');
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': ndjson ? 'application/x-ndjson' : 'application/json', ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
+      body: text,
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (error) {
+    process.stderr.write(`kometa publish: cannot reach ${url.origin}: ${causeOf(error)}\n`);
+    return EXIT.unreachable;
+  }
+  const body = await response.text();
+  if (response.status !== 200) {
+    process.stderr.write(`kometa publish: ${describeProblem(response.status, body)}\n`);
+    return EXIT.refused;
+  }
+  const answer = JSON.parse(body) as { results: BatchLine[]; published: number; failed: number };
+  const line = (result: BatchLine): string => {
+    if (result.channels !== undefined) return result.channels.map(line).join('  ');
+    if (result.error !== undefined) return `${result.channel ?? '-'}: ${result.error.code} ${result.error.detail ?? ''}`.trim();
+    return `${result.id}${result.replayed === true ? ' (replay)' : ''}`;
+  };
+  answer.results.forEach((result, i) => process.stdout.write(`${i + 1}\t${line(result)}\n`));
+  process.stderr.write(`${answer.published} published, ${answer.failed} failed\n`);
+  return answer.failed > 0 ? EXIT.refused : EXIT.ok;
 }
 
 function describeProblem(status: number, body: string): string {
