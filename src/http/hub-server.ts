@@ -472,6 +472,7 @@ export function createHubServer(
     publishLimiter: http.publishLimiter,
     atExpiry: (expiresAt, expire) => http.atExpiry(expiresAt, expire),
     connections: http.backend.connections,
+    publishOnce: (channel, data, event, key) => http.backend.publish(channel, data, event, key),
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     if (rejected.has(socket)) socket.destroy();

@@ -33,6 +33,8 @@ export interface HubWebSocketOptions {
   readonly publishLimiter?: RateLimiter;
   /** Run `expire` when a credential runs out (on the server's shared sweep); returns a canceller. */
   readonly atExpiry?: (expiresAt: number, expire: () => void) => () => void;
+  /** Publish at most once per idempotency key (the HTTP routes' keys: one key, one message, whichever way it came). */
+  readonly publishOnce?: (channel: string, data: string, event: string | undefined, key: string) => Promise<{ value: { id: string; subscribers: number }; replayed: boolean }>;
   /** Where POST /disconnect finds connections by user and client id. */
   readonly connections?: ConnectionRegistry;
 }
@@ -180,7 +182,7 @@ export class HubWebSocket {
         break;
       }
       case 'publish':
-        this.#publish(session, frame.channel, frame.data, frame.event, frame.ref);
+        this.#publish(session, frame.channel, frame.data, frame.event, frame.ref, frame.idempotencyKey);
         break;
       case 'ping':
         connection.sendJson(withRef({ type: 'pong' }, frame.ref));
@@ -224,7 +226,7 @@ export class HubWebSocket {
     subscription.start(new WsSink(connection));
   }
 
-  #publish(session: Session, channel: string, data: string, event: string | undefined, ref: Ref | undefined): void {
+  #publish(session: Session, channel: string, data: string, event: string | undefined, ref: Ref | undefined, key?: string): void {
     const connection = session.connection;
     if (!this.options.publish) {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
@@ -241,9 +243,16 @@ export class HubWebSocket {
     if (session.inflight === MAX_INFLIGHT_PUBLISHES) connection.ws.pause();
     this.#access
       .require(session.request, session.grant, 'publish', [channel])
-      .then(() => this.hub.publish(channel, data, { event }))
+      .then(async () => {
+        if (key !== undefined && this.options.publishOnce !== undefined) {
+          const { value, replayed } = await this.options.publishOnce(channel, data, event, key);
+          return { id: value.id, subscribers: value.subscribers, replayed };
+        }
+        const { message, subscribers } = await this.hub.publish(channel, data, { event });
+        return { id: message.id, subscribers, replayed: false };
+      })
       .then(
-        ({ message, subscribers }) => connection.sendJson(withRef({ type: 'published', channel, id: message.id, subscribers }, ref)),
+        ({ id, subscribers, replayed }) => connection.sendJson(withRef({ type: 'published', channel, id, subscribers, ...(replayed ? { replayed: true } : {}) }, ref)),
         (error: unknown) => connection.sendJson(errorFrame(error, channel, ref)),
       )
       .finally(() => {
@@ -355,11 +364,13 @@ export function parseClientFrame(text: string): ClientFrame {
       return { type: 'unsubscribe', channel: stringField(frame, 'channel'), ...refPart };
     case 'publish': {
       const event = optionalStringField(frame, 'event');
+      const idempotencyKey = optionalStringField(frame, 'idempotencyKey');
       return {
         type: 'publish',
         channel: stringField(frame, 'channel'),
         data: stringField(frame, 'data'),
         ...(event === undefined ? {} : { event }),
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...refPart,
       };
     }

@@ -122,3 +122,19 @@ test('two kometa nodes on one Redis: the same key sent to both, also at once, pu
   for (const follower of followers) assert.deepEqual(follower.got.map((d) => d.data), ['invoice 7', 'invoice 8']);
   assert.equal(await headSeq(a.url, 'pay'), 2);
 });
+
+test('a WebSocket publish frame with idempotencyKey shares the HTTP keys: one message, the repeat answered "replayed"', async (t) => {
+  const hub = await startHub();
+  t.after(() => hub.close());
+  const { openSocket } = await import('../ws/helpers.js');
+  const socket = await openSocket(hub.url);
+  t.after(() => socket.close());
+  const http = await pubWithKey(hub.url, 'ws.k', 'same', 'ws-key');
+  socket.send({ type: 'publish', channel: 'ws.k', data: 'same', idempotencyKey: 'ws-key', ref: 1 });
+  const replay = await socket.next('published');
+  assert.deepEqual(replay, { type: 'published', channel: 'ws.k', id: http.json<{ id: string }>().id, subscribers: 0, replayed: true, ref: 1 });
+  socket.send({ type: 'publish', channel: 'ws.k', data: 'other', idempotencyKey: 'ws-key', ref: 2 });
+  const refused = await socket.next('error');
+  assert.equal(refused.code, 'KOMETA_ERR_IDEMPOTENCY_CONFLICT');
+  assert.equal(await headSeq(hub.url, 'ws.k'), 1);
+});
