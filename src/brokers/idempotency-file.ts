@@ -27,6 +27,7 @@ export class FileIdempotencyStore extends MemoryIdempotencyStore {
   #queue: { line: string; done: () => void; failed: (error: unknown) => void }[] = [];
   #writing: Promise<void> | undefined;
   #closed = false;
+  #checkedAt = 0;
 
   private constructor(
     readonly path: string,
@@ -71,11 +72,12 @@ export class FileIdempotencyStore extends MemoryIdempotencyStore {
   override async complete(key: string, print: string, result: string, ttlMs: number): Promise<void> {
     if (this.#closed) throw new Error('the idempotency store is closed');
     const expiresAt = this.now() + ttlMs;
+    // Kept in memory at once (repeats answered from here even if the disk fails), on disk before the publish is answered.
+    this.remember(key, { state: 'done', fingerprint: print, result } satisfies KeyState, expiresAt);
     await new Promise<void>((done, failed) => {
       this.#queue.push({ line: `${JSON.stringify({ k: key, f: print, r: result, e: expiresAt })}\n`, done, failed });
       this.#kick();
     });
-    this.remember(key, { state: 'done', fingerprint: print, result } satisfies KeyState, expiresAt);
   }
 
   /** One write and one fsync for every line queued while the previous one was on its way. */
@@ -85,7 +87,12 @@ export class FileIdempotencyStore extends MemoryIdempotencyStore {
     this.#queue = [];
     this.#writing = (async () => {
       try {
-        if (this.#lines > 1000 && this.#lines > 2 * this.size) await this.#compact();
+        if (this.#lines > 1000 && this.now() - this.#checkedAt > 1000) {
+          // At most once a second: drop what expired, and rewrite the file if most of it is dead.
+          this.#checkedAt = this.now();
+          this.sweep();
+          if (this.#lines > 2 * this.size) await this.#compact();
+        }
         await this.#file.write(batch.map((entry) => entry.line).join(''));
         await this.#file.datasync();
         this.#lines += batch.length;

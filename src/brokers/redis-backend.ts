@@ -71,7 +71,7 @@ function unavailable(): KometaError {
 /** Control orders over one Redis pub/sub channel, `<prefix>control`, on the broker's subscriber connection. */
 export class RedisControlBus implements ControlBus {
   readonly #name: string;
-  #listener: (payload: string) => void = () => {};
+  readonly #listeners = new Set<(payload: string) => void>();
 
   constructor(
     private readonly commands: RedisCommandLink,
@@ -87,7 +87,7 @@ export class RedisControlBus implements ControlBus {
     // The broker resubscribes its channels after a reconnect; this channel is ours to resubscribe.
     this.subscriber.on('ready', subscribe);
     this.subscriber.on('message', (channel, payload) => {
-      if (channel === this.#name) this.#listener(payload);
+      if (channel === this.#name) for (const listener of this.#listeners) listener(payload);
     });
   }
 
@@ -96,8 +96,9 @@ export class RedisControlBus implements ControlBus {
     await this.commands.eval(PUBLISH, 1, this.#name, payload);
   }
 
-  setListener(listener: (payload: string) => void): void {
-    this.#listener = listener;
+  listen(listener: (payload: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   async close(): Promise<void> {}

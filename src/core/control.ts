@@ -4,22 +4,24 @@
  * sharing Redis pass them over a pub/sub channel. Payloads are JSON text.
  */
 export interface ControlBus {
-  /** Send to every node (this one included, unless it handled the order itself and says so with `from`). */
+  /** Send to every node, this one included (an order says which node sent it, so that one can skip its own). */
   send(payload: string): Promise<void>;
-  setListener(listener: (payload: string) => void): void;
+  /** Hear every order; returns the function that stops listening. Several servers of one process may listen. */
+  listen(listener: (payload: string) => void): () => void;
   close(): Promise<void>;
 }
 
 /** One process: an order sent is an order received, at once. */
 export class LocalControlBus implements ControlBus {
-  #listener: (payload: string) => void = () => {};
+  readonly #listeners = new Set<(payload: string) => void>();
 
   async send(payload: string): Promise<void> {
-    this.#listener(payload);
+    for (const listener of this.#listeners) listener(payload);
   }
 
-  setListener(listener: (payload: string) => void): void {
-    this.#listener = listener;
+  listen(listener: (payload: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   async close(): Promise<void> {}

@@ -109,7 +109,10 @@ export class Idempotency {
         await this.store.release(key).catch(() => {});
         throw error;
       }
-      await this.store.complete(key, print, JSON.stringify(value), this.options.windowMs);
+      // The message is published whatever happens now: answer it. If the answer
+      // cannot be recorded (disk full, Redis gone), a retry after the
+      // reservation lapses may publish again; the caller cannot do better.
+      await this.store.complete(key, print, JSON.stringify(value), this.options.windowMs).catch(() => {});
       return value;
     })();
     this.#inflight.set(key, { fingerprint: print, done: work });

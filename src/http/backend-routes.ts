@@ -50,6 +50,8 @@ export interface BackendDeps {
   readonly access: AccessPolicy;
   readonly limiter: RateLimiter;
   readonly services: BackendServices;
+  /** Called on close instead of closing the services (they may be shared with another server of this process). */
+  readonly release?: () => Promise<void>;
 }
 
 /** One published message as POST /pub/<channel> and batch items answer it. */
@@ -70,6 +72,7 @@ export class BackendApi {
   /** Disconnect orders this node sent carry its id, so that it does not act on its own order twice. */
   readonly #node = randomBytes(8).toString('base64url');
   readonly #adminToken: Buffer | undefined;
+  readonly #unlisten: () => void;
 
   constructor(
     readonly hub: Hub,
@@ -80,7 +83,7 @@ export class BackendApi {
     this.#adminToken = this.options.adminToken ? Buffer.from(this.options.adminToken) : undefined;
     this.idempotency = new Idempotency(lazyStore(deps.services.idempotency), { windowMs: this.options.idempotencyWindowMs });
     this.#control = deps.services.control;
-    this.#control.setListener((payload) => this.#onOrder(payload));
+    this.#unlisten = this.#control.listen((payload) => this.#onOrder(payload));
   }
 
   /** The route for a request of ours, or undefined. */
@@ -270,6 +273,8 @@ export class BackendApi {
   }
 
   close(): Promise<void> {
+    this.#unlisten();
+    if (this.deps.release !== undefined) return this.deps.release();
     return Promise.all([this.idempotency.close(), this.#control.close()]).then(() => {});
   }
 }

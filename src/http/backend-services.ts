@@ -13,11 +13,41 @@ import type { BackendServices } from './backend-routes.js';
  * sharing it agrees); with the durable store, keys in `idempotency.log` in
  * its data directory (they survive a restart); in memory otherwise.
  */
-export function backendServicesFor(broker: Broker): BackendServices {
+function create(broker: Broker): BackendServices {
   if (broker instanceof RedisBroker) {
     const { commands, subscriber, prefix } = broker.links;
     return { idempotency: new RedisIdempotencyStore(commands, prefix), control: new RedisControlBus(commands, subscriber, prefix) };
   }
   if (broker instanceof DurableBroker) return { idempotency: FileIdempotencyStore.open(broker.dataDir), control: new LocalControlBus() };
   return { idempotency: new MemoryIdempotencyStore(), control: new LocalControlBus() };
+}
+
+const shared = new WeakMap<Broker, { services: BackendServices; users: number }>();
+
+/**
+ * The services of `broker`, shared by every server of this process on it (a
+ * proxy's public port and its control port keep the same keys, and an order
+ * sent on one reaches connections on the other). `release` closes them when
+ * the last server lets go.
+ */
+export function acquireBackendServices(broker: Broker): { services: BackendServices; release: () => Promise<void> } {
+  let entry = shared.get(broker);
+  if (entry === undefined) {
+    entry = { services: create(broker), users: 0 };
+    shared.set(broker, entry);
+  }
+  entry.users++;
+  const held = entry;
+  let released = false;
+  return {
+    services: held.services,
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--held.users > 0) return;
+      shared.delete(broker);
+      const store = await held.services.idempotency;
+      await Promise.all([store.close(), held.services.control.close()]);
+    },
+  };
 }

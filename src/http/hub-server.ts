@@ -20,7 +20,7 @@ import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
 import { answerMalformedRequests, listen } from './server-setup.js';
 import { BackendApi, type BackendOptions, type BackendServices } from './backend-routes.js';
-import { backendServicesFor } from './backend-services.js';
+import { acquireBackendServices } from './backend-services.js';
 import { clientIdOf, userOf } from './connections.js';
 
 export interface HubHttpOptions {
@@ -130,8 +130,9 @@ export class HubHttp {
     const claimOnce = hub.broker.claimOnce?.bind(hub.broker);
     if (claimOnce !== undefined) this.access.tickets.useSharedSpending((id, ttlMs) => claimOnce(`ticket:${id}`, ttlMs));
     this.#publishLimiter = new RateLimiter(this.options.publishRate);
-    const services = this.options.backend.services ?? backendServicesFor(hub.broker);
-    this.backend = new BackendApi(hub, { access: this.access, limiter: this.#publishLimiter, services }, this.options.backend);
+    const given = this.options.backend.services;
+    const { services, release } = given === undefined ? acquireBackendServices(hub.broker) : { services: given, release: async () => {} };
+    this.backend = new BackendApi(hub, { access: this.access, limiter: this.#publishLimiter, services, release }, this.options.backend);
     this.#timer = setInterval(() => this.#sweep(), TICK_MS);
     this.#timer.unref();
   }
