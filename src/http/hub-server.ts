@@ -351,7 +351,14 @@ export class HubHttp {
       throw error;
     });
     const data = decodePublishBody(req.headers['content-type'], body);
-    const { value, replayed } = await this.backend.publish(channel, data, eventParam ?? undefined, headerValue(req.headers['idempotency-key']));
+    const key = headerValue(req.headers['idempotency-key']);
+    if (key === undefined) {
+      const { message, subscribers } = await this.hub.publish(channel, data, { event: eventParam ?? undefined });
+      sendJson(res, 201, { channel, id: message.id, subscribers });
+      return;
+    }
+    // At most once per key (backend-routes.ts): a repeat answers the first publish.
+    const { value, replayed } = await this.backend.publish(channel, data, eventParam ?? undefined, key);
     if (replayed) res.setHeader('Idempotent-Replayed', 'true');
     sendJson(res, 201, replayed ? { ...value, replayed } : value);
   }
