@@ -63,7 +63,9 @@ class HonoOutput implements CometOutput {
     );
     // Said outright, so @hono/node-server streams at once instead of reading
     // ahead to work out a Content-Length.
-    const framing: Record<string, string> = this.node === undefined ? {} : { 'Transfer-Encoding': 'chunked' };
+    // Not to an HTTP/1.0 client, which must not get chunked encoding (RFC
+    // 9112 section 6.1): node:http then sends the body unframed and closes.
+    const framing: Record<string, string> = this.node === undefined || this.node.outgoing.req.httpVersion === '1.0' ? {} : { 'Transfer-Encoding': 'chunked' };
     this.#respond(new Response(body, { status, headers: { ...headers, ...framing } }));
   }
 

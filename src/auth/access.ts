@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { wallClock } from '../core/clock.js';
 import { KometaError } from '../core/errors.js';
 import { type Grant, allowAll, grantFromClaim, isKometaClaim } from './grant.js';
 import { compilePatterns } from './patterns.js';
 import { TicketIssuer, type TicketLimits, defaultTicketLimits } from './tickets.js';
-import { type TokenKeys, type TokenVerifier, createTokenVerifier } from './tokens.js';
+import { CLOCK_TOLERANCE_S, type TokenKeys, type TokenVerifier, createTokenVerifier } from './tokens.js';
 
 export type Action = 'subscribe' | 'publish';
 
@@ -104,14 +105,17 @@ export class AccessPolicy {
     if (bearer !== undefined) return { grant: await this.#fromSecret(bearer) };
     const cookies = parseCookies(req.headers.cookie);
     const session = cookies.get(SESSION_COOKIE);
+    const ticket = url.searchParams.get('ticket');
     if (session !== undefined) {
       const entry = this.tickets.session(session);
       if (entry !== undefined) return { grant: grantFromClaim(entry.claim, { expiresAt: entry.expiresAt, subject: entry.subject, kind: 'ticket' }) };
+      // Present but invalid or expired: a 401, never a fall-through to weaker
+      // credentials or anonymous access — unless a ticket comes along to replace it.
+      if (ticket === null) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The kometa_session cookie is invalid or has expired; get a new ticket');
     }
-    const ticket = url.searchParams.get('ticket');
     if (ticket !== null) {
       const { session: id, entry } = await this.tickets.redeem(ticket);
-      const maxAge = Math.max(1, Math.floor((entry.expiresAt - Date.now()) / 1000));
+      const maxAge = Math.max(1, Math.floor((entry.expiresAt - wallClock.now()) / 1000));
       return {
         grant: grantFromClaim(entry.claim, { expiresAt: entry.expiresAt, subject: entry.subject, kind: 'ticket' }),
         setCookie: `${SESSION_COOKIE}=${id}; Max-Age=${maxAge}; Path=/; HttpOnly; SameSite=Lax`,
@@ -139,7 +143,8 @@ export class AccessPolicy {
     if (!isKometaClaim(payload.kometa)) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token has no valid "kometa" claim');
     try {
       return grantFromClaim(payload.kometa, {
-        expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
+        // The skew jose allowed at verification stays allowed afterwards: one end for every check.
+        expiresAt: typeof payload.exp === 'number' ? (payload.exp + CLOCK_TOLERANCE_S) * 1000 : undefined,
         subject: typeof payload.sub === 'string' ? `token:${payload.sub.slice(0, 128)}` : 'token',
         kind: 'token',
       });
@@ -164,7 +169,7 @@ export class AccessPolicy {
         throw new KometaError('KOMETA_ERR_FORBIDDEN', `This credential may not ${action} ${channel}`, { channel });
       }
     }
-    if (grant.expiresAt !== undefined && grant.expiresAt <= Date.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+    if (grant.expiresAt !== undefined && grant.expiresAt <= wallClock.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
   }
 
   /**

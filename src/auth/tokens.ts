@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import { type JWTPayload, type JWTVerifyGetKey, createLocalJWKSet, errors as joseErrors, importSPKI, importX509, jwtVerify } from 'jose';
+import { wallClock } from '../core/clock.js';
 import { KometaError } from '../core/errors.js';
 
 export interface TokenKeys {
@@ -11,8 +12,13 @@ export interface TokenKeys {
 
 export type TokenVerifier = (token: string) => Promise<JWTPayload>;
 
-/** Seconds of clock difference tolerated between the token issuer and this host. */
-const CLOCK_TOLERANCE_S = 5;
+/**
+ * Seconds of clock difference tolerated between the token issuer and this
+ * host: for `nbf` and `exp` alike, on every way in (see AccessPolicy, which
+ * adds it to the grant's end, so that the handshake, each request and each
+ * open subscription agree on when a token stops working).
+ */
+export const CLOCK_TOLERANCE_S = 5;
 
 /**
  * Verify JWTs with jose against the configured keys. The accepted algorithms
@@ -47,10 +53,10 @@ export async function createTokenVerifier(keys: TokenKeys): Promise<TokenVerifie
     try {
       const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { alg?: unknown };
       if (header.alg === 'HS256' && secret !== undefined) {
-        return (await jwtVerify(token, secret, { algorithms: ['HS256'], clockTolerance: CLOCK_TOLERANCE_S })).payload;
+        return (await jwtVerify(token, secret, { algorithms: ['HS256'], clockTolerance: CLOCK_TOLERANCE_S, currentDate: new Date(wallClock.now()) })).payload;
       }
       if (publicKey !== undefined) {
-        return (await jwtVerify(token, publicKey.key, { algorithms: publicKey.algorithms, clockTolerance: CLOCK_TOLERANCE_S })).payload;
+        return (await jwtVerify(token, publicKey.key, { algorithms: publicKey.algorithms, clockTolerance: CLOCK_TOLERANCE_S, currentDate: new Date(wallClock.now()) })).payload;
       }
       throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token is signed with an algorithm this hub does not accept');
     } catch (error) {

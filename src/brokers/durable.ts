@@ -12,7 +12,6 @@ import { DEFAULT_MAX_TOTAL_HISTORY_BYTES, MemoryBroker } from './memory.js';
 import { RECORD_HEAD, RECORD_MESSAGE, type StoredRecord, encodeRecord } from './durable/records.js';
 import {
   ActiveSegment,
-  type ReadBack,
   type Repair,
   type Segment,
   readSegments,
@@ -186,18 +185,28 @@ export class DurableBroker implements Broker {
   // ---- start-up -------------------------------------------------------
 
   async #recover(): Promise<void> {
-    const { segments, records, repairs } = await readSegments(this.#dir);
+    // Read straight into the messages the index will keep: start-up time is
+    // mostly allocation and GC, so no wrapper objects per record.
+    const messages: DiskMessage[] = [];
+    const heads: { record: StoredRecord; segment: Segment }[] = [];
+    // One string per channel name and epoch, not one per record: less to keep and to collect.
+    const strings = new Map<string, string>();
+    const intern = (text: string): string => {
+      const known = strings.get(text);
+      if (known !== undefined) return known;
+      strings.set(text, text);
+      return text;
+    };
+    const { segments, repairs } = await readSegments(this.#dir, (record, segment, bytes) => {
+      if (record.kind === RECORD_HEAD) heads.push({ record, segment });
+      else messages.push(toMessage(record, segment, bytes, intern(record.channel), intern(record.epoch)));
+      if (record.lsn >= this.#nextLsn) this.#nextLsn = record.lsn + 1;
+    });
     this.#repairs.push(...repairs);
     this.#segments = segments;
     for (const segment of segments) this.#members.set(segment, []);
     this.#diskBytes = segments.reduce((sum, segment) => sum + segment.size, 0);
-    const ordered = inPublishOrder(records);
-    const current = currentLifetimes(ordered);
-    const now = this.#clock.now();
-    for (const entry of ordered) {
-      if (current.get(entry.record.channel) === entry.record.epoch) this.#replay(entry, now);
-    }
-    for (const { record } of records) if (record.lsn >= this.#nextLsn) this.#nextLsn = record.lsn + 1;
+    this.#replayInOrder(messages, heads);
     await this.#forgetExpired(() => false);
     const last = this.#segments.at(-1);
     if (last !== undefined && last.size < this.#segmentBytes) this.#active = await ActiveSegment.reopen(last);
@@ -210,23 +219,41 @@ export class DurableBroker implements Broker {
     }
   }
 
-  #replay(entry: ReadBack, now: number): void {
-    const { record, segment, bytes } = entry;
-    if (record.kind === RECORD_HEAD) {
-      this.#index.adoptHead(record.channel, record.epoch, record.seq);
-      this.#heads.set(record.channel, { segment, time: record.time });
-      return;
+  /**
+   * Everything back in the order it was published (copies made by compaction
+   * kept their lsn; one found twice, because the process died between copying
+   * and deleting, counts once). A channel's newer lifetime comes after its
+   * older one, so adopting in this order leaves each channel in its latest.
+   */
+  #replayInOrder(messages: DiskMessage[], heads: { record: StoredRecord; segment: Segment }[]): void {
+    messages.sort((a, b) => a.lsn - b.lsn);
+    heads.sort((a, b) => a.record.lsn - b.record.lsn);
+    const now = this.#clock.now();
+    let h = 0;
+    let lastLsn = -1;
+    for (const message of messages) {
+      while (h < heads.length && heads[h]!.record.lsn < message.lsn) this.#replayHead(heads[h++]!);
+      if (message.lsn === lastLsn) continue;
+      lastLsn = message.lsn;
+      this.#replayMessage(message, now);
     }
-    const head = this.#index.headNow(record.channel);
-    const known = this.#heads.has(record.channel) && head.epoch === record.epoch;
-    if (known && record.seq <= head.seq) return;
+    while (h < heads.length) this.#replayHead(heads[h++]!);
+  }
+
+  #replayHead({ record, segment }: { record: StoredRecord; segment: Segment }): void {
+    this.#index.adoptHead(record.channel, record.epoch, record.seq);
+    this.#heads.set(record.channel, { segment, time: record.time });
+  }
+
+  #replayMessage(message: DiskMessage, now: number): void {
+    const headSeq = this.#index.headSeqIn(message.channel, message.epoch);
+    if (headSeq !== undefined && message.seq <= headSeq) return;
     // A hole (a damaged file lost records in the middle): what came before it
     // is not served as if it were contiguous; subscribers get a gap instead.
-    if (known && record.seq > head.seq + 1) this.#index.forget(record.channel);
-    const message = toMessage(record, segment, bytes);
-    segment.live += bytes;
-    this.#members.get(segment)!.push(message);
-    this.#heads.set(record.channel, { segment, time: record.time });
+    if (headSeq !== undefined && message.seq > headSeq + 1) this.#index.forget(message.channel);
+    message.segment.live += message.recordBytes;
+    this.#members.get(message.segment)!.push(message);
+    this.#heads.set(message.channel, { segment: message.segment, time: message.time });
     this.#index.adopt(message, now);
   }
 
@@ -291,7 +318,7 @@ export class DurableBroker implements Broker {
       const batch = this.#queue;
       this.#queue = [];
       const data = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((write) => write.frame));
-      await this.#reclaimSpace(data.length);
+      if (this.#mayReclaim(data.length)) await this.#reclaimSpace(data.length);
       if (batch.length === 0) continue;
       try {
         await this.#append(data, this.#fsyncIntervalMs === 0);
@@ -384,6 +411,13 @@ export class DurableBroker implements Broker {
     } catch (error) {
       this.#failure = `cannot reclaim space in ${this.#dir}: ${describe(error)}`;
     }
+  }
+
+  /** Cheap test, before each write, of whether #reclaimSpace has anything to do. */
+  #mayReclaim(incoming: number): boolean {
+    if (this.#diskBytes + incoming > this.#maxTotalBytes) return true;
+    for (const segment of this.#segments) if (segment.live === 0 && segment !== this.#active.segment) return true;
+    return false;
   }
 
   /** The closed segment with the most bytes to reclaim. */
@@ -524,34 +558,21 @@ export class DurableBroker implements Broker {
   }
 }
 
-function toMessage(record: StoredRecord, segment: Segment, recordBytes: number): DiskMessage {
+function toMessage(record: StoredRecord, segment: Segment, recordBytes: number, channel = record.channel, epoch = record.epoch): DiskMessage {
   return {
-    channel: record.channel,
-    epoch: record.epoch,
+    channel,
+    epoch,
     seq: record.seq,
-    id: formatId(record.channel, record.epoch, record.seq),
+    id: formatId(channel, epoch, record.seq),
     event: record.event,
     data: record.data,
     time: record.time,
-    size: Buffer.byteLength(record.data),
+    size: record.dataBytes ?? Buffer.byteLength(record.data),
     segment,
     recordBytes,
     lsn: record.lsn,
     dropped: false,
   };
-}
-
-/** Records in the order they were published; a record found twice (copied forward, original not yet deleted) once. */
-function inPublishOrder(records: ReadBack[]): ReadBack[] {
-  const sorted = records.slice().sort((a, b) => a.record.lsn - b.record.lsn);
-  return sorted.filter((entry, i) => i === 0 || sorted[i - 1]!.record.lsn !== entry.record.lsn);
-}
-
-/** Each channel's current lifetime: the epoch of its newest record. Records of older lifetimes are garbage. */
-function currentLifetimes(ordered: ReadBack[]): Map<string, string> {
-  const current = new Map<string, string>();
-  for (const { record } of ordered) current.set(record.channel, record.epoch);
-  return current;
 }
 
 function storeError(dir: string, error: unknown): KometaError {

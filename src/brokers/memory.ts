@@ -160,8 +160,18 @@ export class MemoryBroker implements Broker {
 
   /** Set a channel's head without a message (its messages are all gone, its position is not). */
   adoptHead(channelName: string, epoch: string, seq: number): void {
-    const channel = this.#channel(channelName, epoch);
-    if (channel.epoch === epoch && seq > channel.headSeq && channel.history.length === 0) channel.headSeq = seq;
+    let channel = this.#channel(channelName, epoch);
+    if (channel.epoch !== epoch) {
+      this.forget(channelName);
+      channel = this.#channel(channelName, epoch);
+    }
+    if (seq > channel.headSeq && channel.history.length === 0) channel.headSeq = seq;
+  }
+
+  /** The head sequence of a stored channel in `epoch`; undefined when not stored, or in another epoch. Allocates nothing. */
+  headSeqIn(channelName: string, epoch: string): number | undefined {
+    const channel = this.#channels.get(channelName);
+    return channel !== undefined && channel.epoch === epoch ? channel.headSeq : undefined;
   }
 
   /** The channel's head now, without waiting (the durable broker numbers its pending writes from it). */

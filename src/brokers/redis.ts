@@ -181,7 +181,7 @@ export class RedisBroker implements Broker {
   async #run(script: Script, channel: string, args: (string | number)[]): Promise<unknown[]> {
     if (this.#closed) throw new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', 'The message store is closed');
     // Fail fast: a command sent now would only wait for a connection that is not there.
-    if (this.#commands.status !== 'ready') throw this.#unavailable();
+    if (this.#commands.status !== 'ready') throw this.#unavailable(script === publishScript ? 'the message was not stored; retry shortly' : undefined);
     const keys = this.#keys(channel);
     try {
       try {
@@ -194,12 +194,13 @@ export class RedisBroker implements Broker {
     } catch (error) {
       this.#lastError = (error as Error).message;
       if (errorChannel.hasSubscribers) errorChannel.publish({ broker: 'redis', error });
-      throw this.#unavailable();
+      // Sent but unanswered: Redis may still have run it (docs/errors.md).
+      throw this.#unavailable(script === publishScript ? 'the message may or may not have been stored; retry' : 'retry shortly');
     }
   }
 
-  #unavailable(): KometaError {
-    return new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', `${this.#where} is unavailable${this.#lastError ? ` (${this.#lastError})` : ''}; retry shortly`);
+  #unavailable(advice = 'retry shortly'): KometaError {
+    return new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', `${this.#where} is unavailable${this.#lastError ? ` (${this.#lastError})` : ''}; ${advice}`);
   }
 
   /*

@@ -18,7 +18,7 @@ export function hubBanner(base: string, settings: Settings, options: BannerOptio
     `kometa hub listening on ${base}\n` +
     (options.chat ? `  chat       open ${base}/ in a browser\n` : '') +
     `  dashboard  ${dashboard}\n` +
-    `  metrics    curl -H 'Authorization: Bearer ${bearer}' ${base}/metrics\n` +
+    `  metrics    curl -H "Authorization: Bearer ${bearer}" ${base}/metrics\n` +
     `  subscribe  curl -N ${base}/sub/demo      (or: kometa tail demo --url ${base})\n` +
     `  publish    curl -d 'hello' ${base}/pub/demo\n` +
     `  channel    ${base}/channels/demo\n` +

@@ -31,19 +31,20 @@ const SUMMARY_MS = 10_000;
  */
 export function logDiagnostics(log: Logger, broker: Broker): () => void {
   let dropped = 0;
-  let lastDropLine = 0;
+  let lastDropLine = -Infinity;
   let dropTimer: NodeJS.Timeout | undefined;
   const flushDrops = () => {
     dropTimer = undefined;
     if (dropped === 0) return;
     log.warn({ event: 'slow-consumers', count: dropped }, `${dropped} more slow consumers closed in the last ${SUMMARY_MS / 1000} s`);
     dropped = 0;
-    lastDropLine = Date.now();
+    lastDropLine = performance.now();
   };
   const onDrop = (message: unknown) => {
     const event = message as SubscriberDropEvent;
-    if (Date.now() - lastDropLine >= SUMMARY_MS && dropTimer === undefined) {
-      lastDropLine = Date.now();
+    // Monotonic: a wall-clock step must not silence the log or flood it.
+    if (performance.now() - lastDropLine >= SUMMARY_MS && dropTimer === undefined) {
+      lastDropLine = performance.now();
       log.warn({ event: 'slow-consumer', transport: event.transport, queuedBytes: event.queuedBytes, remote: event.remoteAddress }, 'slow consumer closed (it resumes from history)');
       return;
     }

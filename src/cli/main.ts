@@ -17,6 +17,8 @@ import { hubBanner } from './banner.js';
 import { createLogger, logDiagnostics } from './logger.js';
 import { runTool } from './tools.js';
 import { DataDirError, DurableBroker } from '../brokers/durable.js';
+import { reclaimAfterBursts } from './reclaim.js';
+import { parseTrustProxy } from '../http/client-address.js';
 
 const USAGE = `Usage: kometa <command> [options]
 
@@ -85,6 +87,12 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     process.stderr.write(`kometa serve: --redis must be a URL like redis://127.0.0.1:6379\n`);
     return 2;
   }
+  try {
+    parseTrustProxy(settings.trustProxy);
+  } catch (error) {
+    process.stderr.write(`kometa ${command}: ${(error as Error).message}\n`);
+    return 2;
+  }
   if (command === 'proxy' && settings.origin === '') {
     process.stderr.write('kometa proxy: --origin is required, e.g. --origin http://127.0.0.1:8000\n');
     return 2;
@@ -119,6 +127,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
   const comet = new Comet({ hub, onError: (report) => log.error({ event: 'handler-failed', method: report.method, path: report.path, phase: report.phase, err: report.error }, 'comet handler failed') });
   const stopLogging = logDiagnostics(log, broker);
+  const stopReclaiming = reclaimAfterBursts(hub);
   // The operator's view (/_kometa/, /metrics) goes in front of whatever else the server falls back to.
   let ops: KometaOps | undefined;
   const withOps = (next: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
@@ -144,6 +153,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     // Past the open-files limit node:http can only fail to accept; stop short of it with a clear answer.
     maxConnections: settings.maxConnections || Math.max(0, (openFilesLimit() ?? 0) - 256),
     maxConnectionsPerIp: settings.maxConnectionsPerIp,
+    trustProxy: parseTrustProxy(settings.trustProxy),
     backend: { idempotencyWindowMs: settings.idempotencyWindow * 1000, maxBatchItems: settings.maxBatchItems, maxBatchBytes: settings.maxBatchBytes, adminToken: settings.adminToken },
   }, withOps(proxying?.proxy.handle ?? withChat(seedFallback(comet))));
   if (command !== 'proxy') {
@@ -170,17 +180,18 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
       if (stopping) {
         // Under `npm start`, one Ctrl-C reaches us twice (from the terminal
         // and forwarded by npm); only a second press, later, means "now".
-        if (Date.now() - firstSignalAt < 1000) return;
+        if (performance.now() - firstSignalAt < 1000) return;
         log.warn({ event: 'stop', signal }, `second ${signal}, exiting now`);
         resolve(130);
         return;
       }
       stopping = true;
-      firstSignalAt = Date.now();
+      firstSignalAt = performance.now();
       log.info({ event: 'stopping', signal, graceSeconds: settings.shutdownGrace }, `${signal} received, closing`);
       ops?.close();
       hubServer.close().then(() => proxying?.close()).then(() => broker.close()).then(() => {
         stopLogging();
+        stopReclaiming();
         log.info({ event: 'stop' }, 'closed');
         resolve(0);
       });

@@ -3,6 +3,7 @@ import type { HubServer } from '../http/hub-server.js';
 import { createControlServer } from '../proxy/control.js';
 import { GripProxy } from '../proxy/proxy.js';
 import { type ProxyServer, createProxyServer } from '../proxy/server.js';
+import { parseTrustProxy } from '../http/client-address.js';
 import type { Settings } from './settings.js';
 
 /** What `kometa proxy` and `kometa serve --origin` run beside the hub. */
@@ -26,6 +27,7 @@ export async function startProxying(hub: Hub, settings: Settings, command: strin
     proxy = new GripProxy(hub, {
       origin: settings.origin,
       maxQueueBytes: settings.maxQueueBytes,
+      trustProxy: parseTrustProxy(settings.trustProxy),
       ...(settings.gripSigKey === '' ? {} : { sigKey: settings.gripSigKey }),
       onError: (report) => process.stderr.write(`kometa: proxy ${report.method} ${report.path}: ${report.code} ${report.detail}${report.phase === 'mid-response' ? ' (response cut)' : ''}\n`),
     });

@@ -5,6 +5,7 @@ import { MemoryBroker } from '../brokers/memory.js';
 import { RedisBroker } from '../brokers/redis.js';
 import type { Broker } from '../core/broker.js';
 import { hubBanner } from './banner.js';
+import { serveClusterMetrics } from '../ops/cluster-metrics.js';
 import type { Settings } from './settings.js';
 
 /** Which engine the settings ask for. */
@@ -116,6 +117,7 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
 
+    serveClusterMetrics();
     for (let i = 0; i < settings.workers; i++) fork();
   });
 }

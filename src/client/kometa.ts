@@ -44,6 +44,15 @@ export interface KometaOptions {
   readonly fetch?: typeof fetch;
   /** An access token, or a function that returns a fresh one for each connection. */
   readonly token?: string | (() => string | undefined | Promise<string | undefined>);
+  /**
+   * A subscribe ticket for each new subscribe request (SSE connection,
+   * long-poll, WebSocket): return a fresh one from your backend, which mints
+   * it with `POST /tickets`. Tickets are single-use; in a browser the first one
+   * spent also sets a session cookie that later requests carry.
+   */
+  readonly ticket?: () => string | undefined | Promise<string | undefined>;
+  /** Send cookies (the ticket's session cookie, a `kometa_token` cookie) to a hub on another origin: fetch's `credentials: 'include'`. */
+  readonly withCredentials?: boolean;
   readonly backoff?: BackoffOptions;
   /** While on a fallback transport, try the better ones again after this long (doubling up to 5 minutes). */
   readonly upgradeAfterMs?: number;
@@ -139,7 +148,9 @@ export class Kometa {
     this.#options = options;
     const fetchImpl = options.fetch ?? globalThis.fetch;
     // Called unbound, browsers throw "Illegal invocation".
-    this.#fetch = (input, init) => fetchImpl.call(globalThis, input, init);
+    this.#fetch = options.withCredentials === true
+      ? (input, init) => fetchImpl.call(globalThis, input, { ...init, credentials: 'include' })
+      : (input, init) => fetchImpl.call(globalThis, input, init);
     this.#timings = {
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       idleTimeoutMs: options.idleTimeoutMs ?? 45_000,
@@ -265,7 +276,7 @@ export class Kometa {
   /** `from: 'start'`: the channel's epoch and oldest retained message, so that the subscription replays all of it. */
   #findStart(channel: string, entry: ChannelEntry): void {
     const lookup = async () => {
-      const info = await fetchChannelInfo({ base: this.url, fetch: this.#fetch, token: () => this.#token() }, channel);
+      const info = await fetchChannelInfo({ base: this.url, fetch: this.#fetch, token: () => this.#token(), ticket: async () => (this.#options.ticket === undefined ? undefined : await this.#options.ticket()) }, channel);
       return parseId(`${channel}~${info.epoch}~${info.oldestSeq !== undefined ? info.oldestSeq - 1 : info.headSeq}`);
     };
     const settle = (position: ChannelPosition | undefined) => {
@@ -305,6 +316,7 @@ export class Kometa {
       fetch: this.#fetch,
       clientId: this.#clientId,
       token: () => this.#token(),
+      ticket: async () => (this.#options.ticket === undefined ? undefined : await this.#options.ticket()),
       channels: () => {
         const out = new Map<string, ChannelPosition | undefined>();
         for (const [channel, entry] of this.#channels) if (entry.ready) out.set(channel, entry.position);

@@ -81,6 +81,8 @@ export interface TransportHost {
   readonly clientId: string;
   /** Access token, if the application configured one (sent as `Authorization: Bearer` or `token=`). */
   token(): Promise<string | undefined>;
+  /** A fresh subscribe ticket for this request, if the application gives them (sent as `ticket=`). */
+  ticket?(): Promise<string | undefined>;
   /** Channels to follow and the position to resume each from (undefined: from now). */
   channels(): ReadonlyMap<string, ChannelPosition | undefined>;
   opened(): void;
@@ -136,6 +138,13 @@ export function subscribeQuery(channels: ReadonlyMap<string, ChannelPosition | u
   return query;
 }
 
+/** Add `ticket=` to a subscribe URL when the application gives tickets. */
+export async function withTicket(host: TransportHost, url: URL): Promise<URL> {
+  const ticket = await host.ticket?.();
+  if (ticket !== undefined && ticket !== '') url.searchParams.set('ticket', ticket);
+  return url;
+}
+
 export async function authHeaders(host: TransportHost, accept: string): Promise<Record<string, string>> {
   const headers: Record<string, string> = { Accept: accept };
   const token = await host.token();
@@ -168,9 +177,9 @@ export interface ChannelInfo {
 }
 
 /** `GET /channels/<channel>`: the channel's epoch, last sequence and oldest retained message. */
-export async function fetchChannelInfo(host: Pick<TransportHost, 'base' | 'fetch' | 'token'>, channel: string, signal?: AbortSignal): Promise<ChannelInfo> {
+export async function fetchChannelInfo(host: Pick<TransportHost, 'base' | 'fetch' | 'token' | 'ticket'>, channel: string, signal?: AbortSignal): Promise<ChannelInfo> {
   const headers = await authHeaders(host as TransportHost, 'application/json');
-  const response = await host.fetch(new URL(`/channels/${encodeURIComponent(channel)}`, host.base), {
+  const response = await host.fetch(await withTicket(host as TransportHost, new URL(`/channels/${encodeURIComponent(channel)}`, host.base)), {
     headers,
     cache: 'no-store',
     ...(signal === undefined ? {} : { signal }),

@@ -2,7 +2,9 @@ import type { Broker, ChannelStats } from './broker.js';
 import { assertChannelName, assertEventName } from './channel-name.js';
 import { fanOutChannel } from './diagnostics.js';
 import { type Cursor, type Position, formatId } from './cursor.js';
+import { wallClock } from './clock.js';
 import { KometaError } from './errors.js';
+import { isWellFormed } from './text.js';
 import type { GapNotice, HistoryRead, Message } from './message.js';
 import type { Encoder, Sink } from './sink.js';
 
@@ -116,6 +118,12 @@ export class Subscription {
   readonly backlog: { gaps: GapNotice[]; messages: Message[] } = { gaps: [], messages: [] };
   /** Live messages that arrived while resolving or catching up. */
   buffered: Message[] = [];
+  /**
+   * When the subscriber's credential stops being valid (wall clock, ms since
+   * 1970), if it does. Checked before every write, so nothing is delivered
+   * after it even while the sweep that ends idle subscriptions is still due.
+   */
+  expiresAt: number | undefined;
 
   constructor(
     private readonly hub: Hub,
@@ -169,6 +177,8 @@ export class Hub {
   #flushScheduled = false;
   #closed = false;
   readonly #live = new Set<Subscription>();
+  /** Publishes handed to the broker and not yet settled: a drain waits for them. */
+  readonly #storing = new Set<Promise<Message>>();
 
   constructor(
     readonly broker: Broker,
@@ -181,6 +191,11 @@ export class Hub {
   async publish(channel: string, data: string, options: { event?: string | undefined } = {}): Promise<PublishResult> {
     assertChannelName(channel);
     if (options.event !== undefined) assertEventName(options.event);
+    // One rule for every way in (HTTP bodies are checked as bytes already;
+    // a WebSocket frame or a library call can carry "\ud800" as a JSON
+    // escape or a JS string): text must be well-formed, or encoding it as
+    // UTF-8 would silently turn a lone surrogate into U+FFFD.
+    if (!isWellFormed(data)) throw new KometaError('KOMETA_ERR_BODY_ENCODING', 'Message data must be well-formed Unicode text (no lone surrogates)');
     const size = Buffer.byteLength(data);
     if (size > this.limits.maxMessageBytes) {
       throw new KometaError('KOMETA_ERR_BODY_TOO_LARGE', `Messages are limited to ${this.limits.maxMessageBytes} bytes`, {
@@ -188,7 +203,14 @@ export class Hub {
       });
     }
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
-    const message = await this.broker.publish(channel, data, { event: options.event });
+    const storing = this.broker.publish(channel, data, { event: options.event });
+    this.#storing.add(storing);
+    let message: Message;
+    try {
+      message = await storing;
+    } finally {
+      this.#storing.delete(storing);
+    }
     this.counters.published++;
     this.counters.publishedBytes += size;
     return { message, subscribers: this.#channels.get(channel)?.subscriberCount ?? 0 };
@@ -263,6 +285,7 @@ export class Hub {
 
   /** Send a started subscription its gaps, backlog and buffered messages; join its group once level with the channel. */
   catchUp(subscription: Subscription): void {
+    if (this.#expireIfDue(subscription, wallClock.now())) return;
     const sink = subscription.sink!;
     const { gaps, messages } = subscription.backlog;
     for (const notice of gaps) {
@@ -280,6 +303,7 @@ export class Hub {
 
   /** Encode for one subscriber (catch-up is rare next to live fan-out, so per-subscriber cost is fine here). */
   #sendIndividually(subscription: Subscription, queue: readonly Message[]): void {
+    if (this.#expireIfDue(subscription, wallClock.now())) return;
     const sink = subscription.sink!;
     const frames: Buffer[] = [];
     const sent: Message[] = [];
@@ -428,6 +452,8 @@ export class Hub {
     const started = observed ? performance.now() : 0;
     let subscribers = 0;
     let bytes = 0;
+    // One wall-clock read per fan-out, none per subscriber: credentials are compared with it.
+    const now = wallClock.now();
     for (const group of channel.groups) {
       let frames: Buffer;
       let cursor = '';
@@ -447,11 +473,16 @@ export class Hub {
         frames = Buffer.concat(parts);
       }
       channel.deliveredSeq = savedSeq;
-      // Long-poll members leave the group inside push; iterating a Set while deleting is safe.
-      for (const subscription of group.members) subscription.sink!.push(frames, cursor, messages);
-      this.counters.delivered += group.members.size * messages.length;
-      subscribers += group.members.size;
-      bytes += frames.length * group.members.size;
+      // Long-poll and expired members leave the group in the loop; iterating a Set while deleting is safe.
+      let reached = 0;
+      for (const subscription of group.members) {
+        if (this.#expireIfDue(subscription, now)) continue;
+        subscription.sink!.push(frames, cursor, messages);
+        reached++;
+      }
+      this.counters.delivered += reached * messages.length;
+      subscribers += reached;
+      bytes += frames.length * reached;
     }
     this.counters.deliveredBytes += bytes;
     channel.messageCount += messages.length;
@@ -476,6 +507,14 @@ export class Hub {
         subscription.buffered.push(...messages);
       }
     }
+  }
+
+  /** End a subscription whose credential has run out (it is told why); true when it did. */
+  #expireIfDue(subscription: Subscription, now: number): boolean {
+    if (subscription.expiresAt === undefined || subscription.expiresAt > now) return false;
+    subscription.sink?.end('token-expired');
+    this.unsubscribe(subscription);
+    return true;
   }
 
   #epochChanged(channel: LocalChannel, epoch: string): void {
@@ -567,11 +606,31 @@ export class Hub {
     this.broker.sweep?.((channel) => this.#channels.has(channel));
   }
 
-  /** End every subscription (they are told why) and stop accepting new ones. */
+  /**
+   * Graceful stop: refuse new publishes and subscriptions, wait for the
+   * publishes already handed to the broker (their publishers get a 201 and
+   * were promised delivery), fan out everything accepted, then end every
+   * subscription. A message the broker passes on only after this (Redis
+   * pub/sub may lag its reply) is in history: the subscriber's cursor gets it
+   * on resume.
+   */
+  async drain(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#storing]);
+    this.close();
+  }
+
+  /** Fan out what is pending, then end every subscription (they are told why) and stop accepting new ones. */
   close(): void {
     this.#closed = true;
-    for (const subscription of [...this.#live]) {
-      subscription.sink?.end('shutdown');
+    // Accepted messages go out before the streams end: a 201 promised them to every subscriber.
+    this.flush();
+    const started = new Set(this.#live);
+    for (const channel of this.#channels.values()) for (const subscription of channel.catchingUp) started.add(subscription);
+    for (const subscription of started) {
+      // Still resolving: its route sees it closed when it gets there.
+      if (subscription.sink === undefined) continue;
+      subscription.sink.end('shutdown');
       this.unsubscribe(subscription);
     }
   }

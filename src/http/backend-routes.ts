@@ -49,6 +49,8 @@ export interface BackendServices {
 export interface BackendDeps {
   readonly access: AccessPolicy;
   readonly limiter: RateLimiter;
+  /** Who is publishing, for the rate limit of anonymous publishers (the peer, or X-Forwarded-For from a trusted proxy). */
+  readonly clientAddress: (req: IncomingMessage) => string | undefined;
   readonly services: BackendServices;
   /** Called on close instead of closing the services (they may be shared with another server of this process). */
   readonly release?: () => Promise<void>;
@@ -131,7 +133,7 @@ export class BackendApi {
     let publishes = 0;
     for (const item of items) if (item.ok) publishes += item.channels.length;
     for (let i = 0; i < publishes; i++) {
-      const wait = this.deps.limiter.takePublish(grant, req.socket.remoteAddress);
+      const wait = this.deps.limiter.takePublish(grant, this.deps.clientAddress(req));
       if (wait > 0) {
         throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${this.deps.limiter.perSecond} publishes per second; this batch holds ${publishes}`, { retryAfter: wait });
       }

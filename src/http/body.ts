@@ -9,6 +9,12 @@ import { KometaError } from '../core/errors.js';
  * one subscriber, measured by the bench; see docs/benchmarks.md).
  */
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const encoding = req.headers['content-encoding'];
+  // Bodies are taken as sent: a gzip-labelled body would otherwise be stored
+  // as its compressed bytes (or refused as bad UTF-8, by luck).
+  if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+    return Promise.reject(new KometaError('KOMETA_ERR_MEDIA_TYPE', 'Send the body without Content-Encoding (identity only)', { contentEncoding: encoding.slice(0, 32) }));
+  }
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > maxBytes) return Promise.reject(tooLarge(maxBytes));
   if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
@@ -21,7 +27,8 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
       req.off('end', onEnd);
       req.off('error', onError);
       req.off('close', onClose);
-      if (error === undefined) resolve(Buffer.concat(chunks, total));
+      // One piece (the common case for a message) needs no copy.
+      if (error === undefined) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
       else reject(error);
     };
     const onData = (piece: Buffer) => {

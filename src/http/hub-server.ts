@@ -1,5 +1,5 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { Socket } from 'node:net';
+import { Server as NetServer, type Socket } from 'node:net';
 import { parseCursor } from '../core/cursor.js';
 import { assertChannelName } from '../core/channel-name.js';
 import { KometaError } from '../core/errors.js';
@@ -14,10 +14,13 @@ import { isKometaClaim } from '../auth/grant.js';
 import { compilePatterns } from '../auth/patterns.js';
 import { decodePublishBody, readBody } from './body.js';
 import { RateLimiter } from './rate-limit.js';
+import { type TrustProxy, requestClientAddress } from './client-address.js';
 import { TimerWheel, type WheelTask } from '../core/timer-wheel.js';
+import { wallClock } from '../core/clock.js';
 import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
+import { InOrder, answersPromptly } from './in-order.js';
 import { answerMalformedRequests, listen } from './server-setup.js';
 import { BackendApi, type BackendOptions, type BackendServices } from './backend-routes.js';
 import { acquireBackendServices } from './backend-services.js';
@@ -52,7 +55,7 @@ export interface HubHttpOptions {
   readonly websocketPublish: boolean;
   /** Who may do what (tokens, publisher key, tickets, CORS origins). Open when not given. */
   readonly access: AccessPolicy | undefined;
-  /** Publishes per second per publisher (token subject, publisher key or client address); 0 = no limit. */
+  /** Publishes per second per publisher (token subject, or client address when anonymous; the publisher key is not limited); 0 = no limit. */
   readonly publishRate: number;
   /** Request headers allowed at most (node:http alone would silently drop the rest). */
   readonly maxHeaderCount: number;
@@ -60,6 +63,8 @@ export interface HubHttpOptions {
   readonly maxConnections: number;
   /** Open connections per client address at most (0 = no limit; behind a load balancer every client shares its address). */
   readonly maxConnectionsPerIp: number;
+  /** Proxies whose X-Forwarded-For names the client (`--trust-proxy`, see client-address.ts); none when not given. */
+  readonly trustProxy: TrustProxy | undefined;
   /** Batch publish, idempotency keys, history reads and disconnects (backend-routes.ts); services follow the broker unless given. */
   readonly backend: Partial<BackendOptions> & { readonly services?: BackendServices };
 }
@@ -83,11 +88,14 @@ export const defaultHubHttpOptions: HubHttpOptions = {
   maxHeaderCount: 100,
   maxConnections: 0,
   maxConnectionsPerIp: 0,
+  trustProxy: undefined,
   backend: {},
 };
 
 /** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
 const TICK_MS = 250;
+/** How long an idle subscription may outlive its credential when the wall clock steps forward. */
+const EXPIRY_RECHECK_MS = 10_000;
 /** Aged history is trimmed and unused channels forgotten once a minute. */
 const HOUSEKEEPING_TICKS = 240;
 
@@ -114,6 +122,8 @@ export class HubHttp {
   readonly #wheel = new TimerWheel(TICK_MS);
   readonly #timer: NodeJS.Timeout;
   #draining = false;
+  /** Answers being worked on, so a drain can tell each to close its connection after it. */
+  readonly #answering = new Set<ServerResponse>();
   readonly access: AccessPolicy;
   readonly #publishLimiter: RateLimiter;
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
@@ -132,7 +142,7 @@ export class HubHttp {
     this.#publishLimiter = new RateLimiter(this.options.publishRate);
     const given = this.options.backend.services;
     const { services, release } = given === undefined ? acquireBackendServices(hub.broker) : { services: given, release: async () => {} };
-    this.backend = new BackendApi(hub, { access: this.access, limiter: this.#publishLimiter, services, release }, this.options.backend);
+    this.backend = new BackendApi(hub, { access: this.access, limiter: this.#publishLimiter, clientAddress: (req) => this.clientAddress(req), services, release }, this.options.backend);
     this.#timer = setInterval(() => this.#sweep(), TICK_MS);
     this.#timer.unref();
   }
@@ -145,16 +155,41 @@ export class HubHttp {
     return this.#polls.size;
   }
 
-  /** Run `expire` on the shared sweep when a credential runs out; returns a canceller. */
+  /**
+   * Run `expire` on the shared sweep when a credential runs out (`expiresAt`
+   * is wall-clock time); returns a canceller. The wheel counts monotonic
+   * time, so the wall clock is asked again at each wake-up, at least every
+   * EXPIRY_RECHECK_MS: stepped back, nothing ends early; stepped forward, an
+   * idle subscription ends within that bound (one that receives messages
+   * ends at its next message, see Hub).
+   */
   atExpiry(expiresAt: number, expire: () => void): () => void {
-    const task = this.#wheel.schedule(Math.max(0, expiresAt - Date.now()), expire);
-    return () => task.cancel();
+    let task: WheelTask | undefined;
+    const check = () => {
+      const left = expiresAt - wallClock.now();
+      if (left <= 0) expire();
+      else task = this.#wheel.schedule(Math.min(left, EXPIRY_RECHECK_MS), check);
+    };
+    check();
+    return () => task?.cancel();
+  }
+
+  /** The client's address: the TCP peer, or what a trusted proxy says in X-Forwarded-For. */
+  clientAddress(req: IncomingMessage): string {
+    return requestClientAddress(req, this.options.trustProxy);
   }
 
   get publishLimiter(): RateLimiter {
     return this.#publishLimiter;
   }
 
+
+  /** A 503 told to EventSource: 200, a retry hint and one kometa-error event, then the end (it reconnects by itself). */
+  #sseError(res: ServerResponse, error: KometaError, headers: Record<string, string> = {}): void {
+    const body = `retry: ${this.options.retryMs}\nevent: kometa-error\ndata: ${JSON.stringify({ code: error.code, detail: error.message })}\n\n`;
+    res.writeHead(200, { ...SSE_HEADERS, ...headers, 'Content-Length': String(Buffer.byteLength(body)) });
+    res.end(body);
+  }
 
   /** Returns false when the request is not for the hub. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
@@ -179,8 +214,15 @@ export class HubHttp {
       route = () => this.#ticketRoute(req, res, url);
     }
     if (route === undefined) return false;
+    this.#answering.add(res);
+    res.once('close', () => this.#answering.delete(res));
+    // Only a streamed subscription stays open; see InOrder.
+    if (!path.startsWith('/sub')) answersPromptly(res);
     if (this.#draining) {
-      sendProblem(res, new KometaError('KOMETA_ERR_DRAINING'), { Connection: 'close', 'Retry-After': '1' });
+      const draining = new KometaError('KOMETA_ERR_DRAINING');
+      // EventSource never reconnects after a 503: an SSE subscribe gets 200 + kometa-error (docs/protocol.md).
+      if (path.startsWith('/sub') && req.method === 'GET' && isSse(url, req)) this.#sseError(res, draining, { Connection: 'close' });
+      else sendProblem(res, draining, { Connection: 'close', 'Retry-After': '1' });
       return true;
     }
     if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {
@@ -223,6 +265,7 @@ export class HubHttp {
     if (this.reservedSockets.has(req.socket)) throw serverFull();
     const channels = pathChannel === undefined ? url.searchParams.getAll('channel') : [decodeChannel(pathChannel)];
     const transport = pickTransport(url.searchParams.get('transport'), req.headers.accept);
+    if (transport === 'poll') answersPromptly(res);
     // The header wins: EventSource sends the newest id in it when it reconnects,
     // while the query keeps whatever the page first put in the URL.
     const cursorText = headerValue(req.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? url.searchParams.get('since') ?? '';
@@ -240,9 +283,7 @@ export class HubHttp {
       // subscriber for good. Answer 200 with a retry hint and an error event
       // instead, and end: the browser comes back by itself.
       if (transport === 'sse' && error instanceof KometaError && error.status === 503) {
-        const body = `retry: ${this.options.retryMs}\nevent: kometa-error\ndata: ${JSON.stringify({ code: error.code, detail: error.message })}\n\n`;
-        res.writeHead(200, { ...SSE_HEADERS, 'Content-Length': String(Buffer.byteLength(body)) });
-        res.end(body);
+        this.#sseError(res, error);
         return;
       }
       throw error;
@@ -251,8 +292,9 @@ export class HubHttp {
       subscription.close();
       return;
     }
+    subscription.expiresAt = grant.expiresAt;
     const client = clientIdOf(url);
-    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - Date.now())), grant, client);
+    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - wallClock.now())), grant, client);
     else this.#startStreaming(res, subscription, transport, grant, client);
   }
 
@@ -339,7 +381,7 @@ export class HubHttp {
     const channel = decodeChannel(pathChannel);
     // Refuse a bad name or a missing right before reading a body that would be thrown away.
     const grant = await this.#authorize(req, res, url, 'publish', [channel]);
-    const wait = this.#publishLimiter.takePublish(grant, req.socket.remoteAddress);
+    const wait = this.#publishLimiter.takePublish(grant, this.clientAddress(req));
     if (wait > 0) {
       res.setHeader('Connection', 'close');
       throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${this.options.publishRate} publishes per second`, { retryAfter: wait });
@@ -425,11 +467,17 @@ export class HubHttp {
     }
   }
 
-  /** Stop taking requests, end every subscription with a retry hint, and stop the sweep. */
-  drain(): void {
+  /**
+   * Stop taking requests (they get 503), let those already read finish (a
+   * publish the broker is storing gets its 201) with `Connection: close`,
+   * deliver what was accepted, end every subscription with a retry hint, and
+   * stop the sweep.
+   */
+  async drain(): Promise<void> {
     this.#draining = true;
+    for (const res of this.#answering) if (!res.headersSent) res.setHeader('Connection', 'close');
     clearInterval(this.#timer);
-    this.hub.close();
+    await this.hub.drain();
     for (const sink of [...this.#polls.keys()]) sink.answer();
     this.#wheel.clear();
     this.backend.close().catch(() => {});
@@ -453,6 +501,8 @@ export function createHubServer(
 ): HubServer {
   const http = new HubHttp(hub, options);
   const rejected = new WeakSet<Socket>();
+  const inOrder = new InOrder();
+  const forwarded = new ForwardedConnections(http.options.maxConnectionsPerIp, http.options.trustProxy);
   const server = createServer(
     {
       maxHeaderSize: http.options.maxHeaderBytes,
@@ -461,13 +511,19 @@ export function createHubServer(
       // than headersTimeout says.
       connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
     },
-    (req, res) => {
-    if (rejected.has(req.socket)) return;
-    if (http.handle(req, res)) return;
-    if (serveClientScript(req, res)) return;
-    if (fallback !== undefined) fallback(req, res);
-    else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
-    },
+    inOrder.requests((req, res) => {
+      if (rejected.has(req.socket)) return;
+      const overLimit = forwarded.admit(req, res);
+      if (overLimit !== undefined) {
+        res.setHeader('Connection', 'close');
+        sendProblem(res, overLimit);
+        return;
+      }
+      if (http.handle(req, res)) return;
+      if (serveClientScript(req, res)) return;
+      if (fallback !== undefined) fallback(req, res);
+      else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
+    }),
   );
   const webSocket = new HubWebSocket(hub, {
     enabled: http.options.websocket,
@@ -478,16 +534,19 @@ export function createHubServer(
     heartbeatMs: http.options.heartbeatMs,
     access: http.access,
     publishLimiter: http.publishLimiter,
+    clientAddress: (req) => http.clientAddress(req),
     atExpiry: (expiresAt, expire) => http.atExpiry(expiresAt, expire),
     connections: http.backend.connections,
     publishOnce: (channel, data, event, key) => http.backend.publish(channel, data, event, key),
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const overLimit = rejected.has(socket) ? undefined : forwarded.admit(req, socket);
     if (rejected.has(socket)) socket.destroy();
+    else if (overLimit !== undefined) socket.end(rawProblemResponse(overLimit));
     else if (http.reservedSockets.has(socket)) socket.end(rawProblemResponse(serverFull()));
-    else webSocket.handleUpgrade(req, socket, head);
+    else inOrder.upgrade(socket, () => webSocket.handleUpgrade(req, socket, head));
   });
-  limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected, http.reservedSockets);
+  limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected, http.reservedSockets, http.options.trustProxy);
   server.headersTimeout = http.options.headersTimeoutMs;
   server.requestTimeout = http.options.requestTimeoutMs;
   server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
@@ -498,23 +557,44 @@ export function createHubServer(
     http,
     webSocket,
     listen: (port, host) => listen(server, port, host),
-    close: () =>
-      new Promise<void>((resolve) => {
-        webSocket.close();
-        http.drain();
-        const grace = setTimeout(() => {
-          server.closeAllConnections();
-          // Upgraded sockets are no longer node:http's to close.
-          webSocket.terminateAll();
-        }, http.options.shutdownGraceMs);
-        grace.unref();
-        server.close(() => {
-          clearTimeout(grace);
-          resolve();
-        });
-        server.closeIdleConnections();
-      }),
+    close: () => drainServer(server, http, webSocket),
   };
+}
+
+/** How long an idle keep-alive connection is left open once a drain has delivered what it had. */
+const DRAIN_LINGER_MS = 1000;
+
+/**
+ * Graceful stop. No new connections; requests that arrive on open ones get
+ * 503 with `Connection: close`; what was read is answered; what was accepted
+ * is delivered; then streams end. Idle keep-alive connections are not cut at
+ * once (node's server.close() would, resetting a request already on its way
+ * on one): they get DRAIN_LINGER_MS to send it and have it answered 503.
+ * Whatever is still open after the grace period is cut.
+ */
+function drainServer(server: Server, http: HubHttp, webSocket: HubWebSocket): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let linger: NodeJS.Timeout | undefined;
+    const grace = setTimeout(() => {
+      server.closeAllConnections();
+      // Upgraded sockets are no longer node:http's to close.
+      webSocket.terminateAll();
+    }, http.options.shutdownGraceMs);
+    grace.unref();
+    // net's close: stop listening, leave open connections alone.
+    NetServer.prototype.close.call(server, () => {
+      clearTimeout(grace);
+      clearTimeout(linger);
+      resolve();
+    });
+    webSocket.stopAccepting();
+    void http.drain().then(() => {
+      // Sessions whose subscriptions did not end them (none, or only publishing).
+      webSocket.close();
+      linger = setTimeout(() => server.close(), Math.min(DRAIN_LINGER_MS, http.options.shutdownGraceMs));
+      linger.unref();
+    });
+  });
 }
 
 /**
@@ -522,7 +602,7 @@ export function createHubServer(
  * connection arrives: the one over the limit is told why (429 problem
  * details) and closed, and no request on it is read.
  */
-function limitConnections(server: Server, maxTotal: number, maxPerIp: number, rejected: WeakSet<Socket>, reserved: WeakSet<Socket>): void {
+function limitConnections(server: Server, maxTotal: number, maxPerIp: number, rejected: WeakSet<Socket>, reserved: WeakSet<Socket>, trustProxy: TrustProxy | undefined): void {
   if (maxTotal <= 0 && maxPerIp <= 0) return;
   let total = 0;
   const perIp = new Map<string, number>();
@@ -531,7 +611,8 @@ function limitConnections(server: Server, maxTotal: number, maxPerIp: number, re
   const reserve = maxTotal > 0 ? Math.max(16, Math.ceil(maxTotal / 100)) : 0;
   server.prependListener('connection', (socket: Socket) => {
     const ip = socket.remoteAddress ?? '';
-    const fromIp = (perIp.get(ip) ?? 0) + 1;
+    // A trusted proxy speaks for many clients: each is counted per request, by its forwarded address (ForwardedConnections).
+    const fromIp = trustProxy?.trusts(ip) === true ? 0 : (perIp.get(ip) ?? 0) + 1;
     if ((maxTotal > 0 && total + 1 > maxTotal + reserve) || (maxPerIp > 0 && fromIp > maxPerIp)) {
       const error = new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', maxPerIp > 0 && fromIp > maxPerIp ? `At most ${maxPerIp} connections per address` : `At most ${maxTotal} connections`);
       // node:http attaches its parser to this socket too; the request handler
@@ -544,14 +625,44 @@ function limitConnections(server: Server, maxTotal: number, maxPerIp: number, re
     }
     total++;
     if (maxTotal > 0 && total > maxTotal) reserved.add(socket);
-    perIp.set(ip, fromIp);
+    if (fromIp > 0) perIp.set(ip, fromIp);
     socket.once('close', () => {
       total--;
+      if (fromIp === 0) return;
       const left = (perIp.get(ip) ?? 1) - 1;
       if (left === 0) perIp.delete(ip);
       else perIp.set(ip, left);
     });
   });
+}
+
+/**
+ * --max-connections-per-ip behind a trusted proxy: the proxy's connections
+ * carry many clients, so each request (a subscription, an upgrade) on one is
+ * counted against the client address the proxy forwarded, until it ends.
+ */
+class ForwardedConnections {
+  readonly #perClient = new Map<string, number>();
+
+  constructor(
+    readonly max: number,
+    readonly trust: TrustProxy | undefined,
+  ) {}
+
+  /** Count this request, or return the 429 to answer when its client already has too many open. */
+  admit(req: IncomingMessage, until: { once(event: 'close', listener: () => void): unknown }): KometaError | undefined {
+    if (this.max <= 0 || this.trust === undefined || !this.trust.trusts(req.socket.remoteAddress)) return undefined;
+    const client = requestClientAddress(req, this.trust);
+    const open = (this.#perClient.get(client) ?? 0) + 1;
+    if (open > this.max) return new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', `At most ${this.max} connections per address`);
+    this.#perClient.set(client, open);
+    until.once('close', () => {
+      const left = (this.#perClient.get(client) ?? 1) - 1;
+      if (left === 0) this.#perClient.delete(client);
+      else this.#perClient.set(client, left);
+    });
+    return undefined;
+  }
 }
 
 function serverFull(): KometaError {
@@ -568,6 +679,14 @@ function decodeChannel(segment: string): string {
     return decodeURIComponent(segment);
   } catch {
     throw new KometaError('KOMETA_ERR_CHANNEL_NAME', 'The channel is not valid percent-encoding');
+  }
+}
+
+function isSse(url: URL, req: IncomingMessage): boolean {
+  try {
+    return pickTransport(url.searchParams.get('transport'), req.headers.accept) === 'sse';
+  } catch {
+    return false;
   }
 }
 

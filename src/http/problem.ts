@@ -2,6 +2,17 @@ import type { ServerResponse } from 'node:http';
 import { reportError } from '../core/diagnostics.js';
 import { KometaError, toProblem } from '../core/errors.js';
 
+/**
+ * RFC 9110 section 11.6.1: "A server generating a 401 (Unauthorized)
+ * response MUST send a WWW-Authenticate header field containing at least one
+ * challenge." Every credential the hub takes is a bearer (RFC 6750).
+ */
+export const BEARER_CHALLENGE = 'Bearer realm="kometa"';
+
+function challenge(error: KometaError): Record<string, string> {
+  return error.status === 401 ? { 'WWW-Authenticate': BEARER_CHALLENGE } : {};
+}
+
 /** Answer with RFC 9457 problem details. Unknown errors become a 500 without leaking their text. */
 export function sendProblem(res: ServerResponse, error: unknown, headers: Record<string, string> = {}): void {
   const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
@@ -15,6 +26,7 @@ export function sendProblem(res: ServerResponse, error: unknown, headers: Record
     'Content-Type': 'application/problem+json',
     'Content-Length': String(Buffer.byteLength(body)),
     'Cache-Control': 'no-store',
+    ...challenge(known),
     ...headers,
   });
   res.end(body);
@@ -28,6 +40,7 @@ export function rawProblemResponse(error: KometaError): string {
     `HTTP/1.1 ${error.status} ${error.title}\r\n` +
     'Content-Type: application/problem+json\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    Object.entries(challenge(error)).map(([name, value]) => `${name}: ${value}\r\n`).join('') +
     'Connection: close\r\n\r\n' +
     body
   );

@@ -1,10 +1,13 @@
 import type { Grant } from '../auth/grant.js';
+import { monotonicClock } from '../core/clock.js';
 
 /**
  * Token buckets keyed by who is publishing (a token's subject, the publisher
  * key, or the client address for anonymous publishers). Buckets refill lazily
  * from the time of each request, so there is no timer; full buckets are
- * forgotten by `prune`, so the map only holds recent publishers.
+ * forgotten by `prune`, so the map only holds recent publishers. Refills are
+ * timed on the monotonic clock: a wall clock stepped back an hour must not
+ * owe a publisher an hour of tokens.
  */
 export class RateLimiter {
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
@@ -14,7 +17,7 @@ export class RateLimiter {
     readonly perSecond: number,
     /** Requests allowed in a burst. */
     readonly burst: number = perSecond * 2,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonicClock.now,
   ) {}
 
   /** Take one token; returns 0 when allowed, else the seconds until one is free. */

@@ -31,6 +31,8 @@ export interface HubWebSocketOptions {
   readonly access?: AccessPolicy;
   /** The HTTP routes' publish limiter, so a publisher has one budget whichever way it publishes. */
   readonly publishLimiter?: RateLimiter;
+  /** The client's address for per-address limits (the TCP peer unless a trusted proxy says otherwise). */
+  readonly clientAddress?: (req: IncomingMessage) => string;
   /** Run `expire` when a credential runs out (on the server's shared sweep); returns a canceller. */
   readonly atExpiry?: (expiresAt: number, expire: () => void) => () => void;
   /** Publish at most once per idempotency key (the HTTP routes' keys: one key, one message, whichever way it came). */
@@ -222,6 +224,7 @@ export class HubWebSocket {
       return;
     }
     session.subscriptions.set(channel, subscription);
+    subscription.expiresAt = session.grant.expiresAt;
     connection.sendJson(withRef({ type: 'subscribed', channel, cursor: subscription.cursor() }, ref));
     subscription.start(new WsSink(connection));
   }
@@ -232,12 +235,13 @@ export class HubWebSocket {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
       return;
     }
-    const wait = this.options.publishLimiter?.takePublish(session.grant, session.request.socket.remoteAddress) ?? 0;
+    const wait = this.options.publishLimiter?.takePublish(session.grant, this.options.clientAddress?.(session.request) ?? session.request.socket.remoteAddress) ?? 0;
     if (wait > 0) {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many publishes', { retryAfter: wait }), channel, ref));
       return;
     }
     session.inflight++;
+    connection.publishStarted();
     // Backpressure on the way in: a client that publishes faster than the
     // broker stores is not read from until it catches up.
     if (session.inflight === MAX_INFLIGHT_PUBLISHES) connection.ws.pause();
@@ -257,6 +261,7 @@ export class HubWebSocket {
       )
       .finally(() => {
         session.inflight--;
+        connection.publishAnswered();
         if (session.inflight === MAX_INFLIGHT_PUBLISHES / 2 && connection.ws.isPaused) connection.ws.resume();
       })
       .catch(() => {});
@@ -307,11 +312,16 @@ export class HubWebSocket {
     }
   }
 
-  /** Refuse new upgrades and close every connection with 1001 (clients reconnect and resume). */
+  /** Refuse new upgrades (503); open connections carry on until `close`. */
+  stopAccepting(): void {
+    this.#draining = true;
+  }
+
+  /** Refuse new upgrades and close every connection with 1001 once its publishes are answered (clients reconnect and resume). */
   close(): void {
     this.#draining = true;
     clearInterval(this.#timer);
-    for (const session of [...this.#sessions]) session.connection.close(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
+    for (const session of [...this.#sessions]) session.connection.closeGracefully(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
   }
 
   /** Cut every connection without a closing handshake (tests use it to simulate a network failure). */

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AccessPolicy, parseCookies } from '../auth/access.js';
+import { wallClock } from '../core/clock.js';
 import { KometaError } from '../core/errors.js';
 
 /** The cookie a browser keeps the admin credential in after `/_kometa/?token=…`. */
@@ -59,7 +60,7 @@ export class AdminGate {
       const fake = { headers: { authorization: `Bearer ${secret}` } } as unknown as IncomingMessage;
       const { grant } = await this.#access.authenticate(fake, new URL('http://kometa.invalid/'));
       if (grant.admin && grant.kind === 'token') {
-        if (grant.expiresAt !== undefined && grant.expiresAt <= Date.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+        if (grant.expiresAt !== undefined && grant.expiresAt <= wallClock.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
         return;
       }
       throw new KometaError('KOMETA_ERR_FORBIDDEN', 'This token has no "admin": true in its kometa claim');

@@ -105,6 +105,27 @@ export function createMetrics(sources: OpsSources, tally: Tally): Registry {
     },
   });
 
+  // Only the durable store has a data directory; duck-typed so ops imports no engine.
+  const store = hub.broker as { readonly diskBytes?: number; readonly segments?: readonly unknown[] };
+  if (typeof store.diskBytes === 'number') {
+    new Gauge({
+      name: 'kometa_store_disk_bytes',
+      help: 'Bytes of segment files in the data directory (bounded by --history-total-bytes plus a segment)',
+      registers,
+      collect() {
+        this.set(store.diskBytes ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'kometa_store_segments',
+      help: 'Segment files in the data directory',
+      registers,
+      collect() {
+        this.set(store.segments?.length ?? 0);
+      },
+    });
+  }
+
   const fanOut = new Histogram({
     name: 'kometa_fanout_duration_seconds',
     help: 'Time to encode and write one fan-out (a channel\'s pending messages to all its subscribers here)',

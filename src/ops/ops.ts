@@ -11,6 +11,7 @@ import { AdminGate, type AdminGateOptions, type AdminScope } from './admin.js';
 import { channelDetail } from './channel-detail.js';
 import { Inspections, type WirePreset, presetRequests } from './inspections.js';
 import { createMetrics } from './metrics.js';
+import { clusterMetricsReader } from './cluster-metrics.js';
 import { serveProbe } from './probe.js';
 import type { OpsSources } from './sources.js';
 import { Sampler } from './stats.js';
@@ -46,6 +47,7 @@ export class KometaOps {
   /** The internal hub the dashboard's live data goes through. */
   readonly opsHub: Hub;
   readonly #opsBroker: MemoryBroker;
+  readonly #clusterMetrics: (() => Promise<string>) | undefined;
   readonly #opsHttp: HubHttp;
   readonly #inspections: Inspections;
   readonly #timer: NodeJS.Timeout;
@@ -56,6 +58,7 @@ export class KometaOps {
   ) {
     this.gate = new AdminGate(options);
     this.registry = createMetrics(sources, this.tally);
+    this.#clusterMetrics = clusterMetricsReader(this.registry);
     this.sampler = new Sampler(sources, this.tally);
     const keep = options.keepSamples ?? 600;
     const interval = options.sampleIntervalMs ?? 1000;
@@ -108,7 +111,8 @@ export class KometaOps {
     if (path === '/metrics') {
       await this.#admit(req, 'metrics');
       allow(req, 'GET');
-      const body = await this.registry.metrics();
+      // Under --workers, the whole machine's metrics, not just this worker's.
+      const body = await (this.#clusterMetrics?.() ?? this.registry.metrics());
       res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(body)) });
       res.end(body);
       return;
@@ -170,7 +174,7 @@ export class KometaOps {
 
   close(): void {
     clearInterval(this.#timer);
-    this.#opsHttp.drain();
+    void this.#opsHttp.drain();
     this.sampler.close();
     this.tally.close();
     void this.#opsBroker.close();

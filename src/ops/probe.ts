@@ -34,7 +34,7 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
   res.writeHead(200, SSE_HEADERS);
   res.flushHeaders();
   res.socket?.setNoDelay(true);
-  const started = Date.now();
+  const started = performance.now();
   let sent = 0;
   let timer: NodeJS.Timeout | undefined;
   const done = () => {
@@ -46,7 +46,7 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
   });
   const next = () => {
     sent++;
-    res.write(`event: probe\nid: ${sent}\ndata: {"n":${sent},"of":${chunks},"sentAfterMs":${Date.now() - started}}\n\n`);
+    res.write(`event: probe\nid: ${sent}\ndata: {"n":${sent},"of":${chunks},"sentAfterMs":${Math.round(performance.now() - started)}}\n\n`);
     if (sent === chunks) {
       done();
       res.end();

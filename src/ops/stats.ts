@@ -17,7 +17,7 @@ export class Sampler {
   readonly #sources: OpsSources;
   readonly #tally: Tally;
   readonly #loop: IntervalHistogram;
-  #previous: { t: number; published: number; delivered: number; deliveredBytes: number } | undefined;
+  #previous: { at: number; published: number; delivered: number; deliveredBytes: number } | undefined;
 
   constructor(sources: OpsSources, tally: Tally) {
     this.#sources = sources;
@@ -28,17 +28,20 @@ export class Sampler {
 
   sample(): StatsSample {
     const { hub } = this.#sources;
+    // `t` is when, for people; rates divide by elapsed time, taken on the
+    // monotonic clock so a wall-clock step shows no spike or negative rate.
     const t = Date.now();
+    const at = performance.now();
     const counters = hub.counters;
     const previous = this.#previous;
-    const seconds = previous === undefined ? 1 : Math.max(0.001, (t - previous.t) / 1000);
+    const seconds = previous === undefined ? 1 : Math.max(0.001, (at - previous.at) / 1000);
     const rate = (now: number, before: number | undefined) => (before === undefined ? 0 : Math.max(0, now - before) / seconds);
     const rates = {
       published: rate(counters.published, previous?.published),
       delivered: rate(counters.delivered, previous?.delivered),
       deliveredBytes: rate(counters.deliveredBytes, previous?.deliveredBytes),
     };
-    this.#previous = { t, published: counters.published, delivered: counters.delivered, deliveredBytes: counters.deliveredBytes };
+    this.#previous = { at, published: counters.published, delivered: counters.delivered, deliveredBytes: counters.deliveredBytes };
 
     // Hot channels: every local channel once, keeping the few busiest.
     const recent = this.#tally.takeChannelMessages();

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { TrustProxy } from '../http/client-address.js';
 import { isInstructionHeader } from './instructions.js';
 
 /*
@@ -51,6 +52,8 @@ const BODY_FIELDS = new Set(['content-length', 'content-type', 'content-encoding
 export interface ForwardContext {
   /** The Grip-Sig token for this request. */
   readonly gripSig: string | undefined;
+  /** Proxies in front of kometa whose X-Forwarded-Proto is kept (`--trust-proxy`). */
+  readonly trustProxy?: TrustProxy | undefined;
 }
 
 /**
@@ -75,11 +78,18 @@ export function originRequestHeaders(req: IncomingMessage, context: ForwardConte
   }
   const address = req.socket.remoteAddress ?? '';
   out.push('X-Forwarded-For', forwardedFor === '' ? address : `${forwardedFor}, ${address}`);
-  out.push('X-Forwarded-Proto', (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http');
+  // Behind a trusted proxy (TLS ends at nginx), the scheme the client used is the proxy's word, not ours.
+  const incomingProto = context.trustProxy?.trusts(address) === true ? headerFirst(req.headers['x-forwarded-proto']) : undefined;
+  out.push('X-Forwarded-Proto', incomingProto ?? ((req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http'));
   if (req.headers.host !== undefined) out.push('X-Forwarded-Host', req.headers.host);
   if (options.cookie !== undefined && options.cookie !== '') out.push('Cookie', options.cookie);
   if (context.gripSig !== undefined) out.push('Grip-Sig', context.gripSig);
   return out;
+}
+
+function headerFirst(value: string | string[] | undefined): string | undefined {
+  const first = (Array.isArray(value) ? value[0] : value)?.split(',')[0]?.trim().toLowerCase();
+  return first === 'http' || first === 'https' ? first : undefined;
 }
 
 /**

@@ -7,6 +7,7 @@ import { type InstructionLimits, defaultInstructionLimits } from './instructions
 import { Origin, type OriginOptions } from './origin.js';
 import { ProxySession } from './session.js';
 import { GripSigner } from './sig.js';
+import type { TrustProxy } from '../http/client-address.js';
 import { TimerWheel } from '../core/timer-wheel.js';
 
 export interface ProxyOptions {
@@ -27,6 +28,8 @@ export interface ProxyOptions {
   readonly onError?: (report: ProxyErrorReport) => void;
   /** Tick of the shared timer wheel (hold timeouts, keep-alives, stage delays). */
   readonly tickMs?: number;
+  /** Proxies in front of this one whose X-Forwarded-Proto is passed on to the origin (`--trust-proxy`). */
+  readonly trustProxy?: TrustProxy | undefined;
 }
 
 export interface ProxyErrorReport {
@@ -62,6 +65,7 @@ export interface ProxyContext {
   readonly maxHeldBodyBytes: number;
   readonly maxQueueBytes: number;
   readonly counters: ProxyCounters;
+  readonly trustProxy: TrustProxy | undefined;
   gripSig(): string;
   report(report: ProxyErrorReport): void;
   readonly sessions: Set<ProxySession>;
@@ -83,6 +87,7 @@ export class GripProxy implements ProxyContext {
   readonly maxQueueBytes: number;
   readonly counters: ProxyCounters = { requests: 0, passedThrough: 0, heldResponses: 0, heldStreams: 0, stages: 0, errors: 0 };
   readonly sessions = new Set<ProxySession>();
+  readonly trustProxy: TrustProxy | undefined;
   readonly #signer: GripSigner;
   readonly #onError: ((report: ProxyErrorReport) => void) | undefined;
 
@@ -96,6 +101,7 @@ export class GripProxy implements ProxyContext {
     this.maxQueueBytes = options.maxQueueBytes ?? 1024 * 1024;
     this.#signer = new GripSigner(options.sigKey ?? randomBytes(32), options.sigIss ?? 'kometa');
     this.#onError = options.onError;
+    this.trustProxy = options.trustProxy;
   }
 
   /** Requests in flight (passing through, held, or between stages). */

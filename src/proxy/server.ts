@@ -1,5 +1,7 @@
 import { type Server, createServer } from 'node:http';
+import { Server as NetServer } from 'node:net';
 import type { GripProxy } from './proxy.js';
+import { InOrder } from '../http/in-order.js';
 import { answerMalformedRequests, listen } from '../http/server-setup.js';
 
 export interface ProxyServerOptions {
@@ -29,7 +31,8 @@ export interface ProxyServer {
  */
 export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServerOptions> = {}): ProxyServer {
   const settings = { ...defaultProxyServerOptions, ...options };
-  const server = createServer({ maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) }, proxy.handle);
+  // Held responses are endless too: nothing pipelined behind one may run unanswered.
+  const server = createServer({ maxHeaderSize: settings.maxHeaderBytes, connectionsCheckingInterval: Math.min(1000, settings.headersTimeoutMs) }, new InOrder().requests(proxy.handle));
   server.headersTimeout = settings.headersTimeoutMs;
   server.requestTimeout = 0;
   server.keepAliveTimeout = settings.keepAliveTimeoutMs;
@@ -42,12 +45,17 @@ export function createProxyServer(proxy: GripProxy, options: Partial<ProxyServer
         proxy.drain();
         const grace = setTimeout(() => server.closeAllConnections(), settings.shutdownGraceMs);
         grace.unref();
-        server.close(() => {
+        // Stop listening but leave idle keep-alive connections a moment: cut
+        // at once (node's server.close()), a request already on its way on
+        // one would get a reset instead of an answer.
+        const linger = setTimeout(() => server.close(), Math.min(1000, settings.shutdownGraceMs));
+        linger.unref();
+        NetServer.prototype.close.call(server, () => {
           clearTimeout(grace);
+          clearTimeout(linger);
           proxy.close();
           resolve();
         });
-        server.closeIdleConnections();
       }),
   };
 }

@@ -108,7 +108,7 @@ export class ProxySession {
     let response = await ctx.origin.request(
       req.method ?? 'GET',
       this.#path,
-      originRequestHeaders(req, { gripSig: ctx.gripSig() }, { stage: false }),
+      originRequestHeaders(req, { gripSig: ctx.gripSig(), trustProxy: ctx.trustProxy }, { stage: false }),
       hasBody ? req : undefined,
       this.#abort.signal,
     );
@@ -180,7 +180,7 @@ export class ProxySession {
       response = await ctx.origin.request(
         'GET',
         path,
-        originRequestHeaders(req, { gripSig: ctx.gripSig() }, { stage: true, cookie: this.#cookies ?? '' }),
+        originRequestHeaders(req, { gripSig: ctx.gripSig(), trustProxy: ctx.trustProxy }, { stage: true, cookie: this.#cookies ?? '' }),
         undefined,
         this.#abort.signal,
       );

@@ -5,16 +5,39 @@ import { reportDrop } from '../core/diagnostics.js';
 const CRLF = Buffer.from('\r\n');
 export const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
-/** One HTTP/1.1 chunk (`size CRLF payload CRLF`) in a single Buffer, so it can be shared by many sockets. */
+/**
+ * One HTTP/1.1 chunk (`size CRLF payload CRLF`) in a single Buffer, so it can
+ * be shared by many sockets. Text is encoded straight into it: one
+ * allocation per frame, not a temporary Buffer and a copy (a burst of large
+ * messages is otherwise twice the garbage, see docs/benchmarks.md).
+ */
 export function chunk(payload: string | Buffer): Buffer {
-  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
-  const size = body.length.toString(16);
-  const out = Buffer.allocUnsafe(size.length + 2 + body.length + 2);
+  const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  const size = length.toString(16);
+  const out = Buffer.allocUnsafe(size.length + 2 + length + 2);
   out.write(size, 0, 'latin1');
   CRLF.copy(out, size.length);
-  body.copy(out, size.length + 2);
-  CRLF.copy(out, size.length + 2 + body.length);
+  if (typeof payload === 'string') out.write(payload, size.length + 2);
+  else payload.copy(out, size.length + 2);
+  CRLF.copy(out, size.length + 2 + length);
   return out;
+}
+
+/**
+ * The payloads of one or more complete chunks, without their framing: for an
+ * HTTP/1.0 peer, which must not get chunked encoding (RFC 9112 section 6.1).
+ * A single chunk costs no copy (a view into the shared Buffer).
+ */
+export function unchunk(framed: Buffer): Buffer {
+  const payloads: Buffer[] = [];
+  let at = 0;
+  while (at < framed.length) {
+    const lineEnd = framed.indexOf(CRLF, at);
+    const size = Number.parseInt(framed.toString('latin1', at, lineEnd), 16);
+    payloads.push(framed.subarray(lineEnd + 2, lineEnd + 2 + size));
+    at = lineEnd + 2 + size + 2;
+  }
+  return payloads.length === 1 ? payloads[0]! : Buffer.concat(payloads);
 }
 
 export interface StreamLimits {
@@ -29,10 +52,17 @@ export interface StreamLimits {
  * chunk Buffer that the hub shares between all subscribers, written with
  * `socket.write`: no per-subscriber chunk framing, no copy, no extra writes
  * through ServerResponse. The wire stays valid HTTP/1.1 chunked encoding.
+ *
+ * An HTTP/1.0 request gets the same bytes without the framing, and the end
+ * of the body is the end of the connection. Either way the response says
+ * `Connection: close`: it ends only when the server ends it, so nothing
+ * pipelined behind it could ever be answered on this connection.
  */
 export class ChunkedStream {
   #socket: Socket | null = null;
   #closed = false;
+  /** HTTP/1.0: no chunked encoding, the body ends with the connection. */
+  #unframed = false;
   /** Only to name the transport when the connection is dropped as too slow. */
   #contentType = '';
   /** Sweep generation of the last write, so heartbeats skip connections that were just written to. */
@@ -53,7 +83,8 @@ export class ChunkedStream {
   open(headers: Record<string, string>): void {
     const res = this.res;
     this.#contentType = headers['Content-Type'] ?? '';
-    res.writeHead(200, { ...headers, 'Transfer-Encoding': 'chunked' });
+    this.#unframed = res.req.httpVersionMajor === 1 && res.req.httpVersionMinor === 0;
+    res.writeHead(200, { ...headers, Connection: 'close', ...(this.#unframed ? {} : { 'Transfer-Encoding': 'chunked' }) });
     res.flushHeaders();
     const socket = res.socket;
     if (socket === null || socket.destroyed) {
@@ -63,13 +94,17 @@ export class ChunkedStream {
     this.#socket = socket;
     socket.setNoDelay(true);
     socket.once('close', () => this.#finish());
+    // node:http's own error listener leaves when a request pipelined behind
+    // this one is an upgrade (the socket is handed over, see InOrder); a peer
+    // gone mid-write must still only close the stream, never crash.
+    socket.on('error', () => socket.destroy());
   }
 
   write(bytes: Buffer, sweep: number): void {
     const socket = this.#socket;
     if (socket === null || this.#closed) return;
     this.lastWriteSweep = sweep;
-    socket.write(bytes);
+    socket.write(this.#unframed ? unchunk(bytes) : bytes);
     if (socket.writableLength > this.limits.maxQueueBytes) {
       // The subscriber is not reading. Tell it why (it may never read this) and
       // let it resume from history on a fresh connection.
@@ -82,8 +117,9 @@ export class ChunkedStream {
   end(lastFrame?: Buffer): void {
     const socket = this.#socket;
     if (socket === null || this.#closed) return;
-    if (lastFrame !== undefined) socket.write(lastFrame);
-    socket.end(LAST_CHUNK);
+    if (lastFrame !== undefined) socket.write(this.#unframed ? unchunk(lastFrame) : lastFrame);
+    if (this.#unframed) socket.end();
+    else socket.end(LAST_CHUNK);
     // A peer that never reads would keep the socket half-closed forever.
     setTimeout(() => socket.destroy(), 5000).unref();
     this.#finish();

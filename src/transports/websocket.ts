@@ -22,8 +22,8 @@ import type { Encoder, EndReason, Sink } from '../core/sink.js';
 
 /** A complete FIN text frame (opcode 0x1) around a UTF-8 payload. */
 export function wsTextFrame(payload: string | Buffer): Buffer {
-  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
-  const length = body.length;
+  // Text is encoded straight into the frame: one allocation, no temporary Buffer.
+  const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   // "the length of the payload: if 0-125, that is the payload length. If 126,
   //  the following 2 bytes ... If 127, the following 8 bytes".
   const headerLength = length < 126 ? 2 : length < 0x10000 ? 4 : 10;
@@ -39,7 +39,8 @@ export function wsTextFrame(payload: string | Buffer): Buffer {
     frame.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2);
     frame.writeUInt32BE(length >>> 0, 6);
   }
-  body.copy(frame, headerLength);
+  if (typeof payload === 'string') frame.write(payload, headerLength);
+  else payload.copy(frame, headerLength);
   return frame;
 }
 
@@ -68,6 +69,9 @@ const CLOSE_GRACE_MS = 5_000;
  */
 export class WsConnection {
   #closing = false;
+  /** Publishes read from this connection and not yet answered; a graceful close waits for them. */
+  #publishing = 0;
+  #closeWhenAnswered: { code: number; reason: string } | undefined;
   /** Set by the server's sweep; cleared by any sign of life (a frame or a pong). */
   alive = true;
 
@@ -107,6 +111,23 @@ export class WsConnection {
     setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
+  /** A publish frame was read: its answer must go out before a graceful close. */
+  publishStarted(): void {
+    this.#publishing++;
+  }
+
+  publishAnswered(): void {
+    this.#publishing--;
+    const pending = this.#closeWhenAnswered;
+    if (this.#publishing === 0 && pending !== undefined) this.close(pending.code, pending.reason);
+  }
+
+  /** Close once every publish read from the connection has been answered (a drain). */
+  closeGracefully(code: number, reason: string): void {
+    if (this.#publishing === 0) this.close(code, reason);
+    else this.#closeWhenAnswered ??= { code, reason };
+  }
+
   terminate(): void {
     this.#markClosing();
     this.ws.terminate();
@@ -137,7 +158,12 @@ export class WsSink implements Sink {
   live(): void {}
 
   end(reason: EndReason): void {
-    const code = reason === 'token-expired' ? 'KOMETA_ERR_TOKEN_EXPIRED' : reason === 'disconnected' ? 'KOMETA_ERR_DISCONNECTED' : 'KOMETA_ERR_DRAINING';
-    this.connection.close(wsCloseCode(code), code);
+    if (reason === 'token-expired' || reason === 'disconnected') {
+      const code = reason === 'token-expired' ? 'KOMETA_ERR_TOKEN_EXPIRED' : 'KOMETA_ERR_DISCONNECTED';
+      this.connection.close(wsCloseCode(code), code);
+      return;
+    }
+    // Shutdown: publishes this client sent are answered first (201 or an error), then 1001.
+    this.connection.closeGracefully(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
   }
 }

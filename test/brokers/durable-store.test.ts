@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DataDirError, DurableBroker, type DurableBrokerOptions } from '../../src/brokers/durable.js';
@@ -211,4 +211,39 @@ test('one process per data directory: a second open is refused while the first h
   const dir = tempDataDir('lock');
   await open(t, { dir });
   await assert.rejects(DurableBroker.open({ dir }), /in use by another kometa process/);
+});
+
+test('cut anywhere (a crash at any byte of the last writes), the store opens and keeps exactly the records before the cut', async (t) => {
+  const source = tempDataDir('cut-source');
+  const broker = await DurableBroker.open({ dir: source });
+  const sent: Message[] = [];
+  for (let i = 0; i < 60; i++) sent.push(await broker.publish(`c${i % 3}`, `message ${i} ${'é'.repeat(i % 7)}`, i % 4 === 0 ? { event: 'e' } : {}));
+  await broker.close();
+  const [file] = segmentFiles(source);
+  const whole = readFileSync(join(source, file!));
+  // Where each record ends: the store must keep the ones that end at or before the cut.
+  const ends: number[] = [];
+  for (let offset = 0; offset < whole.length; ) {
+    offset += 8 + whole.readUInt32LE(offset);
+    ends.push(offset);
+  }
+  assert.equal(ends.length, 60);
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let round = 0; round < 25; round++) {
+    const cut = Math.floor(ends[39]! + random() * (whole.length - ends[39]!));
+    const dir = tempDataDir('cut');
+    writeFileSync(join(dir, file!), whole.subarray(0, cut));
+    writeFileSync(join(dir, 'kometa.json'), readFileSync(join(source, 'kometa.json')));
+    const reopened = await DurableBroker.open({ dir });
+    const kept = ends.filter((end) => end <= cut).length;
+    const got: string[] = [];
+    for (let c = 0; c < 3; c++) got.push(...(await reopened.read(`c${c}`, 0)).messages.map((m) => m.id));
+    assert.deepEqual(got.sort(), sent.slice(0, kept).map((m) => m.id).sort(), `cut at byte ${cut}`);
+    assert.equal(reopened.repairs.length, ends.includes(cut) ? 0 : 1);
+    const next = await reopened.publish('c0', 'after the cut');
+    assert.equal(next.seq, sent.slice(0, kept).filter((m) => m.channel === 'c0').length + 1);
+    await reopened.close();
+  }
+  t.diagnostic('25 cuts between the 40th record and the end');
 });

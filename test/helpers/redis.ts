@@ -8,9 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
 import { waitFor } from './hub.js';
-
-/** The Redis every developer machine runs; shared, so tests only touch keys under their own prefix. */
-export const SHARED_REDIS_URL = process.env.KOMETA_TEST_REDIS ?? 'redis://127.0.0.1:6379';
+import { dataDirArgs } from './data-dir.js';
 
 /** A key prefix no other test (or person) uses. */
 export function uniquePrefix(what: string): string {
@@ -106,7 +104,9 @@ export interface KometaProcess {
 }
 
 export async function startKometa(args: string[]): Promise<KometaProcess> {
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Without a store of its own, a data directory of its own: the default ./kometa-data belongs to one process.
+  const store = args.some((arg) => arg === '--redis' || arg === '--data-dir' || arg === '--memory') ? [] : dataDirArgs('kometa');
+  const proc = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...store, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   proc.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   proc.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -102,3 +102,18 @@ test('a full disk: publishes get 503 KOMETA_ERR_STORE_WRITE, never a 201 for wha
   assert.deepEqual(sse.received.map((m) => m.id), [...sse.received.slice(0, 1).map((m) => m.id), ...stored, after.id]);
   assert.equal((await httpRequest(`${hub.url}/healthz`)).status, 200);
 });
+
+test('/metrics reports the data directory: its bytes on disk and its segments', { timeout: 30_000 }, async (t) => {
+  const dir = tempDataDir('metrics');
+  const hub = await startKometa(['--data-dir', dir, '--admin-token', 'ops-secret', '--log-level', 'warn']);
+  t.after(() => hub.kill());
+  for (let i = 0; i < 20; i++) assert.equal((await post(hub.url, `m${i % 4}`, 'x'.repeat(100))).status, 201);
+  const metrics = await httpRequest(`${hub.url}/metrics`, { headers: { Authorization: 'Bearer ops-secret' } });
+  assert.equal(metrics.status, 200);
+  const disk = Number(/^kometa_store_disk_bytes (\d+)$/m.exec(metrics.body)?.[1]);
+  const segments = Number(/^kometa_store_segments (\d+)$/m.exec(metrics.body)?.[1]);
+  const files = readdirSync(dir).filter((name) => name.startsWith('seg-'));
+  assert.equal(segments, files.length);
+  assert.equal(disk, files.reduce((sum, name) => sum + statSync(join(dir, name)).size, 0));
+  assert.ok(disk > 20 * 100);
+});

@@ -181,7 +181,7 @@ test('kometa serve prints the hub, chat, dashboard and metrics URLs, and the das
   assert.match(output, new RegExp(`chat +open ${base}/ in a browser`));
   const dashboard = /dashboard +(http:\S+)/.exec(output)![1]!;
   assert.match(dashboard, new RegExp(`^${base}/_kometa/\\?token=[\\w-]{20,}$`));
-  assert.match(output, new RegExp(`metrics +curl -H 'Authorization: Bearer [\\w-]+' ${base}/metrics`));
+  assert.match(output, new RegExp(`metrics +curl -H "Authorization: Bearer [\\w-]+" ${base}/metrics`));
   const login = await fetch(dashboard, { redirect: 'manual' });
   assert.equal(login.status, 303);
   const start = JSON.parse(output.split('\n').find((l) => l.includes('"event":"start"'))!) as { level: number; name: string; url: string };

@@ -4,7 +4,8 @@ import { Redis } from 'ioredis';
 import { RedisBroker, type RedisBrokerOptions, type RedisSubscriberLink } from '../../src/brokers/redis.js';
 import type { Message } from '../../src/core/message.js';
 import { httpRequest, publish, startHub, waitFor } from '../helpers/hub.js';
-import { SHARED_REDIS_URL, deletePrefix, epochOf, seqOf, sseCollector, uniquePrefix } from '../helpers/redis.js';
+import { deletePrefix, epochOf, seqOf, sseCollector, uniquePrefix } from '../helpers/redis.js';
+import { SHARED_REDIS_URL } from '../helpers/shared-redis.js';
 
 /** A broker on the shared Redis under a prefix of its own, closed and cleaned up after the test. */
 async function broker(t: { after(fn: () => Promise<void>): void }, prefix: string, options: RedisBrokerOptions = {}): Promise<RedisBroker> {

@@ -3,7 +3,6 @@ import { test } from 'node:test';
 import { publish, waitFor } from '../helpers/hub.js';
 import {
   type KometaProcess,
-  SHARED_REDIS_URL,
   type SseCollector,
   deletePrefix,
   seqOf,
@@ -12,6 +11,7 @@ import {
   startKometa,
   uniquePrefix,
 } from '../helpers/redis.js';
+import { SHARED_REDIS_URL } from '../helpers/shared-redis.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
 

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import { AccessPolicy } from '../../src/auth/access.js';
 import { RedisBroker } from '../../src/brokers/redis.js';
 import { type TestHub, httpRequest, startHub } from '../helpers/hub.js';
-import { SHARED_REDIS_URL, deletePrefix, uniquePrefix } from '../helpers/redis.js';
+import { deletePrefix, uniquePrefix } from '../helpers/redis.js';
+import { SHARED_REDIS_URL } from '../helpers/shared-redis.js';
 
 /** A hub process stand-in: its own hub, broker connection and access policy, on the shared Redis. */
 async function node(t: { after(fn: () => Promise<void>): void }, prefix: string): Promise<TestHub> {

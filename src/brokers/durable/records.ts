@@ -26,6 +26,8 @@ export interface StoredRecord {
   readonly channel: string;
   readonly event: string | undefined;
   readonly data: string;
+  /** Bytes of `data` in UTF-8, when read back (known from the record's length, so not counted again). */
+  readonly dataBytes?: number;
 }
 
 const FRAME_HEADER = 8;
@@ -96,5 +98,5 @@ function parseBody(body: Buffer): StoredRecord {
   at += 2;
   const event = eventField === 0 ? undefined : body.toString('utf8', at, (at += eventField - 1));
   if (at > body.length) throw new RangeError('fields run past the record');
-  return { kind, lsn, time, seq, epoch, channel, event, data: body.toString('utf8', at) };
+  return { kind, lsn, time, seq, epoch, channel, event, data: body.toString('utf8', at), dataBytes: body.length - at };
 }

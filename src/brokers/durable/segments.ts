@@ -1,5 +1,16 @@
-import { closeSync, fsyncSync, openSync } from 'node:fs';
-import { type FileHandle, open, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import {
+  closeSync,
+  constants,
+  fdatasync,
+  close as fsClose,
+  open as fsOpen,
+  write as fsWrite,
+  fstatSync,
+  fsyncSync,
+  ftruncate,
+  openSync,
+} from 'node:fs';
+import { open, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type StoredRecord, decodeRecord } from './records.js';
 
@@ -17,11 +28,8 @@ export interface Segment {
   live: number;
 }
 
-export interface ReadBack {
-  readonly record: StoredRecord;
-  readonly segment: Segment;
-  readonly bytes: number;
-}
+/** Hears each record read back: what it holds, the file it is in, its size there. */
+export type RecordVisitor = (record: StoredRecord, segment: Segment, bytes: number) => void;
 
 /** A file cut short at a record that did not check out: what start-up repaired. */
 export interface Repair {
@@ -61,10 +69,9 @@ export async function writeFileAtomic(dir: string, name: string, text: string): 
  * file: the file is truncated there, so the bad bytes are never served and
  * the next write does not land behind them.
  */
-export async function readSegments(dir: string): Promise<{ segments: Segment[]; records: ReadBack[]; repairs: Repair[] }> {
+export async function readSegments(dir: string, visit: RecordVisitor): Promise<{ segments: Segment[]; repairs: Repair[] }> {
   const names = (await readdir(dir)).filter((name) => SEGMENT_NAME.test(name)).sort();
   const segments: Segment[] = [];
-  const records: ReadBack[] = [];
   const repairs: Repair[] = [];
   for (const name of names) {
     const path = join(dir, name);
@@ -86,19 +93,21 @@ export async function readSegments(dir: string): Promise<{ segments: Segment[]; 
         }
         break;
       }
-      records.push({ record: decoded.record, segment, bytes: decoded.next - offset });
+      visit(decoded.record, segment, decoded.next - offset);
       offset = decoded.next;
     }
     segment.size = offset;
     segments.push(segment);
   }
-  return { segments, records, repairs };
+  return { segments, repairs };
 }
 
 /**
  * The file being appended to. Appends are positional writes at the known end,
  * so a failed write can be cut back off with one truncate and the file never
- * holds half a batch that was answered as failed.
+ * holds half a batch that was answered as failed. Plain fd callbacks rather
+ * than FileHandle promises: this is the per-batch hot path, and each promise
+ * hop cost more than the write itself.
  */
 export class ActiveSegment {
   /** A failed write whose bytes could not be cut off yet: the next append cuts them first. */
@@ -106,50 +115,63 @@ export class ActiveSegment {
 
   private constructor(
     readonly segment: Segment,
-    private readonly handle: FileHandle,
+    private readonly fd: number,
   ) {}
 
   static async create(dir: string, id: number): Promise<ActiveSegment> {
     const path = join(dir, segmentName(id));
-    const handle = await open(path, 'a+');
-    const { size } = await handle.stat();
+    const fd = await new Promise<number>((resolve, reject) =>
+      fsOpen(path, constants.O_RDWR | constants.O_CREAT, 0o644, (error, fd) => (error ? reject(error) : resolve(fd))),
+    );
+    const { size } = fstatSync(fd);
     syncDirectory(dir);
-    return new ActiveSegment({ id, path, size, live: 0 }, handle);
+    return new ActiveSegment({ id, path, size, live: 0 }, fd);
   }
 
   static async reopen(segment: Segment): Promise<ActiveSegment> {
-    return new ActiveSegment(segment, await open(segment.path, 'r+'));
+    const fd = await new Promise<number>((resolve, reject) =>
+      fsOpen(segment.path, constants.O_RDWR, (error, fd) => (error ? reject(error) : resolve(fd))),
+    );
+    return new ActiveSegment(segment, fd);
   }
 
   /** Append `data`; on any failure put the file back as it was and rethrow. */
-  async append(data: Buffer, sync: boolean): Promise<void> {
+  append(data: Buffer, sync: boolean): Promise<void> {
     const start = this.segment.size;
-    if (this.#tornTail) {
-      await this.handle.truncate(start);
-      this.#tornTail = false;
-    }
-    try {
-      let written = 0;
-      while (written < data.length) {
-        const { bytesWritten } = await this.handle.write(data, written, data.length - written, start + written);
-        written += bytesWritten;
-      }
-      if (sync) await this.handle.datasync();
-      this.segment.size = start + data.length;
-    } catch (error) {
-      await this.handle.truncate(start).catch(() => {
-        this.#tornTail = true;
+    return new Promise<void>((resolve, reject) => {
+      const fail = (error: Error) => {
+        ftruncate(this.fd, start, (truncateError) => {
+          if (truncateError) this.#tornTail = true;
+          reject(error);
+        });
+      };
+      const done = () => {
+        this.segment.size = start + data.length;
+        resolve();
+      };
+      const writeFrom = (offset: number) => {
+        fsWrite(this.fd, data, offset, data.length - offset, start + offset, (error, written) => {
+          if (error) return fail(error);
+          if (offset + written < data.length) return writeFrom(offset + written);
+          if (!sync) return done();
+          fdatasync(this.fd, (syncError) => (syncError ? fail(syncError) : done()));
+        });
+      };
+      if (!this.#tornTail) return writeFrom(0);
+      ftruncate(this.fd, start, (error) => {
+        if (error) return reject(error);
+        this.#tornTail = false;
+        writeFrom(0);
       });
-      throw error;
-    }
+    });
   }
 
-  async sync(): Promise<void> {
-    await this.handle.datasync();
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => fdatasync(this.fd, (error) => (error ? reject(error) : resolve())));
   }
 
-  async close(): Promise<void> {
-    await this.handle.close();
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => fsClose(this.fd, (error) => (error ? reject(error) : resolve())));
   }
 }
 

@@ -10,6 +10,7 @@ import {
   authHeaders,
   closeForResponse,
   subscribeQuery,
+  withTicket,
 } from '../transport.js';
 
 interface PollBody {
@@ -81,7 +82,7 @@ class PollConnection implements TransportConnection {
         }
         const query = subscribeQuery(channels, 'poll', this.host.clientId);
         query.set('timeout', String(holdSeconds));
-        response = await this.host.fetch(new URL(`/sub?${query}`, this.host.base), { headers, signal: controller.signal, cache: 'no-store' });
+        response = await this.host.fetch(await withTicket(this.host, new URL(`/sub?${query}`, this.host.base)), { headers, signal: controller.signal, cache: 'no-store' });
         if (generation !== this.#generation) return;
         if (!response.ok) {
           const close = await closeForResponse(response, this.#opened);

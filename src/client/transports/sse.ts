@@ -10,6 +10,7 @@ import {
   closeForResponse,
   fetchChannelInfo,
   subscribeQuery,
+  withTicket,
 } from '../transport.js';
 
 /**
@@ -149,7 +150,7 @@ class SseConnection implements TransportConnection {
     }
     this.#positions.clear();
     for (const [channel, position] of channels) if (position !== undefined) this.#positions.set(channel, position);
-    const url = new URL(`/sub?${subscribeQuery(channels, 'sse', this.host.clientId)}`, this.host.base);
+    const url = await withTicket(this.host, new URL(`/sub?${subscribeQuery(channels, 'sse', this.host.clientId)}`, this.host.base));
     const response = await this.host.fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
     if (generation !== this.#generation) return;
     if (!response.ok || response.body === null) {

@@ -8,6 +8,7 @@ import {
   type TransportConnection,
   type TransportHost,
   type TransportTimings,
+  withTicket,
 } from '../transport.js';
 
 /**
@@ -61,7 +62,8 @@ class WebSocketConnection implements TransportConnection {
   readonly #subscribed = new Set<string>();
   readonly #pending = new Map<number, { resolve: (r: PublishResult) => void; reject: (e: Error) => void }>();
   #nextRef = 1;
-  #lastSeen = Date.now();
+  /** Monotonic (performance.now): a wall-clock step must not look like silence, nor hide it. */
+  #lastSeen = performance.now();
   #timer: ReturnType<typeof setInterval> | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -80,6 +82,7 @@ class WebSocketConnection implements TransportConnection {
     // Browsers cannot set headers on a WebSocket handshake, so a token travels in the query.
     if (token !== undefined) url.searchParams.set('token', token);
     url.searchParams.set('client', this.host.clientId);
+    await withTicket(this.host, url);
     if (this.#done) return;
     const socket = new this.Implementation(url.href);
     this.#socket = socket;
@@ -90,14 +93,14 @@ class WebSocketConnection implements TransportConnection {
       if (this.#done) return;
       clearTimeout(this.#connectTimer);
       this.#opened = true;
-      this.#lastSeen = Date.now();
+      this.#lastSeen = performance.now();
       this.#timer = setInterval(() => this.#heartbeat(), this.timings.pingIntervalMs);
       this.host.opened();
       this.update();
     });
     socket.addEventListener('message', (event) => {
       if (this.#done) return;
-      this.#lastSeen = Date.now();
+      this.#lastSeen = performance.now();
       this.#onFrame(typeof event.data === 'string' ? event.data : String(event.data));
     });
     socket.addEventListener('close', (event) => {
@@ -195,7 +198,7 @@ class WebSocketConnection implements TransportConnection {
   /* Browsers answer the hub's pings without telling the page, so the client
    * sends its own and treats silence as a dead connection. */
   #heartbeat(): void {
-    if (Date.now() - this.#lastSeen > this.timings.pingIntervalMs * 2) {
+    if (performance.now() - this.#lastSeen > this.timings.pingIntervalMs * 2) {
       this.#finish({ reason: 'idle-timeout', opened: true, detail: 'no answer to ping' });
       return;
     }
