@@ -1,6 +1,6 @@
 import { type FileHandle, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type KeyState, MemoryIdempotencyStore } from '../core/idempotency.js';
+import { type KeyState, MAX_IDEMPOTENCY_KEYS, MemoryIdempotencyStore } from '../core/idempotency.js';
 
 /** The file beside the durable store's segments; the store itself never reads it. */
 export const IDEMPOTENCY_FILE = 'idempotency.log';
@@ -64,7 +64,7 @@ export class FileIdempotencyStore extends MemoryIdempotencyStore {
       else live.delete(entry.k);
     }
     const file = await rewrite(path, [...live].map(([k, v]) => ({ k, ...v })));
-    const store = new FileIdempotencyStore(path, file, live.size, options.maxKeys ?? 1_000_000, now);
+    const store = new FileIdempotencyStore(path, file, live.size, options.maxKeys ?? MAX_IDEMPOTENCY_KEYS, now);
     for (const [k, v] of live) store.remember(k, { state: 'done', fingerprint: v.f, result: v.r }, v.e);
     return store;
   }

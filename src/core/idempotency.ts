@@ -134,14 +134,18 @@ function conflict(): KometaError {
 
 /**
  * Keys in this process's memory, each forgotten when its time is up. Bounded:
- * past `maxKeys` a new key is refused (429) rather than an old one forgotten early.
+ * past `maxKeys` a new key is refused (429) rather than an old one forgotten
+ * early. 250,000 keys of a UUID and a publish answer take about 100 MB; at
+ * the default window that is over 800 keyed publishes a second, sustained.
  */
+export const MAX_IDEMPOTENCY_KEYS = 250_000;
+
 export class MemoryIdempotencyStore implements IdempotencyStore {
   protected readonly entries = new Map<string, { state: KeyState; expiresAt: number }>();
   #sweptAt = 0;
 
   constructor(
-    readonly maxKeys = 1_000_000,
+    readonly maxKeys = MAX_IDEMPOTENCY_KEYS,
     protected readonly now: () => number = Date.now,
   ) {}
 

@@ -102,3 +102,18 @@ test('reading history needs the right to subscribe to the channel; publishing in
   const anonymous = await postJson(`${hub.url}/pub`, [{ channel: 'open.1', data: 'y' }]);
   assert.equal((anonymous.json<{ results: { error: { code: string } }[] }>().results[0]!.error.code), 'KOMETA_ERR_UNAUTHORIZED');
 });
+
+test('kometa serve (durable default): history reads page the same after a SIGKILL and a restart', async (t) => {
+  const { startKometa } = await import('../helpers/redis.js');
+  const { dataDirArgs } = await import('../helpers/data-dir.js');
+  const args = [...dataDirArgs('history'), '--publish-rate', '0'];
+  let node = await startKometa(args);
+  t.after(() => node.kill());
+  await fill(node.url, 'kept', 250);
+  const before = (await pages(node.url, '/channels/kept/history?limit=100')).flatMap((p) => p.messages);
+  await node.kill('SIGKILL');
+  node = await startKometa(args);
+  const after = (await pages(node.url, '/channels/kept/history?limit=100')).flatMap((p) => p.messages);
+  assert.equal(after.length, 250);
+  assert.deepEqual(after, before);
+});
