@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { wallClock } from '../core/clock.js';
 import { KometaError } from '../core/errors.js';
+import { RevocationList } from './revocations.js';
 import { type Grant, allowAll, grantFromClaim, isKometaClaim } from './grant.js';
 import { compilePatterns } from './patterns.js';
 import { TicketIssuer, type TicketLimits, defaultTicketLimits } from './tickets.js';
@@ -57,6 +58,8 @@ export interface Authentication {
 export class AccessPolicy {
   readonly enabled: boolean;
   readonly tickets: TicketIssuer;
+  /** Users whose current tokens are refused (POST /disconnect with "revoke"). */
+  readonly revocations = new RevocationList();
   readonly #verifier: TokenVerifier | undefined;
   readonly #publisherKey: Buffer | undefined;
   readonly #anonymous: Grant;
@@ -141,6 +144,9 @@ export class AccessPolicy {
     if (this.#verifier === undefined || token.length > 8192) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'This hub does not accept that credential');
     const payload = await this.#verifier(token);
     if (!isKometaClaim(payload.kometa)) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token has no valid "kometa" claim');
+    if (typeof payload.sub === 'string' && this.revocations.isRevoked(payload.sub.slice(0, 128), typeof payload.iat === 'number' ? payload.iat * 1000 : undefined)) {
+      throw new KometaError('KOMETA_ERR_TOKEN_REVOKED', 'This token was revoked by the application; get a new one');
+    }
     try {
       return grantFromClaim(payload.kometa, {
         // The skew jose allowed at verification stays allowed afterwards: one end for every check.

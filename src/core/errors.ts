@@ -20,6 +20,7 @@ export const errorCodes = {
   KOMETA_ERR_UNAUTHORIZED: { status: 401, title: 'Credentials missing or invalid' },
   KOMETA_ERR_TOKEN_EXPIRED: { status: 401, title: 'Token expired' },
   KOMETA_ERR_TICKET: { status: 401, title: 'Ticket unknown, used or expired' },
+  KOMETA_ERR_TOKEN_REVOKED: { status: 401, title: 'Token revoked' },
   KOMETA_ERR_FORBIDDEN: { status: 403, title: 'Not allowed for this channel' },
   KOMETA_ERR_ORIGIN: { status: 403, title: 'Origin not allowed' },
   KOMETA_ERR_NOT_FOUND: { status: 404, title: 'Not found' },

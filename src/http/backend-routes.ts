@@ -13,6 +13,8 @@ import { readBody } from './body.js';
 import { type ItemResult, type ValidItem, parseBatch, publishBatch } from './batch.js';
 import { ConnectionRegistry, type DisconnectOrder } from './connections.js';
 import type { RateLimiter } from './rate-limit.js';
+import type { Revocation } from '../auth/revocations.js';
+import type { RevocationStore } from '../brokers/revocation-stores.js';
 
 /*
  * The backend's API beside the hub's publish route (docs/backends.md):
@@ -44,7 +46,12 @@ export const defaultBackendOptions: BackendOptions = {
 export interface BackendServices {
   readonly idempotency: IdempotencyStore | Promise<IdempotencyStore>;
   readonly control: ControlBus;
+  /** Where revocations outlive this process (Redis, the data directory); in memory only when absent. */
+  readonly revocations?: RevocationStore;
 }
+
+/** `"revoke": true` keeps a revocation this long (tokens are meant to be short-lived well within it). */
+export const DEFAULT_REVOKE_SECONDS = 24 * 60 * 60;
 
 export interface BackendDeps {
   readonly access: AccessPolicy;
@@ -86,6 +93,11 @@ export class BackendApi {
     this.idempotency = new Idempotency(lazyStore(deps.services.idempotency), { windowMs: this.options.idempotencyWindowMs });
     this.#control = deps.services.control;
     this.#unlisten = this.#control.listen((payload) => this.#onOrder(payload));
+    // Revocations made before this process started (on any node sharing the store).
+    deps.services.revocations?.load().then(
+      (list) => list.forEach((revocation) => deps.access.revocations.add(revocation)),
+      () => {},
+    );
   }
 
   /** The route for a request of ours, or undefined. */
@@ -246,23 +258,33 @@ export class BackendApi {
     } catch {
       throw new KometaError('KOMETA_ERR_BODY_JSON');
     }
-    const order = parseOrder(body);
+    const { revoke, ...order } = parseOrder(body);
+    let revocation: Revocation | undefined;
+    if (revoke !== undefined) {
+      if (order.user === undefined) throw target('"revoke" needs "user": it refuses that user\'s tokens');
+      const at = Date.now();
+      revocation = { user: order.user, at, until: at + revoke * 1000 };
+      // Kept first (Redis, the data directory), so a node that starts later refuses the tokens too.
+      await this.deps.services.revocations?.save(revocation);
+      this.deps.access.revocations.add(revocation);
+    }
     // Every node (this one included) hears the order on the control bus; this
     // node acts on it at once as well, so its own connections do not wait for
     // the round trip through Redis.
-    await this.#control.send(JSON.stringify({ ...order, from: this.#node }));
+    await this.#control.send(JSON.stringify({ ...order, ...(revocation === undefined ? {} : { revoke: revocation }), from: this.#node }));
     const disconnected = this.connections.disconnect(order);
-    sendJson(res, 200, { disconnected, scope: 'cluster' });
+    sendJson(res, 200, { disconnected, scope: 'cluster', ...(revocation === undefined ? {} : { revokedUntil: new Date(revocation.until).toISOString() }) });
   }
 
   #onOrder(payload: string): void {
-    let order: DisconnectOrder & { from?: unknown };
+    let order: DisconnectOrder & { from?: unknown; revoke?: Revocation };
     try {
       order = JSON.parse(payload) as typeof order;
     } catch {
       return;
     }
     if (order.from === this.#node) return;
+    if (order.revoke !== undefined) this.deps.access.revocations.add(order.revoke);
     this.connections.disconnect(order);
   }
 
@@ -285,9 +307,12 @@ function mayControl(grant: Grant): boolean {
   return grant.kind === 'publisher-key' || grant.admin;
 }
 
-function parseOrder(body: Record<string, unknown>): DisconnectOrder & { reason?: string } {
+function parseOrder(body: Record<string, unknown>): DisconnectOrder & { reason?: string; revoke?: number } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw target('The body is a JSON object: {"user": "u1"} or {"client": "…"}');
-  const { user, client, channel, reason } = body;
+  const { user, client, channel, reason, revoke } = body;
+  if (revoke !== undefined && revoke !== false && revoke !== true && !(typeof revoke === 'number' && revoke > 0 && revoke <= 30 * 24 * 3600)) {
+    throw target('revoke is true (for 24 hours) or a number of seconds up to 30 days');
+  }
   if (user !== undefined && (typeof user !== 'string' || user.length === 0 || user.length > 128)) throw target('user is a string of 1-128 characters');
   if (client !== undefined && (typeof client !== 'string' || !/^[A-Za-z0-9_.:@-]{1,64}$/.test(client))) throw target('client is an id of 1-64 characters of A-Z a-z 0-9 _ . : @ -');
   if (user === undefined && client === undefined) throw target('Name whom to disconnect: {"user": "u1"} or {"client": "…"}');
@@ -301,6 +326,7 @@ function parseOrder(body: Record<string, unknown>): DisconnectOrder & { reason?:
     ...(client === undefined ? {} : { client: client as string }),
     ...(channel === undefined ? {} : { channel: channel as string }),
     ...(reason === undefined ? {} : { reason: reason as string }),
+    ...(revoke === true ? { revoke: DEFAULT_REVOKE_SECONDS } : typeof revoke === 'number' ? { revoke } : {}),
   };
 }
 

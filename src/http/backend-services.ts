@@ -2,6 +2,7 @@ import { DurableBroker } from '../brokers/durable.js';
 import { FileIdempotencyStore } from '../brokers/idempotency-file.js';
 import { RedisBroker } from '../brokers/redis.js';
 import { RedisControlBus, RedisIdempotencyStore } from '../brokers/redis-backend.js';
+import { FileRevocationStore, RedisRevocationStore } from '../brokers/revocation-stores.js';
 import type { Broker } from '../core/broker.js';
 import { LocalControlBus } from '../core/control.js';
 import { MemoryIdempotencyStore } from '../core/idempotency.js';
@@ -16,9 +17,15 @@ import type { BackendServices } from './backend-routes.js';
 function create(broker: Broker): BackendServices {
   if (broker instanceof RedisBroker) {
     const { commands, subscriber, prefix } = broker.links;
-    return { idempotency: new RedisIdempotencyStore(commands, prefix), control: new RedisControlBus(commands, subscriber, prefix) };
+    return {
+      idempotency: new RedisIdempotencyStore(commands, prefix),
+      control: new RedisControlBus(commands, subscriber, prefix),
+      revocations: new RedisRevocationStore(commands, prefix),
+    };
   }
-  if (broker instanceof DurableBroker) return { idempotency: FileIdempotencyStore.open(broker.dataDir), control: new LocalControlBus() };
+  if (broker instanceof DurableBroker) {
+    return { idempotency: FileIdempotencyStore.open(broker.dataDir), control: new LocalControlBus(), revocations: new FileRevocationStore(broker.dataDir) };
+  }
   return { idempotency: new MemoryIdempotencyStore(), control: new LocalControlBus() };
 }
 

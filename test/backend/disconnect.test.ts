@@ -136,3 +136,46 @@ for (const transport of ['sse', 'poll'] as const) {
     assert.equal(client.state, 'disconnected');
   });
 }
+
+test('{"revoke": true} refuses the user\'s current tokens on every node, on nodes started later and after a restart; a new token works', async (t) => {
+  const { dataDirArgs } = await import('../helpers/data-dir.js');
+  const { SignJWT } = await import('jose');
+  const redis = await startOwnRedis({ persistent: false });
+  t.after(() => redis.stop());
+  const args = ['--redis', redis.url, '--redis-prefix', uniquePrefix('revoke'), '--jwt-secret', SECRET, '--publisher-key', 'pk'];
+  const [a, b] = await Promise.all([startKometa(args), startKometa(args)]);
+  t.after(() => Promise.all([a.kill(), b.kill()]));
+  const old = await new SignJWT({ kometa: claim }).setProtectedHeader({ alg: 'HS256' }).setSubject('u7').setIssuedAt(Math.floor(Date.now() / 1000) - 5).sign(new TextEncoder().encode(SECRET));
+  const withToken = (base: string, jwt: string) => httpRequest(`${base}/sub/r?transport=poll&timeout=0`, { headers: { Authorization: `Bearer ${jwt}` } });
+  assert.equal((await withToken(b.url, old)).status, 200);
+  const res = await postJson(`${a.url}/disconnect`, { user: 'u7', revoke: true }, { Authorization: 'Bearer pk' });
+  assert.equal(res.status, 200, res.body);
+  assert.ok(Date.parse(res.json<{ revokedUntil: string }>().revokedUntil) > Date.now() + 23 * 3600_000);
+  await new Promise((r) => setTimeout(r, 200));
+  for (const node of [a, b]) {
+    const refused = await withToken(node.url, old);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.json<{ code: string }>().code, 'KOMETA_ERR_TOKEN_REVOKED');
+  }
+  const late = await startKometa(args);
+  t.after(() => late.kill());
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await withToken(late.url, old)).status, 401, 'a node started later knows');
+  const other = await token(claim, 'u8');
+  assert.equal((await withToken(a.url, other)).status, 200, 'other users are not affected');
+  await new Promise((r) => setTimeout(r, 1100));
+  const fresh = await token(claim, 'u7');
+  assert.equal((await withToken(b.url, fresh)).status, 200, 'a token issued after the revocation works');
+
+  // The durable store keeps revocations across a restart.
+  const durable = [...dataDirArgs('revoke'), '--jwt-secret', SECRET, '--publisher-key', 'pk'];
+  let single = await startKometa(durable);
+  t.after(() => single.kill());
+  await postJson(`${single.url}/disconnect`, { user: 'u7', revoke: 60 }, { Authorization: 'Bearer pk' });
+  await single.kill('SIGKILL');
+  single = await startKometa(durable);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await withToken(single.url, old)).json<{ code: string }>().code, 'KOMETA_ERR_TOKEN_REVOKED');
+  const bad = await postJson(`${single.url}/disconnect`, { client: 'x', revoke: true }, { Authorization: 'Bearer pk' });
+  assert.equal(bad.json<{ code: string }>().code, 'KOMETA_ERR_DISCONNECT_TARGET');
+});

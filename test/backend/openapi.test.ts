@@ -69,6 +69,7 @@ test('docs/openapi.json describes the real answers of every backend route, succe
   await waitFor(() => hub.hub.subscriberCount('r.5') === 1);
   check('/disconnect', 'post', await postJson(`${hub.url}/disconnect`, { user: 'u9' }, pk), seen);
   assert.equal((await poll).status, 410);
+  check('/disconnect', 'post', await postJson(`${hub.url}/disconnect`, { user: 'u10', revoke: 120 }, pk), seen);
   check('/disconnect', 'post', await postJson(`${hub.url}/disconnect`, { channel: 'r.1' }, pk), seen);
   check('/disconnect', 'post', await postJson(`${hub.url}/disconnect`, { user: 'u9' }, reader), seen);
   check('/disconnect', 'post', await postJson(`${hub.url}/disconnect`, { user: 'u9' }), seen);
