@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { wallClock } from '../core/clock.js';
 import { KometaError } from '../core/errors.js';
+import { RevocationList } from './revocations.js';
 import { type Grant, allowAll, grantFromClaim, isKometaClaim } from './grant.js';
 import { compilePatterns } from './patterns.js';
 import { TicketIssuer, type TicketLimits, defaultTicketLimits } from './tickets.js';
@@ -60,6 +61,8 @@ export interface Authentication {
 export class AccessPolicy {
   readonly enabled: boolean;
   readonly tickets: TicketIssuer;
+  /** Users whose current tokens are refused (POST /disconnect with "revoke"). */
+  readonly revocations = new RevocationList();
   readonly #verifier: TokenVerifier | undefined;
   readonly #publisherKey: Buffer | undefined;
   readonly #anonymous: Grant;
@@ -150,6 +153,11 @@ export class AccessPolicy {
     const payload = await this.#verifier(token);
     if (!isKometaClaim(payload.kometa)) {
       throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The token has no valid "kometa" claim');
+    }
+    const subject = typeof payload.sub === 'string' ? payload.sub.slice(0, 128) : undefined;
+    const issuedAt = typeof payload.iat === 'number' ? payload.iat * 1000 : undefined;
+    if (subject !== undefined && this.revocations.isRevoked(subject, issuedAt)) {
+      throw new KometaError('KOMETA_ERR_TOKEN_REVOKED', 'This token was revoked by the application; get a new one');
     }
     try {
       return grantFromClaim(payload.kometa, {

@@ -345,6 +345,14 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /**
+   * The broker's connections and key prefix, for what shares them: idempotency
+   * keys and the control channel (redis-backend.ts).
+   */
+  get links(): { readonly commands: RedisCommandLink; readonly subscriber: RedisSubscriberLink; readonly prefix: string } {
+    return { commands: this.#commands, subscriber: this.#subscriber, prefix: this.#prefix };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -143,6 +143,12 @@ function hubHttpOptions(settings: Settings, access: AccessPolicy): Partial<HubHt
     maxConnections: settings.maxConnections || Math.max(0, (openFilesLimit() ?? 0) - 256),
     maxConnectionsPerIp: settings.maxConnectionsPerIp,
     trustProxy: parseTrustProxy(settings.trustProxy),
+    backend: {
+      idempotencyWindowMs: settings.idempotencyWindow * 1000,
+      maxBatchItems: settings.maxBatchItems,
+      maxBatchBytes: settings.maxBatchBytes,
+      adminToken: settings.adminToken,
+    },
   };
 }
 

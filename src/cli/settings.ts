@@ -20,6 +20,9 @@ export const settingSpecs = {
   historyTotalBytes: { flag: 'history-total-bytes', kind: 'int', default: 268435456, help: 'bytes of history kept across all channels, oldest dropped first (on disk: record bytes, ~50 more per message; caps the data dir)' },
   historyAge: { flag: 'history-age', kind: 'seconds', default: 3600, help: 'oldest message kept, in seconds' },
   maxMessageBytes: { flag: 'max-message-bytes', kind: 'int', default: 65536, help: 'largest publish body, in bytes' },
+  idempotencyWindow: { flag: 'idempotency-window', kind: 'seconds', default: 300, help: 'how long an Idempotency-Key is remembered, in seconds (a repeat within it publishes nothing and gets the first answer)' },
+  maxBatchItems: { flag: 'max-batch-items', kind: 'int', default: 1000, help: 'most messages one POST /pub batch may publish (a broadcast item counts one per channel)' },
+  maxBatchBytes: { flag: 'max-batch-bytes', kind: 'int', default: 1048576, help: 'largest POST /pub batch body, in bytes' },
   maxChannels: { flag: 'max-channels', kind: 'int', default: 64, help: 'most channels in one subscription' },
   heartbeat: {
     flag: 'heartbeat',

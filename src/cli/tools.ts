@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 import { Kometa, type KometaClientError, type TransportName } from '../client/index.js';
@@ -21,10 +22,15 @@ const TOOL_USAGE: Record<Tool, string> = {
 Prints each message as it is published. Exit: 0 done (count reached, timeout, Ctrl-C, stream ended),
 1 the hub refused (bad channel, no credential, not allowed), 2 usage, 3 the hub cannot be reached.
 --url defaults to $KOMETA_URL or http://127.0.0.1:8080; --token to $KOMETA_TOKEN.`,
-  publish: `Usage: kometa publish <channel> <data | -> [--url <hub>] [--token <t>] [--event <name>]
+  publish: `Usage: kometa publish <channel> <data | -> [--url <hub>] [--token <t>] [--event <name>] [--idempotency-key <key>]
+       kometa publish --batch <file | -> [--url <hub>] [--token <t>]
 
 Publishes one message (data '-' reads it from stdin). Prints its id and how many subscribers it reached.
-Exit: 0 published, 1 the hub refused (its problem details are printed), 2 usage, 3 the hub cannot be reached.`,
+With --idempotency-key, running it again with the same key publishes nothing and prints the first id.
+--batch publishes a file of items (a JSON array, or one JSON item per line) in one POST /pub
+(docs/backends.md), printing one line per item: its id(s), or its error.
+Exit: 0 published, 1 the hub refused (its problem details are printed; with --batch: any item failed),
+2 usage, 3 the hub cannot be reached.`,
   doctor: `Usage: kometa doctor <hub url> [--token <t>] [--idle <s>] [--json]
 
 Checks, from this machine, what stands between it and the hub: buffering proxies, idle cut-offs,
@@ -55,6 +61,8 @@ function parseToolArgs(argv: string[]) {
       transport: { type: 'string' },
       event: { type: 'string' },
       idle: { type: 'string' },
+      batch: { type: 'string' },
+      'idempotency-key': { type: 'string' },
     },
   });
 }
@@ -106,6 +114,17 @@ async function publishCommand(
   base: string,
   token: string | undefined,
 ): Promise<number> {
+  if (values.batch !== undefined) {
+    if (positionals.length > 0)
+      return usageError('publish', '--batch takes the items from its file, not from arguments');
+    let text: string;
+    try {
+      text = values.batch === '-' ? await readStdin() : readFileSync(values.batch, 'utf8');
+    } catch (error) {
+      return usageError('publish', `cannot read ${values.batch}: ${(error as Error).message}`);
+    }
+    return publishBatchFile(base, text, token);
+  }
   const [channel, data, ...rest] = positionals;
   if (channel === undefined || data === undefined || rest.length > 0) {
     return usageError('publish', 'give a channel and the data');
@@ -113,7 +132,8 @@ async function publishCommand(
   if (!isValidChannelName(channel)) {
     return usageError('publish', `not a valid channel name: ${JSON.stringify(channel)} (docs/protocol.md)`);
   }
-  return publish(base, channel, data === '-' ? await readStdin() : data, token, values.event);
+  const body = data === '-' ? await readStdin() : data;
+  return publish(base, channel, body, token, values.event, values['idempotency-key']);
 }
 
 async function tailCommand(
@@ -167,10 +187,10 @@ async function preflight(base: string, channel: string, token: string | undefine
   const url = new URL(`/sub/${encodeURIComponent(channel)}?transport=poll&timeout=0`, base);
   let response: Response;
   try {
-    response = await fetch(
-      url,
-      { headers: token === undefined ? {} : { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) },
-    );
+    response = await fetch(url, {
+      headers: token === undefined ? {} : { Authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(10_000),
+    });
   } catch (error) {
     process.stderr.write(`kometa tail: cannot reach ${url.origin}: ${causeOf(error)}\n`);
     return EXIT.unreachable;
@@ -200,6 +220,7 @@ async function publish(
   data: string,
   token: string | undefined,
   event: string | undefined,
+  idempotencyKey?: string,
 ): Promise<number> {
   const url = new URL(
     `/pub/${encodeURIComponent(channel)}${event === undefined ? '' : `?event=${encodeURIComponent(event)}`}`,
@@ -212,6 +233,7 @@ async function publish(
       headers: {
         'Content-Type': 'text/plain; charset=utf-8',
         ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }),
+        ...(idempotencyKey === undefined ? {} : { 'Idempotency-Key': idempotencyKey }),
       },
       body: data,
       signal: AbortSignal.timeout(10_000),
@@ -227,8 +249,48 @@ async function publish(
   }
   const result = JSON.parse(text) as { id: string; subscribers: number };
   const subscribers = `${result.subscribers} ${result.subscribers === 1 ? 'subscriber' : 'subscribers'}`;
-  process.stdout.write(`${result.id}  (${subscribers} here)\n`);
+  const replayed =
+    response.headers.get('idempotent-replayed') === 'true' ? ', a replay: nothing new was published' : '';
+  process.stdout.write(`${result.id}  (${subscribers} here${replayed})\n`);
   return EXIT.ok;
+}
+
+type BatchLine = { channel?: string; id?: string; replayed?: boolean; error?: Problem; channels?: BatchLine[] };
+
+/** `kometa publish --batch`: one POST /pub, one line per item. */
+async function publishBatchFile(base: string, text: string, token: string | undefined): Promise<number> {
+  const url = new URL('/pub', base);
+  const ndjson = !text.trimStart().startsWith('[');
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'Content-Type': ndjson ? 'application/x-ndjson' : 'application/json',
+        ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }),
+      },
+      body: text,
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (error) {
+    process.stderr.write(`kometa publish: cannot reach ${url.origin}: ${causeOf(error)}\n`);
+    return EXIT.unreachable;
+  }
+  const body = await response.text();
+  if (response.status !== 200) {
+    process.stderr.write(`kometa publish: ${describeProblem(response.status, body)}\n`);
+    return EXIT.refused;
+  }
+  const answer = JSON.parse(body) as { results: BatchLine[]; published: number; failed: number };
+  const line = (result: BatchLine): string => {
+    if (result.channels !== undefined) return result.channels.map(line).join('  ');
+    if (result.error !== undefined)
+      return `${result.channel ?? '-'}: ${result.error.code} ${result.error.detail ?? ''}`.trim();
+    return `${result.id}${result.replayed === true ? ' (replay)' : ''}`;
+  };
+  answer.results.forEach((result, i) => process.stdout.write(`${i + 1}\t${line(result)}\n`));
+  process.stderr.write(`${answer.published} published, ${answer.failed} failed\n`);
+  return answer.failed > 0 ? EXIT.refused : EXIT.ok;
 }
 
 function describeProblem(status: number, body: string): string {
@@ -252,19 +314,19 @@ async function tailWire(url: URL, token: string | undefined, timeoutSeconds: num
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal);
-  const accept: [string, string][] = url.pathname.startsWith('/sub') && !url.search.includes('transport=') ? [[
-    'Accept',
-    'text/event-stream',
-  ]] : [];
+  const accept: [string, string][] =
+    url.pathname.startsWith('/sub') && !url.search.includes('transport=') ? [['Accept', 'text/event-stream']] : [];
   const result = await inspectWire({
     origin: new URL(url.origin),
-    requests: [{
-      path: url.pathname + url.search,
-      headers: [
-        ...accept,
-        ...(token === undefined ? [] : ([['Authorization', `Bearer ${token}`]] as [string, string][])),
-      ],
-    }],
+    requests: [
+      {
+        path: url.pathname + url.search,
+        headers: [
+          ...accept,
+          ...(token === undefined ? [] : ([['Authorization', `Bearer ${token}`]] as [string, string][])),
+        ],
+      },
+    ],
     timeoutMs: (timeoutSeconds ?? 24 * 3600) * 1000,
     maxText: process.stdout.isTTY === true ? Math.max(40, (process.stdout.columns ?? 120) - 40) : 160,
     signal: controller.signal,
@@ -313,10 +375,10 @@ function tailChannel(base: string, channel: string, options: TailOptions): Promi
     };
     const onSignal = () => finish(EXIT.ok);
     process.once('SIGINT', onSignal);
-    const timer = options.timeoutSeconds === undefined ? undefined : setTimeout(
-      () => finish(EXIT.ok),
-      options.timeoutSeconds * 1000,
-    );
+    const timer =
+      options.timeoutSeconds === undefined
+        ? undefined
+        : setTimeout(() => finish(EXIT.ok), options.timeoutSeconds * 1000);
     client.on('state', (change) => {
       if (change.state === 'connected') {
         const transport = change.transport ?? (everConnected ? '' : options.transport);
@@ -337,12 +399,14 @@ function tailChannel(base: string, channel: string, options: TailOptions): Promi
       onMessage: (message) => {
         received++;
         if (options.json) {
-          process.stdout.write(`${JSON.stringify({
-            id: message.id,
-            channel: message.channel,
-            ...(message.event === undefined ? {} : { event: message.event }),
-            data: message.data,
-          })}\n`);
+          process.stdout.write(
+            `${JSON.stringify({
+              id: message.id,
+              channel: message.channel,
+              ...(message.event === undefined ? {} : { event: message.event }),
+              data: message.data,
+            })}\n`,
+          );
         } else {
           const seq = message.id.split('~').pop() ?? '';
           const time = new Date().toISOString().slice(11, 23);

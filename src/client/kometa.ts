@@ -63,6 +63,8 @@ export interface KometaOptions {
   readonly pingIntervalMs?: number;
   /** Long-poll: how long each poll is held by the hub, in seconds. */
   readonly pollTimeoutSeconds?: number;
+  /** This client's id, sent to the hub as `client=` so that a backend can disconnect it (default: a random one; see `clientId`). */
+  readonly clientId?: string;
   /** Source of randomness for backoff jitter (tests pass a fixed one). */
   readonly random?: () => number;
 }
@@ -141,6 +143,7 @@ export class Kometa {
   #upgradeTimer: ReturnType<typeof setTimeout> | undefined;
   #upgradeDelay: number;
   #updateScheduled = false;
+  readonly #clientId: string;
 
   constructor(url: string | URL, options: KometaOptions = {}) {
     const base = (globalThis as { location?: { href: string } }).location?.href;
@@ -158,6 +161,7 @@ export class Kometa {
       pollTimeoutSeconds: options.pollTimeoutSeconds ?? 25,
     };
     this.#upgradeDelay = options.upgradeAfterMs ?? 30_000;
+    this.#clientId = options.clientId ?? randomId();
     const wanted = options.transports ?? ['websocket', 'sse', 'poll'];
     this.#transports = wanted
       .map((t) => {
@@ -180,6 +184,11 @@ export class Kometa {
 
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /** The id this client gives the hub (`client=`): what `POST /disconnect {"client"}` names. */
+  get clientId(): string {
+    return this.#clientId;
   }
 
   /** The transport of the current connection, once connected. */
@@ -336,6 +345,7 @@ export class Kometa {
     return {
       base: this.url,
       fetch: this.#fetch,
+      clientId: this.#clientId,
       token: () => this.#token(),
       ticket: async () => (this.#options.ticket === undefined ? undefined : await this.#options.ticket()),
       channels: () => {
@@ -406,6 +416,14 @@ export class Kometa {
   #onClosed(link: Link, close: TransportClose): void {
     this.#link = undefined;
     clearTimeout(this.#upgradeTimer);
+    if (close.reason === 'server-disconnect') {
+      // The application ended this client on purpose: coming back by itself would undo that.
+      this.#closed = true;
+      clearTimeout(this.#retryTimer);
+      this.#probe?.connection?.close();
+      this.#setState('disconnected', 'server-disconnect', link.transport.name, close.detail);
+      return;
+    }
     if (!close.opened && link.index + 1 < this.#transports.length) {
       // This transport does not get through (e.g. a proxy that drops Upgrade): try the next one now.
       this.#index = link.index + 1;
@@ -466,6 +484,14 @@ export class Kometa {
       ...(detail === undefined || detail === '' ? {} : { detail }),
     });
   }
+}
+
+function randomId(): string {
+  const bytes = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(bytes);
+  let id = '';
+  for (const byte of bytes) id += 'abcdefghijklmnopqrstuvwxyz0123456789'[byte % 36];
+  return id;
 }
 
 function call<T>(handler: ((value: T) => void) | undefined, value: T): void {

@@ -42,7 +42,9 @@ export type StateReason =
   /** The hub refused the connection with an error status. */
   | 'server-error'
   /** `close()` was called. */
-  | 'client-closed';
+  | 'client-closed'
+  /** The application's backend ended the connection (POST /disconnect, KOMETA_ERR_DISCONNECTED): the client stays disconnected. */
+  | 'server-disconnect';
 
 /** What a transport reports when its connection ends. */
 export interface TransportClose {
@@ -75,6 +77,8 @@ export class KometaClientError extends Error {
 export interface TransportHost {
   readonly base: URL;
   readonly fetch: typeof fetch;
+  /** This client's id, sent as `client=` so that the backend can address it (POST /disconnect). */
+  readonly clientId: string;
   /** Access token, if the application configured one (sent as `Authorization: Bearer` or `token=`). */
   token(): Promise<string | undefined>;
   /** A fresh subscribe ticket for this request, if the application gives them (sent as `ticket=`). */
@@ -124,8 +128,10 @@ export interface ClientTransport {
 export function subscribeQuery(
   channels: ReadonlyMap<string, ChannelPosition | undefined>,
   transport: 'sse' | 'poll',
+  clientId?: string,
 ): URLSearchParams {
   const query = new URLSearchParams();
+  if (clientId !== undefined) query.set('client', clientId);
   const cursor: string[] = [];
   for (const [channel, position] of channels) {
     query.append('channel', channel);
@@ -163,6 +169,7 @@ export async function closeForResponse(
   }
   const retryAfter = Number(response.headers.get('retry-after'));
   const detail = `${response.status} ${problem?.code ?? ''} ${problem?.detail ?? ''}`.trim();
+  if (problem?.code === 'KOMETA_ERR_DISCONNECTED') return { reason: 'server-disconnect', opened, detail: problem.detail ?? detail };
   if (response.status === 503 && problem?.code === 'KOMETA_ERR_DRAINING') {
     return {
       reason: 'server-shutdown',

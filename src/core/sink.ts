@@ -10,7 +10,8 @@ export interface Encoder {
   message(message: Message, cursor: string): Buffer;
 }
 
-export type EndReason = 'shutdown' | 'token-expired';
+/** `disconnected`: the application's backend ended it (POST /disconnect); the client must not come back by itself. */
+export type EndReason = 'shutdown' | 'token-expired' | 'disconnected';
 
 /**
  * One subscriber's connection, as the hub sees it. Implemented by each
@@ -31,6 +32,6 @@ export interface Sink {
   gap(notice: GapNotice, cursor: string): void;
   /** Catch-up is over; from here on messages arrive as they are published. */
   live(cursor: string): void;
-  /** The subscription ends: the server is shutting down, or the subscriber's credential expired. */
-  end(reason: EndReason): void;
+  /** The subscription ends: the server is shutting down, the subscriber's credential expired, or the backend disconnected it. */
+  end(reason: EndReason, detail?: string): void;
 }

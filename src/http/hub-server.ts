@@ -22,6 +22,9 @@ import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
 import { InOrder, answersPromptly } from './in-order.js';
 import { answerMalformedRequests, listen } from './server-setup.js';
+import { BackendApi, type BackendOptions, type BackendServices } from './backend-routes.js';
+import { acquireBackendServices } from './backend-services.js';
+import { clientIdOf, userOf } from './connections.js';
 
 export interface HubHttpOptions {
   /** Heartbeat on quiet SSE and stream connections, so proxies do not cut them as idle. */
@@ -62,6 +65,8 @@ export interface HubHttpOptions {
   readonly maxConnectionsPerIp: number;
   /** Proxies whose X-Forwarded-For names the client (`--trust-proxy`, see client-address.ts); none when not given. */
   readonly trustProxy: TrustProxy | undefined;
+  /** Batch publish, idempotency keys, history reads and disconnects (backend-routes.ts); services follow the broker unless given. */
+  readonly backend: Partial<BackendOptions> & { readonly services?: BackendServices };
 }
 
 export const defaultHubHttpOptions: HubHttpOptions = {
@@ -84,6 +89,7 @@ export const defaultHubHttpOptions: HubHttpOptions = {
   maxConnections: 0,
   maxConnectionsPerIp: 0,
   trustProxy: undefined,
+  backend: {},
 };
 
 /** The sweep runs this often; heartbeats and long-poll timeouts are counted in its ticks. */
@@ -122,6 +128,7 @@ export class HubHttp {
   readonly #publishLimiter: RateLimiter;
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
   readonly reservedSockets = new WeakSet<Socket>();
+  readonly backend: BackendApi;
 
   constructor(
     readonly hub: Hub,
@@ -133,6 +140,20 @@ export class HubHttp {
     const claimOnce = hub.broker.claimOnce?.bind(hub.broker);
     if (claimOnce !== undefined) this.access.tickets.useSharedSpending((id, ttlMs) => claimOnce(`ticket:${id}`, ttlMs));
     this.#publishLimiter = new RateLimiter(this.options.publishRate);
+    const given = this.options.backend.services;
+    const { services, release } =
+      given === undefined ? acquireBackendServices(hub.broker) : { services: given, release: async () => {} };
+    this.backend = new BackendApi(
+      hub,
+      {
+        access: this.access,
+        limiter: this.#publishLimiter,
+        clientAddress: (req) => this.clientAddress(req),
+        services,
+        release,
+      },
+      this.options.backend,
+    );
     this.#timer = setInterval(() => this.#sweep(), TICK_MS);
     this.#timer.unref();
   }
@@ -169,7 +190,6 @@ export class HubHttp {
     return this.#publishLimiter;
   }
 
-
   /** A 503 told to EventSource: 200, a retry hint and one kometa-error event, then the end (it reconnects by itself). */
   #sseError(res: ServerResponse, error: KometaError, headers: Record<string, string> = {}): void {
     const body = `retry: ${this.options.retryMs}\nevent: kometa-error\ndata: ${JSON.stringify({ code: error.code, detail: error.message })}\n\n`;
@@ -185,8 +205,10 @@ export class HubHttp {
     const queryAt = raw.indexOf('?');
     const path = queryAt === -1 ? raw : raw.slice(0, queryAt);
     const url = new URL(queryAt === -1 ? '/' : raw.slice(queryAt), 'http://kometa.invalid');
-    let route: (() => Promise<void>) | undefined;
-    if (path === '/sub' || path.startsWith('/sub/')) {
+    let route = this.backend.route(req, res, url, path);
+    if (route !== undefined) {
+      // POST /pub, GET /channels/<c>/history, POST /disconnect: backend-routes.ts
+    } else if (path === '/sub' || path.startsWith('/sub/')) {
       route = () => this.#subscribeRoute(req, res, url, path === '/sub' ? undefined : path.slice(5));
     } else if (path.startsWith('/pub/')) {
       route = () => this.#publishRoute(req, res, url, path.slice(5));
@@ -205,12 +227,17 @@ export class HubHttp {
     if (this.#draining) {
       const draining = new KometaError('KOMETA_ERR_DRAINING');
       // EventSource never reconnects after a 503: an SSE subscribe gets 200 + kometa-error (docs/protocol.md).
-      if (path.startsWith('/sub') && req.method === 'GET' && isSse(url, req)) this.#sseError(res, draining, { Connection: 'close' });
+      if (path.startsWith('/sub') && req.method === 'GET' && isSse(url, req))
+        this.#sseError(res, draining, { Connection: 'close' });
       else sendProblem(res, draining, { Connection: 'close', 'Retry-After': '1' });
       return true;
     }
     if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {
-      sendProblem(res, new KometaError('KOMETA_ERR_HEADERS_TOO_LARGE', `At most ${this.options.maxHeaderCount} request headers`), { Connection: 'close' });
+      sendProblem(
+        res,
+        new KometaError('KOMETA_ERR_HEADERS_TOO_LARGE', `At most ${this.options.maxHeaderCount} request headers`),
+        { Connection: 'close' },
+      );
       return true;
     }
     if (!this.access.originAllowed(req)) {
@@ -222,7 +249,7 @@ export class HubHttp {
       // A CORS preflight for an allowed origin.
       res.writeHead(204, {
         'Access-Control-Allow-Methods': 'GET, POST',
-        'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Kometa-Event',
+        'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Kometa-Event, Idempotency-Key',
         'Access-Control-Max-Age': '600',
       });
       res.end();
@@ -236,7 +263,13 @@ export class HubHttp {
   }
 
   /** Authenticate and check a request for channels; sets the session cookie when a ticket was spent. */
-  async #authorize(req: IncomingMessage, res: ServerResponse, url: URL, action: 'subscribe' | 'publish', channels: readonly string[]): Promise<Grant> {
+  async #authorize(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    action: 'subscribe' | 'publish',
+    channels: readonly string[],
+  ): Promise<Grant> {
     for (const channel of channels) assertChannelName(channel);
     const { grant, setCookie } = await this.access.authenticate(req, url);
     await this.access.require(req, grant, action, channels);
@@ -244,7 +277,12 @@ export class HubHttp {
     return grant;
   }
 
-  async #subscribeRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string | undefined): Promise<void> {
+  async #subscribeRoute(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    pathChannel: string | undefined,
+  ): Promise<void> {
     allowMethods(req, 'GET');
     if (this.reservedSockets.has(req.socket)) throw serverFull();
     const channels = pathChannel === undefined ? url.searchParams.getAll('channel') : [decodeChannel(pathChannel)];
@@ -252,7 +290,11 @@ export class HubHttp {
     if (transport === 'poll') answersPromptly(res);
     // The header wins: EventSource sends the newest id in it when it reconnects,
     // while the query keeps whatever the page first put in the URL.
-    const cursorText = headerValue(req.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? url.searchParams.get('since') ?? '';
+    const cursorText =
+      headerValue(req.headers['last-event-id']) ??
+      url.searchParams.get('lastEventId') ??
+      url.searchParams.get('since') ??
+      '';
     const cursor = parseCursor(cursorText.trim(), this.hub.limits.maxChannelsPerSubscription);
     const pollTimeoutMs = transport === 'poll' ? this.#pollTimeout(url.searchParams.get('timeout')) : 0;
     if (channels.length === 0) throw new KometaError('KOMETA_ERR_CHANNEL_MISSING');
@@ -277,11 +319,29 @@ export class HubHttp {
       return;
     }
     subscription.expiresAt = grant.expiresAt;
-    if (transport === 'poll') this.#startPoll(req, res, subscription, Math.min(pollTimeoutMs, grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - wallClock.now())));
-    else this.#startStreaming(res, subscription, transport, grant);
+    const client = clientIdOf(url);
+    if (transport === 'poll')
+      this.#startPoll(
+        req,
+        res,
+        subscription,
+        Math.min(
+          pollTimeoutMs,
+          grant.expiresAt === undefined ? Infinity : Math.max(0, grant.expiresAt - wallClock.now()),
+        ),
+        grant,
+        client,
+      );
+    else this.#startStreaming(res, subscription, transport, grant, client);
   }
 
-  #startStreaming(res: ServerResponse, subscription: Subscription, transport: 'sse' | 'stream', grant: Grant): void {
+  #startStreaming(
+    res: ServerResponse,
+    subscription: Subscription,
+    transport: 'sse' | 'stream',
+    grant: Grant,
+    client?: string,
+  ): void {
     if (res.socket === null) {
       // A pipelined request: node:http hands this response its socket only
       // when the responses before it are done. Until then the subscription
@@ -290,10 +350,11 @@ export class HubHttp {
       res.once('close', cancel);
       res.once('socket', () => {
         res.off('close', cancel);
-        if (subscription.state !== 'closed') this.#startStreaming(res, subscription, transport, grant);
+        if (subscription.state !== 'closed') this.#startStreaming(res, subscription, transport, grant, client);
       });
       return;
     }
+    let forget = () => {};
     const entry: { stream: ChunkedStream; heartbeat: Buffer } = {
       stream: new ChunkedStream(
         res,
@@ -301,6 +362,7 @@ export class HubHttp {
         () => {
           this.#streaming.delete(entry);
           cancelExpiry();
+          forget();
           subscription.close();
         },
         transport === 'sse' ? sseSlowFrame : streamSlowFrame,
@@ -308,9 +370,20 @@ export class HubHttp {
       heartbeat: transport === 'sse' ? SSE_HEARTBEAT : STREAM_HEARTBEAT,
     };
     const sweep = () => this.#tick;
-    const sink = transport === 'sse' ? new SseSink(entry.stream, sweep, this.options.retryMs) : new StreamSink(entry.stream, sweep, this.options.retryMs);
+    const sink =
+      transport === 'sse'
+        ? new SseSink(entry.stream, sweep, this.options.retryMs)
+        : new StreamSink(entry.stream, sweep, this.options.retryMs);
     // A credential that expires while the stream is open ends it with a clear reason.
     let cancelExpiry = () => {};
+    // POST /disconnect finds it by user or client id.
+    const channels = subscription.channelNames;
+    forget = this.backend.connections.add({
+      user: userOf(grant),
+      client,
+      end: (channel, detail) =>
+        (channel === undefined || channels.includes(channel)) && (sink.end('disconnected', detail), true),
+    });
     sink.open();
     subscription.start(sink);
     if (entry.stream.closed) return;
@@ -318,8 +391,23 @@ export class HubHttp {
     if (grant.expiresAt !== undefined) cancelExpiry = this.atExpiry(grant.expiresAt, () => sink.end('token-expired'));
   }
 
-  #startPoll(req: IncomingMessage, res: ServerResponse, subscription: Subscription, timeoutMs: number): void {
+  #startPoll(
+    req: IncomingMessage,
+    res: ServerResponse,
+    subscription: Subscription,
+    timeoutMs: number,
+    grant: Grant,
+    client: string | undefined,
+  ): void {
+    const channels = subscription.channelNames;
+    const unregister = this.backend.connections.add({
+      user: userOf(grant),
+      client,
+      end: (channel, detail) =>
+        (channel === undefined || channels.includes(channel)) && (sink.end('disconnected', detail), true),
+    });
     const forget = () => {
+      unregister();
       this.#polls.get(sink)?.cancel();
       this.#polls.delete(sink);
     };
@@ -339,7 +427,10 @@ export class HubHttp {
       sink.answer();
       return;
     }
-    this.#polls.set(sink, this.#wheel.schedule(timeoutMs, () => sink.answer()));
+    this.#polls.set(
+      sink,
+      this.#wheel.schedule(timeoutMs, () => sink.answer()),
+    );
     void req;
   }
 
@@ -359,7 +450,9 @@ export class HubHttp {
     const wait = this.#publishLimiter.takePublish(grant, this.clientAddress(req));
     if (wait > 0) {
       res.setHeader('Connection', 'close');
-      throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${this.options.publishRate} publishes per second`, { retryAfter: wait });
+      throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${this.options.publishRate} publishes per second`, {
+        retryAfter: wait,
+      });
     }
     const eventParam = url.searchParams.get('event') ?? headerValue(req.headers['kometa-event']);
     const body = await readBody(req, this.options.maxBodyBytes).catch((error: unknown) => {
@@ -368,8 +461,16 @@ export class HubHttp {
       throw error;
     });
     const data = decodePublishBody(req.headers['content-type'], body);
-    const { message, subscribers } = await this.hub.publish(channel, data, { event: eventParam ?? undefined });
-    sendJson(res, 201, { channel, id: message.id, subscribers });
+    const key = headerValue(req.headers['idempotency-key']);
+    if (key === undefined) {
+      const { message, subscribers } = await this.hub.publish(channel, data, { event: eventParam ?? undefined });
+      sendJson(res, 201, { channel, id: message.id, subscribers });
+      return;
+    }
+    // At most once per key (backend-routes.ts): a repeat answers the first publish.
+    const { value, replayed } = await this.backend.publish(channel, data, eventParam ?? undefined, key);
+    if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+    sendJson(res, 201, replayed ? { ...value, replayed } : value);
   }
 
   async #channelRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string): Promise<void> {
@@ -396,17 +497,32 @@ export class HubHttp {
     allowMethods(req, 'POST');
     const { grant } = await this.access.authenticate(req, url);
     if (!grant.tickets) {
-      throw new KometaError(grant.kind === 'anonymous' ? 'KOMETA_ERR_UNAUTHORIZED' : 'KOMETA_ERR_FORBIDDEN', 'Minting tickets needs the publisher key or a token with "tickets": true');
+      throw new KometaError(
+        grant.kind === 'anonymous' ? 'KOMETA_ERR_UNAUTHORIZED' : 'KOMETA_ERR_FORBIDDEN',
+        'Minting tickets needs the publisher key or a token with "tickets": true',
+      );
     }
     const body = decodePublishBody('application/json', await readBody(req, this.options.maxBodyBytes));
-    const request = JSON.parse(body) as { subscribe?: unknown; ttl?: unknown };
+    const request = JSON.parse(body) as { subscribe?: unknown; ttl?: unknown; user?: unknown };
     const claim = { subscribe: request.subscribe };
     if (!isKometaClaim(claim) || claim.subscribe === undefined || claim.subscribe.length === 0) {
-      throw new KometaError('KOMETA_ERR_PATTERN', 'Give the channels the ticket may subscribe to: {"subscribe": ["room.42"]}');
+      throw new KometaError(
+        'KOMETA_ERR_PATTERN',
+        'Give the channels the ticket may subscribe to: {"subscribe": ["room.42"]}',
+      );
     }
     compilePatterns(claim.subscribe); // refuse a bad pattern now, not when the ticket is used
     const ttl = typeof request.ttl === 'number' && request.ttl > 0 ? request.ttl * 1000 : undefined;
-    const { ticket, expiresAt } = this.access.tickets.mint(claim, grant.subject, ttl);
+    // A ticket may speak for a user: POST /disconnect {"user"} then finds its session.
+    const user =
+      typeof request.user === 'string' && request.user.length > 0 && request.user.length <= 128
+        ? request.user
+        : undefined;
+    const { ticket, expiresAt } = this.access.tickets.mint(
+      claim,
+      user === undefined ? grant.subject : `user:${user}`,
+      ttl,
+    );
     sendJson(res, 201, { ticket, expiresAt: new Date(expiresAt).toISOString() });
   }
 
@@ -445,6 +561,7 @@ export class HubHttp {
     await this.hub.drain();
     for (const sink of [...this.#polls.keys()]) sink.answer();
     this.#wheel.clear();
+    this.backend.close().catch(() => {});
   }
 }
 
@@ -486,7 +603,11 @@ export function createHubServer(
       if (http.handle(req, res)) return;
       if (serveClientScript(req, res)) return;
       if (fallback !== undefined) fallback(req, res);
-      else sendProblem(res, new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`));
+      else
+        sendProblem(
+          res,
+          new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`),
+        );
     }),
   );
   const webSocket = new HubWebSocket(hub, {
@@ -500,6 +621,8 @@ export function createHubServer(
     publishLimiter: http.publishLimiter,
     clientAddress: (req) => http.clientAddress(req),
     atExpiry: (expiresAt, expire) => http.atExpiry(expiresAt, expire),
+    connections: http.backend.connections,
+    publishOnce: (channel, data, event, key) => http.backend.publish(channel, data, event, key),
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const overLimit = rejected.has(socket) ? undefined : forwarded.admit(req, socket);
@@ -508,7 +631,14 @@ export function createHubServer(
     else if (http.reservedSockets.has(socket)) socket.end(rawProblemResponse(serverFull()));
     else inOrder.upgrade(socket, () => webSocket.handleUpgrade(req, socket, head));
   });
-  limitConnections(server, http.options.maxConnections, http.options.maxConnectionsPerIp, rejected, http.reservedSockets, http.options.trustProxy);
+  limitConnections(
+    server,
+    http.options.maxConnections,
+    http.options.maxConnectionsPerIp,
+    rejected,
+    http.reservedSockets,
+    http.options.trustProxy,
+  );
   server.headersTimeout = http.options.headersTimeoutMs;
   server.requestTimeout = http.options.requestTimeoutMs;
   server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
@@ -564,7 +694,14 @@ function drainServer(server: Server, http: HubHttp, webSocket: HubWebSocket): Pr
  * connection arrives: the one over the limit is told why (429 problem
  * details) and closed, and no request on it is read.
  */
-function limitConnections(server: Server, maxTotal: number, maxPerIp: number, rejected: WeakSet<Socket>, reserved: WeakSet<Socket>, trustProxy: TrustProxy | undefined): void {
+function limitConnections(
+  server: Server,
+  maxTotal: number,
+  maxPerIp: number,
+  rejected: WeakSet<Socket>,
+  reserved: WeakSet<Socket>,
+  trustProxy: TrustProxy | undefined,
+): void {
   if (maxTotal <= 0 && maxPerIp <= 0) return;
   let total = 0;
   const perIp = new Map<string, number>();
@@ -576,7 +713,12 @@ function limitConnections(server: Server, maxTotal: number, maxPerIp: number, re
     // A trusted proxy speaks for many clients: each is counted per request, by its forwarded address (ForwardedConnections).
     const fromIp = trustProxy?.trusts(ip) === true ? 0 : (perIp.get(ip) ?? 0) + 1;
     if ((maxTotal > 0 && total + 1 > maxTotal + reserve) || (maxPerIp > 0 && fromIp > maxPerIp)) {
-      const error = new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', maxPerIp > 0 && fromIp > maxPerIp ? `At most ${maxPerIp} connections per address` : `At most ${maxTotal} connections`);
+      const error = new KometaError(
+        'KOMETA_ERR_TOO_MANY_CONNECTIONS',
+        maxPerIp > 0 && fromIp > maxPerIp
+          ? `At most ${maxPerIp} connections per address`
+          : `At most ${maxTotal} connections`,
+      );
       // node:http attaches its parser to this socket too; the request handler
       // ignores whatever it parses from a rejected one.
       rejected.add(socket);
@@ -616,7 +758,8 @@ class ForwardedConnections {
     if (this.max <= 0 || this.trust === undefined || !this.trust.trusts(req.socket.remoteAddress)) return undefined;
     const client = requestClientAddress(req, this.trust);
     const open = (this.#perClient.get(client) ?? 0) + 1;
-    if (open > this.max) return new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', `At most ${this.max} connections per address`);
+    if (open > this.max)
+      return new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', `At most ${this.max} connections per address`);
     this.#perClient.set(client, open);
     until.once('close', () => {
       const left = (this.#perClient.get(client) ?? 1) - 1;
@@ -628,7 +771,10 @@ class ForwardedConnections {
 }
 
 function serverFull(): KometaError {
-  return new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', 'The hub is full of subscribers; this connection may publish but not subscribe');
+  return new KometaError(
+    'KOMETA_ERR_TOO_MANY_CONNECTIONS',
+    'The hub is full of subscribers; this connection may publish but not subscribe',
+  );
 }
 
 function allowMethods(req: IncomingMessage, method: 'GET' | 'POST'): void {
@@ -673,7 +819,10 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 }
 
 function sanitizePath(url: string | undefined): string {
-  return (url ?? '/').split('?')[0]!.slice(0, 100).replace(/[^\x21-\x7e]/g, '?');
+  return (url ?? '/')
+    .split('?')[0]!
+    .slice(0, 100)
+    .replace(/[^\x21-\x7e]/g, '?');
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {

@@ -12,6 +12,7 @@ import { AccessPolicy } from '../auth/access.js';
 import { type Grant, allowAll } from '../auth/grant.js';
 import { rawProblemResponse } from './problem.js';
 import type { RateLimiter } from './rate-limit.js';
+import { type ConnectionRegistry, clientIdOf, userOf } from './connections.js';
 
 export interface HubWebSocketOptions {
   /** Accept upgrades at /ws. Off, the upgrade is answered 404 and clients fall back to HTTP transports. */
@@ -34,6 +35,15 @@ export interface HubWebSocketOptions {
   readonly clientAddress?: (req: IncomingMessage) => string;
   /** Run `expire` when a credential runs out (on the server's shared sweep); returns a canceller. */
   readonly atExpiry?: (expiresAt: number, expire: () => void) => () => void;
+  /** Publish at most once per idempotency key (the HTTP routes' keys: one key, one message, whichever way it came). */
+  readonly publishOnce?: (
+    channel: string,
+    data: string,
+    event: string | undefined,
+    key: string,
+  ) => Promise<{ value: { id: string; subscribers: number }; replayed: boolean }>;
+  /** Where POST /disconnect finds connections by user and client id. */
+  readonly connections?: ConnectionRegistry;
 }
 
 /** Publishes awaiting the broker on one connection; past this the server stops reading from it. */
@@ -44,6 +54,7 @@ class Session {
   grant: Grant = allowAll;
   request!: IncomingMessage;
   cancelExpiry: () => void = () => {};
+  unregister: () => void = () => {};
   /** `null` while the subscription is being resolved against history. */
   readonly subscriptions = new Map<string, Subscription | null>();
   inflight = 0;
@@ -95,8 +106,10 @@ export class HubWebSocket {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0];
     let refusal: KometaError | undefined;
-    if (path !== WEBSOCKET_PATH) refusal = new KometaError('KOMETA_ERR_NOT_FOUND', `WebSocket is served at ${WEBSOCKET_PATH}`);
-    else if (!this.options.enabled) refusal = new KometaError('KOMETA_ERR_NOT_FOUND', 'WebSocket is turned off on this hub');
+    if (path !== WEBSOCKET_PATH)
+      refusal = new KometaError('KOMETA_ERR_NOT_FOUND', `WebSocket is served at ${WEBSOCKET_PATH}`);
+    else if (!this.options.enabled)
+      refusal = new KometaError('KOMETA_ERR_NOT_FOUND', 'WebSocket is turned off on this hub');
     else if (this.#draining) refusal = new KometaError('KOMETA_ERR_DRAINING');
     if (refusal !== undefined) {
       socket.end(rawProblemResponse(refusal));
@@ -104,7 +117,11 @@ export class HubWebSocket {
     }
     // Cross-site WebSocket hijacking: a page on another origin must not ride on the user's cookies.
     if (!this.#access.originAllowed(req)) {
-      socket.end(rawProblemResponse(new KometaError('KOMETA_ERR_ORIGIN', 'This hub does not accept WebSocket connections from that origin')));
+      socket.end(
+        rawProblemResponse(
+          new KometaError('KOMETA_ERR_ORIGIN', 'This hub does not accept WebSocket connections from that origin'),
+        ),
+      );
       return;
     }
     this.#access.authenticate(req, new URL(req.url ?? '/', 'http://kometa.invalid')).then(
@@ -125,7 +142,9 @@ export class HubWebSocket {
     const session = new Session();
     session.grant = grant;
     session.request = req;
-    session.connection = new WsConnection(ws, socket, { maxQueueBytes: this.options.maxQueueBytes }, () => this.#closeSession(session));
+    session.connection = new WsConnection(ws, socket, { maxQueueBytes: this.options.maxQueueBytes }, () =>
+      this.#closeSession(session),
+    );
     if (this.#draining) {
       session.connection.close(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
       return;
@@ -135,6 +154,14 @@ export class HubWebSocket {
       session.cancelExpiry = this.options.atExpiry(grant.expiresAt, () =>
         session.connection.close(wsCloseCode('KOMETA_ERR_TOKEN_EXPIRED'), 'KOMETA_ERR_TOKEN_EXPIRED'),
       );
+    }
+    if (this.options.connections !== undefined) {
+      const client = clientIdOf(new URL(req.url ?? '/', 'http://kometa.invalid'));
+      session.unregister = this.options.connections.add({
+        user: userOf(grant),
+        client,
+        end: (channel, detail) => this.#disconnect(session, channel, detail),
+      });
     }
     socket.setNoDelay(true);
     ws.on('message', (data, isBinary) => this.#onFrame(session, data, isBinary));
@@ -163,7 +190,9 @@ export class HubWebSocket {
     }
     switch (frame.type) {
       case 'subscribe':
-        this.#subscribe(session, frame.channel, frame.cursor, frame.ref).catch((error: unknown) => this.#fail(session, error));
+        this.#subscribe(session, frame.channel, frame.cursor, frame.ref).catch((error: unknown) =>
+          this.#fail(session, error),
+        );
         break;
       case 'unsubscribe': {
         const subscription = session.subscriptions.get(frame.channel);
@@ -174,7 +203,7 @@ export class HubWebSocket {
         break;
       }
       case 'publish':
-        this.#publish(session, frame.channel, frame.data, frame.event, frame.ref);
+        this.#publish(session, frame.channel, frame.data, frame.event, frame.ref, frame.idempotencyKey);
         break;
       case 'ping':
         connection.sendJson(withRef({ type: 'pong' }, frame.ref));
@@ -182,21 +211,33 @@ export class HubWebSocket {
     }
   }
 
-  async #subscribe(session: Session, channel: string, cursorText: string | undefined, ref: Ref | undefined): Promise<void> {
+  async #subscribe(
+    session: Session,
+    channel: string,
+    cursorText: string | undefined,
+    ref: Ref | undefined,
+  ): Promise<void> {
     const connection = session.connection;
     let subscription: Subscription;
     try {
       assertChannelName(channel);
-      if (session.subscriptions.has(channel)) throw new KometaError('KOMETA_ERR_ALREADY_SUBSCRIBED', `Already subscribed to ${channel}`);
+      if (session.subscriptions.has(channel))
+        throw new KometaError('KOMETA_ERR_ALREADY_SUBSCRIBED', `Already subscribed to ${channel}`);
       if (session.subscriptions.size >= this.options.maxSubscriptions) {
-        throw new KometaError('KOMETA_ERR_TOO_MANY_CHANNELS', `At most ${this.options.maxSubscriptions} channels per connection`, {
-          limit: this.options.maxSubscriptions,
-        });
+        throw new KometaError(
+          'KOMETA_ERR_TOO_MANY_CHANNELS',
+          `At most ${this.options.maxSubscriptions} channels per connection`,
+          {
+            limit: this.options.maxSubscriptions,
+          },
+        );
       }
-      const cursor = cursorText === undefined ? null : parseCursor(cursorText.trim(), this.hub.limits.maxChannelsPerSubscription);
+      const cursor =
+        cursorText === undefined ? null : parseCursor(cursorText.trim(), this.hub.limits.maxChannelsPerSubscription);
       await this.#access.require(session.request, session.grant, 'subscribe', [channel]);
       // Checked again: another subscribe to this channel may have started while access was checked.
-      if (session.subscriptions.has(channel)) throw new KometaError('KOMETA_ERR_ALREADY_SUBSCRIBED', `Already subscribed to ${channel}`);
+      if (session.subscriptions.has(channel))
+        throw new KometaError('KOMETA_ERR_ALREADY_SUBSCRIBED', `Already subscribed to ${channel}`);
       session.subscriptions.set(channel, null);
       try {
         subscription = await this.hub.subscribe([channel], cursor);
@@ -219,15 +260,32 @@ export class HubWebSocket {
     subscription.start(new WsSink(connection));
   }
 
-  #publish(session: Session, channel: string, data: string, event: string | undefined, ref: Ref | undefined): void {
+  #publish(
+    session: Session,
+    channel: string,
+    data: string,
+    event: string | undefined,
+    ref: Ref | undefined,
+    key?: string,
+  ): void {
     const connection = session.connection;
     if (!this.options.publish) {
       connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
       return;
     }
-    const wait = this.options.publishLimiter?.takePublish(session.grant, this.options.clientAddress?.(session.request) ?? session.request.socket.remoteAddress) ?? 0;
+    const wait =
+      this.options.publishLimiter?.takePublish(
+        session.grant,
+        this.options.clientAddress?.(session.request) ?? session.request.socket.remoteAddress,
+      ) ?? 0;
     if (wait > 0) {
-      connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many publishes', { retryAfter: wait }), channel, ref));
+      connection.sendJson(
+        errorFrame(
+          new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many publishes', { retryAfter: wait }),
+          channel,
+          ref,
+        ),
+      );
       return;
     }
     session.inflight++;
@@ -237,9 +295,19 @@ export class HubWebSocket {
     if (session.inflight === MAX_INFLIGHT_PUBLISHES) connection.ws.pause();
     this.#access
       .require(session.request, session.grant, 'publish', [channel])
-      .then(() => this.hub.publish(channel, data, { event }))
+      .then(async () => {
+        if (key !== undefined && this.options.publishOnce !== undefined) {
+          const { value, replayed } = await this.options.publishOnce(channel, data, event, key);
+          return { id: value.id, subscribers: value.subscribers, replayed };
+        }
+        const { message, subscribers } = await this.hub.publish(channel, data, { event });
+        return { id: message.id, subscribers, replayed: false };
+      })
       .then(
-        ({ message, subscribers }) => connection.sendJson(withRef({ type: 'published', channel, id: message.id, subscribers }, ref)),
+        ({ id, subscribers, replayed }) =>
+          connection.sendJson(
+            withRef({ type: 'published', channel, id, subscribers, ...(replayed ? { replayed: true } : {}) }, ref),
+          ),
         (error: unknown) => connection.sendJson(errorFrame(error, channel, ref)),
       )
       .finally(() => {
@@ -252,15 +320,35 @@ export class HubWebSocket {
 
   /** A frame that breaks the protocol: say why, then close with the code for it. */
   #fail(session: Session, error: unknown): void {
-    const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the frame');
+    const known =
+      error instanceof KometaError
+        ? error
+        : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the frame');
     session.connection.sendJson(errorFrame(known));
     session.connection.close(wsCloseCode(known.code), known.code);
+  }
+
+  /** POST /disconnect: the whole connection (close 4410), or one channel's subscription (an error frame for it). */
+  #disconnect(session: Session, channel: string | undefined, detail: string): boolean {
+    const error = new KometaError('KOMETA_ERR_DISCONNECTED', detail);
+    if (channel === undefined) {
+      session.connection.sendJson(errorFrame(error));
+      session.connection.close(wsCloseCode(error.code), error.code);
+      return true;
+    }
+    if (!session.subscriptions.has(channel)) return false;
+    const subscription = session.subscriptions.get(channel);
+    session.subscriptions.delete(channel);
+    subscription?.close();
+    session.connection.sendJson(errorFrame(error, channel));
+    return true;
   }
 
   #closeSession(session: Session): void {
     if (session.closed) return;
     session.closed = true;
     session.cancelExpiry();
+    session.unregister();
     this.#sessions.delete(session);
     for (const subscription of session.subscriptions.values()) subscription?.close();
     session.subscriptions.clear();
@@ -287,7 +375,8 @@ export class HubWebSocket {
   close(): void {
     this.#draining = true;
     clearInterval(this.#timer);
-    for (const session of [...this.#sessions]) session.connection.closeGracefully(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
+    for (const session of [...this.#sessions])
+      session.connection.closeGracefully(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
   }
 
   /** Cut every connection without a closing handshake (tests use it to simulate a network failure). */
@@ -307,9 +396,19 @@ function withRef<T extends object>(frame: T, ref: Ref | undefined): T & { ref?: 
 }
 
 function errorFrame(error: unknown, channel?: string, ref?: Ref): ErrorFrame {
-  const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
+  const known =
+    error instanceof KometaError
+      ? error
+      : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
   reportError({ code: known.code, status: known.status, transport: 'websocket' });
-  const frame: ErrorFrame = { type: 'error', code: known.code, status: known.status, title: known.title, detail: known.message, ...known.extra };
+  const frame: ErrorFrame = {
+    type: 'error',
+    code: known.code,
+    status: known.status,
+    title: known.title,
+    detail: known.message,
+    ...known.extra,
+  };
   return withRef(channel === undefined ? frame : { ...frame, channel }, ref);
 }
 
@@ -323,10 +422,15 @@ export function parseClientFrame(text: string): ClientFrame {
   } catch {
     throw malformed('a frame is one JSON object');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw malformed('a frame is one JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw malformed('a frame is one JSON object');
   const frame = value as Record<string, unknown>;
   const ref = frame.ref;
-  if (ref !== undefined && !(typeof ref === 'number' && Number.isFinite(ref)) && !(typeof ref === 'string' && ref.length <= MAX_REF_LENGTH)) {
+  if (
+    ref !== undefined &&
+    !(typeof ref === 'number' && Number.isFinite(ref)) &&
+    !(typeof ref === 'string' && ref.length <= MAX_REF_LENGTH)
+  ) {
     throw malformed(`ref is a number or a string of at most ${MAX_REF_LENGTH} characters`);
   }
   const refPart = ref === undefined ? {} : { ref: ref as Ref };
@@ -340,11 +444,13 @@ export function parseClientFrame(text: string): ClientFrame {
       return { type: 'unsubscribe', channel: stringField(frame, 'channel'), ...refPart };
     case 'publish': {
       const event = optionalStringField(frame, 'event');
+      const idempotencyKey = optionalStringField(frame, 'idempotencyKey');
       return {
         type: 'publish',
         channel: stringField(frame, 'channel'),
         data: stringField(frame, 'data'),
         ...(event === undefined ? {} : { event }),
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...refPart,
       };
     }

@@ -30,6 +30,8 @@ export interface PublishFrame {
   readonly channel: string;
   readonly data: string;
   readonly event?: string;
+  /** As `Idempotency-Key` on HTTP: a repeat within the window publishes nothing and is answered like the first (`replayed: true`). */
+  readonly idempotencyKey?: string;
   readonly ref?: Ref;
 }
 
@@ -78,6 +80,8 @@ export interface PublishedFrame {
   readonly channel: string;
   readonly id: string;
   readonly subscribers: number;
+  /** The answer to an earlier publish with the same idempotency key: nothing new was published. */
+  readonly replayed?: true;
   readonly ref?: Ref;
 }
 
@@ -100,13 +104,7 @@ export interface ErrorFrame {
 }
 
 export type ServerFrame =
-  | MessageFrame
-  | GapFrame
-  | SubscribedFrame
-  | UnsubscribedFrame
-  | PublishedFrame
-  | PongFrame
-  | ErrorFrame;
+  MessageFrame | GapFrame | SubscribedFrame | UnsubscribedFrame | PublishedFrame | PongFrame | ErrorFrame;
 
 /** The path the hub serves WebSocket on. */
 export const WEBSOCKET_PATH = '/ws';

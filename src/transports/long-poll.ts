@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { GapNotice, Message } from '../core/message.js';
-import type { Encoder, Sink } from '../core/sink.js';
+import { KometaError, toProblem } from '../core/errors.js';
+import type { Encoder, EndReason, Sink } from '../core/sink.js';
 
 /*
  * Long-poll: the request is held until there is something after the cursor
@@ -60,7 +61,21 @@ export class LongPollSink implements Sink {
     this.#cursor = cursor;
   }
 
-  end(): void {
+  end(reason?: EndReason, detail?: string): void {
+    if (reason === 'disconnected' && !this.#answered) {
+      // Answered with the error instead of messages: the client must not poll again by itself.
+      this.#answered = true;
+      this.onAnswered();
+      if (this.res.destroyed || this.res.writableEnded) return;
+      const body = JSON.stringify(toProblem(new KometaError('KOMETA_ERR_DISCONNECTED', detail)));
+      this.res.writeHead(410, {
+        'Content-Type': 'application/problem+json',
+        'Content-Length': String(Buffer.byteLength(body)),
+        'Cache-Control': 'no-store',
+      });
+      this.res.end(body);
+      return;
+    }
     this.answer();
   }
 

@@ -78,7 +78,11 @@ export class SseSink implements Sink {
     this.#sentId = true;
   }
 
-  end(reason: EndReason): void {
+  end(reason: EndReason, detail?: string): void {
+    if (reason === 'disconnected') {
+      this.stream.end(chunk(`event: kometa-error\ndata: ${JSON.stringify({ code: 'KOMETA_ERR_DISCONNECTED', detail: detail ?? 'Disconnected by the application' })}\n\n`));
+      return;
+    }
     if (reason === 'token-expired') {
       this.stream.end(chunk('event: kometa-error\ndata: {"code":"KOMETA_ERR_TOKEN_EXPIRED","detail":"The credential expired; subscribe again with a fresh one to resume"}\n\n'));
       return;

@@ -51,7 +51,11 @@ export class StreamSink implements Sink {
     this.stream.write(chunk(`{"type":"live","cursor":${JSON.stringify(cursor)}}\n`), this.sweep());
   }
 
-  end(reason: EndReason): void {
+  end(reason: EndReason, detail?: string): void {
+    if (reason === 'disconnected') {
+      this.stream.end(chunk(`${JSON.stringify({ type: 'error', code: 'KOMETA_ERR_DISCONNECTED', detail: detail ?? 'Disconnected by the application' })}\n`));
+      return;
+    }
     if (reason === 'token-expired') {
       this.stream.end(chunk('{"type":"error","code":"KOMETA_ERR_TOKEN_EXPIRED","detail":"The credential expired; subscribe again with a fresh one to resume"}\n'));
       return;

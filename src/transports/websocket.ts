@@ -158,8 +158,9 @@ export class WsSink implements Sink {
   live(): void {}
 
   end(reason: EndReason): void {
-    if (reason === 'token-expired') {
-      this.connection.close(wsCloseCode('KOMETA_ERR_TOKEN_EXPIRED'), 'KOMETA_ERR_TOKEN_EXPIRED');
+    if (reason === 'token-expired' || reason === 'disconnected') {
+      const code = reason === 'token-expired' ? 'KOMETA_ERR_TOKEN_EXPIRED' : 'KOMETA_ERR_DISCONNECTED';
+      this.connection.close(wsCloseCode(code), code);
       return;
     }
     // Shutdown: publishes this client sent are answered first (201 or an error), then 1001.

@@ -83,7 +83,7 @@ class PollConnection implements TransportConnection {
           this.#markOpen();
           return; // idle until the channel set changes
         }
-        const query = subscribeQuery(channels, 'poll');
+        const query = subscribeQuery(channels, 'poll', this.host.clientId);
         query.set('timeout', String(holdSeconds));
         response = await this.host.fetch(await withTicket(this.host, new URL(`/sub?${query}`, this.host.base)), { headers, signal: controller.signal, cache: 'no-store' });
         if (generation !== this.#generation) return;

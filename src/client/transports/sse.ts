@@ -156,7 +156,10 @@ class SseConnection implements TransportConnection {
     }
     this.#positions.clear();
     for (const [channel, position] of channels) if (position !== undefined) this.#positions.set(channel, position);
-    const url = await withTicket(this.host, new URL(`/sub?${subscribeQuery(channels, 'sse')}`, this.host.base));
+    const url = await withTicket(
+      this.host,
+      new URL(`/sub?${subscribeQuery(channels, 'sse', this.host.clientId)}`, this.host.base),
+    );
     const response = await this.host.fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
     if (generation !== this.#generation) return;
     if (!response.ok || response.body === null) {
@@ -209,7 +212,12 @@ class SseConnection implements TransportConnection {
     }
     if (event.type === 'kometa-error') {
       const error = JSON.parse(event.data || '{}') as { code?: string; detail?: string };
-      const reason = error.code === 'KOMETA_ERR_SLOW_CONSUMER' ? 'slow-consumer' : 'server-error';
+      const reason =
+        error.code === 'KOMETA_ERR_SLOW_CONSUMER'
+          ? 'slow-consumer'
+          : error.code === 'KOMETA_ERR_DISCONNECTED'
+            ? 'server-disconnect'
+            : 'server-error';
       return { reason, opened: true, detail: error.detail ?? '' };
     }
     const entries = event.id === undefined ? [] : parseCursorEntries(event.id);

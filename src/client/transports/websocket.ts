@@ -34,6 +34,7 @@ const OPEN = 1;
 /** What a close code from the hub means for reconnecting (docs/websocket.md). */
 function closeReason(code: number): TransportClose['reason'] {
   if (code === 1001) return 'server-shutdown';
+  if (code === 4410) return 'server-disconnect';
   if (code === 4503) return 'slow-consumer';
   if (code === 4400 || code === 1003 || code === 1007 || code === 1009 || code === 1002) return 'protocol-error';
   if (code >= 4000 && code < 5000) return 'server-error';
@@ -55,6 +56,8 @@ class WebSocketConnection implements TransportConnection {
   #socket: WebSocketLike | undefined;
   #opened = false;
   #done = false;
+  /** Detail of a connection-level error frame, for the close that follows it. */
+  #closingDetail: string | undefined;
   /** Channels subscribed (or being subscribed) on this socket. */
   readonly #subscribed = new Set<string>();
   readonly #pending = new Map<number, { resolve: (r: PublishResult) => void; reject: (e: Error) => void }>();
@@ -78,6 +81,7 @@ class WebSocketConnection implements TransportConnection {
     const token = await this.host.token();
     // Browsers cannot set headers on a WebSocket handshake, so a token travels in the query.
     if (token !== undefined) url.searchParams.set('token', token);
+    url.searchParams.set('client', this.host.clientId);
     await withTicket(this.host, url);
     if (this.#done) return;
     const socket = new this.Implementation(url.href);
@@ -100,11 +104,10 @@ class WebSocketConnection implements TransportConnection {
       this.#onFrame(typeof event.data === 'string' ? event.data : String(event.data));
     });
     socket.addEventListener('close', (event) => {
-      this.#finish({
-        reason: closeReason(event.code),
-        opened: this.#opened,
-        detail: `${event.code} ${event.reason}`.trim(),
-      });
+      // The error frame sent before a close says more than the close reason can (123 bytes).
+      const said = `${event.code} ${event.reason}`;
+      const detail = this.#closingDetail === undefined ? said : `${said}: ${this.#closingDetail}`;
+      this.#finish({ reason: closeReason(event.code), opened: this.#opened, detail: detail.trim() });
     });
     // A failed handshake (refused upgrade, no server) fires error and then close.
     socket.addEventListener('error', () => {});
@@ -156,6 +159,8 @@ class WebSocketConnection implements TransportConnection {
         } else if (frame.channel !== undefined && this.#subscribed.has(frame.channel)) {
           this.#subscribed.delete(frame.channel);
           this.host.channelError(frame.channel, error);
+        } else if (frame.channel === undefined) {
+          this.#closingDetail = frame.detail;
         }
         break;
       }
