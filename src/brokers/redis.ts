@@ -67,6 +67,12 @@ export interface RedisBrokerOptions {
    * would otherwise look healthy while delivering nothing. Default 10000; 0 = off.
    */
   readonly pingIntervalMs?: number;
+  /**
+   * Redis Sentinel instead of `url`: the sentinels are asked for the current
+   * master of `name`, and asked again after every disconnect, so a failover is
+   * followed. Credentials for the master come from `url` when given.
+   */
+  readonly sentinel?: { readonly sentinels: readonly { readonly host: string; readonly port: number }[]; readonly name: string };
   /** Bring your own connections (tests, instrumentation). Both must be dedicated to this broker. */
   readonly links?: { readonly commands: RedisCommandLink; readonly subscriber: RedisSubscriberLink };
 }
@@ -118,6 +124,11 @@ export class RedisBroker implements Broker {
       this.#commands = options.links.commands;
       this.#subscriber = options.links.subscriber;
       this.#where = 'Redis';
+    } else if (options.sentinel !== undefined) {
+      const connection = sentinelConnectionOptions(options, options.sentinel);
+      this.#commands = new Redis(connection);
+      this.#subscriber = new Redis(connection);
+      this.#where = `Redis master "${options.sentinel.name}" (sentinels ${options.sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(',')})`;
     } else {
       const url = options.url ?? 'redis://127.0.0.1:6379';
       const connection = redisConnectionOptions(options);
@@ -361,14 +372,14 @@ export class RedisBroker implements Broker {
 }
 
 /** Record `message`'s position in `positions` if it is newer than what is there (or of another epoch). */
-function raise(positions: Map<string, { epoch: string; seq: number }>, message: { readonly channel: string; readonly epoch: string; readonly seq: number }): void {
+export function raise(positions: Map<string, { epoch: string; seq: number }>, message: { readonly channel: string; readonly epoch: string; readonly seq: number }): void {
   const known = positions.get(message.channel);
   if (known === undefined || known.epoch !== message.epoch || known.seq < message.seq) {
     positions.set(message.channel, { epoch: message.epoch, seq: message.seq });
   }
 }
 
-function redisConnectionOptions(options: RedisBrokerOptions): RedisOptions {
+export function redisConnectionOptions(options: RedisBrokerOptions): RedisOptions {
   const minMs = options.reconnect?.minMs ?? 100;
   const maxMs = options.reconnect?.maxMs ?? 3000;
   return {
@@ -389,13 +400,33 @@ function redisConnectionOptions(options: RedisBrokerOptions): RedisOptions {
   };
 }
 
+/**
+ * Connection options for a master found through Redis Sentinel: the same
+ * no-queue, no-resend rules, with the sentinels asked for the master on every
+ * (re)connect and `failoverDetector` so a switch of master that leaves the
+ * old one reachable (a manual failover, a partition) is noticed too.
+ */
+function sentinelConnectionOptions(options: RedisBrokerOptions, sentinel: NonNullable<RedisBrokerOptions['sentinel']>): RedisOptions {
+  const url = options.url === undefined ? undefined : new URL(options.url);
+  return {
+    ...redisConnectionOptions(options),
+    sentinels: sentinel.sentinels.map((s) => ({ host: s.host, port: s.port })),
+    name: sentinel.name,
+    username: url?.username ? decodeURIComponent(url.username) : undefined,
+    password: url?.password ? decodeURIComponent(url.password) : undefined,
+    db: url !== undefined && url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined,
+    sentinelCommandTimeout: options.commandTimeoutMs ?? 2000,
+    failoverDetector: true,
+  };
+}
+
 /** Resolves the next time (or now, if already) the link is ready. */
-function readyOnce(link: { readonly status: string; once(event: 'ready', listener: () => void): unknown }): Promise<void> {
+export function readyOnce(link: { readonly status: string; once(event: 'ready', listener: () => void): unknown }): Promise<void> {
   if (link.status === 'ready') return Promise.resolve();
   return new Promise((resolve) => link.once('ready', resolve));
 }
 
-function makeMessage(channel: string, epoch: string, seq: number, time: number, event: string, data: string): Message {
+export function makeMessage(channel: string, epoch: string, seq: number, time: number, event: string, data: string): Message {
   return {
     channel,
     epoch,
@@ -408,7 +439,7 @@ function makeMessage(channel: string, epoch: string, seq: number, time: number, 
   };
 }
 
-function toHistoryRead(channel: string, reply: unknown[]): HistoryRead {
+export function toHistoryRead(channel: string, reply: unknown[]): HistoryRead {
   const epoch = String(reply[0]);
   const messages: Message[] = [];
   for (let i = 3; i + 3 < reply.length; i += 4) {
@@ -418,7 +449,7 @@ function toHistoryRead(channel: string, reply: unknown[]): HistoryRead {
 }
 
 /** `epoch \n seq \n time \n event \n data`; data may itself contain newlines, so only the first four count. */
-function parsePayload(channel: string, payload: string): Message | undefined {
+export function parsePayload(channel: string, payload: string): Message | undefined {
   const a = payload.indexOf('\n');
   const b = payload.indexOf('\n', a + 1);
   const c = payload.indexOf('\n', b + 1);

@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KometaOps } from '../ops/ops.js';
 import { hubBanner } from './banner.js';
 import { createLogger, logDiagnostics } from './logger.js';
+import { redisSettingsProblem, usesRedis } from './redis-settings.js';
 import { runTool } from './tools.js';
 import { DataDirError, DurableBroker } from '../brokers/durable.js';
 
@@ -75,14 +76,15 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
     settings = { ...settings, ticketSecret: randomBytes(32).toString('base64url') };
     process.env.KOMETA_TICKET_SECRET = settings.ticketSecret;
   }
-  if (settings.workers > 1 && settings.redis === '') {
+  if (settings.workers > 1 && !usesRedis(settings)) {
     process.stderr.write(
       'kometa serve: --workers needs --redis (workers share nothing in memory, and a data directory belongs to one process; Redis carries messages between them)\n',
     );
     return 2;
   }
-  if (settings.redis !== '' && !URL.canParse(settings.redis)) {
-    process.stderr.write(`kometa serve: --redis must be a URL like redis://127.0.0.1:6379\n`);
+  const redisProblem = redisSettingsProblem(settings);
+  if (redisProblem !== undefined) {
+    process.stderr.write(`kometa serve: ${redisProblem}\n`);
     return 2;
   }
   if (command === 'proxy' && settings.origin === '') {

@@ -2,14 +2,14 @@ import cluster, { type Worker } from 'node:cluster';
 import { resolve } from 'node:path';
 import { DurableBroker } from '../brokers/durable.js';
 import { MemoryBroker } from '../brokers/memory.js';
-import { RedisBroker } from '../brokers/redis.js';
 import type { Broker } from '../core/broker.js';
 import { hubBanner } from './banner.js';
+import { createRedisBroker, redisBrokerLine, usesRedis } from './redis-settings.js';
 import type { Settings } from './settings.js';
 
 /** Which engine the settings ask for. */
 export function brokerKind(settings: Settings): 'durable' | 'memory' | 'redis' {
-  if (settings.redis !== '') return 'redis';
+  if (usesRedis(settings)) return 'redis';
   return settings.memory ? 'memory' : 'durable';
 }
 
@@ -27,7 +27,7 @@ export async function createBroker(settings: Settings): Promise<Broker> {
   if (kind === 'durable') {
     return DurableBroker.open({ dir: settings.dataDir, history, maxTotalBytes: settings.historyTotalBytes, fsyncIntervalMs: settings.fsyncInterval });
   }
-  const broker = new RedisBroker({ url: settings.redis, prefix: settings.redisPrefix, history });
+  const broker = createRedisBroker(settings, history);
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
     broker.ready().then(() => true),
@@ -49,9 +49,7 @@ export function brokerLine(settings: Settings): string {
     const sync = settings.fsyncInterval === 0 ? "fsync'd before every 201" : `fsync'd every ${settings.fsyncInterval} ms`;
     return `  history    on disk in ${resolve(settings.dataDir)} (${sync})\n`;
   }
-  const url = new URL(settings.redis);
-  const workers = settings.workers > 1 ? `, ${settings.workers} worker processes` : '';
-  return `  broker     redis at ${url.hostname}:${url.port || '6379'} (prefix ${settings.redisPrefix}${workers})\n`;
+  return redisBrokerLine(settings);
 }
 
 /**
