@@ -489,7 +489,8 @@ interface Seed {
 /** `host:port`, `[::1]:port` or `redis[s]://[user:password@]host:port`. */
 export function parseSeed(text: string): Seed {
   const trimmed = text.trim();
-  const url = new URL(/^rediss?:\/\//.test(trimmed) ? trimmed : `redis://${trimmed}`);
+  const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed);
+  const url = new URL(hasScheme ? trimmed : `redis://${trimmed}`);
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new TypeError(`not a Redis node: ${text}`);
   const port = url.port === '' ? 6379 : Number(url.port);
   if (url.hostname === '' || !Number.isInteger(port)) throw new TypeError(`not a Redis node (host:port): ${text}`);

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { keySlot } from '../../src/brokers/redis-cluster.js';
-import { httpRequest, waitFor } from '../helpers/hub.js';
-import { type KometaProcess, type SseCollector, sseCollector, startKometa, uniquePrefix } from '../helpers/redis.js';
+import { type Attempt, assertEverythingOrGap, byChannel, publishAttempt, publishUntilStored, subscribe } from '../helpers/failover.js';
+import { waitFor } from '../helpers/hub.js';
+import { type KometaProcess, startKometa, uniquePrefix } from '../helpers/redis.js';
 import { type OwnCluster, ask, startOwnCluster } from '../helpers/redis-cluster.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
@@ -24,66 +25,6 @@ async function kometaNodes(t: After, cluster: OwnCluster, prefix: string): Promi
   );
   for (const node of nodes) t.after(() => node.kill('SIGKILL'));
   return nodes;
-}
-
-interface Attempt {
-  readonly channel: string;
-  readonly k: number;
-  readonly status: number;
-  readonly id?: string;
-  readonly code?: string;
-}
-
-async function publishAttempt(node: KometaProcess, channel: string, k: number): Promise<Attempt> {
-  const res = await httpRequest(`${node.url}/pub/${channel}`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: `${channel}|${k}` });
-  if (res.status === 201) return { channel, k, status: 201, id: res.json<{ id: string }>().id };
-  const problem = res.headers['content-type']?.toString().includes('json') ? res.json<{ code?: string }>() : {};
-  return { channel, k, status: res.status, code: problem.code };
-}
-
-/** Publish until it is answered 201 (bounded), the data of each try numbered by `next`. */
-async function publishUntilStored(node: KometaProcess, channel: string, next: () => number, attempts: Attempt[]): Promise<Attempt> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const attempt = await publishAttempt(node, channel, next());
-    attempts.push(attempt);
-    if (attempt.status === 201) return attempt;
-    if (Date.now() > deadline) throw new Error(`publishing to ${channel} kept failing: ${attempt.status} ${attempt.code}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function subscribe(t: After, node: KometaProcess, cursor: string): SseCollector {
-  const query = CHANNELS.map((c) => `channel=${c}`).join('&');
-  const collector = sseCollector(`${node.url}/sub?${query}&lastEventId=${encodeURIComponent(cursor)}`);
-  t.after(() => collector.close());
-  return collector;
-}
-
-/** The entry for `channel` in a cursor `a~e~1,b~e~2,…`. */
-function positionIn(cursor: string, channel: string): { epoch: string; seq: number } {
-  const entry = cursor.split(',').find((e) => e.startsWith(`${channel}~`));
-  if (entry === undefined) throw new Error(`${channel} is not in the cursor`);
-  const [, epoch, seq] = entry.split('~');
-  return { epoch: epoch!, seq: Number(seq) };
-}
-
-interface Delivery {
-  readonly k: number;
-  readonly epoch: string;
-  readonly seq: number;
-}
-
-/** What one subscriber got, per channel, in arrival order (data is `channel|k`). */
-function byChannel(received: readonly { id: string; data: string }[]): Map<string, Delivery[]> {
-  const out = new Map<string, Delivery[]>();
-  for (const r of received) {
-    const [channel, k] = r.data.split('|');
-    const list = out.get(channel!) ?? [];
-    list.push({ k: Number(k), ...positionIn(r.id, channel!) });
-    out.set(channel!, list);
-  }
-  return out;
 }
 
 /** Publishes per node: classic PUBLISH goes over the cluster bus to every node, SPUBLISH does not. */
@@ -110,8 +51,8 @@ test('Redis Cluster, 3 masters + 3 replicas, two kometa nodes, 200 channels: mes
   const attempts: Attempt[] = [];
   const start = await Promise.all(CHANNELS.map((c) => publishUntilStored(a!, c, () => 0, attempts)));
   const cursor0 = start.map((s) => s.id!).join(',');
-  const onA = subscribe(t, a!, cursor0);
-  const onB = subscribe(t, b!, cursor0);
+  const onA = subscribe(t, a!, cursor0, CHANNELS);
+  const onB = subscribe(t, b!, cursor0, CHANNELS);
 
   const round = async (from: number, to: number) => {
     const answers: Attempt[] = [];
@@ -134,8 +75,8 @@ test('Redis Cluster, 3 masters + 3 replicas, two kometa nodes, 200 channels: mes
   // Each subscriber moves to the other node with its cursor.
   onA.close();
   onB.close();
-  const movedToB = subscribe(t, b!, onA.lastId());
-  const movedToA = subscribe(t, a!, onB.lastId());
+  const movedToB = subscribe(t, b!, onA.lastId(), CHANNELS);
+  const movedToA = subscribe(t, a!, onB.lastId(), CHANNELS);
   const second = await round(6, 10);
   assert.deepEqual(second.filter((x) => x.status !== 201), [], 'every publish is stored');
   await waitFor(() => movedToA.received.length >= 1000 && movedToB.received.length >= 1000, 30_000, '1,000 more messages after the move');
@@ -175,7 +116,7 @@ test('Redis Cluster failover: a master killed mid-stream, its replica takes over
   };
   const start = await Promise.all(CHANNELS.map((c) => publishUntilStored(a!, c, next(c), attempts)));
   const cursor0 = start.map((s) => s.id!).join(',');
-  const subs = [subscribe(t, a!, cursor0), subscribe(t, b!, cursor0)];
+  const subs = [subscribe(t, a!, cursor0, CHANNELS), subscribe(t, b!, cursor0, CHANNELS)];
 
   // The master of c0's slot dies; its channels are the ones that must fail over.
   const slots = await cluster.slotMap();
@@ -237,28 +178,9 @@ test('Redis Cluster failover: a master killed mid-stream, its replica takes over
   }
   await new Promise((r) => setTimeout(r, 300));
 
-  const stored = attempts.filter((x) => x.status === 201);
   t.diagnostic(`gap notices: ${subs.map((s) => s.gaps.length).join(' and ')}`);
   for (const sub of subs) {
-    const got = byChannel(sub.received);
-    for (const c of CHANNELS) {
-      const list = got.get(c) ?? [];
-      const ks = list.map((d) => d.k);
-      // In order and never twice (k only grows per channel, one k per publish).
-      for (let i = 1; i < ks.length; i++) assert.ok(ks[i]! > ks[i - 1]!, `${c}: ${ks[i - 1]} then ${ks[i]}: out of order or twice`);
-      for (let i = 1; i < list.length; i++) {
-        if (list[i]!.epoch === list[i - 1]!.epoch) assert.ok(list[i]!.seq > list[i - 1]!.seq, `${c}: positions never go backwards within an epoch`);
-      }
-      // Every message stored (201) was delivered, or this channel had an explicit gap notice.
-      const received = new Set(ks);
-      const missing = stored.filter((x) => x.channel === c && x.k > 1 && !received.has(x.k));
-      if (missing.length > 0) {
-        assert.ok(
-          sub.gaps.some((g) => (g as { channel?: string }).channel === c),
-          `${c}: ${missing.length} stored messages missing (${missing.map((x) => x.k).join(',')}) without a gap notice`,
-        );
-      }
-    }
+    assertEverythingOrGap(sub, CHANNELS, attempts, 1);
     // Gaps (if any: a replica that had not caught up) only on the victim's channels.
     for (const gap of sub.gaps) assert.ok(affected.includes((gap as { channel?: string }).channel!), `a gap on a channel of the dead master only`);
   }
@@ -267,8 +189,8 @@ test('Redis Cluster failover: a master killed mid-stream, its replica takes over
   const [onA, onB] = subs;
   onA!.close();
   onB!.close();
-  const movedToB = subscribe(t, b!, onA!.lastId());
-  const movedToA = subscribe(t, a!, onB!.lastId());
+  const movedToB = subscribe(t, b!, onA!.lastId(), CHANNELS);
+  const movedToA = subscribe(t, a!, onB!.lastId(), CHANNELS);
   const after = await Promise.all(CHANNELS.map((c, i) => publishUntilStored(i % 2 === 0 ? b! : a!, c, next(c), attempts)));
   for (const moved of [movedToA, movedToB]) {
     await waitFor(() => moved.received.length >= CHANNELS.length, 30_000, 'the resumed subscribers to get the next round');
@@ -298,7 +220,7 @@ test('Redis Cluster failover to a replica that had not caught up: the lost posit
   const storeRound = (channels: string[]) => Promise.all(channels.map((c, i) => publishUntilStored(i % 2 === 0 ? a! : b!, c, next(c), attempts)));
   const start = await storeRound(CHANNELS);
   const cursor0 = start.map((s) => s.id!).join(',');
-  const subs = [subscribe(t, a!, cursor0), subscribe(t, b!, cursor0)];
+  const subs = [subscribe(t, a!, cursor0, CHANNELS), subscribe(t, b!, cursor0, CHANNELS)];
   const slots = await cluster.slotMap();
   const masterOf = (c: string) => slots.find(([from, to]) => keySlot(`${prefix}{${c}}`) >= from && keySlot(`${prefix}{${c}}`) <= to)![2];
   const victimPort = masterOf('c0');
@@ -351,7 +273,7 @@ test('Redis Cluster failover to a replica that had not caught up: the lost posit
   }
 
   // A subscriber that was away over the failover comes back with its old cursor on the other node: a gap, then the new epoch.
-  const returning = subscribe(t, b!, cursorBefore);
+  const returning = subscribe(t, b!, cursorBefore, CHANNELS);
   await waitFor(() => returning.received.length >= after.length && returning.gaps.length >= affected.length, 30_000, 'the returning subscriber to catch up');
   await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(new Set(returning.gaps.map((g) => (g as { channel?: string }).channel)), new Set(affected), 'a gap for each channel of the dead master');
