@@ -112,6 +112,14 @@ export class RedisBroker implements Broker {
   readonly #confirmed = new Map<string, { epoch: string; seq: number }>();
   #lastError: string | undefined;
   #closed = false;
+  /**
+   * Set when either link drops while channels are watched, cleared once the
+   * check after the reconnect has run for every one of them: until then a
+   * publish could be given a position this node has already seen (Redis came
+   * back older, a lagging replica was promoted), so it answers 503 instead.
+   */
+  #rollbackCheckPending = false;
+  #recoveryRun = 0;
   #pingTimer: NodeJS.Timeout | undefined;
   #everReady: Promise<void>;
 
@@ -152,6 +160,16 @@ export class RedisBroker implements Broker {
     });
     this.#subscriber.on('message', (channel, payload) => this.#onPubSub(channel, payload));
     this.#subscriber.on('ready', () => this.#resubscribe());
+    const onLinkClosed = () => {
+      this.#recoveryRun++; // a check already under way may have asked the Redis that just went
+      if (this.#watched.size > 0) this.#rollbackCheckPending = true;
+    };
+    this.#commands.on('close', onLinkClosed);
+    this.#subscriber.on('close', onLinkClosed);
+    // Only the command link dropped: the subscriber's 'ready' will not come, so check from here.
+    this.#commands.on('ready', () => {
+      if (this.#rollbackCheckPending && this.#subscriber.status === 'ready') this.#resubscribe();
+    });
     const pingIntervalMs = options.pingIntervalMs ?? 10_000;
     if (pingIntervalMs > 0) {
       this.#pingTimer = setInterval(() => this.#checkLinks(), pingIntervalMs);
@@ -209,8 +227,8 @@ export class RedisBroker implements Broker {
     }
   }
 
-  #unavailable(): KometaError {
-    return new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', `${this.#where} is unavailable${this.#lastError ? ` (${this.#lastError})` : ''}; retry shortly`);
+  #unavailable(why = this.#lastError): KometaError {
+    return new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', `${this.#where} is unavailable${why ? ` (${why})` : ''}; retry shortly`);
   }
 
   /*
@@ -233,6 +251,7 @@ export class RedisBroker implements Broker {
 
   async publish(channel: string, data: string, options: PublishOptions = {}): Promise<Message> {
     const event = options.event ?? '';
+    if (this.#rollbackCheckPending && !this.#closed) throw this.#unavailable('reconnected; checking the watched channels against what this node has seen');
     const reply = await this.#run(publishScript, channel, [...this.#commonArgs(), data, event, this.#pubsubName(channel)]);
     const message = makeMessage(channel, String(reply[0]), Number(reply[1]), Number(reply[2]), event, data);
     // A position Redis confirmed: if Redis later turns out not to have it, that is a rollback (see #resubscribe).
@@ -300,8 +319,12 @@ export class RedisBroker implements Broker {
    * epoch rather than hand out positions this node has already seen.
    */
   #resubscribe(): void {
+    const run = ++this.#recoveryRun;
     const channels = [...this.#watched.keys()];
-    if (channels.length === 0) return;
+    if (channels.length === 0) {
+      this.#rollbackCheckPending = false;
+      return;
+    }
     const subscribed = this.#subscribe(channels);
     for (const channel of channels) this.#watched.set(channel, subscribed);
     subscribed
@@ -320,6 +343,9 @@ export class RedisBroker implements Broker {
           }),
         ),
       )
+      .then(() => {
+        if (run === this.#recoveryRun) this.#rollbackCheckPending = false;
+      })
       .catch(() => {
         // Redis went away again; the next 'ready' runs this again.
       });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { type Attempt, assertEverythingOrGap, byChannel, publishAttempt, publishUntilStored, subscribe } from '../helpers/failover.js';
 import { waitFor } from '../helpers/hub.js';
 import { startKometa, uniquePrefix } from '../helpers/redis.js';
-import { startOwnSentinels } from '../helpers/redis-cluster.js';
+import { ask, startOwnSentinels } from '../helpers/redis-cluster.js';
 
 const CHANNELS = Array.from({ length: 50 }, (_, i) => `s${i}`);
 
@@ -80,4 +80,63 @@ test('Redis Sentinel failover: the master killed mid-stream, three sentinels pro
     assert.deepEqual(sub.gaps, []);
     assert.deepEqual(sub.received.map((r) => r.data).sort(), after.map((x) => `${x.channel}|${x.k}`).sort(), 'exactly the messages after the cursor');
   }
+});
+
+test('Redis Sentinel failover to a replica that had not caught up: the lost positions are never reused; subscribers get an epoch-changed gap', async (t) => {
+  const redis = await startOwnSentinels({ replicas: 1, downAfterMs: 1000 });
+  t.after(() => redis.stop());
+  const prefix = uniquePrefix('sentinel-lag');
+  const [a, b] = await Promise.all(
+    [0, 1].map(() =>
+      startKometa(['--redis-sentinel', redis.seeds, '--redis-master', redis.name, '--redis-prefix', prefix, '--max-channels', String(CHANNELS.length), '--publish-rate', '0', '--retry', '0.2']),
+    ),
+  );
+  t.after(() => a!.kill('SIGKILL'));
+  t.after(() => b!.kill('SIGKILL'));
+  const attempts: Attempt[] = [];
+  const counters = new Map(CHANNELS.map((c) => [c, 0]));
+  const next = (c: string) => () => {
+    const k = counters.get(c)! + 1;
+    counters.set(c, k);
+    return k;
+  };
+  const storeRound = () => Promise.all(CHANNELS.map((c, i) => publishUntilStored(i % 2 === 0 ? a! : b!, c, next(c), attempts)));
+  const start = await storeRound();
+  const cursor0 = start.map((s) => s.id!).join(',');
+  const subs = [subscribe(t, a!, cursor0, CHANNELS), subscribe(t, b!, cursor0, CHANNELS)];
+  await storeRound(); // k = 2, replicated
+
+  // The replica freezes and loses its link: what the master accepts now, it never gets.
+  const lagging = redis.replicas[0]!;
+  lagging.pause();
+  await ask(redis.master.port, (r) => r.call('CLIENT', 'KILL', 'TYPE', 'replica'));
+  await storeRound(); // k = 3, answered 201 by the master alone
+  await waitFor(() => subs.every((s) => CHANNELS.every((c) => byChannel(s.received).get(c)?.at(-1)?.k === 3)), 30_000, 'the unreplicated round to be delivered');
+  const cursorBefore = subs[0]!.lastId();
+  await redis.master.kill();
+  lagging.resume();
+
+  const after = await storeRound(); // k >= 4, after 503s
+  assert.equal(await redis.currentMaster(), lagging.port, 'the lagging replica was promoted');
+  for (const sub of subs) {
+    await waitFor(() => CHANNELS.every((c) => byChannel(sub.received).get(c)?.at(-1)?.k === counters.get(c)), 60_000, 'every subscriber to get the round after the failover');
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  for (const sub of subs) {
+    assertEverythingOrGap(sub, CHANNELS, attempts, 1);
+    const got = byChannel(sub.received);
+    for (const c of CHANNELS) {
+      const gaps = sub.gaps.filter((g) => (g as { channel?: string }).channel === c);
+      assert.deepEqual(gaps.map((g) => g.reason), ['epoch-changed'], `${c}: one epoch-changed gap`);
+      const list = got.get(c)!;
+      const old = list.find((d) => d.k === 3)!;
+      assert.ok(list.filter((d) => d.k > 3).every((d) => d.epoch !== old.epoch), `${c}: what came after is in a new epoch`);
+    }
+  }
+  // Back with the cursor from before the failover, on the other node: a gap, then the new epoch.
+  const returning = subscribe(t, b!, cursorBefore, CHANNELS);
+  await waitFor(() => returning.received.length >= after.length && returning.gaps.length >= CHANNELS.length, 30_000, 'the returning subscriber to catch up');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(returning.gaps.map((g) => g.reason), CHANNELS.map(() => 'epoch-changed'));
+  assert.deepEqual(returning.received.map((r) => r.data).sort(), after.map((x) => `${x.channel}|${x.k}`).sort());
 });
