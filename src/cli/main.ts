@@ -78,7 +78,7 @@ async function serve(argv: string[], command: 'serve' | 'proxy' = 'serve'): Prom
   }
   if (settings.workers > 1 && !usesRedis(settings)) {
     process.stderr.write(
-      'kometa serve: --workers needs --redis (workers share nothing in memory, and a data directory belongs to one process; Redis carries messages between them)\n',
+      'kometa serve: --workers needs --redis, --redis-cluster or --redis-sentinel (workers share nothing in memory, and a data directory belongs to one process; Redis carries messages between them)\n',
     );
     return 2;
   }
