@@ -318,9 +318,16 @@ export class RedisClusterBroker implements Broker {
     for (const key of masters) if (!this.#shards.has(key)) this.#openShard(key);
     // Channels whose slot moved to another (already ready) master: subscribe and check them there.
     const moved = new Map<Shard, string[]>();
+    const left = new Set<Shard>();
     for (const channel of this.#watched.keys()) {
       const owner = this.#ownerOf(channel);
-      if (owner === undefined || this.#homes.get(channel) === owner) continue;
+      const home = this.#homes.get(channel);
+      if (owner === undefined || home === owner) continue;
+      const previous = home === undefined ? undefined : this.#shards.get(home);
+      if (previous !== undefined) {
+        left.add(previous);
+        this.#homes.delete(channel);
+      }
       const shard = this.#shards.get(owner);
       if (shard?.state !== 'ready') continue; // its recovery takes the channel
       const list = moved.get(shard);
@@ -328,6 +335,10 @@ export class RedisClusterBroker implements Broker {
       else list.push(channel);
     }
     for (const [shard, channels] of moved) this.#adopt(shard, channels, shard.generation).catch(() => this.#pollTopology());
+    // A master that gave slots away tells its shard subscribers with an unasked-for
+    // SUNSUBSCRIBE, which ioredis cannot match to a command; a fresh connection (and
+    // a recovery of the channels it still owns) leaves no such confusion behind.
+    for (const shard of left) if (shard.state !== 'closed' && shard.link.status === 'ready') shard.link.disconnect(true);
     this.#checkAllReady();
   }
 

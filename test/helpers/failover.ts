@@ -85,7 +85,11 @@ export function assertEverythingOrGap(sub: SseCollector, channels: readonly stri
     const list = got.get(c) ?? [];
     const ks = list.map((d) => d.k);
     // In order and never twice (k only grows per channel, one k per publish).
-    for (let i = 1; i < ks.length; i++) assert.ok(ks[i]! > ks[i - 1]!, `${c}: ${ks[i - 1]} then ${ks[i]}: out of order or twice`);
+    for (let i = 1; i < ks.length; i++) {
+      if (ks[i]! > ks[i - 1]!) continue;
+      const where = sub.received.flatMap((r, n) => (r.data === `${c}|${ks[i]}` ? [n] : []));
+      assert.fail(`${c}: ${ks[i - 1]} (${list[i - 1]!.epoch}:${list[i - 1]!.seq}) then ${ks[i]} (${list[i]!.epoch}:${list[i]!.seq}): out of order or twice (at ${where.join(', ')} of ${sub.received.length}; the subscriber (re)connected ${sub.opens()} times)`);
+    }
     for (let i = 1; i < list.length; i++) {
       if (list[i]!.epoch === list[i - 1]!.epoch) assert.ok(list[i]!.seq > list[i - 1]!.seq, `${c}: positions never go backwards within an epoch`);
     }

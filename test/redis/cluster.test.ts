@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import { keySlot } from '../../src/brokers/redis-cluster.js';
 import { type Attempt, assertEverythingOrGap, byChannel, publishAttempt, publishUntilStored, subscribe } from '../helpers/failover.js';
 import { waitFor } from '../helpers/hub.js';
@@ -285,4 +287,70 @@ test('Redis Cluster failover to a replica that had not caught up: the lost posit
     assert.deepEqual(ks, expected, `${c}: exactly what was stored after the cursor (in the new epoch for the dead master's channels)`);
   }
   assert.ok(unreplicated.length === affected.length);
+});
+
+test('Redis Cluster slot migration mid-stream (redis-cli --cluster reshard): publishes follow MOVED and ASK, subscribers follow their channels to the new master, nothing lost, nothing twice', async (t) => {
+  const cluster = await startOwnCluster({ masters: 3, replicas: 0 });
+  t.after(() => cluster.stop());
+  const prefix = uniquePrefix('reshard');
+  const [a, b] = await kometaNodes(t, cluster, prefix);
+  const attempts: Attempt[] = [];
+  const counters = new Map(CHANNELS.map((c) => [c, 0]));
+  const next = (c: string) => () => {
+    const k = counters.get(c)! + 1;
+    counters.set(c, k);
+    return k;
+  };
+  const start = await Promise.all(CHANNELS.map((c) => publishUntilStored(a!, c, next(c), attempts)));
+  const subs = [subscribe(t, a!, start.map((s) => s.id!).join(','), CHANNELS), subscribe(t, b!, start.map((s) => s.id!).join(','), CHANNELS)];
+  // One round delivered everywhere first, so the subscriptions are live before the migration starts.
+  await Promise.all(CHANNELS.map((c, i) => publishUntilStored(i % 2 === 0 ? a! : b!, c, next(c), attempts)));
+  await waitFor(() => subs.every((s) => s.received.length >= CHANNELS.length), 30_000, 'the first round on both nodes');
+
+  const slotOf = (c: string) => keySlot(`${prefix}{${c}}`);
+  const before = await cluster.slotMap();
+  const ownerIn = (map: [number, number, number][], c: string) => map.find(([from, to]) => slotOf(c) >= from && slotOf(c) <= to)![2];
+  const fromPort = ownerIn(before, 'c0');
+  const toPort = cluster.nodes.map((n) => n.port).find((p) => p !== fromPort)!;
+  const idOf = async (port: number) => String(await ask(port, (r) => r.cluster('MYID')));
+
+  let resharded = false;
+  let stop = false;
+  let turn = 0;
+  const publishing = Promise.all(
+    Array.from({ length: 4 }, async () => {
+      let afterwards = 0;
+      while (!stop) {
+        const c = CHANNELS[turn++ % CHANNELS.length]!;
+        const attempt = await publishAttempt(turn % 2 === 0 ? a! : b!, c, next(c)());
+        attempts.push(attempt);
+        if (attempt.status !== 201) await new Promise((r) => setTimeout(r, 20));
+        if (resharded && ++afterwards > 100) stop = true;
+      }
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  await promisify(execFile)(
+    'redis-cli',
+    ['--cluster', 'reshard', `127.0.0.1:${fromPort}`, '--cluster-from', await idOf(fromPort), '--cluster-to', await idOf(toPort), '--cluster-slots', '3000', '--cluster-yes'],
+    { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 },
+  );
+  resharded = true;
+  await publishing;
+  const after = await cluster.slotMap();
+  const moved = CHANNELS.filter((c) => ownerIn(before, c) !== ownerIn(after, c));
+  assert.ok(moved.length > 0, 'some of the channels changed master');
+  t.diagnostic(`${moved.length} channels moved; ${attempts.length} publishes, ${attempts.filter((x) => x.status !== 201).length} answered 503`);
+  for (const x of attempts.filter((x) => x.status !== 201)) assert.deepEqual([x.status, x.code], [503, 'KOMETA_ERR_BROKER_UNAVAILABLE']);
+
+  const last = new Map<string, number>();
+  await Promise.all(CHANNELS.map(async (c, i) => last.set(c, (await publishUntilStored(i % 2 === 0 ? a! : b!, c, next(c), attempts)).k)));
+  for (const sub of subs) {
+    await waitFor(() => CHANNELS.every((c) => byChannel(sub.received).get(c)?.at(-1)?.k === last.get(c)), 60_000, 'every subscriber to get the last message of every channel');
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  for (const sub of subs) {
+    assert.deepEqual(sub.gaps, [], 'a migration loses nothing');
+    assertEverythingOrGap(sub, CHANNELS, attempts, 1);
+  }
 });
