@@ -22,7 +22,8 @@ async function ownCluster(t: After): Promise<OwnCluster> {
 async function kometaNodes(t: After, cluster: OwnCluster, prefix: string): Promise<KometaProcess[]> {
   const nodes = await Promise.all(
     [0, 1].map(() =>
-      startKometa(['--redis-cluster', cluster.seeds, '--redis-prefix', prefix, '--max-channels', String(CHANNELS.length), '--publish-rate', '0', '--retry', '0.2']),
+      // Every SSE id is a 200-channel cursor (~4 KB): a roomier queue keeps a subscriber on a busy machine from being closed as slow.
+      startKometa(['--redis-cluster', cluster.seeds, '--redis-prefix', prefix, '--max-channels', String(CHANNELS.length), '--publish-rate', '0', '--retry', '0.2', '--max-queue-bytes', '16777216']),
     ),
   );
   for (const node of nodes) t.after(() => node.kill('SIGKILL'));

@@ -13,7 +13,7 @@ test('Redis Sentinel failover: the master killed mid-stream, three sentinels pro
   const prefix = uniquePrefix('sentinel');
   const [a, b] = await Promise.all(
     [0, 1].map(() =>
-      startKometa(['--redis-sentinel', redis.seeds, '--redis-master', redis.name, '--redis-prefix', prefix, '--max-channels', String(CHANNELS.length), '--publish-rate', '0', '--retry', '0.2']),
+      startKometa(['--redis-sentinel', redis.seeds, '--redis-master', redis.name, '--redis-prefix', prefix, '--max-channels', String(CHANNELS.length), '--publish-rate', '0', '--retry', '0.2', '--max-queue-bytes', '16777216']),
     ),
   );
   t.after(() => a!.kill('SIGKILL'));
@@ -88,7 +88,7 @@ test('Redis Sentinel failover to a replica that had not caught up: the lost posi
   const prefix = uniquePrefix('sentinel-lag');
   const [a, b] = await Promise.all(
     [0, 1].map(() =>
-      startKometa(['--redis-sentinel', redis.seeds, '--redis-master', redis.name, '--redis-prefix', prefix, '--max-channels', String(CHANNELS.length), '--publish-rate', '0', '--retry', '0.2']),
+      startKometa(['--redis-sentinel', redis.seeds, '--redis-master', redis.name, '--redis-prefix', prefix, '--max-channels', String(CHANNELS.length), '--publish-rate', '0', '--retry', '0.2', '--max-queue-bytes', '16777216']),
     ),
   );
   t.after(() => a!.kill('SIGKILL'));
