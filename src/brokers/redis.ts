@@ -447,7 +447,7 @@ function sentinelConnectionOptions(options: RedisBrokerOptions, sentinel: NonNul
 }
 
 /** Resolves the next time (or now, if already) the link is ready. */
-export function readyOnce(link: { readonly status: string; once(event: 'ready', listener: () => void): unknown }): Promise<void> {
+function readyOnce(link: { readonly status: string; once(event: 'ready', listener: () => void): unknown }): Promise<void> {
   if (link.status === 'ready') return Promise.resolve();
   return new Promise((resolve) => link.once('ready', resolve));
 }
