@@ -67,6 +67,15 @@ export interface RedisBrokerOptions {
    * would otherwise look healthy while delivering nothing. Default 10000; 0 = off.
    */
   readonly pingIntervalMs?: number;
+  /**
+   * Redis Sentinel instead of `url`: the sentinels are asked for the current
+   * master of `name`, and asked again after every disconnect, so a failover is
+   * followed. Credentials for the master come from `url` when given.
+   */
+  readonly sentinel?: {
+    readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+    readonly name: string;
+  };
   /** Bring your own connections (tests, instrumentation). Both must be dedicated to this broker. */
   readonly links?: { readonly commands: RedisCommandLink; readonly subscriber: RedisSubscriberLink };
 }
@@ -106,6 +115,14 @@ export class RedisBroker implements Broker {
   readonly #confirmed = new Map<string, { epoch: string; seq: number }>();
   #lastError: string | undefined;
   #closed = false;
+  /**
+   * Set when either link drops while channels are watched, cleared once the
+   * check after the reconnect has run for every one of them: until then a
+   * publish could be given a position this node has already seen (Redis came
+   * back older, a lagging replica was promoted), so it answers 503 instead.
+   */
+  #rollbackCheckPending = false;
+  #recoveryRun = 0;
   #pingTimer: NodeJS.Timeout | undefined;
   #everReady: Promise<void>;
 
@@ -118,6 +135,11 @@ export class RedisBroker implements Broker {
       this.#commands = options.links.commands;
       this.#subscriber = options.links.subscriber;
       this.#where = 'Redis';
+    } else if (options.sentinel !== undefined) {
+      const connection = sentinelConnectionOptions(options, options.sentinel);
+      this.#commands = new Redis(connection);
+      this.#subscriber = new Redis(connection);
+      this.#where = `Redis master "${options.sentinel.name}" (sentinels ${options.sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(',')})`;
     } else {
       const url = options.url ?? 'redis://127.0.0.1:6379';
       const connection = redisConnectionOptions(options);
@@ -141,6 +163,16 @@ export class RedisBroker implements Broker {
     });
     this.#subscriber.on('message', (channel, payload) => this.#onPubSub(channel, payload));
     this.#subscriber.on('ready', () => this.#resubscribe());
+    const onLinkClosed = () => {
+      this.#recoveryRun++; // a check already under way may have asked the Redis that just went
+      if (this.#watched.size > 0) this.#rollbackCheckPending = true;
+    };
+    this.#commands.on('close', onLinkClosed);
+    this.#subscriber.on('close', onLinkClosed);
+    // Only the command link dropped: the subscriber's 'ready' will not come, so check from here.
+    this.#commands.on('ready', () => {
+      if (this.#rollbackCheckPending && this.#subscriber.status === 'ready') this.#resubscribe();
+    });
     const pingIntervalMs = options.pingIntervalMs ?? 10_000;
     if (pingIntervalMs > 0) {
       this.#pingTimer = setInterval(() => this.#checkLinks(), pingIntervalMs);
@@ -181,7 +213,11 @@ export class RedisBroker implements Broker {
   async #run(script: Script, channel: string, args: (string | number)[]): Promise<unknown[]> {
     if (this.#closed) throw new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', 'The message store is closed');
     // Fail fast: a command sent now would only wait for a connection that is not there.
-    if (this.#commands.status !== 'ready') throw this.#unavailable(script === publishScript ? 'the message was not stored; retry shortly' : undefined);
+    if (this.#commands.status !== 'ready')
+      throw this.#unavailable(
+        undefined,
+        script === publishScript ? 'the message was not stored; retry shortly' : undefined,
+      );
     const keys = this.#keys(channel);
     try {
       try {
@@ -195,12 +231,18 @@ export class RedisBroker implements Broker {
       this.#lastError = (error as Error).message;
       if (errorChannel.hasSubscribers) errorChannel.publish({ broker: 'redis', error });
       // Sent but unanswered: Redis may still have run it (docs/errors.md).
-      throw this.#unavailable(script === publishScript ? 'the message may or may not have been stored; retry' : 'retry shortly');
+      throw this.#unavailable(
+        undefined,
+        script === publishScript ? 'the message may or may not have been stored; retry' : 'retry shortly',
+      );
     }
   }
 
-  #unavailable(advice = 'retry shortly'): KometaError {
-    return new KometaError('KOMETA_ERR_BROKER_UNAVAILABLE', `${this.#where} is unavailable${this.#lastError ? ` (${this.#lastError})` : ''}; ${advice}`);
+  #unavailable(why = this.#lastError, advice = 'retry shortly'): KometaError {
+    return new KometaError(
+      'KOMETA_ERR_BROKER_UNAVAILABLE',
+      `${this.#where} is unavailable${why ? ` (${why})` : ''}; ${advice}`,
+    );
   }
 
   /*
@@ -223,7 +265,14 @@ export class RedisBroker implements Broker {
 
   async publish(channel: string, data: string, options: PublishOptions = {}): Promise<Message> {
     const event = options.event ?? '';
-    const reply = await this.#run(publishScript, channel, [...this.#commonArgs(), data, event, this.#pubsubName(channel)]);
+    if (this.#rollbackCheckPending && !this.#closed)
+      throw this.#unavailable('reconnected; checking the watched channels against what this node has seen');
+    const reply = await this.#run(publishScript, channel, [
+      ...this.#commonArgs(),
+      data,
+      event,
+      this.#pubsubName(channel),
+    ]);
     const message = makeMessage(channel, String(reply[0]), Number(reply[1]), Number(reply[2]), event, data);
     // A position Redis confirmed: if Redis later turns out not to have it, that is a rollback (see #resubscribe).
     if (this.#watched.has(channel)) raise(this.#confirmed, message);
@@ -250,7 +299,13 @@ export class RedisBroker implements Broker {
 
   async stats(channel: string): Promise<ChannelStats> {
     const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'stats', 0]);
-    return { epoch: String(reply[0]), headSeq: Number(reply[1]), oldestSeq: Number(reply[2]), messages: Number(reply[3]), bytes: Number(reply[4]) };
+    return {
+      epoch: String(reply[0]),
+      headSeq: Number(reply[1]),
+      oldestSeq: Number(reply[2]),
+      messages: Number(reply[3]),
+      bytes: Number(reply[4]),
+    };
   }
 
   setListener(listener: (message: Message) => void): void {
@@ -290,8 +345,12 @@ export class RedisBroker implements Broker {
    * epoch rather than hand out positions this node has already seen.
    */
   #resubscribe(): void {
+    const run = ++this.#recoveryRun;
     const channels = [...this.#watched.keys()];
-    if (channels.length === 0) return;
+    if (channels.length === 0) {
+      this.#rollbackCheckPending = false;
+      return;
+    }
     const subscribed = this.#subscribe(channels);
     for (const channel of channels) this.#watched.set(channel, subscribed);
     subscribed
@@ -301,7 +360,12 @@ export class RedisBroker implements Broker {
           channels.map(async (channel) => {
             if (!this.#watched.has(channel)) return;
             const confirmed = this.#confirmed.get(channel);
-            const reply = await this.#run(readScript, channel, [...this.#commonArgs(), 'check', confirmed?.seq ?? 0, confirmed?.epoch ?? '']);
+            const reply = await this.#run(readScript, channel, [
+              ...this.#commonArgs(),
+              'check',
+              confirmed?.seq ?? 0,
+              confirmed?.epoch ?? '',
+            ]);
             const seen = this.#seen.get(channel);
             const newest = toHistoryRead(channel, reply).messages[0];
             if (newest === undefined || !this.#watched.has(channel)) return;
@@ -310,6 +374,9 @@ export class RedisBroker implements Broker {
           }),
         ),
       )
+      .then(() => {
+        if (run === this.#recoveryRun) this.#rollbackCheckPending = false;
+      })
       .catch(() => {
         // Redis went away again; the next 'ready' runs this again.
       });
@@ -334,7 +401,10 @@ export class RedisBroker implements Broker {
     if (this.#closed) return { ok: false, reason: 'closed' };
     if (this.#commands.status === 'ready' && this.#subscriber.status === 'ready') return { ok: true };
     const state = this.#commands.status !== 'ready' ? this.#commands.status : this.#subscriber.status;
-    return { ok: false, reason: `${this.#where} is unreachable (${state}${this.#lastError ? `: ${this.#lastError}` : ''})` };
+    return {
+      ok: false,
+      reason: `${this.#where} is unreachable (${state}${this.#lastError ? `: ${this.#lastError}` : ''})`,
+    };
   }
 
   /** Keep the epoch of every watched channel alive, however quiet the channel is. */
@@ -349,7 +419,11 @@ export class RedisBroker implements Broker {
    * The broker's connections and key prefix, for what shares them: idempotency
    * keys and the control channel (redis-backend.ts).
    */
-  get links(): { readonly commands: RedisCommandLink; readonly subscriber: RedisSubscriberLink; readonly prefix: string } {
+  get links(): {
+    readonly commands: RedisCommandLink;
+    readonly subscriber: RedisSubscriberLink;
+    readonly prefix: string;
+  } {
     return { commands: this.#commands, subscriber: this.#subscriber, prefix: this.#prefix };
   }
 
@@ -359,21 +433,29 @@ export class RedisBroker implements Broker {
     clearInterval(this.#pingTimer);
     await Promise.all(
       [this.#commands, this.#subscriber].map((link) =>
-        link.status === 'ready' ? link.quit().then(() => {}, () => link.disconnect()) : link.disconnect(),
+        link.status === 'ready'
+          ? link.quit().then(
+              () => {},
+              () => link.disconnect(),
+            )
+          : link.disconnect(),
       ),
     );
   }
 }
 
 /** Record `message`'s position in `positions` if it is newer than what is there (or of another epoch). */
-function raise(positions: Map<string, { epoch: string; seq: number }>, message: { readonly channel: string; readonly epoch: string; readonly seq: number }): void {
+export function raise(
+  positions: Map<string, { epoch: string; seq: number }>,
+  message: { readonly channel: string; readonly epoch: string; readonly seq: number },
+): void {
   const known = positions.get(message.channel);
   if (known === undefined || known.epoch !== message.epoch || known.seq < message.seq) {
     positions.set(message.channel, { epoch: message.epoch, seq: message.seq });
   }
 }
 
-function redisConnectionOptions(options: RedisBrokerOptions): RedisOptions {
+export function redisConnectionOptions(options: RedisBrokerOptions): RedisOptions {
   const minMs = options.reconnect?.minMs ?? 100;
   const maxMs = options.reconnect?.maxMs ?? 3000;
   return {
@@ -394,13 +476,46 @@ function redisConnectionOptions(options: RedisBrokerOptions): RedisOptions {
   };
 }
 
+/**
+ * Connection options for a master found through Redis Sentinel: the same
+ * no-queue, no-resend rules, with the sentinels asked for the master on every
+ * (re)connect and `failoverDetector` so a switch of master that leaves the
+ * old one reachable (a manual failover, a partition) is noticed too.
+ */
+function sentinelConnectionOptions(
+  options: RedisBrokerOptions,
+  sentinel: NonNullable<RedisBrokerOptions['sentinel']>,
+): RedisOptions {
+  const url = options.url === undefined ? undefined : new URL(options.url);
+  return {
+    ...redisConnectionOptions(options),
+    sentinels: sentinel.sentinels.map((s) => ({ host: s.host, port: s.port })),
+    name: sentinel.name,
+    username: url?.username ? decodeURIComponent(url.username) : undefined,
+    password: url?.password ? decodeURIComponent(url.password) : undefined,
+    db: url !== undefined && url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined,
+    sentinelCommandTimeout: options.commandTimeoutMs ?? 2000,
+    failoverDetector: true,
+  };
+}
+
 /** Resolves the next time (or now, if already) the link is ready. */
-function readyOnce(link: { readonly status: string; once(event: 'ready', listener: () => void): unknown }): Promise<void> {
+function readyOnce(link: {
+  readonly status: string;
+  once(event: 'ready', listener: () => void): unknown;
+}): Promise<void> {
   if (link.status === 'ready') return Promise.resolve();
   return new Promise((resolve) => link.once('ready', resolve));
 }
 
-function makeMessage(channel: string, epoch: string, seq: number, time: number, event: string, data: string): Message {
+export function makeMessage(
+  channel: string,
+  epoch: string,
+  seq: number,
+  time: number,
+  event: string,
+  data: string,
+): Message {
   return {
     channel,
     epoch,
@@ -413,17 +528,19 @@ function makeMessage(channel: string, epoch: string, seq: number, time: number, 
   };
 }
 
-function toHistoryRead(channel: string, reply: unknown[]): HistoryRead {
+export function toHistoryRead(channel: string, reply: unknown[]): HistoryRead {
   const epoch = String(reply[0]);
   const messages: Message[] = [];
   for (let i = 3; i + 3 < reply.length; i += 4) {
-    messages.push(makeMessage(channel, epoch, Number(reply[i]), Number(reply[i + 1]), String(reply[i + 2]), String(reply[i + 3])));
+    messages.push(
+      makeMessage(channel, epoch, Number(reply[i]), Number(reply[i + 1]), String(reply[i + 2]), String(reply[i + 3])),
+    );
   }
   return { epoch, headSeq: Number(reply[1]), oldestSeq: Number(reply[2]), messages };
 }
 
 /** `epoch \n seq \n time \n event \n data`; data may itself contain newlines, so only the first four count. */
-function parsePayload(channel: string, payload: string): Message | undefined {
+export function parsePayload(channel: string, payload: string): Message | undefined {
   const a = payload.indexOf('\n');
   const b = payload.indexOf('\n', a + 1);
   const c = payload.indexOf('\n', b + 1);

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { redisBrokerLine } from './redis-settings.js';
 import { type Settings, brokerKind } from './settings.js';
 
 export interface BannerOptions {
@@ -39,7 +40,5 @@ export function brokerLine(settings: Settings): string {
       settings.fsyncInterval === 0 ? "fsync'd before every 201" : `fsync'd every ${settings.fsyncInterval} ms`;
     return `  history    on disk in ${resolve(settings.dataDir)} (${sync})\n`;
   }
-  const url = new URL(settings.redis);
-  const workers = settings.workers > 1 ? `, ${settings.workers} worker processes` : '';
-  return `  broker     redis at ${url.hostname}:${url.port || '6379'} (prefix ${settings.redisPrefix}${workers})\n`;
+  return redisBrokerLine(settings);
 }

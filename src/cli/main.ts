@@ -17,6 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KometaOps } from '../ops/ops.js';
 import { brokerLine, hubBanner } from './banner.js';
 import { type Logger, createLogger, logDiagnostics } from './logger.js';
+import { redisSettingsProblem, usesRedis } from './redis-settings.js';
 import { runTool } from './tools.js';
 import { DataDirError, DurableBroker } from '../brokers/durable.js';
 import { reclaimAfterBursts } from './reclaim.js';
@@ -82,15 +83,14 @@ function conflictingSettings(settings: Settings, command: ServeCommand): string 
   if (!levels.includes(settings.logLevel) || !['auto', 'json', 'pretty'].includes(settings.logFormat)) {
     return `kometa serve: --log-level is one of ${levels.join(', ')}; --log-format one of auto, json, pretty`;
   }
-  if (settings.workers > 1 && settings.redis === '') {
+  if (settings.workers > 1 && !usesRedis(settings)) {
     return (
-      'kometa serve: --workers needs --redis (workers share nothing in memory, ' +
-      'and a data directory belongs to one process; Redis carries messages between them)'
+      'kometa serve: --workers needs --redis, --redis-cluster or --redis-sentinel (workers share nothing in ' +
+      'memory, and a data directory belongs to one process; Redis carries messages between them)'
     );
   }
-  if (settings.redis !== '' && !URL.canParse(settings.redis)) {
-    return 'kometa serve: --redis must be a URL like redis://127.0.0.1:6379';
-  }
+  const redisProblem = redisSettingsProblem(settings);
+  if (redisProblem !== undefined) return `kometa serve: ${redisProblem}`;
   try {
     parseTrustProxy(settings.trustProxy);
   } catch (error) {

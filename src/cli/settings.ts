@@ -80,8 +80,11 @@ export const settingSpecs = {
   fsyncInterval: { flag: 'fsync-interval', kind: 'int', default: 0, help: 'milliseconds between fsyncs; 0 = every 201 is fsync\'d (publishes arriving together share one); >0 = 201 once written to the OS, a power loss may lose that much' },
   memory: { flag: 'memory', kind: 'boolean', default: false, help: 'keep history in memory only (no data dir): a restart loses it; for tests, benchmarks, throw-away hubs' },
   redis: { flag: 'redis', kind: 'string', default: '', help: 'Redis URL (redis://[user:pass@]host:port[/db]) to share channels between processes; empty = in-memory' },
+  redisCluster: { flag: 'redis-cluster', kind: 'string', default: '', help: 'Redis Cluster seed nodes (host:port,host:port,…) instead of --redis: channels spread over the masters, fan-out by sharded pub/sub' },
+  redisSentinel: { flag: 'redis-sentinel', kind: 'string', default: '', help: 'Redis Sentinel addresses (host:port,host:port,…) instead of --redis; with --redis-master, failovers are followed' },
+  redisMaster: { flag: 'redis-master', kind: 'string', default: '', help: 'name of the master the sentinels watch (--redis-sentinel)' },
   redisPrefix: { flag: 'redis-prefix', kind: 'string', default: 'kometa:', help: 'prefix of every Redis key and pub/sub channel kometa uses' },
-  workers: { flag: 'workers', kind: 'int', default: 1, help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis' },
+  workers: { flag: 'workers', kind: 'int', default: 1, help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis (or --redis-cluster, --redis-sentinel)' },
   origin: { flag: 'origin', kind: 'string', default: '', help: 'origin server to proxy to (http://host:port); kometa proxy needs it, with serve every path the hub does not take goes there' },
   controlPort: { flag: 'control-port', kind: 'int', default: 5561, help: 'port of the control API when proxying (POST /publish/ as Pushpin, POST /pub/<channel>), on 127.0.0.1' },
   adminToken: { flag: 'admin-token', kind: 'string', default: '', help: 'secret that opens the dashboard (/_kometa/) and /metrics (Authorization: Bearer, or /_kometa/?token=); empty = a random one per start, printed in the banner' },
@@ -102,7 +105,7 @@ export type Settings = {
 
 /** Which engine the settings ask for: Redis when given, else the data directory unless --memory. */
 export function brokerKind(settings: Settings): 'durable' | 'memory' | 'redis' {
-  if (settings.redis !== '') return 'redis';
+  if (settings.redis !== '' || settings.redisCluster !== '' || settings.redisSentinel !== '') return 'redis';
   return settings.memory ? 'memory' : 'durable';
 }
 

@@ -1,10 +1,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import { DurableBroker } from '../brokers/durable.js';
 import { MemoryBroker } from '../brokers/memory.js';
-import { RedisBroker } from '../brokers/redis.js';
 import type { Broker } from '../core/broker.js';
 import { hubBanner } from './banner.js';
 import { serveClusterMetrics } from '../ops/cluster-metrics.js';
+import { createRedisBroker } from './redis-settings.js';
 import { type Settings, brokerKind } from './settings.js';
 
 /**
@@ -26,7 +26,7 @@ export async function createBroker(settings: Settings): Promise<Broker> {
     const { dataDir: dir, historyTotalBytes: maxTotalBytes, fsyncInterval: fsyncIntervalMs } = settings;
     return DurableBroker.open({ dir, history, maxTotalBytes, fsyncIntervalMs });
   }
-  const broker = new RedisBroker({ url: settings.redis, prefix: settings.redisPrefix, history });
+  const broker = createRedisBroker(settings, history);
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
     broker.ready().then(() => true),
