@@ -10,6 +10,8 @@ export interface PublishTarget {
   readonly port: number;
   /** The bytes of one request for this message. */
   request(channel: string, data: string): Buffer;
+  /** The bytes of one request that publishes all of these (kometa's `POST /pub` batch), where the system has one. */
+  batch?(items: readonly { channel: string; data: string }[]): Buffer;
 }
 
 const STATUS = Buffer.from('HTTP/1.1 ');
@@ -40,6 +42,13 @@ export class Publisher {
 
   publish(channel: string, data: string): void {
     this.#queue.push(this.target.request(channel, data));
+    this.sent++;
+    this.#pump();
+  }
+
+  /** Queue a request built elsewhere (a batch): it counts as one request, answered by one status line. */
+  publishRequest(request: Buffer): void {
+    this.#queue.push(request);
     this.sent++;
     this.#pump();
   }

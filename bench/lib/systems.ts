@@ -86,12 +86,26 @@ function pubTarget(port: number): PublishTarget {
   return { port, request: (channel, data) => postRequest(`/pub/${channel}`, data) };
 }
 
+/** kometa's publish target with batches: `POST /pub` with a JSON array of items (docs/backends.md). */
+function batchTarget(port: number): PublishTarget {
+  return {
+    ...pubTarget(port),
+    batch: (items) => postRequest('/pub', JSON.stringify(items), 'application/json'),
+  };
+}
+
 /**
  * kometa serve from a build at `root`. `store`: 'memory' runs it with
  * --memory (where the build has the flag: older builds were in memory
  * anyway), 'durable' with a fresh data directory of its own.
  */
-export function kometaSystem(name: string, root: string, description: string, store: 'memory' | 'durable' = 'memory'): System {
+export function kometaSystem(
+  name: string,
+  root: string,
+  description: string,
+  store: 'memory' | 'durable' = 'memory',
+  batches = false,
+): System {
   const cli = join(root, 'dist/src/cli/main.js');
   return {
     name,
@@ -128,7 +142,7 @@ export function kometaSystem(name: string, root: string, description: string, st
       if (dataDir !== undefined) args.push('--data-dir', dataDir);
       if (options.serveArgs !== undefined) args.push(...options.serveArgs);
       const child = await startNode(cli, args, options, 'listening on');
-      const running = nodeRunning(child, options.port);
+      const running = nodeRunning(child, options.port, batches ? batchTarget(options.port) : undefined);
       if (dataDir === undefined) return running;
       return { ...running, stop: () => running.stop().finally(() => rmSync(dataDir, { recursive: true, force: true })) };
     },
@@ -389,7 +403,16 @@ async function waitForSubscribeOk(port: number): Promise<void> {
 export function allSystems(kometaBefore?: string): System[] {
   const kometa = kometaSystem('kometa', ROOT, 'kometa serve --memory (this tree), SSE');
   const durable = kometaSystem('kometa-durable', ROOT, 'kometa serve (this tree) with history on disk (the default), SSE', 'durable');
-  const list = [floor, kometa, kometaWs(kometa), durable];
+  // The same servers, publishing in batches of up to 100 messages (POST /pub) where a scenario publishes many at once.
+  const batch = kometaSystem('kometa-batch', ROOT, 'kometa serve --memory, SSE, publishing in batches', 'memory', true);
+  const durableBatch = kometaSystem(
+    'kometa-durable-batch',
+    ROOT,
+    'kometa serve (history on disk), SSE, publishing in batches',
+    'durable',
+    true,
+  );
+  const list = [floor, kometa, kometaWs(kometa), durable, batch, durableBatch];
   if (kometaBefore !== undefined) {
     const before = kometaSystem('kometa-before', kometaBefore, `kometa serve at ${kometaBefore}, SSE`);
     list.push(before);
