@@ -378,7 +378,14 @@ export class RedisBroker implements Broker {
         if (run === this.#recoveryRun) this.#rollbackCheckPending = false;
       })
       .catch(() => {
-        // Redis went away again; the next 'ready' runs this again.
+        // Redis went away again, or answered with an error (a former master
+        // turned replica during a failover). A 'ready' runs this again when a
+        // link reconnects; when both links stay up, no 'ready' comes, and the
+        // publish gate would stay shut: try again shortly.
+        const retry = setTimeout(() => {
+          if (run === this.#recoveryRun && this.#rollbackCheckPending && !this.#closed) this.#resubscribe();
+        }, 250);
+        retry.unref();
       });
   }
 
