@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
+// Positions, history bounds and concurrent publishers are in the broker conformance suite
+// (test/brokers/redis.test.ts); these are what only Redis does: shared state, pub/sub, outages.
 import { Redis } from 'ioredis';
 import { RedisBroker, type RedisBrokerOptions, type RedisSubscriberLink } from '../../src/brokers/redis.js';
 import type { Message } from '../../src/core/message.js';
@@ -18,52 +21,6 @@ async function broker(t: { after(fn: () => Promise<void>): void }, prefix: strin
 function cleanup(t: { after(fn: () => Promise<void>): void }, prefix: string): void {
   t.after(() => deletePrefix(SHARED_REDIS_URL, prefix));
 }
-
-test('publish stores messages with consecutive positions in one epoch', async (t) => {
-  const prefix = uniquePrefix('positions');
-  cleanup(t, prefix);
-  const b = await broker(t, prefix);
-  const first = await b.publish('news', 'héllo\nworld');
-  const second = await b.publish('news', '{"a":1}', { event: 'update' });
-  assert.equal(first.seq, 1);
-  assert.equal(second.seq, 2);
-  assert.equal(first.epoch, second.epoch);
-  assert.match(first.epoch, /^[A-Za-z0-9]{1,32}$/);
-  assert.equal(first.id, `news~${first.epoch}~1`);
-  assert.equal(first.size, Buffer.byteLength('héllo\nworld'));
-  assert.equal(first.event, undefined);
-  assert.equal(second.event, 'update');
-  assert.ok(Math.abs(first.time - Date.now()) < 60_000, 'stamped with the (Redis) time');
-
-  const head = await b.head('news');
-  assert.deepEqual(head, { epoch: first.epoch, seq: 2 });
-  const all = await b.read('news', 0);
-  assert.equal(all.epoch, first.epoch);
-  assert.equal(all.headSeq, 2);
-  assert.equal(all.oldestSeq, 1);
-  assert.deepEqual(
-    all.messages.map((m) => [m.seq, m.data, m.event, m.id, m.size]),
-    [
-      [1, 'héllo\nworld', undefined, first.id, first.size],
-      [2, '{"a":1}', 'update', second.id, second.size],
-    ],
-  );
-  const after = await b.read('news', 1);
-  assert.deepEqual(after.messages.map((m) => m.seq), [2]);
-  assert.deepEqual((await b.read('news', 2)).messages, []);
-  const stats = await b.stats('news');
-  assert.deepEqual(stats, { epoch: first.epoch, headSeq: 2, oldestSeq: 1, messages: 2, bytes: first.size + second.size });
-});
-
-test('a new channel gets an epoch from head or read alike, and an empty history', async (t) => {
-  const prefix = uniquePrefix('new-channel');
-  cleanup(t, prefix);
-  const b = await broker(t, prefix);
-  const head = await b.head('fresh');
-  assert.equal(head.seq, 0);
-  const read = await b.read('fresh', 0);
-  assert.deepEqual(read, { epoch: head.epoch, messages: [], oldestSeq: 1, headSeq: 0 });
-});
 
 test('the epoch lives in Redis: another process (or a restarted one) sees the same positions', async (t) => {
   const prefix = uniquePrefix('epoch');
@@ -90,73 +47,6 @@ test('when Redis loses the channel, it starts a new epoch instead of reusing pos
   assert.equal(after.seq, 1);
   const read = await b.read('room', 0);
   assert.deepEqual(read.messages.map((m) => m.data), ['three']);
-});
-
-test('history is bounded by count, keeping the newest', async (t) => {
-  const prefix = uniquePrefix('count');
-  cleanup(t, prefix);
-  const b = await broker(t, prefix, { history: { maxMessages: 5 } });
-  for (let i = 1; i <= 12; i++) await b.publish('c', `m${i}`);
-  const read = await b.read('c', 0);
-  assert.deepEqual(read.messages.map((m) => m.seq), [8, 9, 10, 11, 12]);
-  assert.equal(read.oldestSeq, 8);
-  assert.equal(read.headSeq, 12);
-  assert.deepEqual((await b.read('c', 3)).messages.map((m) => m.seq), [8, 9, 10, 11, 12], 'a cursor before the oldest gets what is left');
-  const stats = await b.stats('c');
-  assert.equal(stats.messages, 5);
-  assert.equal(stats.bytes, 2 * 2 + 3 * 3); // m8 m9 (2 bytes) m10 m11 m12 (3 bytes)
-});
-
-test('history is bounded by bytes of data', async (t) => {
-  const prefix = uniquePrefix('bytes');
-  cleanup(t, prefix);
-  const b = await broker(t, prefix, { history: { maxBytes: 25 } });
-  for (let i = 1; i <= 6; i++) await b.publish('c', 'x'.repeat(10));
-  const stats = await b.stats('c');
-  assert.equal(stats.messages, 2);
-  assert.equal(stats.bytes, 20);
-  assert.equal(stats.oldestSeq, 5);
-  // One message bigger than the limit is not kept at all, and takes the rest with it.
-  await b.publish('c', 'y'.repeat(30));
-  const read = await b.read('c', 0);
-  assert.deepEqual(read.messages, []);
-  assert.equal(read.oldestSeq, 8);
-  assert.equal(read.headSeq, 7);
-});
-
-test('history is bounded by age, on publish and on read', async (t) => {
-  const prefix = uniquePrefix('age');
-  cleanup(t, prefix);
-  let now = Date.now();
-  const b = await broker(t, prefix, { history: { maxAgeMs: 10_000 }, clock: { now: () => now } });
-  await b.publish('c', 'old1');
-  await b.publish('c', 'old2');
-  now += 6_000;
-  await b.publish('c', 'newer');
-  now += 6_000;
-  let read = await b.read('c', 0);
-  assert.deepEqual(read.messages.map((m) => m.data), ['newer']);
-  assert.equal(read.oldestSeq, 3);
-  now += 6_000;
-  read = await b.read('c', 0);
-  assert.deepEqual(read.messages, []);
-  assert.equal(read.oldestSeq, 4);
-  assert.equal(read.headSeq, 3, 'the position survives the history');
-});
-
-test('publishers on many connections get one total order with no position used twice', async (t) => {
-  const prefix = uniquePrefix('order');
-  cleanup(t, prefix);
-  const brokers = await Promise.all([broker(t, prefix), broker(t, prefix), broker(t, prefix)]);
-  const results = await Promise.all(
-    brokers.flatMap((b, n) => Array.from({ length: 100 }, (_, i) => b.publish('c', `${n}:${i}`))),
-  );
-  const seqs = results.map((m) => m.seq).sort((x, y) => x - y);
-  assert.deepEqual(seqs, Array.from({ length: 300 }, (_, i) => i + 1));
-  const read = await brokers[0]!.read('c', 0);
-  assert.deepEqual(read.messages.map((m) => m.seq), seqs);
-  const bySeq = new Map(results.map((m) => [m.seq, m.data]));
-  for (const m of read.messages) assert.equal(m.data, bySeq.get(m.seq));
 });
 
 test('a watched channel hears publishes from another process, in order', async (t) => {
