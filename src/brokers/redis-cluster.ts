@@ -176,7 +176,28 @@ export class RedisClusterBroker implements Broker {
 
   /** Resolves once the slot map is known and every master's subscriber is ready (the CLI waits for it before it listens). */
   ready(): Promise<void> {
-    return this.#everReady;
+    return this.#everReady.then(() => this.#openMasters());
+  }
+
+  /**
+   * ioredis opens a node's command connection on the first command sent to
+   * it, and with no offline queue that first command fails: open every
+   * master's connection before saying ready (each bounded, so that one slow
+   * master does not hold start-up; its first publishes may then answer 503).
+   */
+  async #openMasters(): Promise<void> {
+    await Promise.all(
+      this.#cluster.nodes('master').map(async (node) => {
+        if (node.status === 'wait') await node.connect().catch(() => {});
+        if (node.status === 'ready') return;
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => node.once('ready', () => resolve())),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000))),
+        ]);
+        clearTimeout(timer);
+      }),
+    );
   }
 
   #keys(channel: string): [meta: string, stream: string] {
