@@ -353,6 +353,12 @@ export class RedisBroker implements Broker {
     }
     const subscribed = this.#subscribe(channels);
     for (const channel of channels) this.#watched.set(channel, subscribed);
+    // A step that never settles (a SUBSCRIBE or a 'ready' lost in a failover)
+    // must not leave the publish gate shut: start over if this run hangs.
+    const watchdog = setTimeout(() => {
+      if (run === this.#recoveryRun && this.#rollbackCheckPending && !this.#closed) this.#resubscribe();
+    }, 5000);
+    watchdog.unref();
     subscribed
       .then(() => readyOnce(this.#commands))
       .then(() =>
@@ -375,6 +381,7 @@ export class RedisBroker implements Broker {
         ),
       )
       .then(() => {
+        clearTimeout(watchdog);
         if (run === this.#recoveryRun) this.#rollbackCheckPending = false;
       })
       .catch(() => {
@@ -382,6 +389,7 @@ export class RedisBroker implements Broker {
         // turned replica during a failover). A 'ready' runs this again when a
         // link reconnects; when both links stay up, no 'ready' comes, and the
         // publish gate would stay shut: try again shortly.
+        clearTimeout(watchdog);
         const retry = setTimeout(() => {
           if (run === this.#recoveryRun && this.#rollbackCheckPending && !this.#closed) this.#resubscribe();
         }, 250);
