@@ -433,7 +433,9 @@ export class Hub {
         if (deliverable.length > 0) this.#fanOut(channel, deliverable.splice(0));
         this.#epochChanged(channel, message.epoch);
       }
-      if (message.seq <= channel.deliveredSeq) continue; // a duplicate from the broker
+      // A duplicate from the broker, also within this batch (a message handed on
+      // again by a reconnect's catch-up in the same turn as its pub/sub copy).
+      if (message.seq <= channel.deliveredSeq + deliverable.length) continue;
       if (message.seq > channel.deliveredSeq + 1 + deliverable.length) {
         // A hole: something was published that never reached us. Fetch it from history first.
         if (deliverable.length > 0) this.#fanOut(channel, deliverable.splice(0));

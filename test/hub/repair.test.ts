@@ -59,3 +59,26 @@ test('a hole that history cannot fill either becomes a gap notice, never a silen
   assert.deepEqual(live.log, ['m1', 'gap 2-2', 'm3', 'm4']);
   assert.equal(hub.counters.gaps, 1);
 });
+
+test('a message the broker hands on twice in one turn (pub/sub and a catch-up) is delivered once', async () => {
+  class EchoingBroker extends MemoryBroker implements Broker {
+    echo = false;
+    override setListener(listener: (message: Message) => void): void {
+      super.setListener((message) => {
+        listener(message);
+        if (this.echo) listener(message);
+      });
+    }
+  }
+  const broker = new EchoingBroker();
+  const hub = new Hub(broker);
+  const sink = recordingSink();
+  (await hub.subscribe(['c'], null)).start(sink);
+  await hub.publish('c', 'x1');
+  await settle();
+  broker.echo = true;
+  await hub.publish('c', 'x2');
+  await hub.publish('c', 'x3');
+  await settle();
+  assert.deepEqual(sink.log, ['m1', 'm2', 'm3']);
+});
