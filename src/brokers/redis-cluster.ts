@@ -7,7 +7,7 @@ import { newEpoch } from '../core/epoch.js';
 import { KometaError } from '../core/errors.js';
 import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
 import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
-import { makeMessage, parsePayload, raise, redisConnectionOptions, toHistoryRead } from './redis.js';
+import { channelOfPubSub, makeMessage, parsePayload, raise, redisConnectionOptions, toHistoryRead } from './redis.js';
 import { PUBLISH_SCRIPT, type Script, readScript } from './redis-scripts.js';
 
 export interface RedisClusterBrokerOptions {
@@ -519,10 +519,8 @@ export class RedisClusterBroker implements Broker {
   }
 
   #onPubSub(name: string, payload: string): void {
-    const prefix = `${this.#prefix}{`;
-    if (!name.startsWith(prefix) || !name.endsWith('}')) return;
-    const channel = name.slice(prefix.length, -1);
-    if (!this.#watched.has(channel)) return;
+    const channel = channelOfPubSub(this.#prefix, name);
+    if (channel === undefined || !this.#watched.has(channel)) return;
     const message = parsePayload(channel, payload);
     if (message !== undefined) this.#deliver(message);
   }

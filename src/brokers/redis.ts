@@ -398,10 +398,8 @@ export class RedisBroker implements Broker {
   }
 
   #onPubSub(pubsubChannel: string, payload: string): void {
-    const prefix = `${this.#prefix}{`;
-    if (!pubsubChannel.startsWith(prefix) || !pubsubChannel.endsWith('}')) return;
-    const channel = pubsubChannel.slice(prefix.length, -1);
-    if (!this.#watched.has(channel)) return;
+    const channel = channelOfPubSub(this.#prefix, pubsubChannel);
+    if (channel === undefined || !this.#watched.has(channel)) return;
     const message = parsePayload(channel, payload);
     if (message !== undefined) this.#deliver(message);
   }
@@ -555,6 +553,13 @@ export function toHistoryRead(channel: string, reply: unknown[]): HistoryRead {
 }
 
 /** `epoch \n seq \n time \n event \n data`; data may itself contain newlines, so only the first four count. */
+/** The kometa channel a pub/sub channel `<prefix>{<channel>}` carries, or undefined for another name. */
+export function channelOfPubSub(prefix: string, pubsubChannel: string): string | undefined {
+  const start = `${prefix}{`;
+  if (!pubsubChannel.startsWith(start) || !pubsubChannel.endsWith('}')) return undefined;
+  return pubsubChannel.slice(start.length, -1);
+}
+
 export function parsePayload(channel: string, payload: string): Message | undefined {
   const a = payload.indexOf('\n');
   const b = payload.indexOf('\n', a + 1);
