@@ -1,4 +1,4 @@
-export { Hub, Subscription, defaultHubLimits } from './core/hub.js';
+export { Hub, defaultHubLimits } from './core/hub.js';
 export type { HubLimits, PublishResult, HubCounters } from './core/hub.js';
 export type { Broker, BrokerHealth, ChannelStats, PublishOptions } from './core/broker.js';
 export type { Message, GapNotice, GapReason, HistoryRead, ChannelHead } from './core/message.js';
