@@ -7,7 +7,16 @@ import { newEpoch } from '../core/epoch.js';
 import { KometaError } from '../core/errors.js';
 import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
 import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
-import { channelOfPubSub, makeMessage, parsePayload, raise, redisConnectionOptions, toHistoryRead } from './redis.js';
+import {
+  type RecoveringNode,
+  catchUpChannel,
+  channelOfPubSub,
+  makeMessage,
+  parsePayload,
+  raise,
+  redisConnectionOptions,
+  toHistoryRead,
+} from './redis.js';
 import { PUBLISH_SCRIPT, type Script, readScript } from './redis-scripts.js';
 
 export interface RedisClusterBrokerOptions {
@@ -474,21 +483,17 @@ export class RedisClusterBroker implements Broker {
       );
     }
     await subscribed;
+    const recovery: RecoveringNode = {
+      seen: this.#seen,
+      confirmed: this.#confirmed,
+      watching: (channel) => this.#watched.has(channel),
+      // Not gated on the shard being ready: this recovery is what makes it ready.
+      check: (channel, args) => this.#run(readScript, channel, [...this.#commonArgs(), ...args], false),
+      deliver: (message) => this.#deliver(message),
+    };
     await Promise.all(
       channels.map(async (channel) => {
-        if (!this.#watched.has(channel) || shard.generation !== generation) return;
-        const confirmed = this.#confirmed.get(channel);
-        const reply = await this.#run(
-          readScript,
-          channel,
-          [...this.#commonArgs(), 'check', confirmed?.seq ?? 0, confirmed?.epoch ?? ''],
-          false,
-        );
-        const seen = this.#seen.get(channel);
-        const newest = toHistoryRead(channel, reply).messages[0];
-        if (newest === undefined || !this.#watched.has(channel)) return;
-        if (seen !== undefined && seen.epoch === newest.epoch && seen.seq >= newest.seq) return;
-        this.#deliver(newest);
+        if (this.#watched.has(channel) && shard.generation === generation) await catchUpChannel(channel, recovery);
       }),
     );
   }
