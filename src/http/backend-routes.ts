@@ -10,6 +10,7 @@ import type { Hub } from '../core/hub.js';
 import { Idempotency, type IdempotencyStore, fingerprint } from '../core/idempotency.js';
 import type { Message } from '../core/message.js';
 import { readBody } from './body.js';
+import { sendJson } from './send-json.js';
 import { type ItemResult, type ValidItem, parseBatch, publishBatch } from './batch.js';
 import { ConnectionRegistry, type DisconnectOrder } from './connections.js';
 import type { RateLimiter } from './rate-limit.js';
@@ -412,14 +413,4 @@ function lazyStore(store: IdempotencyStore | Promise<IdempotencyStore>): Idempot
         () => {},
       ),
   };
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': String(Buffer.byteLength(body)),
-    'Cache-Control': 'no-store',
-  });
-  res.end(body);
 }

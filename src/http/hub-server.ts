@@ -21,7 +21,7 @@ import { sanitizePath, serverFull } from './route-kit.js';
  */
 export { HubHttp } from './hub-http.js';
 export { type HubHttpOptions, defaultHubHttpOptions } from './hub-options.js';
-export { sendJson } from './route-kit.js';
+export { sendJson } from './send-json.js';
 
 export interface HubServer {
   readonly server: Server;

@@ -8,6 +8,8 @@ import type { BackendApi } from './backend-routes.js';
 import type { HubHttpOptions } from './hub-options.js';
 import type { RateLimiter } from './rate-limit.js';
 
+export { sendJson } from './send-json.js';
+
 /** What the hub's route handlers share: HubHttp hands itself to each as this. */
 export interface RouteContext {
   readonly hub: Hub;
@@ -63,14 +65,4 @@ export function sanitizePath(url: string | undefined): string {
     .split('?')[0]!
     .slice(0, 100)
     .replace(/[^\x21-\x7e]/g, '?');
-}
-
-export function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': String(Buffer.byteLength(body)),
-    'Cache-Control': 'no-store',
-  });
-  res.end(body);
 }
