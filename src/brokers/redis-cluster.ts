@@ -183,7 +183,10 @@ export class RedisClusterBroker implements Broker {
     if (errorChannel.hasSubscribers) errorChannel.publish({ broker: 'redis-cluster', error });
   }
 
-  /** Resolves once the slot map is known and every master's subscriber is ready (the CLI waits for it before it listens). */
+  /**
+   * Resolves once the slot map is known and every master's subscriber is ready (the CLI waits for it before it
+   * listens).
+   */
   ready(): Promise<void> {
     return this.#everReady.then(() => this.#openMasters());
   }
@@ -471,7 +474,10 @@ export class RedisClusterBroker implements Broker {
     );
   }
 
-  /** Subscribe `channels` on `shard`, then run the rollback check of each and hand on the newest message where this node is behind. */
+  /**
+   * Subscribe `channels` on `shard`, then run the rollback check of each and hand on the newest message where this
+   * node is behind.
+   */
   async #adopt(shard: Shard, channels: string[], generation: number): Promise<void> {
     if (channels.length === 0) return;
     const subscribed = this.#ssubscribe(shard, channels);
@@ -539,9 +545,10 @@ export class RedisClusterBroker implements Broker {
   health(): BrokerHealth {
     if (this.#closed) return { ok: false, reason: 'closed' };
     if (this.#cluster.status !== 'ready') {
+      const lastError = this.#lastError ? `: ${this.#lastError}` : '';
       return {
         ok: false,
-        reason: `${this.#where} is unreachable (${this.#cluster.status}${this.#lastError ? `: ${this.#lastError}` : ''})`,
+        reason: `${this.#where} is unreachable (${this.#cluster.status}${lastError})`,
       };
     }
     const unwell = [...this.#shards.values()].filter((s) => s.state !== 'ready').map((s) => `${s.key} ${s.state}`);

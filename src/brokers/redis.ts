@@ -44,7 +44,10 @@ export interface RedisSubscriberLink {
 export interface RedisBrokerOptions {
   /** `redis://[user:password@]host:port[/db]`; ignored when `links` is given. Default redis://127.0.0.1:6379. */
   readonly url?: string;
-  /** Prepended to every key and pub/sub channel, so several kometa deployments can share one Redis. Default `kometa:`. */
+  /**
+   * Prepended to every key and pub/sub channel, so several kometa deployments can share one Redis.
+   * Default `kometa:`.
+   */
   readonly prefix?: string;
   readonly history?: Partial<HistoryLimits>;
   /**
@@ -109,9 +112,15 @@ export class RedisBroker implements Broker {
   #listener: (message: Message) => void = () => {};
   /** Watched channels → the SUBSCRIBE in flight for them (head() waits for it, see there). */
   readonly #watched = new Map<string, Promise<void>>();
-  /** The newest position handed to the listener per watched channel, to know after a reconnect whether anything was missed. */
+  /**
+   * The newest position handed to the listener per watched channel, to know after a reconnect whether anything was
+   * missed.
+   */
   readonly #seen = new Map<string, { epoch: string; seq: number }>();
-  /** The newest position Redis is known to have had per watched channel (handed on, or confirmed to a publish here), to notice a rollback. */
+  /**
+   * The newest position Redis is known to have had per watched channel (handed on, or confirmed to a publish here),
+   * to notice a rollback.
+   */
   readonly #confirmed = new Map<string, { epoch: string; seq: number }>();
   #lastError: string | undefined;
   #closed = false;
@@ -139,7 +148,8 @@ export class RedisBroker implements Broker {
       const connection = sentinelConnectionOptions(options, options.sentinel);
       this.#commands = new Redis(connection);
       this.#subscriber = new Redis(connection);
-      this.#where = `Redis master "${options.sentinel.name}" (sentinels ${options.sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(',')})`;
+      const sentinels = options.sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(',');
+      this.#where = `Redis master "${options.sentinel.name}" (sentinels ${sentinels})`;
     } else {
       const url = options.url ?? 'redis://127.0.0.1:6379';
       const connection = redisConnectionOptions(options);

@@ -57,7 +57,10 @@ export const DEFAULT_REVOKE_SECONDS = 24 * 60 * 60;
 export interface BackendDeps {
   readonly access: AccessPolicy;
   readonly limiter: RateLimiter;
-  /** Who is publishing, for the rate limit of anonymous publishers (the peer, or X-Forwarded-For from a trusted proxy). */
+  /**
+   * Who is publishing, for the rate limit of anonymous publishers (the peer, or X-Forwarded-For from a trusted
+   * proxy).
+   */
   readonly clientAddress: (req: IncomingMessage) => string | undefined;
   readonly services: BackendServices;
   /** Called on close instead of closing the services (they may be shared with another server of this process). */

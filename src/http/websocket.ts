@@ -373,7 +373,10 @@ export class HubWebSocket {
     this.#draining = true;
   }
 
-  /** Refuse new upgrades and close every connection with 1001 once its publishes are answered (clients reconnect and resume). */
+  /**
+   * Refuse new upgrades and close every connection with 1001 once its publishes are answered (clients reconnect and
+   * resume).
+   */
   close(): void {
     this.#draining = true;
     this.#pings.cancel();
