@@ -16,7 +16,7 @@ class BrokenHealthBroker extends MemoryBroker {
   }
 }
 
-test('an unexpected throw in a route: a 500 that says nothing of it, and its cause on kometa:error and in the log', async () => {
+test('an unexpected throw in a route: a bare 500, and its cause on kometa:error and in the log', async () => {
   const hub = await startHub({ broker: new BrokenHealthBroker() });
   const events: ErrorEvent[] = [];
   const onError = (message: unknown) => events.push(message as ErrorEvent);
