@@ -19,7 +19,7 @@ import { ticketRoute } from './tickets.js';
 import type { RouteContext } from './route-kit.js';
 
 /** The wheel's tick: heartbeats, long-poll timeouts and credential expiry are counted in it. */
-const TICK_MS = 250;
+export const HUB_TICK_MS = 250;
 /** How long an idle subscription may outlive its credential when the wall clock steps forward. */
 const EXPIRY_RECHECK_MS = 10_000;
 /** Aged history is trimmed and unused channels forgotten once a minute. */
@@ -38,7 +38,7 @@ type Route = () => Promise<void>;
 export class HubHttp implements RouteContext {
   readonly options: HubHttpOptions;
   /** Deadlines (heartbeats, long-poll timeouts, credential expiry) on one shared timer, none per connection. */
-  readonly wheel = new TimerWheel(TICK_MS);
+  readonly #wheel: TimerWheel;
   readonly #housekeeping: WheelTask;
   readonly #subscribers: HubSubscribers;
   #draining = false;
@@ -50,10 +50,13 @@ export class HubHttp implements RouteContext {
   readonly reservedSockets = new WeakSet<Socket>();
   readonly backend: BackendApi;
 
+  /** `wheel`: the timer wheel to share (createHubServer gives /ws the same one); a new one when not given. */
   constructor(
     readonly hub: Hub,
     options: Partial<HubHttpOptions> = {},
+    wheel = new TimerWheel(HUB_TICK_MS),
   ) {
+    this.#wheel = wheel;
     this.options = { ...defaultHubHttpOptions, ...options };
     this.access = this.options.access ?? AccessPolicy.open();
     // With a shared store (Redis), a ticket spent on one node is spent on all.
@@ -74,8 +77,8 @@ export class HubHttp implements RouteContext {
       },
       this.options.backend,
     );
-    this.#subscribers = new HubSubscribers(this, this.wheel);
-    this.#housekeeping = this.wheel.every(HOUSEKEEPING_MS, () => {
+    this.#subscribers = new HubSubscribers(this, this.#wheel);
+    this.#housekeeping = this.#wheel.every(HOUSEKEEPING_MS, () => {
       this.hub.housekeeping();
       this.publishLimiter.prune();
       this.access.tickets.sweep();
@@ -99,7 +102,7 @@ export class HubHttp implements RouteContext {
     const check = () => {
       const left = expiresAt - wallClock.now();
       if (left <= 0) expire();
-      else task = this.wheel.schedule(Math.min(left, EXPIRY_RECHECK_MS), check);
+      else task = this.#wheel.schedule(Math.min(left, EXPIRY_RECHECK_MS), check);
     };
     check();
     return () => task?.cancel();
@@ -208,7 +211,7 @@ export class HubHttp implements RouteContext {
     this.#housekeeping.cancel();
     await this.hub.drain();
     this.#subscribers.answerPolls();
-    this.wheel.clear();
+    this.#wheel.clear();
     this.backend.close().catch(() => {});
   }
 }

@@ -2,12 +2,13 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { Socket } from 'node:net';
 import { KometaError } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
+import { TimerWheel } from '../core/timer-wheel.js';
 import { serveClientScript } from './web.js';
 import { HubWebSocket } from './websocket.js';
 import { rawProblemResponse, sendProblem } from './problem.js';
 import { InOrder } from './in-order.js';
 import { answerMalformedRequests, listen } from './server-setup.js';
-import { HubHttp } from './hub-http.js';
+import { HUB_TICK_MS, HubHttp } from './hub-http.js';
 import type { HubHttpOptions } from './hub-options.js';
 import { ForwardedConnections, limitConnections } from './connection-limits.js';
 import { drainServer } from './shutdown.js';
@@ -38,14 +39,16 @@ export function createHubServer(
   options: Partial<HubHttpOptions> = {},
   fallback?: (req: IncomingMessage, res: ServerResponse) => void,
 ): HubServer {
-  const http = new HubHttp(hub, options);
+  // One timer wheel for the HTTP side's and /ws's deadlines and heartbeats.
+  const wheel = new TimerWheel(HUB_TICK_MS);
+  const http = new HubHttp(hub, options, wheel);
   const gate: ConnectionGate = {
     rejected: new WeakSet<Socket>(),
     forwarded: new ForwardedConnections(http.options.maxConnectionsPerIp, http.options.trustProxy),
     inOrder: new InOrder(),
   };
   const server = createRequestServer(http, gate, fallback);
-  const webSocket = createWebSocket(hub, http);
+  const webSocket = createWebSocket(hub, http, wheel);
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const overLimit = gate.rejected.has(socket) ? undefined : gate.forwarded.admit(req, socket);
     if (gate.rejected.has(socket)) socket.destroy();
@@ -113,7 +116,7 @@ function createRequestServer(
 }
 
 /** /ws, sharing the HTTP routes' access policy, publish budget, idempotency keys, disconnects and timer wheel. */
-function createWebSocket(hub: Hub, http: HubHttp): HubWebSocket {
+function createWebSocket(hub: Hub, http: HubHttp, wheel: TimerWheel): HubWebSocket {
   return new HubWebSocket(hub, {
     enabled: http.options.websocket,
     publish: http.options.websocketPublish,
@@ -121,7 +124,7 @@ function createWebSocket(hub: Hub, http: HubHttp): HubWebSocket {
     maxMessageBytes: hub.limits.maxMessageBytes,
     maxSubscriptions: hub.limits.maxChannelsPerSubscription,
     heartbeatMs: http.options.heartbeatMs,
-    wheel: http.wheel,
+    wheel,
     access: http.access,
     publishLimiter: http.publishLimiter,
     clientAddress: (req) => http.clientAddress(req),
