@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { formatId } from '../protocol/cursor.js';
 import { type RouteContext, allowMethods, authorize, decodeChannel, sendJson } from './route-kit.js';
 
 /** GET /channels/<channel>: its newest id, subscriber count and history bounds. */
@@ -18,7 +19,7 @@ export async function channelInfoRoute(
     channel,
     subscribers: info.subscribers,
     epoch: info.epoch,
-    last: info.headSeq === 0 ? null : `${channel}~${info.epoch}~${info.headSeq}`,
+    last: info.headSeq === 0 ? null : formatId(channel, info.epoch, info.headSeq),
     history: { messages: info.messages, bytes: info.bytes, oldestSeq: info.messages === 0 ? null : info.oldestSeq },
   });
 }

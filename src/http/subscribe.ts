@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { parseCursor } from '../core/cursor.js';
+import { encodeSseError } from '../protocol/sse.js';
 import { KometaError } from '../core/errors.js';
 import type { Subscription } from '../core/hub.js';
 import type { TimerWheel, WheelTask } from '../core/timer-wheel.js';
@@ -233,8 +234,7 @@ export function sendSseError(
   error: KometaError,
   headers: Record<string, string> = {},
 ): void {
-  const data = JSON.stringify({ code: error.code, detail: error.message });
-  const body = `retry: ${retryMs}\nevent: kometa-error\ndata: ${data}\n\n`;
+  const body = encodeSseError(error.code, error.message, retryMs);
   res.writeHead(200, { ...SSE_HEADERS, ...headers, 'Content-Length': String(Buffer.byteLength(body)) });
   res.end(body);
 }
