@@ -73,48 +73,7 @@ export function renderMarkdown(doc: Doc): string {
     );
     out += '\n';
   }
-  const workers = doc.results.workers as Row[];
-  if (workers?.length) {
-    out += `## Idle subscribers over worker processes: kometa serve --redis --workers\n\n`;
-    out += `Idle SSE subscribers spread over channels, opened from several load processes (at most 10k sockets each); the open-files limit is per process. Server RSS is the whole tree (primary + workers; Redis beside it); per worker: the sockets each worker PID holds (/proc/<pid>/fd) over what it held before. Then one message is published to every channel and every subscriber must get it.\n\n`;
-    out += table(
-      ['workers', 'subscribers', 'ready', 'failed', 'errors', 'connect ms', 'server RSS MiB', 'KiB each', 'per worker', 'redis MiB', 'delivered', 'lost', 'all delivered ms'],
-      workers.map((r) => {
-        const d = r.delivery as Row;
-        const errors = Object.entries(r.errorCodes as Record<string, number>).map(([code, n]) => `${code} ${n}`).join(', ') || '0';
-        return [
-          r.workers as number,
-          k(r.subscribers as number),
-          r.ready as number,
-          r.failed as number,
-          errors + (r.stoppedFor ? ` (stopped: ${r.stoppedFor})` : '') + (r.connectError ? ` (${r.connectError})` : ''),
-          r.connectMs as number,
-          Math.round((r.rssKiB as number) / 1024),
-          r.kibPerSubscriber as number,
-          (r.perWorker as Row[]).map((w) => w.subscribers).join(' / '),
-          Math.round((r.redisRssKiB as number) / 1024),
-          d.delivered === undefined ? '–' : `${d.delivered}/${d.subscribersAtPublish}`,
-          (d.publishFailed as number | undefined) ? `– (${d.publishFailed as number} publishes refused)` : ((d.lost as number | undefined) ?? '–'),
-          (d.allDeliveredMs as number | undefined) ?? '–',
-        ];
-      }),
-    );
-    out += '\n';
-  }
-  const prof = doc.results.profile as Row[];
-  if (prof?.length) {
-    out += `## Profile runs (server under --cpu-prof)\n\n`;
-    for (const r of prof) {
-      if (r.scenario === 'channels') {
-        out += `### ${r.system}, many channels, ${k(r.subscribers as number)} subscribers each on its own channel: all delivered in ${r.allDeliveredMs} ms, ${r.cpuSecPerMillion} CPU-s/M\n\n`;
-      } else {
-        const m = r.median as Row;
-        out += `### ${r.system}, fan-out to ${k(r.subscribers as number)} subscribers: ${k(m.deliveriesPerSec as number)} deliveries/s, ${m.cpuSecPerMillion} CPU-s/M\n\n`;
-      }
-      const p = r.profile as { top: { fn: string; where: string; selfPct: number }[] } | undefined;
-      if (p) out += table(['self %', 'function', 'where'], p.top.map((e) => [e.selfPct, e.fn, e.where])) + '\n';
-    }
-  }
+  out += workersSection(doc) + profileSection(doc) + clusterSection(doc);
   if (doc.skipped.length) {
     const seen = new Set<string>();
     out += `Skipped: ${doc.skipped.filter((s) => !seen.has(`${s.system}${s.reason}`) && seen.add(`${s.system}${s.reason}`)).map((s) => `${s.system} (${s.reason})`).join('; ')}.\n`;
@@ -185,4 +144,86 @@ function targets(doc: Doc): string {
   const storm = ((doc.results.storm ?? []) as Row[]).find((r) => r.system === 'kometa');
   if (storm) lines.push(`- Reconnect storm of ${k(storm.subscribers as number)}: **${storm.caughtUp}/${storm.subscribers} caught up in ${storm.allCaughtUpMs} ms, lost ${storm.lost}, duplicates ${storm.duplicates}** (${k(storm.replayPerSec as number)} replayed deliveries/s).`);
   return lines.length ? `## Targets\n\n${lines.join('\n')}\n\n` : '';
+}
+
+function workersSection(doc: Doc): string {
+  let out = '';
+  const workers = doc.results.workers as Row[];
+  if (workers?.length) {
+    out += `## Idle subscribers over worker processes: kometa serve --redis --workers\n\n`;
+    out += `Idle SSE subscribers spread over channels, opened from several load processes (at most 10k sockets each); the open-files limit is per process. Server RSS is the whole tree (primary + workers; Redis beside it); per worker: the sockets each worker PID holds (/proc/<pid>/fd) over what it held before. Then one message is published to every channel and every subscriber must get it.\n\n`;
+    out += table(
+      ['workers', 'subscribers', 'ready', 'failed', 'errors', 'connect ms', 'server RSS MiB', 'KiB each', 'per worker', 'redis MiB', 'delivered', 'lost', 'all delivered ms'],
+      workers.map((r) => {
+        const d = r.delivery as Row;
+        const errors = Object.entries(r.errorCodes as Record<string, number>).map(([code, n]) => `${code} ${n}`).join(', ') || '0';
+        return [
+          r.workers as number,
+          k(r.subscribers as number),
+          r.ready as number,
+          r.failed as number,
+          errors + (r.stoppedFor ? ` (stopped: ${r.stoppedFor})` : '') + (r.connectError ? ` (${r.connectError})` : ''),
+          r.connectMs as number,
+          Math.round((r.rssKiB as number) / 1024),
+          r.kibPerSubscriber as number,
+          (r.perWorker as Row[]).map((w) => w.subscribers).join(' / '),
+          Math.round((r.redisRssKiB as number) / 1024),
+          d.delivered === undefined ? '–' : `${d.delivered}/${d.subscribersAtPublish}`,
+          (d.publishFailed as number | undefined) ? `– (${d.publishFailed as number} publishes refused)` : ((d.lost as number | undefined) ?? '–'),
+          (d.allDeliveredMs as number | undefined) ?? '–',
+        ];
+      }),
+    );
+    out += '\n';
+  }
+  return out;
+}
+
+function profileSection(doc: Doc): string {
+  let out = '';
+  const prof = doc.results.profile as Row[];
+  if (prof?.length) {
+    out += `## Profile runs (server under --cpu-prof)\n\n`;
+    for (const r of prof) {
+      if (r.scenario === 'channels') {
+        out += `### ${r.system}, many channels, ${k(r.subscribers as number)} subscribers each on its own channel: all delivered in ${r.allDeliveredMs} ms, ${r.cpuSecPerMillion} CPU-s/M\n\n`;
+      } else {
+        const m = r.median as Row;
+        out += `### ${r.system}, fan-out to ${k(r.subscribers as number)} subscribers: ${k(m.deliveriesPerSec as number)} deliveries/s, ${m.cpuSecPerMillion} CPU-s/M\n\n`;
+      }
+      const p = r.profile as { top: { fn: string; where: string; selfPct: number }[] } | undefined;
+      if (p) out += table(['self %', 'function', 'where'], p.top.map((e) => [e.selfPct, e.fn, e.where])) + '\n';
+    }
+  }
+  return out;
+}
+
+function clusterSection(doc: Doc): string {
+  const rows = (doc.results['redis-cluster'] ?? []) as Row[];
+  if (!rows.length) return '';
+  const first = rows[0]!;
+  let out = `## Fan-out through one Redis and a 3-master Redis Cluster\n\n`;
+  out +=
+    `${first.nodes as number} kometa nodes on each, ${first.channels as number} channels × ` +
+    `${first.perChannel as number} chunked-stream subscribers per channel per node, ${first.messages as number} ` +
+    'messages of 100 bytes round-robin over channels and nodes (32 in flight). Per CPU-second: kometa and Redis ' +
+    'together.\n\n';
+  out += table(
+    ['Redis', 'deliveries', 'deliveries/s', 'deliveries per CPU-second', 'kometa CPU s', 'Redis CPU s'],
+    rows.map((r) => [
+      r.setup as string,
+      r.deliveries as number,
+      r.perSecond as number,
+      r.perCpuSecond as number,
+      r2(r.kometaCpu as number),
+      r2(r.redisCpu as number),
+    ]),
+  );
+  const one = rows.find((r) => r.setup === 'one Redis');
+  const many = rows.find((r) => r.setup !== 'one Redis');
+  if (one !== undefined && many !== undefined) {
+    const ratio = (many.perCpuSecond as number) / (one.perCpuSecond as number);
+    out += `\nCluster / one Redis, deliveries per CPU-second: **${r2(ratio)}×**.\n`;
+  }
+  return out + '\n';
 }
