@@ -7,6 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { ClusterSnapshot } from '../../src/ops/stats-types.js';
 import { launchBrowser } from '../browser/helpers.js';
+import { startOwnCluster } from '../helpers/redis-cluster.js';
 import { type KometaProcess, startKometa, startOwnRedis } from '../helpers/redis.js';
 
 const TOKEN = 'cluster-secret';
@@ -53,6 +54,10 @@ const upPids = (list: ClusterSnapshot['workers']) =>
 
 async function startNode(redisUrl: string, extra: string[] = []): Promise<KometaProcess> {
   return startKometa(['--redis', redisUrl, '--admin-token', TOKEN, '--publish-rate', '0', ...extra]);
+}
+
+async function startClusterNode(seeds: string): Promise<KometaProcess> {
+  return startKometa(['--redis-cluster', seeds, '--admin-token', TOKEN, '--publish-rate', '0']);
 }
 
 const threeWorkers = '--workers 3: the dashboard lists the three workers with PIDs (API, page); one killed is down';
@@ -149,4 +154,20 @@ test('a node that stops cleanly leaves the list at once', { timeout: 60_000 }, a
   const after = await until(a.url, (s) => (s.nodes ?? []).every((m) => m.pid !== b.pid), 10_000);
   assert.deepEqual(upPids(after.nodes), [a.pid]);
   assert.equal(after.totals.down, 0);
+});
+
+test('two nodes on a 3-master Redis Cluster: each dashboard lists both', { timeout: 90_000 }, async (t) => {
+  const cluster = await startOwnCluster({ masters: 3, replicas: 0 });
+  t.after(() => cluster.stop());
+  const a = await startClusterNode(cluster.seeds);
+  t.after(() => a.kill('SIGKILL'));
+  const b = await startClusterNode(cluster.seeds);
+  t.after(() => b.kill('SIGKILL'));
+  for (const node of [a, b]) {
+    const snapshot = await until(node.url, (s) => upPids(s.nodes).length === 2, 15_000);
+    assert.deepEqual(upPids(snapshot.nodes), [a.pid, b.pid].sort((x, y) => x - y));
+  }
+  await b.kill('SIGKILL');
+  const down = await until(a.url, (s) => s.nodes?.find((m) => m.pid === b.pid)?.state === 'down', 30_000);
+  assert.equal(down.totals.up, 1);
 });
