@@ -10,15 +10,12 @@
  * CPU-second of kometa and Redis together (user + system time from /proc).
  * Load and servers share the machine: look at the ratios.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { startOwnCluster } from '../../test/helpers/redis-cluster.js';
 import { startOwnRedis } from '../../test/helpers/redis.js';
 import { type Bench, log } from '../lib/bench.js';
+import { startKometaServe } from '../lib/kometa-serve.js';
 import { commandExists, sampleTree } from '../lib/procs.js';
-
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 interface Setup {
   readonly name: string;
@@ -56,22 +53,6 @@ class Deliveries {
   }
 }
 
-async function startKometa(args: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const serve = ['serve', '--port', '0', '--publish-rate', '0', '--max-queue-bytes', String(64 << 20)];
-  const child = spawn(process.execPath, [MAIN, ...serve, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /kometa hub listening on (http:\/\/[^\s]+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`kometa exited with ${code}: ${out}`)));
-  });
-  child.stdout!.resume();
-  return { url, child };
-}
-
 function post(agent: Agent, url: string, channel: string, body: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const headers = { 'Content-Type': 'text/plain' };
@@ -104,7 +85,7 @@ const cpuSeconds = (pid: number) => sampleTree(pid).cpuSec;
 async function measure(bench: Bench, setup: Setup) {
   const { nodes: nodeCount, channels: channelCount, perChannel, messages } = bench.config.cluster;
   const channels = Array.from({ length: channelCount }, (_, i) => `b${i}`);
-  const nodes = await Promise.all(Array.from({ length: nodeCount }, () => startKometa(setup.args)));
+  const nodes = await Promise.all(Array.from({ length: nodeCount }, () => startKometaServe(setup.args)));
   const agent = new Agent({ keepAlive: true, maxSockets: 32 });
   const deliveries = new Deliveries();
   try {

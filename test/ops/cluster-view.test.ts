@@ -52,20 +52,20 @@ function childrenOf(pid: number): number[] {
 const upPids = (list: ClusterSnapshot['workers']) =>
   (list ?? []).filter((m) => m.state === 'up').map((m) => m.pid).sort((a, b) => a - b);
 
-async function startNode(redisUrl: string, extra: string[] = []): Promise<KometaProcess> {
-  return startKometa(['--redis', redisUrl, '--admin-token', TOKEN, '--publish-rate', '0', ...extra]);
+/** kometa serve, the dashboard token, on `store` (`--redis <url>` or `--redis-cluster <seeds>`); killed after. */
+async function startNode(t: After, store: string[], extra: string[] = []): Promise<KometaProcess> {
+  const node = await startKometa([...store, '--admin-token', TOKEN, '--publish-rate', '0', ...extra]);
+  t.after(() => node.kill('SIGKILL'));
+  return node;
 }
 
-async function startClusterNode(seeds: string): Promise<KometaProcess> {
-  return startKometa(['--redis-cluster', seeds, '--admin-token', TOKEN, '--publish-rate', '0']);
-}
+type After = { after(fn: () => Promise<void> | void): void };
 
 const threeWorkers = '--workers 3: the dashboard lists the three workers with PIDs (API, page); one killed is down';
 test(threeWorkers, { timeout: 120_000 }, async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => redis.stop());
-  const hub = await startNode(redis.url, ['--workers', '3']);
-  t.after(() => hub.kill('SIGKILL'));
+  const hub = await startNode(t, ['--redis', redis.url], ['--workers', '3']);
   const workers = childrenOf(hub.pid);
   assert.equal(workers.length, 3);
 
@@ -116,10 +116,8 @@ const twoNodes = 'two nodes on one Redis: each dashboard lists both; one SIGKILL
 test(twoNodes, { timeout: 90_000 }, async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => redis.stop());
-  const a = await startNode(redis.url);
-  t.after(() => a.kill('SIGKILL'));
-  const b = await startNode(redis.url);
-  t.after(() => b.kill('SIGKILL'));
+  const a = await startNode(t, ['--redis', redis.url]);
+  const b = await startNode(t, ['--redis', redis.url]);
   const both = [a.pid, b.pid].sort((x, y) => x - y);
   for (const node of [a, b]) {
     const snapshot = await until(node.url, (s) => upPids(s.nodes).length === 2, 15_000);
@@ -145,10 +143,8 @@ test(twoNodes, { timeout: 90_000 }, async (t) => {
 test('a node that stops cleanly leaves the list at once', { timeout: 60_000 }, async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => redis.stop());
-  const a = await startNode(redis.url);
-  t.after(() => a.kill('SIGKILL'));
-  const b = await startNode(redis.url);
-  t.after(() => b.kill('SIGKILL'));
+  const a = await startNode(t, ['--redis', redis.url]);
+  const b = await startNode(t, ['--redis', redis.url]);
   await until(a.url, (s) => upPids(s.nodes).length === 2, 15_000);
   await b.kill('SIGTERM');
   const after = await until(a.url, (s) => (s.nodes ?? []).every((m) => m.pid !== b.pid), 10_000);
@@ -159,10 +155,8 @@ test('a node that stops cleanly leaves the list at once', { timeout: 60_000 }, a
 test('two nodes on a 3-master Redis Cluster: each dashboard lists both', { timeout: 90_000 }, async (t) => {
   const cluster = await startOwnCluster({ masters: 3, replicas: 0 });
   t.after(() => cluster.stop());
-  const a = await startClusterNode(cluster.seeds);
-  t.after(() => a.kill('SIGKILL'));
-  const b = await startClusterNode(cluster.seeds);
-  t.after(() => b.kill('SIGKILL'));
+  const a = await startNode(t, ['--redis-cluster', cluster.seeds]);
+  const b = await startNode(t, ['--redis-cluster', cluster.seeds]);
   for (const node of [a, b]) {
     const snapshot = await until(node.url, (s) => upPids(s.nodes).length === 2, 15_000);
     assert.deepEqual(upPids(snapshot.nodes), [a.pid, b.pid].sort((x, y) => x - y));
