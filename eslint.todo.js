@@ -125,7 +125,6 @@ export const longLines = {
   'bench/lib/profile.ts': 138,
   'bench/lib/protocol.ts': 149,
   'bench/lib/publisher.ts': 135,
-  'bench/lib/report.ts': 400,
   'bench/lib/systems.ts': 175,
   'bench/redis-fanout.ts': 276,
   'bench/redis-pubsub-vs-xread.ts': 165,
