@@ -87,6 +87,9 @@ export class ClusterCard {
       for (const member of snapshot.workers ?? []) rows.push(row(member, `worker ${member.worker ?? ''}`));
     }
     body.replaceChildren(...rows);
+    // One process and no Redis: the figures above are the whole deployment, and the card would only repeat them.
+    const card = document.getElementById('cluster-card');
+    if (card !== null) card.hidden = rows.length === 0;
     const t = snapshot.totals;
     const totals = document.getElementById('cluster-totals');
     if (totals !== null) {
@@ -98,10 +101,8 @@ export class ClusterCard {
     const note = document.getElementById('cluster-note');
     if (note !== null) {
       note.textContent =
-        rows.length === 0
-          ? 'One process and no Redis: the figures above are the whole deployment.'
-          : `Each process reports every ${snapshot.beatSeconds}s; one silent for ` +
-            `${snapshot.downAfterSeconds}s is shown down.`;
+        `Each process reports every ${snapshot.beatSeconds}s; one silent for ` +
+        `${snapshot.downAfterSeconds}s is shown down.`;
     }
   }
 }
