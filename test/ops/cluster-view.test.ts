@@ -62,7 +62,8 @@ async function startNode(t: After, store: string[], extra: string[] = []): Promi
 type After = { after(fn: () => Promise<void> | void): void };
 
 const threeWorkers = '--workers 3: the dashboard lists the three workers with PIDs (API, page); one killed is down';
-test(threeWorkers, { timeout: 120_000 }, async (t) => {
+// Generous limits: three workers, a replacement worker and Chromium start on a machine that may be busy.
+test(threeWorkers, { timeout: 300_000 }, async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => redis.stop());
   const hub = await startNode(t, ['--redis', redis.url], ['--workers', '3']);
@@ -89,7 +90,7 @@ test(threeWorkers, { timeout: 120_000 }, async (t) => {
   page.on('pageerror', (error) => errors.push(String(error)));
   await page.goto(`${hub.url}/_kometa/?token=${TOKEN}`);
   const upRows = `document.querySelectorAll('#cluster tbody tr[data-state="up"]').length === 3`;
-  await page.waitForFunction(upRows, undefined, { timeout: 15_000 });
+  await page.waitForFunction(upRows, undefined, { timeout: 30_000 });
   const pidsShown = `[...document.querySelectorAll('#cluster tbody tr')].map((r) => Number(r.dataset.pid))`;
   const shown = (await page.evaluate(pidsShown)) as number[];
   assert.deepEqual([...shown].sort((a, b) => a - b), workers);
@@ -102,11 +103,11 @@ test(threeWorkers, { timeout: 120_000 }, async (t) => {
   const after = await until(
     hub.url,
     (s) => (s.workers ?? []).some((m) => m.pid === victim && m.state === 'down') && upPids(s.workers).length === 3,
-    20_000,
+    60_000,
   );
   assert.ok(!upPids(after.workers).includes(victim));
   const victimDown = `document.querySelector('#cluster tbody tr[data-pid="${victim}"]')?.dataset.state === 'down'`;
-  await page.waitForFunction(victimDown, undefined, { timeout: 15_000 });
+  await page.waitForFunction(victimDown, undefined, { timeout: 30_000 });
   await page.locator('#cluster-card').screenshot({ path: path.join(shots, 'cluster-worker-down.png') });
   assert.deepEqual(errors, []);
   t.diagnostic(`screenshots in ${shots}`);
