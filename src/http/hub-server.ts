@@ -25,6 +25,7 @@ import { answerMalformedRequests, listen } from './server-setup.js';
 import { BackendApi, type BackendOptions, type BackendServices } from './backend-routes.js';
 import { acquireBackendServices } from './backend-services.js';
 import { clientIdOf, userOf } from './connections.js';
+import { answerPresence, memberOf, presencePath } from './presence-routes.js';
 
 export interface HubHttpOptions {
   /** Heartbeat on quiet SSE and stream connections, so proxies do not cut them as idle. */
@@ -212,6 +213,8 @@ export class HubHttp {
       route = () => this.#subscribeRoute(req, res, url, path === '/sub' ? undefined : path.slice(5));
     } else if (path.startsWith('/pub/')) {
       route = () => this.#publishRoute(req, res, url, path.slice(5));
+    } else if (presencePath(path) !== undefined) {
+      route = () => this.#presenceRoute(req, res, url, presencePath(path)!);
     } else if (path.startsWith('/channels/')) {
       route = () => this.#channelRoute(req, res, url, path.slice(10));
     } else if (path === '/healthz') {
@@ -302,7 +305,7 @@ export class HubHttp {
 
     let subscription: Subscription;
     try {
-      subscription = await this.hub.subscribe(channels, cursor);
+      subscription = await this.hub.subscribe(channels, cursor, memberOf(grant, url, transport));
     } catch (error) {
       // EventSource treats any status but 200 as final and never reconnects
       // (WHATWG: "fail the connection"), so a passing outage would lose the
@@ -488,6 +491,13 @@ export class HubHttp {
     });
   }
 
+  async #presenceRoute(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string): Promise<void> {
+    allowMethods(req, 'GET');
+    const channel = decodeChannel(pathChannel);
+    await this.#authorize(req, res, url, 'subscribe', [channel]);
+    await answerPresence(this.hub, res, req, url, channel, sendJson);
+  }
+
   /**
    * POST /tickets with a publisher credential and `{"subscribe": ["room.*"], "ttl": 3600}`:
    * a single-use ticket, valid for a minute, that a browser trades for a
@@ -503,8 +513,9 @@ export class HubHttp {
       );
     }
     const body = decodePublishBody('application/json', await readBody(req, this.options.maxBodyBytes));
-    const request = JSON.parse(body) as { subscribe?: unknown; ttl?: unknown; user?: unknown };
-    const claim = { subscribe: request.subscribe };
+    const request = JSON.parse(body) as { subscribe?: unknown; ttl?: unknown; user?: unknown; info?: unknown };
+    // `info` is shown to the channel's members in presence: signed inside the ticket, never taken from the client.
+    const claim = { subscribe: request.subscribe, info: request.info };
     if (!isKometaClaim(claim) || claim.subscribe === undefined || claim.subscribe.length === 0) {
       throw new KometaError(
         'KOMETA_ERR_PATTERN',
