@@ -6,17 +6,10 @@ import { AccessPolicy } from '../../src/auth/access.js';
 import type { PresenceEvent, PresenceSnapshot } from '../../src/core/presence.js';
 import { httpRequest, startHub, waitFor, type TestHub } from '../helpers/hub.js';
 import { SECRET, token, wsFollower } from '../backend/helpers.js';
+import { until } from './helpers.js';
 
 const GRACE_MS = 400;
 
-/** Poll an async condition (a request) until it holds. */
-export async function until(predicate: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** An SSE subscriber on a raw socket, so that the test can end it with a TCP RST. */
 async function rawSse(hub: TestHub, path: string): Promise<Socket> {
