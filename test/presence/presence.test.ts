@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { EventSource } from 'eventsource';
 import { AccessPolicy } from '../../src/auth/access.js';
+import { KometaServer } from '../../src/server/index.js';
 import type { PresenceEvent, PresenceSnapshot } from '../../src/core/presence.js';
 import { httpRequest, startHub, waitFor, type TestHub } from '../helpers/hub.js';
 import { SECRET, token, wsFollower } from '../backend/helpers.js';
@@ -171,4 +172,23 @@ test('with presence off the hub keeps no members and counts its own subscription
   assert.equal(off.status, 404);
   const info = await httpRequest(`${hub.url}/channels/quiet`);
   assert.equal(info.json<{ subscribers: number }>().subscribers, 1);
+});
+
+test('kometa/server presence(): a ticket\'s user and signed info are what the members list shows', async (t) => {
+  const hub = await startProtectedHub();
+  t.after(() => hub.close());
+  const kometa = new KometaServer({ url: hub.url, publisherKey: 'pub-key' });
+  const { ticket } = await kometa.mintTicket({ subscribe: ['room'], user: 'u5', info: { name: 'Eve', avatar: 3 } });
+  const source = new EventSource(`${hub.url}/sub/room?ticket=${ticket}&client=eve-tab`);
+  t.after(() => source.close());
+  await new Promise<void>((resolve) => (source.onopen = () => resolve()));
+  await until(async () => (await kometa.presence('room')).count === 1, 3000, 'the member');
+  const page = await kometa.presence('room', { limit: 10 });
+  assert.equal(page.users, 1);
+  assert.deepEqual(
+    page.members.map(({ client, user, info, transport }) => ({ client, user, info, transport })),
+    [{ client: 'eve-tab', user: 'u5', info: { name: 'Eve', avatar: 3 }, transport: 'sse' }],
+  );
+  // Info is signed: a ticket whose info is too large is refused when minted, not trimmed.
+  await assert.rejects(kometa.mintTicket({ subscribe: ['room'], info: 'x'.repeat(2000) }));
 });
