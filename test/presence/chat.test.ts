@@ -15,7 +15,8 @@ async function join(browser: Browser, url: string, name: string): Promise<Page> 
 
 const online = (page: Page) => page.locator('#online li .who').allTextContents();
 
-test('the chat shows who is online in the room, live: two people see each other, a closed tab disappears', { timeout: 90_000 }, async (t) => {
+const WHO = 'the chat shows who is online in the room, live: two people see each other, a closed tab disappears';
+test(WHO, { timeout: 90_000 }, async (t) => {
   const hub = await startWebHub(t);
   const browser = await launchBrowser(t);
   const ada = await join(browser, `${hub.url}/#general`, 'Ada Lovelace');

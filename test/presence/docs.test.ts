@@ -12,7 +12,7 @@ import { until } from './helpers.js';
 
 const doc = readFileSync(resolve(import.meta.dirname, '../../../docs/presence.md'), 'utf8');
 
-test('the webhook receiver of docs/presence.md, run as written, accepts kometa\'s signed events and refuses a forged one', async (t) => {
+test('the receiver in docs/presence.md, as written, takes signed events and refuses a forged one', async (t) => {
   const section = doc.split('\n## Webhooks\n')[1]!.split('\n## ')[0]!;
   const script = /```js\n([\s\S]*?)```/.exec(section)![1]!;
   const dir = mkdtempSync(join(tmpdir(), 'kometa-hook-'));
@@ -38,12 +38,16 @@ test('the webhook receiver of docs/presence.md, run as written, accepts kometa\'
 
   const hub = await startHub({ presence: { graceMs: 0 } });
   t.after(() => hub.close());
-  const sender = new WebhookSender(hub.hub, { url, secret: 'doc-secret', events: ['channel.occupied', 'channel.vacated'] });
+  const events = ['channel.occupied', 'channel.vacated'] as const;
+  const sender = new WebhookSender(hub.hub, { url, secret: 'doc-secret', events });
   t.after(() => sender.close());
   const source = new EventSource(`${hub.url}/sub/doc-room?client=reader`);
   await new Promise<void>((ok) => (source.onopen = () => ok()));
   source.close();
   await waitFor(() => stdout.split('\n').filter(Boolean).length === 2, 5000, 'two events printed');
-  const events = stdout.trim().split('\n').map((line) => JSON.parse(line) as { event: string; channel: string });
-  assert.deepEqual(events.map((e) => `${e.event} ${e.channel}`), ['channel.occupied doc-room', 'channel.vacated doc-room']);
+  const printed = stdout.trim().split('\n').map((line) => JSON.parse(line) as { event: string; channel: string });
+  assert.deepEqual(
+    printed.map((e) => `${e.event} ${e.channel}`),
+    ['channel.occupied doc-room', 'channel.vacated doc-room'],
+  );
 });

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { EventSource } from 'eventsource';
 import { AccessPolicy } from '../../src/auth/access.js';
 import { KometaServer } from '../../src/server/index.js';
+import { channelDetail } from '../../src/ops/channel-detail.js';
 import type { PresenceEvent, PresenceSnapshot } from '../../src/core/presence.js';
 import { httpRequest, startHub, waitFor, type TestHub } from '../helpers/hub.js';
 import { SECRET, token, wsFollower } from '../backend/helpers.js';
@@ -191,4 +192,15 @@ test('kometa/server presence(): a ticket\'s user and signed info are what the me
   );
   // Info is signed: a ticket whose info is too large is refused when minted, not trimmed.
   await assert.rejects(kometa.mintTicket({ subscribe: ['room'], info: 'x'.repeat(2000) }));
+});
+
+test("the dashboard's channel detail shows the cluster's members and users beside the local subscribers", async (t) => {
+  const hub = await startHub();
+  t.after(() => hub.close());
+  const sources = ['c1', 'c2'].map((client) => new EventSource(`${hub.url}/sub/shown?client=${client}`));
+  t.after(() => sources.forEach((s) => s.close()));
+  await Promise.all(sources.map((s) => new Promise<void>((resolve) => (s.onopen = () => resolve()))));
+  const detail = await channelDetail(hub.hub, 'shown');
+  assert.deepEqual(detail.presence, { count: 2, users: 0 });
+  assert.equal(detail.subscribers, 2);
 });
