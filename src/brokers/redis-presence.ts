@@ -88,6 +88,11 @@ export class RedisPresenceStore implements PresenceStore {
   readonly #registered = new Set<string>();
   readonly #timer: NodeJS.Timeout;
   #reapListener: (channel: string, gone: Member[], vacated: boolean) => void = () => {};
+  #rejoinListener: (channel: string, member: Member, occupied: boolean) => void = () => {};
+  /** A join failed (Redis unreachable): every member is written again at the next heartbeat that gets through. */
+  #resync = false;
+  /** Leaves that failed: retried at each heartbeat, so that no entry of a live node is left behind. */
+  readonly #failedLeaves = new Map<string, { channel: string; member: Member }>();
   #held: () => Iterable<{ channel: string; member: Member }> = () => [];
   #beating = false;
   #closed = false;
@@ -112,6 +117,10 @@ export class RedisPresenceStore implements PresenceStore {
     this.#held = held;
   }
 
+  setRejoinListener(listener: (channel: string, member: Member, occupied: boolean) => void): void {
+    this.#rejoinListener = listener;
+  }
+
   #members(channel: string): string {
     return `${this.prefix}{${channel}}.m`;
   }
@@ -129,6 +138,16 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async join(channel: string, member: Member): Promise<PresenceChange> {
+    this.#failedLeaves.delete(`${channel}\u0000${member.client}`);
+    try {
+      return await this.#join(channel, member);
+    } catch (error) {
+      this.#resync = true;
+      throw error;
+    }
+  }
+
+  async #join(channel: string, member: Member): Promise<PresenceChange> {
     // Recorded before the member, so that a reaper always finds where this node's members are.
     if (!this.#registered.has(channel)) {
       await this.link.eval(SADD, 1, this.#channelsOf(this.nodeId), channel);
@@ -142,7 +161,16 @@ export class RedisPresenceStore implements PresenceStore {
     return { changed: changed === 1, transition: transition === 1 };
   }
 
-  async leave(channel: string, client: string): Promise<PresenceChange> {
+  async leave(channel: string, member: Member): Promise<PresenceChange> {
+    try {
+      return await this.#leave(channel, member.client);
+    } catch (error) {
+      this.#failedLeaves.set(`${channel}\u0000${member.client}`, { channel, member });
+      throw error;
+    }
+  }
+
+  async #leave(channel: string, client: string): Promise<PresenceChange> {
     const [changed, transition] = (await this.link.eval(LEAVE, 1, this.#members(channel), client, this.#owner)) as [
       number,
       number,
@@ -183,7 +211,8 @@ export class RedisPresenceStore implements PresenceStore {
     try {
       const wasAlive = Number(await this.link.eval(HEARTBEAT, 1, this.#alive(this.nodeId), this.ttlMs));
       await this.link.eval(SADD, 1, this.#nodes, this.nodeId);
-      if (wasAlive === 0) await this.#reregister();
+      if (wasAlive === 0 || this.#resync) await this.#reregister();
+      await this.#retryLeaves();
       const nodes = (await this.link.eval(SMEMBERS, 1, this.#nodes)) as string[];
       for (const node of nodes) {
         if (node === this.nodeId || this.#closed) continue;
@@ -196,9 +225,23 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
+  /** Write every member held here again; those that were missing (reaped, or never written) join again. */
   async #reregister(): Promise<void> {
+    this.#resync = false;
     this.#registered.clear();
-    for (const { channel, member } of this.#held()) await this.join(channel, member);
+    for (const { channel, member } of [...this.#held()]) {
+      const change = await this.join(channel, member);
+      if (change.changed) this.#rejoinListener(channel, member, change.transition);
+    }
+  }
+
+  /** Leaves that failed while Redis was away; a leave that now finds the channel empty reports it as usual. */
+  async #retryLeaves(): Promise<void> {
+    for (const [key, { channel, member }] of [...this.#failedLeaves]) {
+      const change = await this.#leave(channel, member.client);
+      this.#failedLeaves.delete(key);
+      if (change.changed) this.#reapListener(channel, [member], change.transition);
+    }
   }
 
   async #reap(node: string): Promise<void> {

@@ -59,11 +59,13 @@ export interface PresenceEvent {
 export interface PresenceStore {
   join(channel: string, member: Member): Promise<PresenceChange>;
   /** Remove the member if this process still owns it (another may have taken it over by now). */
-  leave(channel: string, client: string): Promise<PresenceChange>;
+  leave(channel: string, member: Member): Promise<PresenceChange>;
   snapshot(channel: string, limit: number, after: string | null): Promise<PresenceSnapshot>;
   count(channel: string): Promise<number>;
   /** Members that left without this process's help (a dead node's, reaped by this one). */
   setReapListener?(listener: (channel: string, gone: Member[], vacated: boolean) => void): void;
+  /** Members the store wrote again (after an outage, or after its node was declared dead) that were missing. */
+  setRejoinListener?(listener: (channel: string, member: Member, occupied: boolean) => void): void;
   /** How the store finds this process's members again (to re-register them after its node was declared dead). */
   setHeld?(held: () => Iterable<{ channel: string; member: Member }>): void;
   close(): Promise<void>;
@@ -104,9 +106,9 @@ export class LocalPresenceStore implements PresenceStore {
     return { changed, transition: changed && members.size === 1 };
   }
 
-  async leave(channel: string, client: string): Promise<PresenceChange> {
+  async leave(channel: string, member: Member): Promise<PresenceChange> {
     const members = this.#channels.get(channel);
-    if (members === undefined || !members.delete(client)) return { changed: false, transition: false };
+    if (members === undefined || !members.delete(member.client)) return { changed: false, transition: false };
     if (members.size > 0) return { changed: true, transition: false };
     this.#channels.delete(channel);
     return { changed: true, transition: true };
@@ -175,6 +177,10 @@ export class PresenceTracker {
       for (const member of gone) this.emit({ event: 'leave', channel, member });
       if (vacated) this.emit({ event: 'vacated', channel });
     });
+    store.setRejoinListener?.((channel, member, occupied) => {
+      if (occupied) this.emit({ event: 'occupied', channel });
+      this.emit({ event: 'join', channel, member });
+    });
     store.setHeld?.(() => this.held());
   }
 
@@ -233,7 +239,7 @@ export class PresenceTracker {
     members.delete(client);
     if (members.size === 0) this.#channels.delete(channel);
     void held.joined
-      .then(() => this.store.leave(channel, client))
+      .then(() => this.store.leave(channel, held.member))
       .then((change) => {
         if (!change.changed) return;
         this.emit({ event: 'leave', channel, member: held.member });
@@ -264,7 +270,7 @@ export class PresenceTracker {
       for (const [client, held] of members) {
         leaving.push(
           held.joined
-            .then(() => this.store.leave(channel, client))
+            .then(() => this.store.leave(channel, held.member))
             .then((change) => {
               if (!change.changed) return;
               this.emit({ event: 'leave', channel, member: held.member });

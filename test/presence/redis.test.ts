@@ -4,7 +4,8 @@ import { type IncomingMessage, type ServerResponse, createServer } from 'node:ht
 import { test } from 'node:test';
 import { EventSource } from 'eventsource';
 import type { PresenceSnapshot } from '../../src/core/presence.js';
-import { httpRequest } from '../helpers/hub.js';
+import { RedisBroker } from '../../src/brokers/redis.js';
+import { httpRequest, startHub } from '../helpers/hub.js';
 import { startKometa, startOwnRedis, uniquePrefix, type KometaProcess } from '../helpers/redis.js';
 import { startOwnCluster } from '../helpers/redis-cluster.js';
 import { until } from './helpers.js';
@@ -171,4 +172,28 @@ test('Redis Cluster: two nodes agree on members of channels on every master; a d
     TTL_S * 1000 * (4 / 3) + 5000,
     "the dead node's members to leave",
   );
+});
+
+test('Redis restarted empty: a node writes its members again (they join again), and leaves still reach Redis', async (t) => {
+  const redis = await startOwnRedis({ persistent: false });
+  t.after(() => redis.stop());
+  const broker = new RedisBroker({ url: redis.url, prefix: uniquePrefix('resync'), presenceTtlMs: 900 });
+  await broker.ready();
+  const hub = await startHub({ broker, presence: { graceMs: 200 } });
+  t.after(() => hub.close());
+  const events: string[] = [];
+  for (const name of ['join', 'leave', 'occupied', 'vacated'] as const) hub.hub.on(name, (e) => events.push(e.event));
+  const count = async () => (await hub.hub.presence!.store.count('survive').catch(() => -1));
+  const source = new EventSource(`${hub.url}/sub/survive?client=r1`);
+  t.after(() => source.close());
+  await new Promise<void>((resolve) => (source.onopen = () => resolve()));
+  await until(async () => (await count()) === 1, 3000, 'the member in Redis');
+  await redis.kill();
+  await redis.start();
+  await until(async () => (await count()) === 1, 10_000, 'the member written again');
+  assert.deepEqual(events, ['occupied', 'join', 'occupied', 'join']);
+  source.close();
+  await until(async () => (await count()) === 0, 5000, 'the leave');
+  await until(async () => events.length === 6, 2000, 'leave and vacated');
+  assert.deepEqual(events.slice(4), ['leave', 'vacated']);
 });
