@@ -267,7 +267,7 @@ export class PresenceTracker {
     this.#leaving.clear();
     const leaving: Promise<unknown>[] = [];
     for (const [channel, members] of this.#channels) {
-      for (const [client, held] of members) {
+      for (const held of members.values()) {
         leaving.push(
           held.joined
             .then(() => this.store.leave(channel, held.member))

@@ -174,7 +174,7 @@ test('Redis Cluster: two nodes agree on members of channels on every master; a d
   );
 });
 
-test('Redis restarted empty: a node writes its members again (they join again), and leaves still reach Redis', async (t) => {
+test('Redis restarted empty: a node writes its members again (they join again); leaves still reach it', async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => redis.stop());
   const broker = new RedisBroker({ url: redis.url, prefix: uniquePrefix('resync'), presenceTtlMs: 900 });
