@@ -4,6 +4,7 @@ import { KometaError } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import { type MemberIdentity, newClientId } from '../core/presence.js';
 import { clientIdOf, userOf } from './connections.js';
+import { type RouteContext, allowMethods, authorize, decodeChannel, sendJson } from './route-kit.js';
 
 /*
  * GET /channels/<c>/presence: who is in a channel, across every node and
@@ -26,6 +27,20 @@ export function presencePath(path: string): string | undefined {
   if (!path.startsWith('/channels/') || !path.endsWith('/presence')) return undefined;
   const segment = path.slice('/channels/'.length, -'/presence'.length);
   return segment !== '' && !segment.includes('/') ? segment : undefined;
+}
+
+/** GET /channels/<c>/presence, behind the subscribe right. */
+export async function presenceRoute(
+  ctx: RouteContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  pathChannel: string,
+): Promise<void> {
+  allowMethods(req, 'GET');
+  const channel = decodeChannel(pathChannel);
+  await authorize(ctx.access, req, res, url, 'subscribe', [channel]);
+  await answerPresence(ctx.hub, res, req, url, channel, sendJson);
 }
 
 /**
