@@ -94,6 +94,14 @@ export function newClientId(): string {
   return `k-${randomBytes(9).toString('base64url')}`;
 }
 
+/**
+ * A made-up id can never come back, so its member leaves without a grace
+ * period (holding it would only inflate the counts).
+ */
+function canComeBack(client: string): boolean {
+  return !client.startsWith('k-');
+}
+
 /** Members held in this process only: the store of the memory and durable brokers. */
 export class LocalPresenceStore implements PresenceStore {
   readonly #channels = new Map<string, Map<string, Member>>();
@@ -208,7 +216,7 @@ export class PresenceTracker {
   leave(channel: string, client: string): void {
     const held = this.#channels.get(channel)?.get(client);
     if (held === undefined || --held.holders > 0) return;
-    if (this.options.graceMs <= 0 || this.#closed) {
+    if (this.options.graceMs <= 0 || this.#closed || !canComeBack(client)) {
       this.#remove(channel, client, held);
       return;
     }
