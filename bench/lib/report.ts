@@ -63,6 +63,7 @@ export function renderMarkdown(doc: Doc): string {
       ch.map((r) => [k(r.subscribers as number), r.system as string, r.allDeliveredMs as number, r.lost as number, r.p50Ms as number, r.p99Ms as number, r.cpuSecPerMillion as number]),
     );
     out += '\n';
+    out += channelMedians(ch);
   }
   const storm = doc.results.storm as Row[];
   if (storm?.length) {
@@ -185,4 +186,26 @@ function targets(doc: Doc): string {
   const storm = ((doc.results.storm ?? []) as Row[]).find((r) => r.system === 'kometa');
   if (storm) lines.push(`- Reconnect storm of ${k(storm.subscribers as number)}: **${storm.caughtUp}/${storm.subscribers} caught up in ${storm.allCaughtUpMs} ms, lost ${storm.lost}, duplicates ${storm.duplicates}** (${k(storm.replayPerSec as number)} replayed deliveries/s).`);
   return lines.length ? `## Targets\n\n${lines.join('\n')}\n\n` : '';
+}
+
+/** With several rounds: each system's median CPU-s/M, and its ratio to the Node floor (`floor`) and to Nchan of the same run. */
+function channelMedians(rows: Row[]): string {
+  const bySystem = new Map<string, number[]>();
+  for (const r of rows) bySystem.set(r.system as string, [...(bySystem.get(r.system as string) ?? []), r.cpuSecPerMillion as number]);
+  if (![...bySystem.values()].some((v) => v.length > 1)) return '';
+  const median = (v: number[]): number => {
+    const s = [...v].sort((a, b) => a - b);
+    return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  const medians = new Map([...bySystem].map(([name, v]) => [name, median(v)]));
+  const ratio = (name: string, base: string): string => {
+    const b = medians.get(base);
+    return b === undefined ? '–' : `${(medians.get(name)! / b).toFixed(2)}×`;
+  };
+  let out = `Medians over ${Math.max(...[...bySystem.values()].map((v) => v.length))} rounds:\n\n`;
+  out += table(
+    ['system', 'CPU-s/M (each round)', 'median', 'vs floor', 'vs nchan'],
+    [...bySystem].map(([name, v]) => [name, v.join(', '), medians.get(name)!, ratio(name, 'floor'), ratio(name, 'nchan')]),
+  );
+  return out + '\n';
 }
