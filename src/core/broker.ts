@@ -2,6 +2,12 @@ import type { ChannelHead, HistoryRead, Message } from './message.js';
 
 export interface PublishOptions {
   readonly event?: string | undefined;
+  /**
+   * A client id whose connections live fan-out skips, on every node: the
+   * engine hands it to listeners with the message (`Message.exclude`) and
+   * never stores it.
+   */
+  readonly exclude?: string | undefined;
 }
 
 export interface ChannelStats {

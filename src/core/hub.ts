@@ -124,6 +124,8 @@ export class Subscription {
    * after it even while the sweep that ends idle subscriptions is still due.
    */
   expiresAt: number | undefined;
+  /** The id its client gave itself (`client=`): a publish that excludes it skips this subscriber. */
+  client: string | undefined;
 
   constructor(
     private readonly hub: Hub,
@@ -188,7 +190,12 @@ export class Hub {
     broker.setListener((message) => this.#onBrokerMessage(message));
   }
 
-  async publish(channel: string, data: string, options: { event?: string | undefined } = {}): Promise<PublishResult> {
+  /** `exclude`: a client id whose live subscribers, on every node, do not get this message (history keeps it for all). */
+  async publish(
+    channel: string,
+    data: string,
+    options: { event?: string | undefined; exclude?: string | undefined } = {},
+  ): Promise<PublishResult> {
     assertChannelName(channel);
     if (options.event !== undefined) assertEventName(options.event);
     // One rule for every way in (HTTP bodies are checked as bytes already;
@@ -203,7 +210,11 @@ export class Hub {
       });
     }
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
-    const storing = this.broker.publish(channel, data, { event: options.event });
+    const storing = this.broker.publish(
+      channel,
+      data,
+      options.exclude === undefined ? { event: options.event } : { event: options.event, exclude: options.exclude },
+    );
     this.#storing.add(storing);
     let message: Message;
     try {
@@ -449,6 +460,12 @@ export class Hub {
   }
 
   #fanOut(channel: LocalChannel, messages: readonly Message[]): void {
+    if (messages.length > 1 && messages.some((m) => m.exclude !== undefined)) {
+      // Members skip different messages: one fan-out per message, so each still encodes once per group.
+      for (const message of messages) this.#fanOut(channel, [message]);
+      return;
+    }
+    const excluded = messages.length === 1 ? messages[0]!.exclude : undefined;
     // Watched (by /metrics or the dashboard): two clock reads per fan-out, none per subscriber.
     const observed = fanOutChannel.hasSubscribers;
     const started = observed ? performance.now() : 0;
@@ -478,6 +495,7 @@ export class Hub {
       // Long-poll and expired members leave the group in the loop; iterating a Set while deleting is safe.
       let reached = 0;
       for (const subscription of group.members) {
+        if (excluded !== undefined && subscription.client === excluded) continue;
         if (this.#expireIfDue(subscription, now)) continue;
         subscription.sink!.push(frames, cursor, messages);
         reached++;
