@@ -1,5 +1,5 @@
 import type { Broker, ChannelStats } from './broker.js';
-import { assertChannelName, assertEventName } from './channel-name.js';
+import { assertChannelName, assertEventName, isValidClientId } from './channel-name.js';
 import { fanOutChannel } from './diagnostics.js';
 import { type Cursor, type Position, formatId } from './cursor.js';
 import { wallClock } from './clock.js';
@@ -198,6 +198,9 @@ export class Hub {
   ): Promise<PublishResult> {
     assertChannelName(channel);
     if (options.event !== undefined) assertEventName(options.event);
+    if (options.exclude !== undefined && !isValidClientId(options.exclude)) {
+      throw new KometaError('KOMETA_ERR_EXCLUDE_CLIENT', 'A client id is 1-64 characters of A-Z a-z 0-9 _ . : @ -');
+    }
     // One rule for every way in (HTTP bodies are checked as bytes already;
     // a WebSocket frame or a library call can carry "\ud800" as a JSON
     // escape or a JS string): text must be well-formed, or encoding it as

@@ -1,10 +1,11 @@
 import { KometaError, type ProblemDetails, toProblem } from '../core/errors.js';
 import { type Idempotency, fingerprint } from '../core/idempotency.js';
+import { isValidClientId } from '../core/channel-name.js';
 
 /*
  * POST /pub: many publishes in one request (docs/backends.md#batch).
  *
- *   [{"channel": "a", "data": "…", "event"?: "…", "idempotencyKey"?: "…"},
+ *   [{"channel": "a", "data": "…", "event"?: "…", "idempotencyKey"?: "…", "exclude"?: "<client id>"},
  *    {"channels": ["a", "b", …], "data": …}]                 one message to many channels
  *
  * as a JSON array (application/json) or one item per line
@@ -24,6 +25,8 @@ export interface ValidItem {
   readonly data: string;
   readonly event: string | undefined;
   readonly key: string | undefined;
+  /** A client id whose connections do not get it live (`"exclude"`). */
+  readonly exclude: string | undefined;
 }
 
 export interface InvalidItem {
@@ -125,6 +128,8 @@ function parseItem(value: unknown): BatchItem {
     return invalid(channel, '"event" is a string');
   if (item.idempotencyKey !== undefined && typeof item.idempotencyKey !== 'string')
     return invalid(channel, '"idempotencyKey" is a string');
+  if (item.exclude !== undefined && (typeof item.exclude !== 'string' || !isValidClientId(item.exclude)))
+    return invalid(channel, '"exclude" is a client id: 1-64 characters of A-Z a-z 0-9 _ . : @ -');
   return {
     ok: true,
     channels,
@@ -132,6 +137,7 @@ function parseItem(value: unknown): BatchItem {
     data,
     event: typeof item.event === 'string' ? item.event : undefined,
     key: item.idempotencyKey as string | undefined,
+    exclude: item.exclude as string | undefined,
   };
 }
 
