@@ -613,7 +613,8 @@ async function channels(list: System[], count: number, options: { profile?: bool
       const publisher = new Publisher('127.0.0.1', running.publish);
       let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
       try {
-        opened = await Load.open(running, spec, count, { channel: 'm', perSocketChannel: true });
+        // Connecting 10k subscribers on a busy shared machine can take longer than the default allows.
+        opened = await Load.open(running, spec, count, { channel: 'm', perSocketChannel: true, timeoutMs: 60_000 + 2 * count });
         const { load } = opened;
         await sleep(1000);
         await load.reset();
