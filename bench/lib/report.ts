@@ -62,8 +62,7 @@ export function renderMarkdown(doc: Doc): string {
       ['subscribers', 'system', 'all delivered ms', 'lost', 'p50 ms', 'p99 ms', 'CPU-s/M'],
       ch.map((r) => [k(r.subscribers as number), r.system as string, r.allDeliveredMs as number, r.lost as number, r.p50Ms as number, r.p99Ms as number, r.cpuSecPerMillion as number]),
     );
-    out += '\n';
-    out += channelMedians(ch);
+    out += '\n' + channelMedians(ch);
   }
   const storm = doc.results.storm as Row[];
   if (storm?.length) {
