@@ -171,12 +171,22 @@ export class BackendApi {
         );
       }
     }
+    const access = this.deps.access;
+    const checkNames = (item: ValidItem) => {
+      for (const channel of item.channels) assertChannelName(channel);
+      if (item.event !== undefined) assertEventName(item.event);
+    };
     const results = await publishBatch(items, {
       check: async (item: ValidItem) => {
-        for (const channel of item.channels) assertChannelName(channel);
-        if (item.event !== undefined) assertEventName(item.event);
-        await this.deps.access.require(req, grant, 'publish', item.channels);
+        checkNames(item);
+        await access.require(req, grant, 'publish', item.channels);
       },
+      checkNow: access.decidesNow
+        ? (item) => {
+            checkNames(item);
+            access.requireNow(grant, 'publish', item.channels);
+          }
+        : undefined,
       publish: (channel, item) =>
         this.hub
           .publish(channel, item.data, { event: item.event, exclude: item.exclude })
