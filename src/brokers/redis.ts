@@ -418,7 +418,12 @@ export class RedisBroker implements Broker {
 
   health(): BrokerHealth {
     if (this.#closed) return { ok: false, reason: 'closed' };
-    if (this.#commands.status === 'ready' && this.#subscriber.status === 'ready') return { ok: true };
+    // Publishes answer 503 until a reconnect's check of the watched channels is done: say so here too, so
+    // that /healthz and publishing never disagree.
+    if (this.#commands.status === 'ready' && this.#subscriber.status === 'ready') {
+      if (!this.#rollbackCheckPending) return { ok: true };
+      return { ok: false, reason: `${this.#where} reconnected; checking the watched channels` };
+    }
     const state = this.#commands.status !== 'ready' ? this.#commands.status : this.#subscriber.status;
     return {
       ok: false,
