@@ -543,6 +543,14 @@ export class RedisClusterBroker implements Broker {
     this.#listener(message);
   }
 
+  /** The cluster connection and key prefix, for what keeps its own keys beside the channels (the node registry). */
+  get scripts(): {
+    readonly runner: Pick<Cluster, 'status' | 'eval'>;
+    readonly prefix: string;
+  } {
+    return { runner: this.#cluster, prefix: this.#prefix };
+  }
+
   health(): BrokerHealth {
     if (this.#closed) return { ok: false, reason: 'closed' };
     if (this.#cluster.status !== 'ready') {

@@ -4,6 +4,7 @@ import { MemoryBroker } from '../brokers/memory.js';
 import type { Broker } from '../core/broker.js';
 import { hubBanner } from './banner.js';
 import { serveClusterMetrics } from '../ops/cluster-metrics.js';
+import { serveClusterRoster } from '../ops/cluster-roster.js';
 import { createRedisBroker } from './redis-settings.js';
 import { type Settings, brokerKind } from './settings.js';
 
@@ -65,7 +66,7 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
       bannerShown = true;
       const host = settings.host;
       const base = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-      // Each worker has its own dashboard and /metrics (whichever worker the connection lands on).
+      // Any worker answers the dashboard and /metrics, for every worker (over IPC with this primary).
       process.stdout.write(hubBanner(base, settings, { chat: false, tokenGenerated }));
     });
     cluster.on('exit', (worker, code, signal) => {
@@ -108,6 +109,7 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
     process.on('SIGTERM', () => stop('SIGTERM'));
 
     serveClusterMetrics();
+    serveClusterRoster();
     for (let i = 0; i < settings.workers; i++) fork();
   });
 }

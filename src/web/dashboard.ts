@@ -9,6 +9,7 @@ import { Kometa } from '../client/index.js';
 import type { KometaMessage, KometaSubscription, StateChange } from '../client/index.js';
 import type { StatsSample, WireEvent } from '../ops/stats-types.js';
 import { idSeqText } from '../protocol/cursor.js';
+import { ClusterCard } from './dashboard-cluster.js';
 
 const WINDOW_MS = 10 * 60_000;
 const MAX_SAMPLES = 700;
@@ -540,7 +541,9 @@ class Dashboard {
 declare global {
   interface Window {
     kometaOps?: Dashboard;
+    kometaCluster?: ClusterCard;
   }
 }
 
 window.kometaOps = new Dashboard();
+window.kometaCluster = new ClusterCard((url) => opsFetch(url));
