@@ -51,6 +51,7 @@ export const errorCodes = {
   KOMETA_ERR_IDEMPOTENCY_CONFLICT: { status: 422, title: 'Idempotency key reused for a different request' },
   KOMETA_ERR_IDEMPOTENCY_PENDING: { status: 409, title: 'A request with this idempotency key is still in progress' },
   KOMETA_ERR_DISCONNECT_TARGET: { status: 400, title: 'Invalid disconnect request' },
+  KOMETA_ERR_EXCLUDE_CLIENT: { status: 400, title: 'Invalid client id to exclude' },
   KOMETA_ERR_DISCONNECTED: { status: 410, title: 'Disconnected by the application' },
   KOMETA_ERR_ORIGIN_UNAVAILABLE: { status: 502, title: 'Origin unreachable' },
   KOMETA_ERR_ORIGIN_INSTRUCTION: { status: 502, title: 'Origin sent instructions kometa cannot follow' },

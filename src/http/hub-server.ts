@@ -130,6 +130,6 @@ function createWebSocket(hub: Hub, http: HubHttp, wheel: TimerWheel): HubWebSock
     clientAddress: (req) => http.clientAddress(req),
     atExpiry: (expiresAt, expire) => http.atExpiry(expiresAt, expire),
     connections: http.backend.connections,
-    publishOnce: (channel, data, event, key) => http.backend.publish(channel, data, event, key),
+    publishOnce: (channel, data, event, key, exclude) => http.backend.publish(channel, data, event, key, exclude),
   });
 }

@@ -113,6 +113,8 @@ export class HubSubscribers {
     }
     subscription.expiresAt = grant.expiresAt;
     const client = clientIdOf(url);
+    // A publish that excludes this client skips this subscription (docs/backends.md#excluding-the-sender).
+    subscription.client = client;
     if (transport !== 'poll') {
       this.#startStreaming(res, subscription, transport, grant, client);
       return;
