@@ -83,7 +83,13 @@ export async function openClientPage(
     if (errors.length > 0) throw new Error(`page errors: ${errors.join('; ')}`);
   });
   await page.goto(url);
-  await page.evaluate(`(async () => {
+  await page.evaluate(clientScript(channel, options));
+  return page;
+}
+
+/** The script openClientPage runs in its page: a client from /kometa.js following `channel`, recording on window.t. */
+export function clientScript(channel: string, options: Record<string, unknown>): string {
+  return `(async () => {
     const { Kometa } = await import('/kometa.js');
     const t = (window.t = { messages: [], gaps: [], states: [], errors: [] });
     const k = (window.k = new Kometa(location.origin, ${JSON.stringify({ backoff: { baseMs: 50, maxMs: 500 }, ...options })}));
@@ -93,8 +99,7 @@ export async function openClientPage(
       onGap: (g) => t.gaps.push(g),
       onError: (e) => t.errors.push(String(e)),
     });
-  })()`);
-  return page;
+  })()`;
 }
 
 export interface PageRecord {
