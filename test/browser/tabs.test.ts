@@ -133,6 +133,39 @@ for (const transport of ['websocket', 'sse', 'poll'] as const) {
   });
 }
 
+const FROZEN = 'a frozen leader tab (Page Lifecycle freeze) hands the connection on, and rejoins as a follower';
+
+test(FROZEN, { timeout: 90_000 }, async (t) => {
+  const hub = await startWebHub(t);
+  const browser = await launchBrowser(t);
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const tabs: Page[] = [];
+  for (let i = 0; i < 3; i++) tabs.push(await openTab(context, hub.url, 'feed'));
+  const leader = tabs.find((_, i) => i === 0)!;
+  assert.equal(await role(leader), 'leader');
+  for (let i = 1; i <= 10; i++) await publish(hub.url, 'feed', String(i));
+  await Promise.all(tabs.map((tab) => waitForPage(tab, 'window.t.messages.length === 10')));
+
+  // What a phone does to a background tab (Page Lifecycle API). Headless Chromium keeps every page visible and
+  // will not freeze a visible one (CDP's Page.setWebLifecycleState does nothing to it), so the test sends the
+  // events the browser would: this checks the hand-over, not a real freeze.
+  await leader.evaluate(`document.dispatchEvent(new Event('freeze'))`);
+  const others = tabs.slice(1);
+  await waitForPage(others[0]!, `window.t.states.some((s) => s.state === 'connecting' && s.previous === 'connected')`);
+  await waitFor(() => hub.hub.subscriberCount('feed') === 1 && hub.server.webSocket.connectionCount === 1, 10_000);
+  for (let i = 11; i <= 30; i++) await publish(hub.url, 'feed', String(i));
+  await Promise.all(others.map((tab) => waitForPage(tab, 'window.t.messages.length === 30')));
+  const roles = await Promise.all(others.map(role));
+  assert.equal(roles.filter((r) => r === 'leader').length, 1, roles.join());
+
+  await leader.evaluate(`document.dispatchEvent(new Event('resume'))`);
+  await waitForPage(leader, 'window.t.messages.length >= 30');
+  assert.equal(await role(leader), 'follower');
+  for (const [i, tab] of tabs.entries()) assertAll(await record(tab), 30, `tab ${i}`);
+  assert.equal(hub.server.webSocket.connectionCount, 1);
+});
+
 test('the chat in three tabs of one browser uses one connection', { timeout: 90_000 }, async (t) => {
   const hub = await startWebHub(t);
   const browser = await launchBrowser(t);

@@ -130,7 +130,15 @@ export class SharedConnection {
   readonly #followed = new Map<string, ChannelPosition | undefined>();
   #lastState: SharedState | undefined;
   #resign: (() => void) | undefined;
+  /** Set while this tab waits in line for the connection. */
+  #queued: AbortController | undefined;
   #closed = false;
+  readonly #onFreeze = () => this.#stepAside();
+  readonly #onResume = () => {
+    // Tell the leader where this tab stands: what was relayed while it was frozen may not have reached it.
+    this.update();
+    this.#queue();
+  };
   readonly #onPageHide = () => this.#post({ t: 'bye', from: this.#id });
   /** Back from the back/forward cache: the leader forgot this tab at 'pagehide'. */
   readonly #onPageShow = (event: PageTransitionEvent) => {
@@ -163,8 +171,32 @@ export class SharedConnection {
     navigator.locks.request(`${name}|member|${this.#id}`, { signal }, () => new Promise<void>((resolve) => {
       signal.addEventListener('abort', () => resolve());
     })).catch(() => {});
+    document.addEventListener('freeze', this.#onFreeze);
+    document.addEventListener('resume', this.#onResume);
     this.update();
-    navigator.locks.request(name, { signal }, () => this.#lead()).catch(() => {});
+    this.#queue();
+  }
+
+  #queue(): void {
+    if (this.#closed || this.#name === undefined || this.#queued !== undefined) return;
+    const queued = new AbortController();
+    this.#queued = queued;
+    navigator.locks.request(this.#name, { signal: queued.signal }, () => this.#lead()).catch(() => {}).finally(() => {
+      if (this.#queued === queued) this.#queued = undefined;
+    });
+  }
+
+  /**
+   * The browser freezes this tab (a background tab on a phone, Page Lifecycle API): frozen, it would hold the lock
+   * and relay nothing, or be granted it and not run. So it gives up the lead and leaves the line until it resumes.
+   */
+  #stepAside(): void {
+    this.#queued?.abort();
+    if (this.#engine === undefined) return;
+    this.#engine.close();
+    this.#engine = undefined;
+    this.#followed.clear();
+    this.#resign?.();
   }
 
   /** This tab's channels changed (or a new leader asked): tell the leader. */
@@ -182,9 +214,9 @@ export class SharedConnection {
     this.#post({ t: 'bye', from: this.#id });
     removeEventListener('pagehide', this.#onPageHide);
     removeEventListener('pageshow', this.#onPageShow);
-    this.#engine?.close();
-    this.#engine = undefined;
-    this.#resign?.();
+    document.removeEventListener('freeze', this.#onFreeze);
+    document.removeEventListener('resume', this.#onResume);
+    this.#stepAside();
     this.#abort.abort();
     this.#bus?.close();
   }
