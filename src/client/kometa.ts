@@ -486,6 +486,8 @@ export class Kometa {
     const entry = this.#channels.get(gap.channel);
     if (entry === undefined) return;
     const position = parseId(gap.id);
+    // A tab already past the gap lost nothing: a shared connection that went back for another tab relays it to all.
+    if (position !== undefined && this.#shared !== undefined && !isAhead(entry.position, position)) return;
     if (position !== undefined) entry.position = position;
     for (const handlers of entry.handlers) call(handlers.onGap, gap);
   }

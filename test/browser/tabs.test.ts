@@ -133,6 +133,35 @@ for (const transport of ['websocket', 'sse', 'poll'] as const) {
   });
 }
 
+const TOO_FAR_BACK = 'a gap the shared connection reports for a tab that joins too far back reaches only that tab';
+
+test(TOO_FAR_BACK, { timeout: 90_000 }, async (t) => {
+  const hub = await startWebHub(t, {}, { history: { maxMessages: 3 } });
+  const browser = await launchBrowser(t);
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const first = await openTab(context, hub.url, 'room');
+  const ids: string[] = [];
+  for (let i = 1; i <= 10; i++) ids.push((await publish(hub.url, 'room', String(i))).id);
+  await waitForPage(first, 'window.t.messages.length === 10');
+  // A second tab resumes from an id the application stored long ago: history holds only 8, 9 and 10.
+  const late = await openTab(context, hub.url, 'other');
+  await late.evaluate(`window.k.subscribe('room', {
+    cursor: ${JSON.stringify(ids[1])},
+    onMessage: (m) => window.t.messages.push(m),
+    onGap: (g) => window.t.gaps.push(g),
+  })`);
+  await waitForPage(late, 'window.t.messages.length === 3');
+  const gaps = (await record(late)).gaps as { reason: string; missed?: { from: number; to: number } }[];
+  assert.deepEqual(gaps.map((g) => [g.reason, g.missed]), [['history-truncated', { from: 3, to: 7 }]]);
+  await publish(hub.url, 'room', '11');
+  await waitForPage(first, 'window.t.messages.length === 11');
+  await waitForPage(late, 'window.t.messages.length === 4');
+  // The first tab was past the gap: it hears of it no more than of the replayed messages.
+  assertAll(await record(first), 11, 'first tab');
+  assert.deepEqual(seqs((await record(late)).messages), [8, 9, 10, 11]);
+});
+
 const FROZEN = 'a frozen leader tab (Page Lifecycle freeze) hands the connection on, and rejoins as a follower';
 
 test(FROZEN, { timeout: 90_000 }, async (t) => {

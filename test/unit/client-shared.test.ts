@@ -64,11 +64,18 @@ test('the plan follows new channels, drops the ones no tab wants, and rewinds on
     ['other-epoch', at('other-epoch~e~7')],
     ['gone', at('gone~e~1')],
   ]);
-  const plan = planConnection(wanted, followed);
+  const plan = planConnection(wanted, followed, wanted);
   assert.deepEqual(plan.follow.map(([c, p]) => [c, p?.id]), [['new', 'new~e~3']]);
   assert.deepEqual(plan.rewind.map(([c, p]) => [c, p.id]), [['behind', 'behind~e~5']]);
   assert.deepEqual(plan.drop, ['gone']);
   assert.deepEqual(planConnection(new Map(), new Map()), { follow: [], rewind: [], drop: [] });
+  // Old reports (not asked afresh) never send the connection back: it has served those tabs since.
+  assert.deepEqual(planConnection(wanted, followed).rewind, []);
+  const asked = new Map([['behind', at('behind~e~2')], ['ahead', at('ahead~e~1')]]);
+  assert.deepEqual(planConnection(wanted, followed, asked).rewind.map(([c, p]) => [c, p.id]), [
+    ['behind', 'behind~e~2'],
+    ['ahead', 'ahead~e~1'],
+  ]);
 });
 
 test('tabs share only with the same hub, transports and credentials', () => {

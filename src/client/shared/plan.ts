@@ -67,23 +67,23 @@ export interface Plan {
 }
 
 /**
- * What the leader's connection must change, given the union the tabs want
- * and where the connection stands on each channel it follows (undefined:
- * subscribed from now, nothing seen yet).
+ * What the leader's connection must change, given the union the tabs want, where the connection stands on each
+ * channel it follows (undefined: subscribed from now, nothing seen yet), and what one tab has just asked for
+ * (its new channels, or all of them in its first report to a new leader). Only a fresh request can send the
+ * connection back: the other tabs' reports are as old as their last change, and the connection has served them
+ * since.
  */
 export function planConnection(
   wanted: ReadonlyMap<string, ChannelPosition | undefined>,
   followed: ReadonlyMap<string, ChannelPosition | undefined>,
+  asked: ReadonlyMap<string, ChannelPosition | undefined> = new Map(),
 ): Plan {
   const plan: Plan = { follow: [], rewind: [], drop: [] };
   for (const channel of followed.keys()) if (!wanted.has(channel)) plan.drop.push(channel);
-  for (const [channel, position] of wanted) {
-    if (!followed.has(channel)) {
-      plan.follow.push([channel, position]);
-      continue;
-    }
+  for (const [channel, position] of wanted) if (!followed.has(channel)) plan.follow.push([channel, position]);
+  for (const [channel, position] of asked) {
     const current = followed.get(channel);
-    if (position === undefined || current === undefined) continue;
+    if (position === undefined || current === undefined || !wanted.has(channel)) continue;
     if (current.epoch === position.epoch && position.seq < current.seq) plan.rewind.push([channel, position]);
   }
   return plan;

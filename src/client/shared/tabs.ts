@@ -123,6 +123,8 @@ export class SharedConnection {
   readonly #abort = new AbortController();
   /** Every tab's channels, this one's included, as last announced. */
   readonly #members = new Map<string, TabChannels>();
+  /** Tabs heard from since this tab took the lead: a first report asks for all its channels afresh. */
+  readonly #heard = new Set<string>();
   #name: string | undefined;
   #bus: BroadcastChannel | undefined;
   #engine: Engine | undefined;
@@ -203,9 +205,17 @@ export class SharedConnection {
   update(): void {
     if (this.#closed || this.#bus === undefined) return;
     const channels: [string, string | null][] = [...this.#host.channels()].map(([c, p]) => [c, p?.id ?? null]);
-    this.#members.set(this.#id, new Map(channels));
+    const asked = this.#record(this.#id, new Map(channels));
     this.#post({ t: 'subs', from: this.#id, channels });
-    if (this.#engine !== undefined) this.#reconcile();
+    if (this.#engine !== undefined) this.#reconcile(asked);
+  }
+
+  /** Store a tab's report; returns what it newly asks for. */
+  #record(member: string, channels: TabChannels): TabChannels {
+    const before = this.#heard.has(member) ? this.#members.get(member) : undefined;
+    this.#heard.add(member);
+    this.#members.set(member, channels);
+    return new Map([...channels].filter(([channel]) => before?.has(channel) !== true));
   }
 
   close(): void {
@@ -235,6 +245,8 @@ export class SharedConnection {
     await this.#forgetClosedTabs();
     if (this.#closed) return;
     this.#trustOwnPositions();
+    this.#heard.clear();
+    this.#heard.add(this.#id);
     this.#engine = this.#createEngine((state) => {
       this.#lastState = state;
       this.#post({ t: 'state', s: state });
@@ -242,7 +254,7 @@ export class SharedConnection {
     });
     // Every tab answers with its channels and where it stands on each; the engine starts from what is known now.
     this.#post({ t: 'leader' });
-    this.#reconcile();
+    this.#reconcile(new Map());
     await new Promise<void>((resolve) => {
       this.#resign = resolve;
     });
@@ -265,15 +277,15 @@ export class SharedConnection {
     switch (wire.t) {
       case 'subs': {
         const known = this.#members.has(wire.from);
-        this.#members.set(wire.from, new Map(wire.channels));
+        const asked = this.#record(wire.from, new Map(wire.channels));
         if (this.#engine === undefined) return;
-        this.#reconcile();
+        this.#reconcile(asked);
         if (!known && this.#lastState !== undefined) this.#post({ t: 'state', s: this.#lastState });
         return;
       }
       case 'bye':
         this.#members.delete(wire.from);
-        if (this.#engine !== undefined) this.#reconcile();
+        if (this.#engine !== undefined) this.#reconcile(new Map());
         return;
       case 'leader':
         this.update();
@@ -294,7 +306,7 @@ export class SharedConnection {
   }
 
   /** Leader only: make the engine follow the union of every tab's channels. */
-  #reconcile(): void {
+  #reconcile(asked: TabChannels): void {
     const engine = this.#engine;
     if (engine === undefined) return;
     const at = engine.positions();
@@ -303,7 +315,7 @@ export class SharedConnection {
       const id = at.get(channel);
       followed.set(channel, id === undefined ? cursor : (parseId(id) ?? cursor));
     }
-    const plan = planConnection(unionOfTabs(this.#members.values()), followed);
+    const plan = planConnection(unionOfTabs(this.#members.values()), followed, unionOfTabs([asked]));
     for (const channel of plan.drop) {
       this.#followed.delete(channel);
       engine.unsubscribe(channel);
