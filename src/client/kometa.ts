@@ -1,5 +1,6 @@
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { Emitter, reportListenerError } from './emitter.js';
+import { cursorEntryTexts, formatId, idChannel } from '../protocol/cursor.js';
 import { CHANNEL_PATTERN, type ChannelPosition, isAhead, parseId } from './positions.js';
 import {
   type ClientTransport,
@@ -255,7 +256,7 @@ export class Kometa {
     const handlers: Handlers = { ...options };
     let entry = this.#channels.get(channel);
     if (entry === undefined) {
-      const fromCursor = options.cursor?.split(',').find((e) => e.startsWith(`${channel}~`));
+      const fromCursor = cursorEntryTexts(options.cursor ?? '').find((e) => idChannel(e) === channel);
       const cursor = options.cursor === undefined ? undefined : parseId(fromCursor ?? '');
       // A shared connection resumes from positions the tabs report, so "now" is looked up first too.
       const now = options.from !== 'start' && this.#shared === undefined;
@@ -350,7 +351,7 @@ export class Kometa {
       const host = { base: this.url, fetch: this.#fetch, token: () => this.#token(), ticket };
       const info = await fetchChannelInfo(host, channel);
       const seq = from === 'start' && info.oldestSeq !== undefined ? info.oldestSeq - 1 : info.headSeq;
-      return parseId(`${channel}~${info.epoch}~${seq}`);
+      return parseId(formatId(channel, info.epoch, seq));
     };
     const settle = (position: ChannelPosition | undefined) => {
       if (this.#channels.get(channel) !== entry) return;

@@ -8,7 +8,7 @@ import { parseCursor } from '../core/cursor.js';
 import { KometaError } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import { Idempotency, type IdempotencyStore, fingerprint } from '../core/idempotency.js';
-import type { Message } from '../core/message.js';
+import type { GapNotice, Message } from '../core/message.js';
 import { readBody } from './body.js';
 import { type ItemResult, type ValidItem, parseBatch, publishBatch } from './batch.js';
 import { ConnectionRegistry, type DisconnectOrder } from './connections.js';
@@ -217,7 +217,7 @@ export class BackendApi {
     const before = position(params.get('before'), channel, 'before');
 
     let read = await this.hub.broker.read(channel, since?.seq ?? 0);
-    let gap: Record<string, unknown> | undefined;
+    let gap: Omit<GapNotice, 'channel'> | undefined;
     if (since !== undefined && since.epoch !== read.epoch) {
       // The history `since` points into was lost: say so, and start from what there is.
       gap = { reason: 'epoch-changed', epoch: read.epoch };
