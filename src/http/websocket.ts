@@ -6,6 +6,7 @@ import { parseCursor } from '../core/cursor.js';
 import { reportError } from '../core/diagnostics.js';
 import { KometaError, wsCloseCode } from '../core/errors.js';
 import type { Hub, Subscription } from '../core/hub.js';
+import { TimerWheel, type WheelTask } from '../core/timer-wheel.js';
 import {
   WEBSOCKET_PATH,
   type ClientFrame,
@@ -40,6 +41,8 @@ export interface HubWebSocketOptions {
   readonly publishLimiter?: RateLimiter;
   /** The client's address for per-address limits (the TCP peer unless a trusted proxy says otherwise). */
   readonly clientAddress?: (req: IncomingMessage) => string;
+  /** The shared timer wheel the pings run on (one entry for every connection); a wheel of its own when not given. */
+  readonly wheel?: TimerWheel;
   /** Run `expire` when a credential runs out (on the server's shared sweep); returns a canceller. */
   readonly atExpiry?: (expiresAt: number, expire: () => void) => () => void;
   /** Publish at most once per idempotency key (the HTTP routes' keys: one key, one message, whichever way it came). */
@@ -81,7 +84,7 @@ export class HubWebSocket {
   /** Session cookies to set on the handshake response (a ticket was spent). */
   readonly #cookies = new WeakMap<IncomingMessage, string>();
   readonly #sessions = new Set<Session>();
-  readonly #timer: NodeJS.Timeout;
+  readonly #pings: WheelTask;
   #draining = false;
 
   constructor(
@@ -100,8 +103,7 @@ export class HubWebSocket {
       const cookie = this.#cookies.get(req);
       if (cookie !== undefined) headers.push(`Set-Cookie: ${cookie}`);
     });
-    this.#timer = setInterval(() => this.#sweep(), options.heartbeatMs);
-    this.#timer.unref();
+    this.#pings = (options.wheel ?? new TimerWheel(250)).every(options.heartbeatMs, () => this.#sweep());
   }
 
   get connectionCount(): number {
@@ -378,10 +380,13 @@ export class HubWebSocket {
     this.#draining = true;
   }
 
-  /** Refuse new upgrades and close every connection with 1001 once its publishes are answered (clients reconnect and resume). */
+  /**
+   * Refuse new upgrades and close every connection with 1001 once its publishes are answered (clients reconnect and
+   * resume).
+   */
   close(): void {
     this.#draining = true;
-    clearInterval(this.#timer);
+    this.#pings.cancel();
     for (const session of [...this.#sessions])
       session.connection.closeGracefully(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
   }
