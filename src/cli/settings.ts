@@ -30,7 +30,11 @@ export const settingSpecs = {
     default: 15,
     help: 'heartbeat on quiet SSE/stream connections, in seconds',
   },
-  retry: { flag: 'retry', kind: 'seconds', default: 2, help: 'reconnect delay hinted to SSE clients, in seconds' },
+  retry: { flag: 'retry', kind: 'seconds', default: 2, help: 'reconnect delay hinted to SSE clients, in seconds (the middle of the --retry-jitter range)' },
+  retryJitter: { flag: 'retry-jitter', kind: 'seconds', default: 0.5, help: 'spread of reconnect hints: each SSE connection gets a retry: drawn from --retry × (1 ± this), the drain a Retry-After likewise; 0 = everyone gets --retry (and Retry-After 1)' },
+  admitRate: { flag: 'admit-rate', kind: 'int', default: 2000, help: 'new subscriptions per second this process takes at most (a reconnect storm); past it SSE gets a retry: spread over the backlog, others 503 + Retry-After; 0 = no limit' },
+  tlsCert: { flag: 'tls-cert', kind: 'string', default: '', help: 'certificate chain (PEM) to serve HTTPS with, HTTP/2 and HTTP/1.1 on the one port; SIGHUP reloads it and --tls-key' },
+  tlsKey: { flag: 'tls-key', kind: 'string', default: '', help: 'private key (PEM) of --tls-cert' },
   pollTimeout: { flag: 'poll-timeout', kind: 'seconds', default: 30, help: 'how long a long-poll is held, in seconds' },
   pollTimeoutMax: {
     flag: 'poll-timeout-max',

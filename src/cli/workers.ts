@@ -64,7 +64,8 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
       if (bannerShown || listening < settings.workers) return;
       bannerShown = true;
       const host = settings.host;
-      const base = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+      const scheme = settings.tlsCert === '' ? 'http' : 'https';
+      const base = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
       // Each worker has its own dashboard and /metrics (whichever worker the connection lands on).
       process.stdout.write(hubBanner(base, settings, { chat: false, tokenGenerated }));
     });
@@ -106,6 +107,10 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    // Each worker holds its own TLS context: a certificate reload is theirs to do.
+    process.on('SIGHUP', () => {
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+    });
 
     serveClusterMetrics();
     for (let i = 0; i < settings.workers; i++) fork();

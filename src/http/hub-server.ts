@@ -1,4 +1,5 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
 import { Server as NetServer, type Socket } from 'node:net';
 import { parseCursor } from '../core/cursor.js';
 import { assertChannelName } from '../core/channel-name.js';
@@ -25,12 +26,18 @@ import { answerMalformedRequests, listen } from './server-setup.js';
 import { BackendApi, type BackendOptions, type BackendServices } from './backend-routes.js';
 import { acquireBackendServices } from './backend-services.js';
 import { clientIdOf, userOf } from './connections.js';
+import { Admission, RetryHints } from './herd.js';
+import { type SecureListener, type TlsMaterial, createSecureListener, sessionOf } from './tls.js';
 
 export interface HubHttpOptions {
   /** Heartbeat on quiet SSE and stream connections, so proxies do not cut them as idle. */
   readonly heartbeatMs: number;
-  /** The `retry:` hint sent to EventSource clients. */
+  /** The middle of the `retry:` hints sent to EventSource clients. */
   readonly retryMs: number;
+  /** Each hint is drawn from retryMs × (1 ± this), and the drain's Retry-After likewise (herd.ts); 0 = fixed. */
+  readonly retryJitter: number;
+  /** New SSE and stream subscriptions admitted per second at most (herd.ts); 0 = no limit. */
+  readonly admitRate: number;
   /** How long a long-poll is held when nothing comes, unless the request asks for less. */
   readonly pollTimeoutMs: number;
   /** The most a request may ask a long-poll to be held (`timeout=`, seconds). */
@@ -72,6 +79,8 @@ export interface HubHttpOptions {
 export const defaultHubHttpOptions: HubHttpOptions = {
   heartbeatMs: 15_000,
   retryMs: 2_000,
+  retryJitter: 0.5,
+  admitRate: 0,
   pollTimeoutMs: 30_000,
   maxPollTimeoutMs: 120_000,
   maxQueueBytes: 1024 * 1024,
@@ -128,7 +137,11 @@ export class HubHttp {
   readonly #publishLimiter: RateLimiter;
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
   readonly reservedSockets = new WeakSet<Socket>();
+  /** The connection a request came on (over HTTP/2, its session's socket: see tls.ts). */
+  connectionOf: (req: IncomingMessage) => Socket | undefined = (req) => req.socket;
   readonly backend: BackendApi;
+  readonly retryHints: RetryHints;
+  readonly admission: Admission;
 
   constructor(
     readonly hub: Hub,
@@ -136,6 +149,8 @@ export class HubHttp {
   ) {
     this.options = { ...defaultHubHttpOptions, ...options };
     this.access = this.options.access ?? AccessPolicy.open();
+    this.retryHints = new RetryHints(this.options.retryMs, Math.min(1, this.options.retryJitter));
+    this.admission = new Admission(this.options.admitRate, this.retryHints);
     // With a shared store (Redis), a ticket spent on one node is spent on all.
     const claimOnce = hub.broker.claimOnce?.bind(hub.broker);
     if (claimOnce !== undefined) this.access.tickets.useSharedSpending((id, ttlMs) => claimOnce(`ticket:${id}`, ttlMs));
@@ -191,8 +206,13 @@ export class HubHttp {
   }
 
   /** A 503 told to EventSource: 200, a retry hint and one kometa-error event, then the end (it reconnects by itself). */
-  #sseError(res: ServerResponse, error: KometaError, headers: Record<string, string> = {}): void {
-    const body = `retry: ${this.options.retryMs}\nevent: kometa-error\ndata: ${JSON.stringify({ code: error.code, detail: error.message })}\n\n`;
+  #sseError(
+    res: ServerResponse,
+    error: KometaError,
+    headers: Record<string, string> = {},
+    retryMs = this.retryHints.hintMs(),
+  ): void {
+    const body = `retry: ${retryMs}\nevent: kometa-error\ndata: ${JSON.stringify({ code: error.code, detail: error.message })}\n\n`;
     res.writeHead(200, { ...SSE_HEADERS, ...headers, 'Content-Length': String(Buffer.byteLength(body)) });
     res.end(body);
   }
@@ -229,7 +249,7 @@ export class HubHttp {
       // EventSource never reconnects after a 503: an SSE subscribe gets 200 + kometa-error (docs/protocol.md).
       if (path.startsWith('/sub') && req.method === 'GET' && isSse(url, req))
         this.#sseError(res, draining, { Connection: 'close' });
-      else sendProblem(res, draining, { Connection: 'close', 'Retry-After': '1' });
+      else sendProblem(res, draining, { Connection: 'close', 'Retry-After': String(this.retryHints.retryAfterSeconds()) });
       return true;
     }
     if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {
@@ -284,10 +304,21 @@ export class HubHttp {
     pathChannel: string | undefined,
   ): Promise<void> {
     allowMethods(req, 'GET');
-    if (this.reservedSockets.has(req.socket)) throw serverFull();
+    const connection = this.connectionOf(req);
+    if (connection !== undefined && this.reservedSockets.has(connection)) throw serverFull();
     const channels = pathChannel === undefined ? url.searchParams.getAll('channel') : [decodeChannel(pathChannel)];
     const transport = pickTransport(url.searchParams.get('transport'), req.headers.accept);
     if (transport === 'poll') answersPromptly(res);
+    // Before any work (a token to verify, history to read): a storm is turned away cheaply.
+    const refusal = transport === 'poll' ? undefined : this.admission.admit();
+    if (refusal !== undefined) {
+      const busy = new KometaError('KOMETA_ERR_BUSY', 'The hub is taking returning subscribers at a bounded rate', {
+        retryAfter: Math.ceil(refusal.retryMs / 1000),
+      });
+      if (transport !== 'sse') throw busy;
+      this.#sseError(res, busy, {}, refusal.retryMs);
+      return;
+    }
     // The header wins: EventSource sends the newest id in it when it reconnects,
     // while the query keeps whatever the page first put in the URL.
     const cursorText =
@@ -370,10 +401,12 @@ export class HubHttp {
       heartbeat: transport === 'sse' ? SSE_HEARTBEAT : STREAM_HEARTBEAT,
     };
     const sweep = () => this.#tick;
+    // Each connection its own hint, so a restart does not bring them all back in the same instant.
+    const retryMs = this.retryHints.hintMs();
     const sink =
       transport === 'sse'
-        ? new SseSink(entry.stream, sweep, this.options.retryMs)
-        : new StreamSink(entry.stream, sweep, this.options.retryMs);
+        ? new SseSink(entry.stream, sweep, retryMs)
+        : new StreamSink(entry.stream, sweep, retryMs);
     // A credential that expires while the stream is open ends it with a clear reason.
     let cancelExpiry = () => {};
     // POST /disconnect finds it by user or client id.
@@ -565,8 +598,9 @@ export class HubHttp {
   }
 }
 
-export interface HubServer {
-  readonly server: Server;
+export interface HubServer<S extends Server | Http2SecureServer = Server> {
+  /** node:http's server, or (createSecureHubServer) node:http2's, which also speaks HTTP/1.1. */
+  readonly server: S;
   readonly http: HubHttp;
   readonly webSocket: HubWebSocket;
   listen(port: number, host: string): Promise<{ port: number; host: string }>;
@@ -580,20 +614,35 @@ export function createHubServer(
   options: Partial<HubHttpOptions> = {},
   fallback?: (req: IncomingMessage, res: ServerResponse) => void,
 ): HubServer {
+  return buildHubServer(hub, undefined, options, fallback) as HubServer;
+}
+
+/** The same hub over HTTPS: HTTP/2 and HTTP/1.1 on one port, chosen by ALPN (tls.ts). */
+export function createSecureHubServer(
+  hub: Hub,
+  tls: TlsMaterial,
+  options: Partial<HubHttpOptions> = {},
+  fallback?: (req: IncomingMessage, res: ServerResponse) => void,
+): HubServer<Http2SecureServer> {
+  return buildHubServer(hub, tls, options, fallback) as HubServer<Http2SecureServer>;
+}
+
+function buildHubServer(
+  hub: Hub,
+  tls: TlsMaterial | undefined,
+  options: Partial<HubHttpOptions>,
+  fallback: ((req: IncomingMessage, res: ServerResponse) => void) | undefined,
+): HubServer<Server | Http2SecureServer> {
   const http = new HubHttp(hub, options);
   const rejected = new WeakSet<Socket>();
   const inOrder = new InOrder();
   const forwarded = new ForwardedConnections(http.options.maxConnectionsPerIp, http.options.trustProxy);
-  const server = createServer(
-    {
-      maxHeaderSize: http.options.maxHeaderBytes,
-      // node:http only checks header and request timeouts this often (30 s by
-      // default), which would let a slowloris client hold a socket far longer
-      // than headersTimeout says.
-      connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
-    },
-    inOrder.requests((req, res) => {
-      if (rejected.has(req.socket)) return;
+  const handler = inOrder.requests((req, res) => {
+      const connection = http.connectionOf(req);
+      if (connection !== undefined && rejected.has(connection)) {
+        answerRejectedStream(req, res);
+        return;
+      }
       const overLimit = forwarded.admit(req, res);
       if (overLimit !== undefined) {
         res.setHeader('Connection', 'close');
@@ -608,8 +657,28 @@ export function createHubServer(
           res,
           new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`),
         );
-    }),
-  );
+    });
+  const secure =
+    tls === undefined
+      ? undefined
+      : createSecureListener(
+          tls,
+          { maxHeaderBytes: http.options.maxHeaderBytes, maxStreams: SECURE_MAX_STREAMS },
+          handler,
+        );
+  if (secure !== undefined) http.connectionOf = secure.connectionOf;
+  const server =
+    secure?.server ??
+    createServer(
+      {
+        maxHeaderSize: http.options.maxHeaderBytes,
+        // node:http only checks header and request timeouts this often (30 s by
+        // default), which would let a slowloris client hold a socket far longer
+        // than headersTimeout says.
+        connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
+      },
+      handler,
+    );
   const webSocket = new HubWebSocket(hub, {
     enabled: http.options.websocket,
     publish: http.options.websocketPublish,
@@ -633,24 +702,42 @@ export function createHubServer(
   });
   limitConnections(
     server,
+    secure !== undefined,
     http.options.maxConnections,
     http.options.maxConnectionsPerIp,
     rejected,
     http.reservedSockets,
     http.options.trustProxy,
   );
-  server.headersTimeout = http.options.headersTimeoutMs;
-  server.requestTimeout = http.options.requestTimeoutMs;
-  server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
-  answerMalformedRequests(server);
+  // With allowHTTP1 node's HTTP/2 server runs node:http's HTTP/1.1 code, which reads these from it too.
+  const timeouts = server as Server;
+  timeouts.headersTimeout = http.options.headersTimeoutMs;
+  timeouts.requestTimeout = http.options.requestTimeoutMs;
+  timeouts.keepAliveTimeout = http.options.keepAliveTimeoutMs;
+  answerMalformedRequests(server as Server);
 
   return {
     server,
     http,
     webSocket,
-    listen: (port, host) => listen(server, port, host),
-    close: () => drainServer(server, http, webSocket),
+    listen: (port, host) => listen(server as Server, port, host),
+    close: () => drainServer(server, secure, http, webSocket),
   };
+}
+
+/** Streams at most open at once on one HTTP/2 connection: room for many tabs' subscriptions (browsers use ~100). */
+const SECURE_MAX_STREAMS = 256;
+
+/**
+ * A request on an HTTP/2 connection taken past the connection limits: the
+ * limit is said on the stream (an HTTP/1.1 connection was told before any
+ * request, in limitConnections) and the connection is wound down.
+ */
+function answerRejectedStream(req: IncomingMessage, res: ServerResponse): void {
+  const session = sessionOf(req);
+  if (session === undefined) return;
+  sendProblem(res, new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', 'The hub has too many connections open'));
+  session.close();
 }
 
 /** How long an idle keep-alive connection is left open once a drain has delivered what it had. */
@@ -664,11 +751,17 @@ const DRAIN_LINGER_MS = 1000;
  * on one): they get DRAIN_LINGER_MS to send it and have it answered 503.
  * Whatever is still open after the grace period is cut.
  */
-function drainServer(server: Server, http: HubHttp, webSocket: HubWebSocket): Promise<void> {
+function drainServer(
+  server: Server | Http2SecureServer,
+  secure: SecureListener | undefined,
+  http: HubHttp,
+  webSocket: HubWebSocket,
+): Promise<void> {
   return new Promise<void>((resolve) => {
     let linger: NodeJS.Timeout | undefined;
     const grace = setTimeout(() => {
-      server.closeAllConnections();
+      if (secure === undefined) (server as Server).closeAllConnections();
+      else for (const socket of secure.sockets) socket.destroy();
       // Upgraded sockets are no longer node:http's to close.
       webSocket.terminateAll();
     }, http.options.shutdownGraceMs);
@@ -695,7 +788,8 @@ function drainServer(server: Server, http: HubHttp, webSocket: HubWebSocket): Pr
  * details) and closed, and no request on it is read.
  */
 function limitConnections(
-  server: Server,
+  server: Server | Http2SecureServer,
+  secure: boolean,
   maxTotal: number,
   maxPerIp: number,
   rejected: WeakSet<Socket>,
@@ -708,7 +802,8 @@ function limitConnections(
   // Past the limit a few connections are still taken, for short requests
   // only: a hub full of subscribers must still let its backends publish.
   const reserve = maxTotal > 0 ? Math.max(16, Math.ceil(maxTotal / 100)) : 0;
-  server.prependListener('connection', (socket: Socket) => {
+  // Over TLS a connection is counted once its handshake is done: only then can it be answered in its protocol.
+  server.prependListener(secure ? 'secureConnection' : 'connection', (socket: Socket) => {
     const ip = socket.remoteAddress ?? '';
     // A trusted proxy speaks for many clients: each is counted per request, by its forwarded address (ForwardedConnections).
     const fromIp = trustProxy?.trusts(ip) === true ? 0 : (perIp.get(ip) ?? 0) + 1;
@@ -723,6 +818,11 @@ function limitConnections(
       // ignores whatever it parses from a rejected one.
       rejected.add(socket);
       socket.on('error', () => socket.destroy());
+      // HTTP/2 is answered on its first stream (answerRejectedStream).
+      if ((socket as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') {
+        setTimeout(() => socket.destroy(), 1000).unref();
+        return;
+      }
       socket.end(rawProblemResponse(error));
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
