@@ -22,7 +22,7 @@ export function readTlsFiles(certPath: string, keyPath: string): TlsMaterial {
     try {
       return readFileSync(path);
     } catch (error) {
-      throw new Error(`cannot read the TLS ${what} ${path}: ${(error as Error).message}`);
+      throw new Error(`cannot read the TLS ${what} ${path}: ${(error as Error).message}`, { cause: error });
     }
   };
   return { cert: read(certPath, 'certificate'), key: read(keyPath, 'key') };
