@@ -658,27 +658,7 @@ function buildHubServer(
           new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`),
         );
     });
-  const secure =
-    tls === undefined
-      ? undefined
-      : createSecureListener(
-          tls,
-          { maxHeaderBytes: http.options.maxHeaderBytes, maxStreams: SECURE_MAX_STREAMS },
-          handler,
-        );
-  if (secure !== undefined) http.connectionOf = secure.connectionOf;
-  const server =
-    secure?.server ??
-    createServer(
-      {
-        maxHeaderSize: http.options.maxHeaderBytes,
-        // node:http only checks header and request timeouts this often (30 s by
-        // default), which would let a slowloris client hold a socket far longer
-        // than headersTimeout says.
-        connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
-      },
-      handler,
-    );
+  const { server, secure } = createListener(http, tls, handler);
   const webSocket = new HubWebSocket(hub, {
     enabled: http.options.websocket,
     publish: http.options.websocketPublish,
@@ -723,6 +703,31 @@ function buildHubServer(
     listen: (port, host) => listen(server as Server, port, host),
     close: () => drainServer(server, secure, http, webSocket),
   };
+}
+
+/** node:http's server, or with a certificate node:http2's that speaks both (tls.ts). */
+function createListener(
+  http: HubHttp,
+  tls: TlsMaterial | undefined,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): { server: Server | Http2SecureServer; secure: SecureListener | undefined } {
+  if (tls !== undefined) {
+    const limits = { maxHeaderBytes: http.options.maxHeaderBytes, maxStreams: SECURE_MAX_STREAMS };
+    const secure = createSecureListener(tls, limits, handler);
+    http.connectionOf = secure.connectionOf;
+    return { server: secure.server, secure };
+  }
+  const server = createServer(
+    {
+      maxHeaderSize: http.options.maxHeaderBytes,
+      // node:http only checks header and request timeouts this often (30 s by
+      // default), which would let a slowloris client hold a socket far longer
+      // than headersTimeout says.
+      connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
+    },
+    handler,
+  );
+  return { server, secure: undefined };
 }
 
 /** Streams at most open at once on one HTTP/2 connection: room for many tabs' subscriptions (browsers use ~100). */
