@@ -97,6 +97,7 @@ function conflictingSettings(settings: Settings, command: ServeCommand): string 
   } catch (error) {
     return `kometa ${command}: ${(error as Error).message}`;
   }
+  if (settings.retryJitter > 1) return `kometa ${command}: --retry-jitter is a fraction from 0 to 1`;
   if ((settings.tlsCert === '') !== (settings.tlsKey === '')) {
     return `kometa ${command}: --tls-cert and --tls-key go together (the certificate chain and its private key)`;
   }
