@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import { test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import WebSocket from 'ws';
 import { AccessPolicy } from '../../src/auth/access.js';
 import { waitFor } from '../helpers/hub.js';
@@ -178,4 +179,31 @@ test('a drain over HTTP/2 ends subscriptions with a jittered retry hint, answers
   assert.ok(Number(hint[1]) >= 1500 && Number(hint[1]) <= 4500, `hint ${hint[1]} within 3000 × (1 ± 0.5)`);
   await closing;
   await waitFor(() => session.destroyed || session.closed, 5000, 'the server to wind the session down');
+});
+
+test('over TLS, a connection past --max-connections is told 429 in its protocol and closed; the others go on', async (t) => {
+  // One connection plus the reserve kept for publishers (16) are taken; the 18th is refused.
+  const secure = await startSecureHub(t, { maxConnections: 1 });
+  const sessions = [];
+  for (let i = 0; i < 17; i++) {
+    const session = h2Session(t, secure.url, secure.tls.cert);
+    const health = await h2Body(session, '/healthz');
+    assert.equal(health.status, 200);
+    sessions.push(session);
+  }
+  const refused = h2Session(t, secure.url, secure.tls.cert);
+  const answer = await h2Body(refused, '/healthz');
+  assert.equal(answer.status, 429);
+  assert.equal(JSON.parse(answer.text).code, 'KOMETA_ERR_TOO_MANY_CONNECTIONS');
+  await waitFor(() => refused.closed || refused.destroyed, 5000, 'the refused session to be closed');
+  const overH1 = tlsConnect({ host: '127.0.0.1', port: secure.port, ca: secure.tls.cert, ALPNProtocols: ['http/1.1'] });
+  let raw = '';
+  overH1.setEncoding('utf8');
+  overH1.on('data', (piece: string) => (raw += piece));
+  overH1.on('error', () => {});
+  t.after(() => overH1.destroy());
+  await waitFor(() => raw.includes('KOMETA_ERR_TOO_MANY_CONNECTIONS'), 5000, 'the HTTP/1.1 refusal');
+  assert.match(raw, /^HTTP\/1\.1 429 /);
+  const still = await h2Body(sessions[0]!, '/healthz');
+  assert.equal(still.status, 200, 'connections taken before are not disturbed');
 });
