@@ -196,7 +196,8 @@ test('over TLS, a connection past --max-connections is told 429 in its protocol 
   assert.equal(answer.status, 429);
   assert.equal(JSON.parse(answer.text).code, 'KOMETA_ERR_TOO_MANY_CONNECTIONS');
   await waitFor(() => refused.closed || refused.destroyed, 5000, 'the refused session to be closed');
-  const overH1 = tlsConnect({ host: '127.0.0.1', port: secure.port, ca: secure.tls.cert, ALPNProtocols: ['http/1.1'] });
+  const h1 = { host: '127.0.0.1', port: secure.port, ca: secure.tls.cert, ALPNProtocols: ['http/1.1'] };
+  const overH1 = tlsConnect(h1);
   let raw = '';
   overH1.setEncoding('utf8');
   overH1.on('data', (piece: string) => (raw += piece));
