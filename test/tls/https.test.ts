@@ -181,7 +181,7 @@ test('a drain over HTTP/2 ends subscriptions with a jittered retry hint, answers
   await waitFor(() => session.destroyed || session.closed, 5000, 'the server to wind the session down');
 });
 
-test('over TLS, a connection past --max-connections is told 429 in its protocol and closed; the others go on', async (t) => {
+test('over TLS, a connection past --max-connections is told 429 in its protocol and closed', async (t) => {
   // One connection plus the reserve kept for publishers (16) are taken; the 18th is refused.
   const secure = await startSecureHub(t, { maxConnections: 1 });
   const sessions = [];
