@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { waitFor } from '../helpers/hub.js';
+import { startOwnRedis } from '../helpers/redis.js';
 import { h2Session, selfSigned } from '../helpers/tls.js';
 
 const root = resolve(import.meta.dirname, '../../..');
@@ -111,4 +112,31 @@ test('--tls-cert without --tls-key, or an unreadable file, is a usage error', as
     (e: { code: number; stderr: string }) =>
       e.code === 2 && /cannot read the TLS certificate \/nonexistent\.pem/.test(e.stderr),
   );
+});
+
+test('--workers with TLS: every worker serves HTTPS on the shared port; SIGHUP to the primary reloads them all', async (t) => {
+  const redis = await startOwnRedis({ persistent: false });
+  t.after(() => redis.stop());
+  const tls = selfSigned(t, 'workers-first');
+  const hub = await serve(['--redis', redis.url, '--workers', '2', '--tls-cert', tls.certPath, '--tls-key', tls.keyPath]);
+  t.after(() => hub.child.kill('SIGKILL'));
+  // Several connections: node:cluster spreads them over the workers.
+  const sessions = Array.from({ length: 4 }, () => h2Session(t, hub.url, tls.cert));
+  const streams = sessions.map((session) => {
+    const stream = session.request({ ':path': '/sub/workers', accept: 'text/event-stream' });
+    const got = { text: '' };
+    stream.setEncoding('utf8');
+    stream.on('data', (piece: string) => (got.text += piece));
+    return got;
+  });
+  await waitFor(() => streams.every((s) => s.text.includes('id: ')), 10_000, 'four subscriptions');
+  const post = sessions[0]!.request({ ':method': 'POST', ':path': '/pub/workers' });
+  post.resume();
+  post.end('to every worker');
+  await waitFor(() => streams.every((s) => s.text.includes('data: to every worker')), 10_000, 'the message everywhere');
+
+  const second = selfSigned(t, 'workers-second', tls.dir);
+  hub.child.kill('SIGHUP');
+  await waitFor(() => hub.output().split('tls-reloaded').length - 1 === 2, 10_000, 'both workers to reload');
+  for (let i = 0; i < 4; i++) assert.equal(await peerName(hub.url, [second.cert]), 'workers-second');
 });
