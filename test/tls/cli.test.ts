@@ -114,11 +114,12 @@ test('--tls-cert without --tls-key, or an unreadable file, is a usage error', as
   );
 });
 
-test('--workers with TLS: every worker serves HTTPS on the shared port; SIGHUP to the primary reloads them all', async (t) => {
+test('--workers with TLS: every worker serves HTTPS; SIGHUP to the primary reloads them all', async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => redis.stop());
   const tls = selfSigned(t, 'workers-first');
-  const hub = await serve(['--redis', redis.url, '--workers', '2', '--tls-cert', tls.certPath, '--tls-key', tls.keyPath]);
+  const files = ['--tls-cert', tls.certPath, '--tls-key', tls.keyPath];
+  const hub = await serve(['--redis', redis.url, '--workers', '2', ...files]);
   t.after(() => hub.child.kill('SIGKILL'));
   // Several connections: node:cluster spreads them over the workers.
   const sessions = Array.from({ length: 4 }, () => h2Session(t, hub.url, tls.cert));
