@@ -1,4 +1,4 @@
-export { Hub, Subscription, defaultHubLimits } from './core/hub.js';
+export { Hub, defaultHubLimits } from './core/hub.js';
 export type { HubLimits, PublishResult, HubCounters } from './core/hub.js';
 export type { Broker, BrokerHealth, ChannelStats, PublishOptions } from './core/broker.js';
 export type { Message, GapNotice, GapReason, HistoryRead, ChannelHead } from './core/message.js';
@@ -18,7 +18,18 @@ export { HubHttp, createHubServer, defaultHubHttpOptions } from './http/hub-serv
 export type { HubHttpOptions, HubServer } from './http/hub-server.js';
 export { InOrder, answersPromptly } from './http/in-order.js';
 export { Comet, cometErrorChannel, defaultComet, createSeedHandler, seedHandler } from './comet/index.js';
-export type { Chunk, CometContext, CometCounters, CometErrorReport, CometHandler, CometOptions, CometOutput, CometRequest, NextOptions, NextResult } from './comet/index.js';
+export type {
+  Chunk,
+  CometContext,
+  CometCounters,
+  CometErrorReport,
+  CometHandler,
+  CometOptions,
+  CometOutput,
+  CometRequest,
+  NextOptions,
+  NextResult,
+} from './comet/index.js';
 export { nodeComet } from './adapters/node-http.js';
 export { GripProxy, createProxyServer, createControlServer, proxyErrorChannel } from './proxy/index.js';
 export type { ProxyOptions, ProxyErrorReport, ProxyServer, ControlOptions } from './proxy/index.js';

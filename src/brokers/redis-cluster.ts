@@ -7,7 +7,16 @@ import { newEpoch } from '../core/epoch.js';
 import { KometaError } from '../core/errors.js';
 import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
 import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
-import { channelOfPubSub, makeMessage, parsePayload, raise, redisConnectionOptions, toHistoryRead } from './redis.js';
+import {
+  type RecoveringNode,
+  catchUpChannel,
+  channelOfPubSub,
+  makeMessage,
+  parsePayload,
+  raise,
+  redisConnectionOptions,
+  toHistoryRead,
+} from './redis.js';
 import { PUBLISH_SCRIPT, type Script, readScript } from './redis-scripts.js';
 
 export interface RedisClusterBrokerOptions {
@@ -174,7 +183,10 @@ export class RedisClusterBroker implements Broker {
     if (errorChannel.hasSubscribers) errorChannel.publish({ broker: 'redis-cluster', error });
   }
 
-  /** Resolves once the slot map is known and every master's subscriber is ready (the CLI waits for it before it listens). */
+  /**
+   * Resolves once the slot map is known and every master's subscriber is ready (the CLI waits for it before it
+   * listens).
+   */
   ready(): Promise<void> {
     return this.#everReady.then(() => this.#openMasters());
   }
@@ -462,7 +474,10 @@ export class RedisClusterBroker implements Broker {
     );
   }
 
-  /** Subscribe `channels` on `shard`, then run the rollback check of each and hand on the newest message where this node is behind. */
+  /**
+   * Subscribe `channels` on `shard`, then run the rollback check of each and hand on the newest message where this
+   * node is behind.
+   */
   async #adopt(shard: Shard, channels: string[], generation: number): Promise<void> {
     if (channels.length === 0) return;
     const subscribed = this.#ssubscribe(shard, channels);
@@ -474,21 +489,17 @@ export class RedisClusterBroker implements Broker {
       );
     }
     await subscribed;
+    const recovery: RecoveringNode = {
+      seen: this.#seen,
+      confirmed: this.#confirmed,
+      watching: (channel) => this.#watched.has(channel),
+      // Not gated on the shard being ready: this recovery is what makes it ready.
+      check: (channel, args) => this.#run(readScript, channel, [...this.#commonArgs(), ...args], false),
+      deliver: (message) => this.#deliver(message),
+    };
     await Promise.all(
       channels.map(async (channel) => {
-        if (!this.#watched.has(channel) || shard.generation !== generation) return;
-        const confirmed = this.#confirmed.get(channel);
-        const reply = await this.#run(
-          readScript,
-          channel,
-          [...this.#commonArgs(), 'check', confirmed?.seq ?? 0, confirmed?.epoch ?? ''],
-          false,
-        );
-        const seen = this.#seen.get(channel);
-        const newest = toHistoryRead(channel, reply).messages[0];
-        if (newest === undefined || !this.#watched.has(channel)) return;
-        if (seen !== undefined && seen.epoch === newest.epoch && seen.seq >= newest.seq) return;
-        this.#deliver(newest);
+        if (this.#watched.has(channel) && shard.generation === generation) await catchUpChannel(channel, recovery);
       }),
     );
   }
@@ -534,9 +545,10 @@ export class RedisClusterBroker implements Broker {
   health(): BrokerHealth {
     if (this.#closed) return { ok: false, reason: 'closed' };
     if (this.#cluster.status !== 'ready') {
+      const lastError = this.#lastError ? `: ${this.#lastError}` : '';
       return {
         ok: false,
-        reason: `${this.#where} is unreachable (${this.#cluster.status}${this.#lastError ? `: ${this.#lastError}` : ''})`,
+        reason: `${this.#where} is unreachable (${this.#cluster.status}${lastError})`,
       };
     }
     const unwell = [...this.#shards.values()].filter((s) => s.state !== 'ready').map((s) => `${s.key} ${s.state}`);

@@ -44,7 +44,10 @@ export interface RedisSubscriberLink {
 export interface RedisBrokerOptions {
   /** `redis://[user:password@]host:port[/db]`; ignored when `links` is given. Default redis://127.0.0.1:6379. */
   readonly url?: string;
-  /** Prepended to every key and pub/sub channel, so several kometa deployments can share one Redis. Default `kometa:`. */
+  /**
+   * Prepended to every key and pub/sub channel, so several kometa deployments can share one Redis.
+   * Default `kometa:`.
+   */
   readonly prefix?: string;
   readonly history?: Partial<HistoryLimits>;
   /**
@@ -109,9 +112,15 @@ export class RedisBroker implements Broker {
   #listener: (message: Message) => void = () => {};
   /** Watched channels → the SUBSCRIBE in flight for them (head() waits for it, see there). */
   readonly #watched = new Map<string, Promise<void>>();
-  /** The newest position handed to the listener per watched channel, to know after a reconnect whether anything was missed. */
+  /**
+   * The newest position handed to the listener per watched channel, to know after a reconnect whether anything was
+   * missed.
+   */
   readonly #seen = new Map<string, { epoch: string; seq: number }>();
-  /** The newest position Redis is known to have had per watched channel (handed on, or confirmed to a publish here), to notice a rollback. */
+  /**
+   * The newest position Redis is known to have had per watched channel (handed on, or confirmed to a publish here),
+   * to notice a rollback.
+   */
   readonly #confirmed = new Map<string, { epoch: string; seq: number }>();
   #lastError: string | undefined;
   #closed = false;
@@ -139,7 +148,8 @@ export class RedisBroker implements Broker {
       const connection = sentinelConnectionOptions(options, options.sentinel);
       this.#commands = new Redis(connection);
       this.#subscriber = new Redis(connection);
-      this.#where = `Redis master "${options.sentinel.name}" (sentinels ${options.sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(',')})`;
+      const sentinels = options.sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(',');
+      this.#where = `Redis master "${options.sentinel.name}" (sentinels ${sentinels})`;
     } else {
       const url = options.url ?? 'redis://127.0.0.1:6379';
       const connection = redisConnectionOptions(options);
@@ -346,6 +356,13 @@ export class RedisBroker implements Broker {
    */
   #resubscribe(): void {
     const run = ++this.#recoveryRun;
+    const recovery: RecoveringNode = {
+      seen: this.#seen,
+      confirmed: this.#confirmed,
+      watching: (channel) => this.#watched.has(channel),
+      check: (channel, args) => this.#run(readScript, channel, [...this.#commonArgs(), ...args]),
+      deliver: (message) => this.#deliver(message),
+    };
     const channels = [...this.#watched.keys()];
     if (channels.length === 0) {
       this.#rollbackCheckPending = false;
@@ -364,19 +381,7 @@ export class RedisBroker implements Broker {
       .then(() =>
         Promise.all(
           channels.map(async (channel) => {
-            if (!this.#watched.has(channel)) return;
-            const confirmed = this.#confirmed.get(channel);
-            const reply = await this.#run(readScript, channel, [
-              ...this.#commonArgs(),
-              'check',
-              confirmed?.seq ?? 0,
-              confirmed?.epoch ?? '',
-            ]);
-            const seen = this.#seen.get(channel);
-            const newest = toHistoryRead(channel, reply).messages[0];
-            if (newest === undefined || !this.#watched.has(channel)) return;
-            if (seen !== undefined && seen.epoch === newest.epoch && seen.seq >= newest.seq) return;
-            this.#deliver(newest);
+            if (this.#watched.has(channel)) await catchUpChannel(channel, recovery);
           }),
         ),
       )
@@ -455,6 +460,35 @@ export class RedisBroker implements Broker {
       ),
     );
   }
+}
+
+/** What catchUpChannel needs of a Redis broker. */
+export interface RecoveringNode {
+  /** The newest position handed to the hub, per channel. */
+  readonly seen: Map<string, { epoch: string; seq: number }>;
+  /** The newest position this node knows Redis had, per channel (the rollback check compares it). */
+  readonly confirmed: Map<string, { epoch: string; seq: number }>;
+  watching(channel: string): boolean;
+  /** Run the read script on `channel` with these arguments after the common ones. */
+  check(channel: string, args: (string | number)[]): Promise<unknown[]>;
+  deliver(message: Message): void;
+}
+
+/**
+ * One channel's part of a recovery, the same for the single Redis and the
+ * Cluster broker: the read script's rollback check (it starts a new epoch if
+ * Redis lost messages this node had confirmed) returns the channel's newest
+ * message, which is handed on when this node has not seen it, so that the
+ * hub notices the hole and reads the rest from history.
+ */
+export async function catchUpChannel(channel: string, node: RecoveringNode): Promise<void> {
+  const confirmed = node.confirmed.get(channel);
+  const reply = await node.check(channel, ['check', confirmed?.seq ?? 0, confirmed?.epoch ?? '']);
+  const seen = node.seen.get(channel);
+  const newest = toHistoryRead(channel, reply).messages[0];
+  if (newest === undefined || !node.watching(channel)) return;
+  if (seen !== undefined && seen.epoch === newest.epoch && seen.seq >= newest.seq) return;
+  node.deliver(newest);
 }
 
 /** Record `message`'s position in `positions` if it is newer than what is there (or of another epoch). */

@@ -74,10 +74,10 @@ export function logDiagnostics(log: Logger, broker: Broker): () => void {
   const onError = (message: unknown) => {
     const event = message as ErrorEvent;
     if (event.status >= 500 && event.code !== 'KOMETA_ERR_DRAINING' && event.code !== 'KOMETA_ERR_SLOW_CONSUMER') {
-      log.error(
-        { event: 'error', code: event.code, status: event.status, transport: event.transport },
-        'answered a client with a server error',
-      );
+      const fields = { event: 'error', code: event.code, status: event.status, transport: event.transport };
+      // An unexpected throw: its stack is what the operator needs to find the bug.
+      if (event.cause !== undefined) log.error({ ...fields, err: event.cause }, 'a request failed unexpectedly');
+      else log.error(fields, 'answered a client with a server error');
     } else {
       log.debug(
         { event: 'error', code: event.code, status: event.status, transport: event.transport },

@@ -4,6 +4,7 @@ import { WebSocket } from 'ws';
 import { Kometa, type KometaClientError, type TransportName } from '../client/index.js';
 import { isValidChannelName } from '../core/channel-name.js';
 import { inspectWire } from '../ops/wire.js';
+import { idSeqText } from '../protocol/cursor.js';
 import { runDoctor } from './doctor.js';
 import { WireFormatter, paint } from './wire-format.js';
 
@@ -408,7 +409,7 @@ function tailChannel(base: string, channel: string, options: TailOptions): Promi
             })}\n`,
           );
         } else {
-          const seq = message.id.split('~').pop() ?? '';
+          const seq = idSeqText(message.id);
           const time = new Date().toISOString().slice(11, 23);
           const event = message.event === undefined ? '' : `  ${p.magenta(message.event)}`;
           process.stdout.write(`${p.dim(time)}  ${p.cyan(`#${seq}`)}${event}  ${message.data}\n`);

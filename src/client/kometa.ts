@@ -1,5 +1,6 @@
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { Emitter, reportListenerError } from './emitter.js';
+import { cursorEntryTexts, formatId, idChannel } from '../protocol/cursor.js';
 import { CHANNEL_PATTERN, type ChannelPosition, isAhead, parseId } from './positions.js';
 import {
   type ClientTransport,
@@ -219,7 +220,7 @@ export class Kometa {
     const handlers: Handlers = { ...options };
     let entry = this.#channels.get(channel);
     if (entry === undefined) {
-      const fromCursor = options.cursor?.split(',').find((e) => e.startsWith(`${channel}~`));
+      const fromCursor = cursorEntryTexts(options.cursor ?? '').find((e) => idChannel(e) === channel);
       const cursor = options.cursor === undefined ? undefined : parseId(fromCursor ?? '');
       entry = { handlers: new Set(), position: cursor, ready: cursor !== undefined || options.from !== 'start' };
       this.#channels.set(channel, entry);
@@ -308,7 +309,7 @@ export class Kometa {
   #findStart(channel: string, entry: ChannelEntry): void {
     const lookup = async () => {
       const info = await fetchChannelInfo({ base: this.url, fetch: this.#fetch, token: () => this.#token(), ticket: async () => (this.#options.ticket === undefined ? undefined : await this.#options.ticket()) }, channel);
-      return parseId(`${channel}~${info.epoch}~${info.oldestSeq !== undefined ? info.oldestSeq - 1 : info.headSeq}`);
+      return parseId(formatId(channel, info.epoch, info.oldestSeq !== undefined ? info.oldestSeq - 1 : info.headSeq));
     };
     const settle = (position: ChannelPosition | undefined) => {
       if (this.#channels.get(channel) !== entry) return;

@@ -1,4 +1,5 @@
-import type { ChannelPosition } from './positions.js';
+import type { GapWithId } from '../protocol/gap.js';
+import { type ChannelPosition, parseId } from './positions.js';
 
 export type TransportName = 'websocket' | 'sse' | 'poll';
 
@@ -13,15 +14,7 @@ export interface KometaMessage {
 }
 
 /** Messages after the channel's last position are gone: the application is told instead of missing them silently. */
-export interface KometaGap {
-  readonly channel: string;
-  readonly reason: 'history-truncated' | 'epoch-changed';
-  readonly epoch: string;
-  /** For `history-truncated`: the sequence numbers lost (inclusive). */
-  readonly missed?: { readonly from: number; readonly to: number };
-  /** The channel's position after the gap. */
-  readonly id: string;
-}
+export type KometaGap = GapWithId;
 
 /** Why the connection state changed. */
 export type StateReason =
@@ -207,10 +200,10 @@ export async function fetchChannelInfo(host: Pick<TransportHost, 'base' | 'fetch
   }
   type Info = { epoch?: string; last: string | null; history: { oldestSeq: number | null } };
   const info = (await response.json()) as Info;
-  const last = info.last === null ? undefined : info.last.split('~');
-  const epoch = info.epoch ?? last?.[1];
+  const last = info.last === null ? undefined : parseId(info.last);
+  const epoch = info.epoch ?? last?.epoch;
   if (epoch === undefined) {
     throw new KometaClientError('KOMETA_CLIENT_HTTP', 'GET /channels did not name the epoch', response.status, channel);
   }
-  return { epoch, headSeq: last === undefined ? 0 : Number(last[2]), oldestSeq: info.history.oldestSeq ?? undefined };
+  return { epoch, headSeq: last === undefined ? 0 : last.seq, oldestSeq: info.history.oldestSeq ?? undefined };
 }

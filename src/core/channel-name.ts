@@ -1,9 +1,10 @@
+import { MAX_CHANNEL_NAME_LENGTH, isValidChannelName } from '../protocol/cursor.js';
 import { KometaError } from './errors.js';
 
-export const MAX_CHANNEL_NAME_LENGTH = 128;
+export { MAX_CHANNEL_NAME_LENGTH, isValidChannelName };
 
 /**
- * The one rule for channel names, used by every route and transport.
+ * The one rule for channel names (CHANNEL_NAME_PATTERN in protocol/cursor.ts), used by every route and transport.
  *
  * A name is 1–128 ASCII characters: letters, digits and `_ - . : @`, starting
  * with a letter, digit or `_`. This keeps names safe as a path segment
@@ -11,12 +12,6 @@ export const MAX_CHANNEL_NAME_LENGTH = 128;
  * safe inside a cursor (`~` and `,` are the cursor's separators) and leaves `*`
  * free for access-control patterns.
  */
-const CHANNEL_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$/;
-
-export function isValidChannelName(name: string): boolean {
-  return CHANNEL_NAME.test(name);
-}
-
 export function assertChannelName(name: string): string {
   if (!isValidChannelName(name)) {
     throw new KometaError(

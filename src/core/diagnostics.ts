@@ -41,6 +41,11 @@ export interface ErrorEvent {
   readonly code: ErrorCode;
   readonly status: number;
   readonly transport: 'http' | 'websocket';
+  /**
+   * What was thrown, when it was not a KometaError (a bug, or a dependency
+   * that failed): the client gets a bare 500, the watcher gets the cause.
+   */
+  readonly cause?: unknown;
 }
 export const errorChannel = channel('kometa:error');
 

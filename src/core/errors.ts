@@ -1,3 +1,5 @@
+import { WS_CLOSE, hubErrorCloseCode } from '../protocol/websocket.js';
+
 /**
  * Every error kometa reports to a client has a stable code from this table.
  * The HTTP layer turns a KometaError into RFC 9457 problem details; the
@@ -85,16 +87,19 @@ export class KometaError extends Error {
  */
 const wsCloseOverrides: Partial<Record<ErrorCode, number>> = {
   /** 1001 "going away, such as a server going down". */
-  KOMETA_ERR_DRAINING: 1001,
-  /** 1003 "received a type of data it cannot accept (e.g., an endpoint that understands only text data MAY send this if it receives a binary message)". */
-  KOMETA_ERR_WS_BINARY: 1003,
+  KOMETA_ERR_DRAINING: WS_CLOSE.goingAway,
+  /**
+   * 1003 "received a type of data it cannot accept (e.g., an endpoint that
+   * understands only text data MAY send this if it receives a binary message)".
+   */
+  KOMETA_ERR_WS_BINARY: WS_CLOSE.unsupportedData,
   /** 1011 "encountered an unexpected condition that prevented it from fulfilling the request". */
-  KOMETA_ERR_INTERNAL: 1011,
+  KOMETA_ERR_INTERNAL: WS_CLOSE.internalError,
 };
 
 /** The close code a WebSocket connection ends with when `code` ends it. */
 export function wsCloseCode(code: ErrorCode): number {
-  return wsCloseOverrides[code] ?? 4000 + errorCodes[code].status;
+  return wsCloseOverrides[code] ?? hubErrorCloseCode(errorCodes[code].status);
 }
 
 export interface ProblemDetails {

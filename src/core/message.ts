@@ -14,21 +14,7 @@ export interface Message extends Position {
   readonly size: number;
 }
 
-/** Why a subscriber did not get every message after its cursor. */
-export type GapReason = 'history-truncated' | 'epoch-changed';
-
-/**
- * The explicit notice a subscriber gets, before anything else, when messages
- * after its cursor are gone. Loss is never silent.
- */
-export interface GapNotice {
-  readonly channel: string;
-  readonly reason: GapReason;
-  /** The epoch the channel is in now. */
-  readonly epoch: string;
-  /** For `history-truncated`: the sequence numbers that were lost (inclusive). */
-  readonly missed?: { readonly from: number; readonly to: number };
-}
+export type { GapNotice, GapReason } from '../protocol/gap.js';
 
 /** What a broker can say about a channel. `seq` 0 means no message yet in this epoch. */
 export interface ChannelHead extends Position {}

@@ -1,6 +1,6 @@
 /**
- * One shared timer for many deadlines — the hub's long-poll timeouts and
- * credential expiry, the proxy's hold timeouts, keep-alives, next-link
+ * One shared timer for many deadlines — the hub's long-poll timeouts,
+ * credential expiry and heartbeats, the proxy's hold timeouts, keep-alives, next-link
  * refreshes and deferred stages: a wheel of buckets
  * keyed by tick, swept by one interval that runs only while something is
  * scheduled, instead of one timer per connection.
@@ -39,10 +39,35 @@ export class TimerWheel {
   }
 
   schedule(ms: number, fn: () => void): WheelTask {
+    return this.#at(this.#dueIn(ms), fn);
+  }
+
+  /**
+   * Run `fn` every `ms` (rounded to whole ticks, at least one) until cancelled:
+   * one entry on the wheel, not a timer. The period is counted in ticks from
+   * the first due tick, so a late sweep does not push later runs later.
+   */
+  every(ms: number, fn: () => void): WheelTask {
+    const period = Math.max(1, Math.round(ms / this.tickMs));
+    let due = this.#dueIn(period * this.tickMs);
+    const run = (): void => {
+      due = Math.max(due + period, this.#swept + 1);
+      current = this.#at(due, run);
+      fn();
+    };
+    let current = this.#at(due, run);
+    return { cancel: () => current.cancel() };
+  }
+
+  /** The tick at which something due in `ms` runs: never earlier, at most about a tick later. */
+  #dueIn(ms: number): number {
     const elapsed = performance.now() - this.#start;
     // An empty wheel has no interval running; skip the ticks it slept through.
     if (this.#interval === undefined) this.#swept = Math.max(this.#swept, Math.floor(elapsed / this.tickMs));
-    const due = Math.max(this.#swept + 1, Math.ceil((elapsed + ms) / this.tickMs));
+    return Math.max(this.#swept + 1, Math.ceil((elapsed + ms) / this.tickMs));
+  }
+
+  #at(due: number, fn: () => void): WheelTask {
     const entry: Entry = {
       fn,
       cancelled: false,

@@ -8,8 +8,9 @@ import { parseCursor } from '../core/cursor.js';
 import { KometaError } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import { Idempotency, type IdempotencyStore, fingerprint } from '../core/idempotency.js';
-import type { Message } from '../core/message.js';
+import type { GapNotice, Message } from '../core/message.js';
 import { readBody } from './body.js';
+import { sendJson } from './send-json.js';
 import { type ItemResult, type ValidItem, parseBatch, publishBatch } from './batch.js';
 import { ConnectionRegistry, type DisconnectOrder } from './connections.js';
 import type { RateLimiter } from './rate-limit.js';
@@ -56,7 +57,10 @@ export const DEFAULT_REVOKE_SECONDS = 24 * 60 * 60;
 export interface BackendDeps {
   readonly access: AccessPolicy;
   readonly limiter: RateLimiter;
-  /** Who is publishing, for the rate limit of anonymous publishers (the peer, or X-Forwarded-For from a trusted proxy). */
+  /**
+   * Who is publishing, for the rate limit of anonymous publishers (the peer, or X-Forwarded-For from a trusted
+   * proxy).
+   */
   readonly clientAddress: (req: IncomingMessage) => string | undefined;
   readonly services: BackendServices;
   /** Called on close instead of closing the services (they may be shared with another server of this process). */
@@ -217,7 +221,7 @@ export class BackendApi {
     const before = position(params.get('before'), channel, 'before');
 
     let read = await this.hub.broker.read(channel, since?.seq ?? 0);
-    let gap: Record<string, unknown> | undefined;
+    let gap: Omit<GapNotice, 'channel'> | undefined;
     if (since !== undefined && since.epoch !== read.epoch) {
       // The history `since` points into was lost: say so, and start from what there is.
       gap = { reason: 'epoch-changed', epoch: read.epoch };
@@ -412,14 +416,4 @@ function lazyStore(store: IdempotencyStore | Promise<IdempotencyStore>): Idempot
         () => {},
       ),
   };
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': String(Buffer.byteLength(body)),
-    'Cache-Control': 'no-store',
-  });
-  res.end(body);
 }

@@ -15,8 +15,10 @@ function challenge(error: KometaError): Record<string, string> {
 
 /** Answer with RFC 9457 problem details. Unknown errors become a 500 without leaking their text. */
 export function sendProblem(res: ServerResponse, error: unknown, headers: Record<string, string> = {}): void {
-  const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
-  reportError({ code: known.code, status: known.status, transport: 'http' });
+  const expected = error instanceof KometaError;
+  const known = expected ? error : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the request');
+  // An unexpected throw: the client learns nothing of it, the kometa:error watcher (the CLI's log) gets the cause.
+  reportError({ code: known.code, status: known.status, transport: 'http', ...(expected ? {} : { cause: error }) });
   if (res.headersSent) {
     res.destroy();
     return;
@@ -40,7 +42,9 @@ export function rawProblemResponse(error: KometaError): string {
     `HTTP/1.1 ${error.status} ${error.title}\r\n` +
     'Content-Type: application/problem+json\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-    Object.entries(challenge(error)).map(([name, value]) => `${name}: ${value}\r\n`).join('') +
+    Object.entries(challenge(error))
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('') +
     'Connection: close\r\n\r\n' +
     body
   );

@@ -6,7 +6,15 @@ import { parseCursor } from '../core/cursor.js';
 import { reportError } from '../core/diagnostics.js';
 import { KometaError, wsCloseCode } from '../core/errors.js';
 import type { Hub, Subscription } from '../core/hub.js';
-import { WEBSOCKET_PATH, type ClientFrame, type ErrorFrame, type Ref } from '../protocol/websocket.js';
+import { TimerWheel, type WheelTask } from '../core/timer-wheel.js';
+import {
+  WEBSOCKET_PATH,
+  type ClientFrame,
+  type ErrorFrame,
+  FrameError,
+  type Ref,
+  parseClientFrame,
+} from '../protocol/websocket.js';
 import { WsConnection, WsSink } from '../transports/websocket.js';
 import { AccessPolicy } from '../auth/access.js';
 import { type Grant, allowAll } from '../auth/grant.js';
@@ -33,6 +41,8 @@ export interface HubWebSocketOptions {
   readonly publishLimiter?: RateLimiter;
   /** The client's address for per-address limits (the TCP peer unless a trusted proxy says otherwise). */
   readonly clientAddress?: (req: IncomingMessage) => string;
+  /** The shared timer wheel the pings run on (one entry for every connection); a wheel of its own when not given. */
+  readonly wheel?: TimerWheel;
   /** Run `expire` when a credential runs out (on the server's shared sweep); returns a canceller. */
   readonly atExpiry?: (expiresAt: number, expire: () => void) => () => void;
   /** Publish at most once per idempotency key (the HTTP routes' keys: one key, one message, whichever way it came). */
@@ -74,7 +84,7 @@ export class HubWebSocket {
   /** Session cookies to set on the handshake response (a ticket was spent). */
   readonly #cookies = new WeakMap<IncomingMessage, string>();
   readonly #sessions = new Set<Session>();
-  readonly #timer: NodeJS.Timeout;
+  readonly #pings: WheelTask;
   #draining = false;
 
   constructor(
@@ -93,8 +103,7 @@ export class HubWebSocket {
       const cookie = this.#cookies.get(req);
       if (cookie !== undefined) headers.push(`Set-Cookie: ${cookie}`);
     });
-    this.#timer = setInterval(() => this.#sweep(), options.heartbeatMs);
-    this.#timer.unref();
+    this.#pings = (options.wheel ?? new TimerWheel(250)).every(options.heartbeatMs, () => this.#sweep());
   }
 
   get connectionCount(): number {
@@ -183,7 +192,7 @@ export class HubWebSocket {
     }
     let frame: ClientFrame;
     try {
-      frame = parseClientFrame(rawText(data));
+      frame = readClientFrame(rawText(data));
     } catch (error) {
       this.#fail(session, error);
       return;
@@ -199,14 +208,14 @@ export class HubWebSocket {
         session.subscriptions.delete(frame.channel);
         subscription?.close();
         // Idempotent: the client's view after this frame is "not subscribed", whatever it was before.
-        connection.sendJson(withRef({ type: 'unsubscribed', channel: frame.channel }, frame.ref));
+        connection.send(withRef({ type: 'unsubscribed', channel: frame.channel }, frame.ref));
         break;
       }
       case 'publish':
         this.#publish(session, frame.channel, frame.data, frame.event, frame.ref, frame.idempotencyKey);
         break;
       case 'ping':
-        connection.sendJson(withRef({ type: 'pong' }, frame.ref));
+        connection.send(withRef({ type: 'pong' }, frame.ref));
         break;
     }
   }
@@ -246,7 +255,7 @@ export class HubWebSocket {
         throw error;
       }
     } catch (error) {
-      connection.sendJson(errorFrame(error, channel, ref));
+      connection.send(errorFrame(error, channel, ref));
       return;
     }
     // Unsubscribed (or disconnected) while history was being read.
@@ -256,7 +265,7 @@ export class HubWebSocket {
     }
     session.subscriptions.set(channel, subscription);
     subscription.expiresAt = session.grant.expiresAt;
-    connection.sendJson(withRef({ type: 'subscribed', channel, cursor: subscription.cursor() }, ref));
+    connection.send(withRef({ type: 'subscribed', channel, cursor: subscription.cursor() }, ref));
     subscription.start(new WsSink(connection));
   }
 
@@ -270,7 +279,7 @@ export class HubWebSocket {
   ): void {
     const connection = session.connection;
     if (!this.options.publish) {
-      connection.sendJson(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
+      connection.send(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
       return;
     }
     const wait =
@@ -279,7 +288,7 @@ export class HubWebSocket {
         this.options.clientAddress?.(session.request) ?? session.request.socket.remoteAddress,
       ) ?? 0;
     if (wait > 0) {
-      connection.sendJson(
+      connection.send(
         errorFrame(
           new KometaError('KOMETA_ERR_RATE_LIMITED', 'Too many publishes', { retryAfter: wait }),
           channel,
@@ -305,10 +314,10 @@ export class HubWebSocket {
       })
       .then(
         ({ id, subscribers, replayed }) =>
-          connection.sendJson(
+          connection.send(
             withRef({ type: 'published', channel, id, subscribers, ...(replayed ? { replayed: true } : {}) }, ref),
           ),
-        (error: unknown) => connection.sendJson(errorFrame(error, channel, ref)),
+        (error: unknown) => connection.send(errorFrame(error, channel, ref)),
       )
       .finally(() => {
         session.inflight--;
@@ -324,7 +333,7 @@ export class HubWebSocket {
       error instanceof KometaError
         ? error
         : new KometaError('KOMETA_ERR_INTERNAL', 'The server failed to handle the frame');
-    session.connection.sendJson(errorFrame(known));
+    session.connection.send(errorFrame(known));
     session.connection.close(wsCloseCode(known.code), known.code);
   }
 
@@ -332,7 +341,7 @@ export class HubWebSocket {
   #disconnect(session: Session, channel: string | undefined, detail: string): boolean {
     const error = new KometaError('KOMETA_ERR_DISCONNECTED', detail);
     if (channel === undefined) {
-      session.connection.sendJson(errorFrame(error));
+      session.connection.send(errorFrame(error));
       session.connection.close(wsCloseCode(error.code), error.code);
       return true;
     }
@@ -340,7 +349,7 @@ export class HubWebSocket {
     const subscription = session.subscriptions.get(channel);
     session.subscriptions.delete(channel);
     subscription?.close();
-    session.connection.sendJson(errorFrame(error, channel));
+    session.connection.send(errorFrame(error, channel));
     return true;
   }
 
@@ -371,10 +380,13 @@ export class HubWebSocket {
     this.#draining = true;
   }
 
-  /** Refuse new upgrades and close every connection with 1001 once its publishes are answered (clients reconnect and resume). */
+  /**
+   * Refuse new upgrades and close every connection with 1001 once its publishes are answered (clients reconnect and
+   * resume).
+   */
   close(): void {
     this.#draining = true;
-    clearInterval(this.#timer);
+    this.#pings.cancel();
     for (const session of [...this.#sessions])
       session.connection.closeGracefully(wsCloseCode('KOMETA_ERR_DRAINING'), 'KOMETA_ERR_DRAINING');
   }
@@ -412,66 +424,12 @@ function errorFrame(error: unknown, channel?: string, ref?: Ref): ErrorFrame {
   return withRef(channel === undefined ? frame : { ...frame, channel }, ref);
 }
 
-const MAX_REF_LENGTH = 64;
-
 /** Validate a client frame's shape. Anything not exactly a known request is a protocol error (4400). */
-export function parseClientFrame(text: string): ClientFrame {
-  let value: unknown;
+function readClientFrame(text: string): ClientFrame {
   try {
-    value = JSON.parse(text);
-  } catch {
-    throw malformed('a frame is one JSON object');
+    return parseClientFrame(text);
+  } catch (error) {
+    if (error instanceof FrameError) throw new KometaError('KOMETA_ERR_WS_FRAME', `Malformed frame: ${error.message}`);
+    throw error;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw malformed('a frame is one JSON object');
-  const frame = value as Record<string, unknown>;
-  const ref = frame.ref;
-  if (
-    ref !== undefined &&
-    !(typeof ref === 'number' && Number.isFinite(ref)) &&
-    !(typeof ref === 'string' && ref.length <= MAX_REF_LENGTH)
-  ) {
-    throw malformed(`ref is a number or a string of at most ${MAX_REF_LENGTH} characters`);
-  }
-  const refPart = ref === undefined ? {} : { ref: ref as Ref };
-  switch (frame.type) {
-    case 'subscribe': {
-      const channel = stringField(frame, 'channel');
-      const cursor = optionalStringField(frame, 'cursor');
-      return { type: 'subscribe', channel, ...(cursor === undefined ? {} : { cursor }), ...refPart };
-    }
-    case 'unsubscribe':
-      return { type: 'unsubscribe', channel: stringField(frame, 'channel'), ...refPart };
-    case 'publish': {
-      const event = optionalStringField(frame, 'event');
-      const idempotencyKey = optionalStringField(frame, 'idempotencyKey');
-      return {
-        type: 'publish',
-        channel: stringField(frame, 'channel'),
-        data: stringField(frame, 'data'),
-        ...(event === undefined ? {} : { event }),
-        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
-        ...refPart,
-      };
-    }
-    case 'ping':
-      return { type: 'ping', ...refPart };
-    default:
-      throw malformed('type is one of subscribe, unsubscribe, publish, ping');
-  }
-}
-
-function stringField(frame: Record<string, unknown>, name: string): string {
-  const value = frame[name];
-  if (typeof value !== 'string') throw malformed(`${String(frame.type)} needs a string "${name}"`);
-  return value;
-}
-
-function optionalStringField(frame: Record<string, unknown>, name: string): string | undefined {
-  if (frame[name] === undefined || frame[name] === null) return undefined;
-  return stringField(frame, name);
-}
-
-function malformed(detail: string): KometaError {
-  return new KometaError('KOMETA_ERR_WS_FRAME', `Malformed frame: ${detail}`);
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KometaError } from '../core/errors.js';
 import { sendProblem } from '../http/problem.js';
+import { encodeSseEvent } from '../protocol/sse.js';
 import { SSE_HEADERS } from '../transports/sse.js';
 
 /** Probes held at once in this process; more are answered 429. */
@@ -49,9 +50,8 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
   });
   const next = () => {
     sent++;
-    res.write(
-      `event: probe\nid: ${sent}\ndata: {"n":${sent},"of":${chunks},"sentAfterMs":${Math.round(performance.now() - started)}}\n\n`,
-    );
+    const data = JSON.stringify({ n: sent, of: chunks, sentAfterMs: Math.round(performance.now() - started) });
+    res.write(encodeSseEvent({ event: 'probe', id: String(sent), data }));
     if (sent === chunks) {
       done();
       res.end();

@@ -1,5 +1,6 @@
 import { type Position, parseCursor } from '../core/cursor.js';
 import type { Hub } from '../core/hub.js';
+import { idChannel } from '../protocol/cursor.js';
 import type { GripChannel } from './instructions.js';
 import { GRIP_EVENT, itemOf } from './items.js';
 
@@ -52,7 +53,7 @@ export async function cursorFromPrevIds(
 }
 
 function kometaPosition(channel: string, id: string): Position | undefined {
-  if (!id.startsWith(`${channel}~`)) return undefined;
+  if (idChannel(id) !== channel) return undefined;
   try {
     return parseCursor(id, 1).get(channel);
   } catch {

@@ -10,6 +10,7 @@
  * KOMETA_CLIENT_NETWORK. Uses the global fetch; no dependencies.
  */
 import { randomUUID } from 'node:crypto';
+import type { GapNotice } from '../protocol/gap.js';
 
 export interface KometaServerOptions {
   /** The hub, e.g. http://127.0.0.1:8080. */
@@ -90,11 +91,8 @@ export interface HistoryPage {
   readonly messages: readonly HistoryMessage[];
   /** The path of the next page, when there is one. */
   readonly next?: string;
-  readonly gap?: {
-    readonly reason: 'history-truncated' | 'epoch-changed';
-    readonly epoch: string;
-    readonly missed?: { readonly from: number; readonly to: number };
-  };
+  /** A gap notice (protocol/gap.ts) without the channel, which the page names already. */
+  readonly gap?: Omit<GapNotice, 'channel'>;
 }
 
 export interface TicketRequest {

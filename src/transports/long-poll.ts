@@ -2,18 +2,17 @@ import type { ServerResponse } from 'node:http';
 import type { GapNotice, Message } from '../core/message.js';
 import { KometaError, toProblem } from '../core/errors.js';
 import type { Encoder, EndReason, Sink } from '../core/sink.js';
+import { type GapWithId, gapWithId } from '../protocol/gap.js';
+import { POLL_BODY_OPEN, POLL_CONTENT_TYPE, encodePollItem, pollBodyTail } from '../protocol/long-poll.js';
 
 /*
  * Long-poll: the request is held until there is something after the cursor
- * (or the timeout passes), then answered with one JSON body and closed, so
- * the connection can be reused for the next poll:
- *   { "messages": [ { "channel", "id", "event"?, "data" } ], "cursor", "gaps"? }
- * Items are encoded once per group, each with a leading comma so that batches
- * concatenate without re-encoding; the first comma is dropped when answering.
+ * (or the timeout passes), then answered with one JSON body
+ * (protocol/long-poll.ts) and closed, so the connection can be reused for the
+ * next poll.
  */
 export function pollItem(message: Message, cursor: string): string {
-  const event = message.event === undefined ? '' : `,"event":${JSON.stringify(message.event)}`;
-  return `,{"channel":${JSON.stringify(message.channel)},"id":${JSON.stringify(cursor)}${event},"data":${JSON.stringify(message.data)}}`;
+  return encodePollItem(message.channel, cursor, message.event, message.data);
 }
 
 export const pollEncoder: Encoder = {
@@ -21,12 +20,12 @@ export const pollEncoder: Encoder = {
   message: (message, cursor) => Buffer.from(pollItem(message, cursor)),
 };
 
-const OPEN = Buffer.from('{"messages":[');
+const OPEN = Buffer.from(POLL_BODY_OPEN);
 
 export class LongPollSink implements Sink {
   readonly encoder = pollEncoder;
   #items: Buffer[] = [];
-  #gaps: (GapNotice & { id: string })[] = [];
+  #gaps: GapWithId[] = [];
   #cursor: string;
   #answerScheduled = false;
   #answered = false;
@@ -52,7 +51,7 @@ export class LongPollSink implements Sink {
 
   gap(notice: GapNotice, cursor: string): void {
     if (this.#answered) return;
-    this.#gaps.push({ ...notice, id: cursor });
+    this.#gaps.push(gapWithId(notice, cursor));
     this.#cursor = cursor;
     this.#scheduleAnswer();
   }
@@ -96,12 +95,10 @@ export class LongPollSink implements Sink {
     if (res.destroyed || res.writableEnded) return;
     const parts: Buffer[] = [OPEN];
     this.#items.forEach((frames, i) => parts.push(i === 0 ? frames.subarray(1) : frames));
-    let tail = `],"cursor":${JSON.stringify(this.#cursor)}`;
-    if (this.#gaps.length > 0) tail += `,"gaps":${JSON.stringify(this.#gaps)}`;
-    parts.push(Buffer.from(`${tail}}`));
+    parts.push(Buffer.from(pollBodyTail(this.#cursor, this.#gaps)));
     const body = Buffer.concat(parts);
     res.writeHead(200, {
-      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Type': POLL_CONTENT_TYPE,
       'Content-Length': String(body.length),
       'Cache-Control': 'no-store',
     });

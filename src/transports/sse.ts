@@ -1,28 +1,21 @@
 import type { Message, GapNotice } from '../core/message.js';
 import type { Encoder, EndReason, Sink } from '../core/sink.js';
+import {
+  SSE_CONTENT_TYPE,
+  encodeSseComment,
+  encodeSseError,
+  encodeSseEvent,
+  encodeSseGap,
+  encodeSseMessage,
+  encodeSseShutdown,
+} from '../protocol/sse.js';
 import { ChunkedStream, chunk } from './chunked.js';
+import { END_DETAIL } from './end-detail.js';
 
-/*
- * Server-Sent Events (WHATWG HTML, "Server-sent events").
- * "Lines must be separated by either a U+000D CARRIAGE RETURN U+000A LINE FEED
- *  (CRLF) character pair, a single U+000A LINE FEED (LF) character, or a single
- *  U+000D CARRIAGE RETURN (CR) character" — so data is split on all three and
- * each line gets its own `data:` field; ids and event names never contain
- * CR or LF (cursors and event names are validated), so framing cannot be broken
- * by what is published.
- */
-const LINE_BREAK = /\r\n|\r|\n/;
-
-function dataLines(data: string): string {
-  if (!data.includes('\n') && !data.includes('\r')) return `data: ${data}\n`;
-  let out = '';
-  for (const line of data.split(LINE_BREAK)) out += `data: ${line}\n`;
-  return out;
-}
+/* Server-Sent Events: protocol/sse.ts has the format; this file owns the connection and its queue. */
 
 export function sseMessage(message: Message, cursor: string): string {
-  const event = message.event === undefined ? '' : `event: ${message.event}\n`;
-  return `id: ${cursor}\n${event}${dataLines(message.data)}\n`;
+  return encodeSseMessage(cursor, message.event, message.data);
 }
 
 export const sseEncoder: Encoder = {
@@ -31,14 +24,14 @@ export const sseEncoder: Encoder = {
 };
 
 export const SSE_HEADERS: Record<string, string> = {
-  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Content-Type': SSE_CONTENT_TYPE,
   // no-transform: proxies must not compress or buffer the stream.
   'Cache-Control': 'no-cache, no-transform',
   'X-Accel-Buffering': 'no',
 };
 
 /** A shared comment frame; the sweep writes this one Buffer to every quiet SSE connection. */
-export const SSE_HEARTBEAT = chunk(':\n\n');
+export const SSE_HEARTBEAT = chunk(encodeSseComment());
 
 export class SseSink implements Sink {
   readonly encoder = sseEncoder;
@@ -53,7 +46,7 @@ export class SseSink implements Sink {
   /** `retry:` tells EventSource how long to wait before reconnecting. */
   open(): void {
     this.stream.open(SSE_HEADERS);
-    this.stream.write(chunk(`retry: ${this.retryMs}\n\n`), this.sweep());
+    this.stream.write(chunk(encodeSseEvent({ retry: this.retryMs })), this.sweep());
   }
 
   push(frames: Buffer): void {
@@ -63,7 +56,7 @@ export class SseSink implements Sink {
 
   gap(notice: GapNotice, cursor: string): void {
     this.#sentId = true;
-    this.stream.write(chunk(`event: kometa-gap\nid: ${cursor}\ndata: ${JSON.stringify(notice)}\n\n`), this.sweep());
+    this.stream.write(chunk(encodeSseGap(notice, cursor)), this.sweep());
   }
 
   /*
@@ -74,25 +67,23 @@ export class SseSink implements Sink {
    * the first message still resumes from where it subscribed, not from "now".
    */
   live(cursor: string): void {
-    if (!this.#sentId) this.stream.write(chunk(`id: ${cursor}\n\n`), this.sweep());
+    if (!this.#sentId) this.stream.write(chunk(encodeSseEvent({ id: cursor })), this.sweep());
     this.#sentId = true;
   }
 
   end(reason: EndReason, detail?: string): void {
     if (reason === 'disconnected') {
-      this.stream.end(chunk(`event: kometa-error\ndata: ${JSON.stringify({ code: 'KOMETA_ERR_DISCONNECTED', detail: detail ?? 'Disconnected by the application' })}\n\n`));
+      this.stream.end(chunk(encodeSseError('KOMETA_ERR_DISCONNECTED', detail ?? END_DETAIL.disconnected)));
       return;
     }
     if (reason === 'token-expired') {
-      this.stream.end(chunk('event: kometa-error\ndata: {"code":"KOMETA_ERR_TOKEN_EXPIRED","detail":"The credential expired; subscribe again with a fresh one to resume"}\n\n'));
+      this.stream.end(chunk(encodeSseError('KOMETA_ERR_TOKEN_EXPIRED', END_DETAIL.tokenExpired)));
       return;
     }
-    const retryMs = this.retryMs;
-    this.stream.end(chunk(`retry: ${retryMs}\nevent: kometa-${reason}\ndata: {"retryMs":${retryMs}}\n\n`));
+    this.stream.end(chunk(encodeSseShutdown(this.retryMs)));
   }
-
 }
 
 export function sseSlowFrame(): Buffer {
-  return chunk('event: kometa-error\ndata: {"code":"KOMETA_ERR_SLOW_CONSUMER","detail":"The subscriber did not read fast enough; reconnect to resume from history"}\n\n');
+  return chunk(encodeSseError('KOMETA_ERR_SLOW_CONSUMER', END_DETAIL.slowConsumer));
 }

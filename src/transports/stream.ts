@@ -1,16 +1,15 @@
 import type { GapNotice, Message } from '../core/message.js';
 import type { Encoder, EndReason, Sink } from '../core/sink.js';
+import { NDJSON_CONTENT_TYPE, encodeStreamGap, encodeStreamLine, encodeStreamMessage } from '../protocol/ndjson.js';
 import { ChunkedStream, chunk } from './chunked.js';
+import { END_DETAIL } from './end-detail.js';
 
 /*
- * Chunked stream: newline-delimited JSON, one object per line, each line its
+ * Chunked stream: newline-delimited JSON (protocol/ndjson.ts), each line its
  * own HTTP chunk so that a reader sees every message as soon as it is sent.
- * Every line has a `type`; `message` and `gap` lines carry `id`, the cursor
- * to resume from.
  */
 export function streamMessageLine(message: Message, cursor: string): string {
-  const event = message.event === undefined ? '' : `,"event":${JSON.stringify(message.event)}`;
-  return `{"type":"message","channel":${JSON.stringify(message.channel)},"id":${JSON.stringify(cursor)}${event},"data":${JSON.stringify(message.data)}}\n`;
+  return encodeStreamMessage(message.channel, cursor, message.event, message.data);
 }
 
 export const streamEncoder: Encoder = {
@@ -19,12 +18,12 @@ export const streamEncoder: Encoder = {
 };
 
 export const STREAM_HEADERS: Record<string, string> = {
-  'Content-Type': 'application/x-ndjson; charset=utf-8',
+  'Content-Type': NDJSON_CONTENT_TYPE,
   'Cache-Control': 'no-cache, no-transform',
   'X-Accel-Buffering': 'no',
 };
 
-export const STREAM_HEARTBEAT = chunk('{"type":"heartbeat"}\n');
+export const STREAM_HEARTBEAT = chunk(encodeStreamLine({ type: 'heartbeat' }));
 
 export class StreamSink implements Sink {
   readonly encoder = streamEncoder;
@@ -44,26 +43,27 @@ export class StreamSink implements Sink {
   }
 
   gap(notice: GapNotice, cursor: string): void {
-    this.stream.write(chunk(`${JSON.stringify({ type: 'gap', ...notice, id: cursor })}\n`), this.sweep());
+    this.stream.write(chunk(encodeStreamGap(notice, cursor)), this.sweep());
   }
 
   live(cursor: string): void {
-    this.stream.write(chunk(`{"type":"live","cursor":${JSON.stringify(cursor)}}\n`), this.sweep());
+    this.stream.write(chunk(encodeStreamLine({ type: 'live', cursor })), this.sweep());
   }
 
   end(reason: EndReason, detail?: string): void {
     if (reason === 'disconnected') {
-      this.stream.end(chunk(`${JSON.stringify({ type: 'error', code: 'KOMETA_ERR_DISCONNECTED', detail: detail ?? 'Disconnected by the application' })}\n`));
+      const line = { type: 'error', code: 'KOMETA_ERR_DISCONNECTED', detail: detail ?? END_DETAIL.disconnected } as const;
+      this.stream.end(chunk(encodeStreamLine(line)));
       return;
     }
     if (reason === 'token-expired') {
-      this.stream.end(chunk('{"type":"error","code":"KOMETA_ERR_TOKEN_EXPIRED","detail":"The credential expired; subscribe again with a fresh one to resume"}\n'));
+      this.stream.end(chunk(encodeStreamLine({ type: 'error', code: 'KOMETA_ERR_TOKEN_EXPIRED', detail: END_DETAIL.tokenExpired })));
       return;
     }
-    this.stream.end(chunk(`{"type":"${reason}","retryMs":${this.retryMs}}\n`));
+    this.stream.end(chunk(encodeStreamLine({ type: 'shutdown', retryMs: this.retryMs })));
   }
 }
 
 export function streamSlowFrame(): Buffer {
-  return chunk('{"type":"error","code":"KOMETA_ERR_SLOW_CONSUMER","detail":"The subscriber did not read fast enough; reconnect to resume from history"}\n');
+  return chunk(encodeStreamLine({ type: 'error', code: 'KOMETA_ERR_SLOW_CONSUMER', detail: END_DETAIL.slowConsumer }));
 }

@@ -4,6 +4,7 @@ import { reportDrop } from '../core/diagnostics.js';
 import { wsCloseCode } from '../core/errors.js';
 import type { GapNotice, Message } from '../core/message.js';
 import type { Encoder, EndReason, Sink } from '../core/sink.js';
+import { type ServerFrame, encodeMessageFrame, encodeServerFrame, gapFrame } from '../protocol/websocket.js';
 
 /*
  * WebSocket transport: bytes on one upgraded connection.
@@ -46,8 +47,7 @@ export function wsTextFrame(payload: string | Buffer): Buffer {
 
 /** The JSON of a `message` frame. The id is the channel's own id: a WebSocket subscription follows one channel. */
 export function wsMessageJson(message: Message, id: string): string {
-  const event = message.event === undefined ? '' : `,"event":${JSON.stringify(message.event)}`;
-  return `{"type":"message","channel":${JSON.stringify(message.channel)},"id":${JSON.stringify(id)}${event},"data":${JSON.stringify(message.data)}}`;
+  return encodeMessageFrame(message.channel, id, message.event, message.data);
 }
 
 export const wsEncoder: Encoder = {
@@ -99,8 +99,8 @@ export class WsConnection {
     }
   }
 
-  sendJson(value: object): void {
-    this.write(wsTextFrame(JSON.stringify(value)));
+  send(frame: ServerFrame): void {
+    this.write(wsTextFrame(encodeServerFrame(frame)));
   }
 
   /** Start the closing handshake with a code and a reason (at most 123 bytes, per RFC 6455 section 5.5). */
@@ -151,7 +151,7 @@ export class WsSink implements Sink {
   }
 
   gap(notice: GapNotice, cursor: string): void {
-    this.connection.sendJson({ type: 'gap', ...notice, id: cursor });
+    this.connection.send(gapFrame(notice, cursor));
   }
 
   /* The `subscribed` frame already told the client where delivery starts. */

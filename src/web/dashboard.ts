@@ -8,6 +8,7 @@
 import { Kometa } from '../client/index.js';
 import type { KometaMessage, KometaSubscription, StateChange } from '../client/index.js';
 import type { StatsSample, WireEvent } from '../ops/stats-types.js';
+import { idSeqText } from '../protocol/cursor.js';
 
 const WINDOW_MS = 10 * 60_000;
 const MAX_SAMPLES = 700;
@@ -408,7 +409,7 @@ class Dashboard {
         const item = el('li');
         const meta = el('div', 'meta');
         meta.append(
-          el('span', undefined, m.id.split('~').pop() ?? m.id),
+          el('span', undefined, idSeqText(m.id)),
           el('span', undefined, new Date(m.time).toLocaleTimeString()),
           el('span', undefined, bytes(m.size)),
         );

@@ -171,3 +171,41 @@ test('clear() drops every task: none runs and the timer stops', (t) => {
   kept.cancel();
   assert.equal(wheel.size, 0, 'cancelling a cleared task does not count it twice');
 });
+
+test('every() runs at its period, counted in ticks, until cancelled; the wheel then stops', (t) => {
+  const time = fakeTime(t);
+  const wheel = new TimerWheel(100);
+  const runs: number[] = [];
+  const task = wheel.every(250, () => runs.push(time.now));
+  // 250 ms rounds to 3 ticks of 100 ms: runs at 300, 600, 900 … and never drifts later.
+  time.advance(1000);
+  assert.deepEqual(runs, [300, 600, 900]);
+  assert.equal(wheel.size, 1, 'one entry on the wheel whatever the number of runs');
+  task.cancel();
+  time.advance(1000);
+  assert.deepEqual(runs, [300, 600, 900]);
+  assert.equal(time.intervals, 0);
+});
+
+test('every() goes on after a run that throws, and a run may cancel its own task', (t) => {
+  const time = fakeTime(t);
+  const wheel = new TimerWheel(100);
+  let runs = 0;
+  const errors: unknown[] = [];
+  t.mock.method(globalThis, 'queueMicrotask', (fn: () => void) => {
+    try {
+      fn();
+    } catch (error) {
+      errors.push(error);
+    }
+  });
+  const task = wheel.every(100, () => {
+    runs++;
+    if (runs === 1) throw new Error('first run fails');
+    if (runs === 3) task.cancel();
+  });
+  time.advance(1000);
+  assert.equal(runs, 3);
+  assert.equal(errors.length, 1);
+  assert.equal(wheel.size, 0);
+});

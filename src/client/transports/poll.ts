@@ -1,3 +1,5 @@
+import { formatId } from '../../protocol/cursor.js';
+import { type PollBody, parsePollBody } from '../../protocol/long-poll.js';
 import { parseCursorEntries, parseId } from '../positions.js';
 import {
   type ClientTransport,
@@ -12,12 +14,6 @@ import {
   subscribeQuery,
   withTicket,
 } from '../transport.js';
-
-interface PollBody {
-  messages: { channel: string; id: string; event?: string; data: string }[];
-  cursor: string;
-  gaps?: (Omit<KometaGap, 'id'> & { id: string })[];
-}
 
 /**
  * Long-poll: `GET /sub?channel=…&transport=poll&since=<cursor>&timeout=<s>`
@@ -101,7 +97,7 @@ class PollConnection implements TransportConnection {
           this.#finish(close);
           return;
         }
-        const body = (await response.json()) as PollBody;
+        const body = parsePollBody(await response.text());
         if (generation !== this.#generation) return;
         this.#markOpen();
         this.#deliver(body);
@@ -160,7 +156,7 @@ class PollConnection implements TransportConnection {
 
   #gap(gap: Omit<KometaGap, 'id'> & { id: string }): void {
     const entry = parseCursorEntries(gap.id).find((e) => e.channel === gap.channel);
-    this.host.gap({ ...gap, id: entry?.id ?? `${gap.channel}~${gap.epoch}~0` });
+    this.host.gap({ ...gap, id: entry?.id ?? formatId(gap.channel, gap.epoch, 0) });
   }
 
   close(): void {

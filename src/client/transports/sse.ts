@@ -1,3 +1,5 @@
+import { formatId } from '../../protocol/cursor.js';
+import { type SseEvent, SseParser, parseKometaEvent } from '../../protocol/sse.js';
 import { type ChannelPosition, isAhead, parseCursorEntries, parseId } from '../positions.js';
 import {
   type ClientTransport,
@@ -31,66 +33,7 @@ export function sseTransport(): ClientTransport {
   };
 }
 
-interface SseEvent {
-  type: string;
-  data: string;
-  /** False for an event with no data line at all (an id-only event), which is not a message. */
-  hasData: boolean;
-  id: string | undefined;
-}
-
-/** Incremental parser for text/event-stream: feed decoded text, get whole events. */
-export class SseParser {
-  #buffer = '';
-  #data: string[] = [];
-  #type = '';
-  #id: string | undefined;
-  #pendingCr = false;
-
-  feed(text: string, dispatch: (event: SseEvent) => void): void {
-    let input = text;
-    // "a single U+000D CARRIAGE RETURN" or CRLF end a line: a CR at the end of
-    // one chunk and an LF at the start of the next are one line break.
-    if (this.#pendingCr && input.startsWith('\n')) input = input.slice(1);
-    this.#pendingCr = false;
-    this.#buffer += input;
-    let start = 0;
-    for (;;) {
-      const match = /\r\n|\r|\n/.exec(this.#buffer.slice(start));
-      if (match === null) break;
-      const end = start + match.index;
-      if (match[0] === '\r' && end + 1 === this.#buffer.length) {
-        this.#pendingCr = true;
-      }
-      this.#line(this.#buffer.slice(start, end), dispatch);
-      start = end + match[0].length;
-    }
-    this.#buffer = this.#buffer.slice(start);
-  }
-
-  #line(line: string, dispatch: (event: SseEvent) => void): void {
-    // "If the line is empty (a blank line): Dispatch the event".
-    if (line === '') {
-      if (this.#data.length > 0 || this.#id !== undefined) {
-        const hasData = this.#data.length > 0;
-        dispatch({ type: this.#type || 'message', data: this.#data.join('\n'), hasData, id: this.#id });
-      }
-      this.#data = [];
-      this.#type = '';
-      this.#id = undefined;
-      return;
-    }
-    // "If the line starts with a U+003A COLON character (:): Ignore the line."
-    if (line.startsWith(':')) return;
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'data') this.#data.push(value);
-    else if (field === 'event') this.#type = value;
-    else if (field === 'id' && !value.includes('\u0000')) this.#id = value;
-  }
-}
+export { SseParser };
 
 class SseConnection implements TransportConnection {
   #controller: AbortController | undefined;
@@ -122,36 +65,13 @@ class SseConnection implements TransportConnection {
   }
 
   async #run(generation: number, controller: AbortController): Promise<void> {
-    let channels = this.host.channels();
-    /*
-     * A message on a multi-channel stream is told apart by the one cursor
-     * entry that moves, so every channel needs a known start: channels
-     * followed "from now" start at their current head. (This also means "now"
-     * is when subscribe() was called, not when the request got through.)
-     */
-    const unknown = [...channels].filter(([, position]) => position === undefined).map(([channel]) => channel);
-    if (unknown.length > 0) {
-      const heads = await Promise.all(
-        unknown.map((channel) => fetchChannelInfo(this.host, channel, controller.signal)),
-      );
-      if (generation !== this.#generation) return;
-      heads.forEach((head, i) => {
-        const position = parseId(`${unknown[i]}~${head.epoch}~${head.headSeq}`);
-        if (position !== undefined) this.host.position(position);
-      });
-      channels = this.host.channels();
-    }
+    const channels = await this.#channelsWithStart(generation, controller.signal);
+    if (channels === undefined) return;
     const headers = await authHeaders(this.host, 'text/event-stream');
     if (generation !== this.#generation) return;
     this.#armIdle(generation, this.timings.connectTimeoutMs);
     if (channels.size === 0) {
-      // Nothing to follow: make sure the hub is there, then wait for channels.
-      const healthz = new URL('/healthz', this.host.base);
-      const health = await this.host.fetch(healthz, { headers, signal: controller.signal, cache: 'no-store' });
-      await health.body?.cancel();
-      if (generation !== this.#generation) return;
-      clearTimeout(this.#idleTimer);
-      this.#markOpen();
+      await this.#checkHub(generation, headers, controller.signal);
       return;
     }
     this.#positions.clear();
@@ -163,21 +83,68 @@ class SseConnection implements TransportConnection {
     const response = await this.host.fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
     if (generation !== this.#generation) return;
     if (!response.ok || response.body === null) {
-      const close = await closeForResponse(response, this.#opened);
-      if (generation !== this.#generation) return;
-      const refused = close.problem?.channel;
-      if (refused !== undefined && channels.has(refused)) {
-        // One channel is refused: drop it and go on with the rest (the client calls update()).
-        const code = close.problem?.code ?? 'KOMETA_ERR';
-        this.host.channelError(refused, new KometaClientError(code, close.detail ?? '', response.status, refused));
-        return;
-      }
-      this.#finish(close);
+      await this.#refused(generation, response, channels);
       return;
     }
     this.#markOpen();
     this.#armIdle(generation, this.timings.idleTimeoutMs);
-    const reader = response.body.getReader();
+    await this.#read(generation, response.body.getReader());
+  }
+
+  /**
+   * The channel set, every channel with a known start; undefined when a newer
+   * run took over. A message on a multi-channel stream is told apart by the
+   * one cursor entry that moves, so every channel needs a known start:
+   * channels followed "from now" start at their current head. (This also
+   * means "now" is when subscribe() was called, not when the request got
+   * through.)
+   */
+  async #channelsWithStart(
+    generation: number,
+    signal: AbortSignal,
+  ): Promise<ReturnType<TransportHost['channels']> | undefined> {
+    const channels = this.host.channels();
+    const unknown = [...channels].filter(([, position]) => position === undefined).map(([channel]) => channel);
+    if (unknown.length === 0) return channels;
+    const heads = await Promise.all(unknown.map((channel) => fetchChannelInfo(this.host, channel, signal)));
+    if (generation !== this.#generation) return undefined;
+    heads.forEach((head, i) => {
+      const position = parseId(formatId(unknown[i]!, head.epoch, head.headSeq));
+      if (position !== undefined) this.host.position(position);
+    });
+    return this.host.channels();
+  }
+
+  /** Nothing to follow: make sure the hub is there, then wait for channels. */
+  async #checkHub(generation: number, headers: Record<string, string>, signal: AbortSignal): Promise<void> {
+    const healthz = new URL('/healthz', this.host.base);
+    const health = await this.host.fetch(healthz, { headers, signal, cache: 'no-store' });
+    await health.body?.cancel();
+    if (generation !== this.#generation) return;
+    clearTimeout(this.#idleTimer);
+    this.#markOpen();
+  }
+
+  /** The hub answered with an error instead of a stream. */
+  async #refused(
+    generation: number,
+    response: Response,
+    channels: ReturnType<TransportHost['channels']>,
+  ): Promise<void> {
+    const close = await closeForResponse(response, this.#opened);
+    if (generation !== this.#generation) return;
+    const refused = close.problem?.channel;
+    if (refused !== undefined && channels.has(refused)) {
+      // One channel is refused: drop it and go on with the rest (the client calls update()).
+      const code = close.problem?.code ?? 'KOMETA_ERR';
+      this.host.channelError(refused, new KometaClientError(code, close.detail ?? '', response.status, refused));
+      return;
+    }
+    this.#finish(close);
+  }
+
+  /** Read the event stream until it ends, the connection is replaced, or an event ends it. */
+  async #read(generation: number, reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
     const decoder = new TextDecoder();
     const parser = new SseParser();
     for (;;) {
@@ -206,31 +173,26 @@ class SseConnection implements TransportConnection {
 
   /** Returns how the connection ends, when the event says it does. */
   #dispatch(event: SseEvent): TransportClose | undefined {
-    if (event.type === 'kometa-shutdown') {
-      const retryMs = Number((JSON.parse(event.data || '{}') as { retryMs?: number }).retryMs);
-      return { reason: 'server-shutdown', opened: true, ...(retryMs > 0 ? { retryAfterMs: retryMs } : {}) };
+    const own = parseKometaEvent(event);
+    if (own?.kind === 'shutdown') {
+      const retry = own.retryMs !== undefined ? { retryAfterMs: own.retryMs } : {};
+      return { reason: 'server-shutdown', opened: true, ...retry };
     }
-    if (event.type === 'kometa-error') {
-      const error = JSON.parse(event.data || '{}') as { code?: string; detail?: string };
+    if (own?.kind === 'error') {
       const reason =
-        error.code === 'KOMETA_ERR_SLOW_CONSUMER'
+        own.code === 'KOMETA_ERR_SLOW_CONSUMER'
           ? 'slow-consumer'
-          : error.code === 'KOMETA_ERR_DISCONNECTED'
+          : own.code === 'KOMETA_ERR_DISCONNECTED'
             ? 'server-disconnect'
             : 'server-error';
-      return { reason, opened: true, detail: error.detail ?? '' };
+      return { reason, opened: true, detail: own.detail ?? '' };
     }
     const entries = event.id === undefined ? [] : parseCursorEntries(event.id);
-    if (event.type === 'kometa-gap') {
-      const notice = JSON.parse(event.data) as {
-        channel: string;
-        reason: 'history-truncated' | 'epoch-changed';
-        epoch: string;
-        missed?: { from: number; to: number };
-      };
+    if (own?.kind === 'gap') {
+      const notice = own.gap;
       const entry = entries.find((e) => e.channel === notice.channel);
       this.#advance(entries);
-      this.host.gap({ ...notice, id: entry?.id ?? `${notice.channel}~${notice.epoch}~0` });
+      this.host.gap({ ...notice, id: entry?.id ?? formatId(notice.channel, notice.epoch, 0) });
       return undefined;
     }
     if (!event.hasData) {

@@ -1,4 +1,11 @@
-import type { ServerFrame } from '../../protocol/websocket.js';
+import {
+  type ServerFrame,
+  WEBSOCKET_PATH,
+  WS_CLOSE,
+  encodeClientFrame,
+  isHubErrorCloseCode,
+  parseServerFrame,
+} from '../../protocol/websocket.js';
 import { parseId } from '../positions.js';
 import {
   type ClientTransport,
@@ -31,13 +38,17 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 const OPEN = 1;
 
+const PROTOCOL_ERRORS: ReadonlySet<number> = new Set([
+  WS_CLOSE.badFrame, WS_CLOSE.unsupportedData, WS_CLOSE.invalidPayload, WS_CLOSE.tooBig, WS_CLOSE.protocolError,
+]);
+
 /** What a close code from the hub means for reconnecting (docs/websocket.md). */
 function closeReason(code: number): TransportClose['reason'] {
-  if (code === 1001) return 'server-shutdown';
-  if (code === 4410) return 'server-disconnect';
-  if (code === 4503) return 'slow-consumer';
-  if (code === 4400 || code === 1003 || code === 1007 || code === 1009 || code === 1002) return 'protocol-error';
-  if (code >= 4000 && code < 5000) return 'server-error';
+  if (code === WS_CLOSE.goingAway) return 'server-shutdown';
+  if (code === WS_CLOSE.disconnected) return 'server-disconnect';
+  if (code === WS_CLOSE.slowConsumer) return 'slow-consumer';
+  if (PROTOCOL_ERRORS.has(code)) return 'protocol-error';
+  if (isHubErrorCloseCode(code)) return 'server-error';
   return 'network';
 }
 
@@ -76,7 +87,7 @@ class WebSocketConnection implements TransportConnection {
   }
 
   async #start(): Promise<void> {
-    const url = new URL('/ws', this.host.base);
+    const url = new URL(WEBSOCKET_PATH, this.host.base);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     const token = await this.host.token();
     // Browsers cannot set headers on a WebSocket handshake, so a token travels in the query.
@@ -116,7 +127,7 @@ class WebSocketConnection implements TransportConnection {
   #onFrame(text: string): void {
     let frame: ServerFrame;
     try {
-      frame = JSON.parse(text) as ServerFrame;
+      frame = parseServerFrame(text);
     } catch {
       return;
     }
@@ -177,12 +188,12 @@ class WebSocketConnection implements TransportConnection {
     for (const channel of [...this.#subscribed]) {
       if (wanted.has(channel)) continue;
       this.#subscribed.delete(channel);
-      socket.send(JSON.stringify({ type: 'unsubscribe', channel }));
+      socket.send(encodeClientFrame({ type: 'unsubscribe', channel }));
     }
     for (const [channel, position] of wanted) {
       if (this.#subscribed.has(channel)) continue;
       this.#subscribed.add(channel);
-      socket.send(JSON.stringify(position === undefined ? {
+      socket.send(encodeClientFrame(position === undefined ? {
         type: 'subscribe',
         channel,
       } : { type: 'subscribe', channel, cursor: position.id }));
@@ -195,7 +206,7 @@ class WebSocketConnection implements TransportConnection {
     const ref = this.#nextRef++;
     return new Promise<PublishResult>((resolve, reject) => {
       this.#pending.set(ref, { resolve, reject });
-      socket.send(JSON.stringify(event === undefined ? {
+      socket.send(encodeClientFrame(event === undefined ? {
         type: 'publish',
         channel,
         data,
@@ -211,7 +222,7 @@ class WebSocketConnection implements TransportConnection {
       this.#finish({ reason: 'idle-timeout', opened: true, detail: 'no answer to ping' });
       return;
     }
-    if (this.#socket?.readyState === OPEN) this.#socket.send('{"type":"ping"}');
+    if (this.#socket?.readyState === OPEN) this.#socket.send(encodeClientFrame({ type: 'ping' }));
   }
 
   close(): void {
@@ -224,7 +235,7 @@ class WebSocketConnection implements TransportConnection {
     clearTimeout(this.#connectTimer);
     clearInterval(this.#timer);
     const socket = this.#socket;
-    if (socket !== undefined && socket.readyState <= OPEN) socket.close(1000);
+    if (socket !== undefined && socket.readyState <= OPEN) socket.close(WS_CLOSE.normal);
     for (const waiter of this.#pending.values()) {
       // The hub may or may not have stored it: at most once, so the caller decides whether to retry.
       waiter.reject(new KometaClientError(
