@@ -10,7 +10,6 @@
  */
 export const longLines = {
   // TODO(issue 12): long lines that came with the merges of issues 13, 14, 15, 17 and 19 (help strings, comments, tables).
-  'bench/redis-cluster-fanout.ts': 146,
   'test/helpers/failover.ts': 248,
   'test/redis/cluster.test.ts': 246,
   'test/redis/sentinel.test.ts': 262,
@@ -116,11 +115,9 @@ export const longLines = {
   'bench/lib/profile.ts': 138,
   'bench/lib/protocol.ts': 149,
   'bench/lib/publisher.ts': 135,
-  'bench/lib/report.ts': 400,
   'bench/lib/systems.ts': 175,
   'bench/redis-fanout.ts': 276,
   'bench/redis-pubsub-vs-xread.ts': 165,
-  'bench/run.ts': 287,
   'bench/servers/better-sse.ts': 137,
   'bench/servers/node-floor.ts': 137,
   'bench/servers/pushpin-origin.ts': 139,
@@ -140,8 +137,4 @@ export const longFunctions = {
   'bench/comet-loop-delay.ts': 147,
   // TODO(issue 12): split main.
   'bench/fuzz.ts': 94,
-  // TODO(issue 12): split renderMarkdown.
-  'bench/lib/report.ts': 102,
-  // TODO(issue 12): split phase, workersScenario (issue 12: split bench/run.ts by scenario).
-  'bench/run.ts': 147,
 };

@@ -19,12 +19,11 @@
  * Load and server share the machine, so absolute numbers are the machine's;
  * the ratios between configurations are the point.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { type KometaServe as Server, startKometaServe } from './lib/kometa-serve.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,34 +39,11 @@ const MESSAGES = Number(values.messages);
 const REPEAT = Number(values.repeat);
 const SAMPLES = Number(values.samples);
 const REDIS = values.redis!;
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const PAD = 'x'.repeat(60);
 
 interface Config {
   readonly name: string;
   readonly args: string[];
-}
-
-interface Server {
-  readonly url: string;
-  readonly child: ChildProcess;
-}
-
-async function startServer(args: string[]): Promise<Server> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--publish-rate', '0', '--max-queue-bytes', String(64 * 1024 * 1024), ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /kometa hub listening on (http:\/\/[^\s]+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
-  });
-  child.stdout!.resume();
-  return { url, child };
 }
 
 async function stopServer(server: Server): Promise<void> {
@@ -157,7 +133,7 @@ interface Result {
 }
 
 async function measure(config: Config): Promise<Result> {
-  const server = await startServer(config.args);
+  const server = await startKometaServe(config.args);
   const subs = Array.from({ length: SUBSCRIBERS }, () => new Subscriber());
   try {
     for (const sub of subs) sub.open(server.url);

@@ -1,5 +1,5 @@
 /*
- * A load generator: a separate process (forked by bench/run.ts) that opens
+ * A load generator: a separate process (forked by bench/lib/load.ts) that opens
  * subscribers on raw `net` sockets with hand-written requests and counts
  * what arrives by scanning the bytes for the message marker `@@<seq>.<µs>;`
  * — no HTTP, SSE, JSON or WebSocket parsing beyond that. Latency is the

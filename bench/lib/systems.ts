@@ -105,6 +105,7 @@ export function kometaSystem(
   description: string,
   store: 'memory' | 'durable' = 'memory',
   batches = false,
+  extraArgs: readonly string[] = [],
 ): System {
   const cli = join(root, 'dist/src/cli/main.js');
   return {
@@ -141,6 +142,7 @@ export function kometaSystem(
       const dataDir = store === 'durable' ? mkdtempSync(join(tmpdir(), 'kometa-bench-data-')) : undefined;
       if (dataDir !== undefined) args.push('--data-dir', dataDir);
       if (options.serveArgs !== undefined) args.push(...options.serveArgs);
+      args.push(...extraArgs);
       const child = await startNode(cli, args, options, 'listening on');
       const running = nodeRunning(child, options.port, batches ? batchTarget(options.port) : undefined);
       if (dataDir === undefined) return running;
@@ -412,7 +414,16 @@ export function allSystems(kometaBefore?: string): System[] {
     'durable',
     true,
   );
-  const list = [floor, kometa, kometaWs(kometa), durable, batch, durableBatch];
+  // Presence off (--no-presence): the baseline that shows what keeping members costs fan-out (docs/presence.md).
+  const noPresence = kometaSystem(
+    'kometa-no-presence',
+    ROOT,
+    'kometa serve --memory --no-presence, SSE',
+    'memory',
+    false,
+    ['--no-presence'],
+  );
+  const list = [floor, kometa, kometaWs(kometa), durable, batch, durableBatch, noPresence];
   if (kometaBefore !== undefined) {
     const before = kometaSystem('kometa-before', kometaBefore, `kometa serve at ${kometaBefore}, SSE`);
     list.push(before);

@@ -14,6 +14,8 @@ export interface Grant {
   readonly subject: string;
   /** How the caller authenticated. */
   readonly kind: 'anonymous' | 'token' | 'publisher-key' | 'ticket' | 'hook';
+  /** What the credential says about its holder for presence (`kometa.info`); signed, so others may trust it. */
+  readonly info?: unknown;
 }
 
 export const allowAll: Grant = {
@@ -36,7 +38,12 @@ export interface KometaClaim {
   publish?: string[];
   tickets?: boolean;
   admin?: boolean;
+  /** Shown to the channel's other members in presence (any JSON, at most MAX_INFO_BYTES). */
+  info?: unknown;
 }
+
+/** Largest `kometa.info`, as JSON: it is stored and listed for every member of every channel. */
+export const MAX_INFO_BYTES = 1024;
 
 export function isKometaClaim(value: unknown): value is KometaClaim {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
@@ -44,7 +51,8 @@ export function isKometaClaim(value: unknown): value is KometaClaim {
   const list = (v: unknown) =>
     v === undefined || (Array.isArray(v) && v.length <= 256 && v.every((p) => typeof p === 'string'));
   const flag = (v: unknown) => v === undefined || typeof v === 'boolean';
-  return list(claim.subscribe) && list(claim.publish) && flag(claim.tickets) && flag(claim.admin);
+  const info = (v: unknown) => v === undefined || (JSON.stringify(v) ?? '').length <= MAX_INFO_BYTES;
+  return list(claim.subscribe) && list(claim.publish) && flag(claim.tickets) && flag(claim.admin) && info(claim.info);
 }
 
 export function grantFromClaim(claim: KometaClaim, meta: Pick<Grant, 'expiresAt' | 'subject' | 'kind'>): Grant {
@@ -53,6 +61,7 @@ export function grantFromClaim(claim: KometaClaim, meta: Pick<Grant, 'expiresAt'
     publish: compilePatterns(claim.publish ?? []),
     tickets: claim.tickets === true,
     admin: claim.admin === true,
+    info: claim.info ?? null,
     ...meta,
   };
 }

@@ -7,6 +7,8 @@ import { newEpoch } from '../core/epoch.js';
 import { KometaError } from '../core/errors.js';
 import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
 import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
+import type { PresenceStore } from '../core/presence.js';
+import { RedisPresenceStore } from './redis-presence.js';
 import {
   type RecoveringNode,
   catchUpChannel,
@@ -34,6 +36,8 @@ export interface RedisClusterBrokerOptions {
   readonly clock?: Clock;
   /** A command that gets no answer in this time fails (and a publish answers 503). Default 2000. */
   readonly commandTimeoutMs?: number;
+  /** A dead node's presence members are dropped within this long (see docs/presence.md). Default 15000. */
+  readonly presenceTtlMs?: number;
   /** Reconnect backoff of each connection: doubling from `minMs` to `maxMs`, with jitter. Default 100 / 3000. */
   readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };
   /**
@@ -103,6 +107,7 @@ interface Shard {
  */
 export class RedisClusterBroker implements Broker {
   readonly #cluster: Cluster;
+  readonly #presenceTtlMs: number | undefined;
   readonly #prefix: string;
   readonly #limits: HistoryLimits;
   readonly #channelTtlMs: number;
@@ -129,6 +134,7 @@ export class RedisClusterBroker implements Broker {
   constructor(options: RedisClusterBrokerOptions) {
     if (options.nodes.length === 0) throw new TypeError('RedisClusterBroker needs at least one seed node');
     this.#prefix = options.prefix ?? 'kometa:';
+    this.#presenceTtlMs = options.presenceTtlMs;
     this.#limits = { ...defaultHistoryLimits, ...options.history };
     this.#channelTtlMs = options.channelTtlMs ?? this.#limits.maxAgeMs + 24 * 60 * 60 * 1000;
     this.#clock = options.clock;
@@ -542,6 +548,14 @@ export class RedisClusterBroker implements Broker {
     this.#listener(message);
   }
 
+  /** The cluster connection and key prefix, for what keeps its own keys beside the channels (the node registry). */
+  get scripts(): {
+    readonly runner: Pick<Cluster, 'status' | 'eval'>;
+    readonly prefix: string;
+  } {
+    return { runner: this.#cluster, prefix: this.#prefix };
+  }
+
   health(): BrokerHealth {
     if (this.#closed) return { ok: false, reason: 'closed' };
     if (this.#cluster.status !== 'ready') {
@@ -567,6 +581,11 @@ export class RedisClusterBroker implements Broker {
     for (const channel of this.#watched.keys()) {
       this.#cluster.pexpire(this.#keys(channel)[0], this.#channelTtlMs).catch(() => {});
     }
+  }
+
+  /** Members in Redis, shared by every node (redis-presence.ts); one store (one node id) per hub. */
+  presenceStore(): PresenceStore {
+    return new RedisPresenceStore(this.#cluster, this.#prefix, { ttlMs: this.#presenceTtlMs });
   }
 
   async close(): Promise<void> {

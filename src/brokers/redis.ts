@@ -7,6 +7,8 @@ import { newEpoch } from '../core/epoch.js';
 import { KometaError } from '../core/errors.js';
 import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
 import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
+import type { PresenceStore } from '../core/presence.js';
+import { RedisPresenceStore } from './redis-presence.js';
 import { type Script, publishScript, readScript } from './redis-scripts.js';
 
 /**
@@ -61,6 +63,8 @@ export interface RedisBrokerOptions {
   readonly clock?: Clock;
   /** A command that gets no answer in this time fails (and a publish answers 503). Default 2000. */
   readonly commandTimeoutMs?: number;
+  /** A dead node's presence members are dropped within this long (see docs/presence.md). Default 15000. */
+  readonly presenceTtlMs?: number;
   /** Reconnect backoff: the delay doubles from `minMs` up to `maxMs`, with jitter. Default 100 / 3000. */
   readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };
   /**
@@ -104,6 +108,7 @@ const CLAIM_ONCE = "if redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then
 export class RedisBroker implements Broker {
   readonly #commands: RedisCommandLink;
   readonly #subscriber: RedisSubscriberLink;
+  readonly #presenceTtlMs: number | undefined;
   readonly #prefix: string;
   readonly #limits: HistoryLimits;
   readonly #channelTtlMs: number;
@@ -137,6 +142,7 @@ export class RedisBroker implements Broker {
 
   constructor(options: RedisBrokerOptions = {}) {
     this.#prefix = options.prefix ?? 'kometa:';
+    this.#presenceTtlMs = options.presenceTtlMs;
     this.#limits = { ...defaultHistoryLimits, ...options.history };
     this.#channelTtlMs = options.channelTtlMs ?? this.#limits.maxAgeMs + 24 * 60 * 60 * 1000;
     this.#clock = options.clock;
@@ -417,7 +423,12 @@ export class RedisBroker implements Broker {
 
   health(): BrokerHealth {
     if (this.#closed) return { ok: false, reason: 'closed' };
-    if (this.#commands.status === 'ready' && this.#subscriber.status === 'ready') return { ok: true };
+    // Publishes answer 503 until a reconnect's check of the watched channels is done: say so here too, so
+    // that /healthz and publishing never disagree.
+    if (this.#commands.status === 'ready' && this.#subscriber.status === 'ready') {
+      if (!this.#rollbackCheckPending) return { ok: true };
+      return { ok: false, reason: `${this.#where} reconnected; checking the watched channels` };
+    }
     const state = this.#commands.status !== 'ready' ? this.#commands.status : this.#subscriber.status;
     return {
       ok: false,
@@ -443,6 +454,11 @@ export class RedisBroker implements Broker {
     readonly prefix: string;
   } {
     return { commands: this.#commands, subscriber: this.#subscriber, prefix: this.#prefix };
+  }
+
+  /** Members in Redis, shared by every node (redis-presence.ts); one store (one node id) per hub. */
+  presenceStore(): PresenceStore {
+    return new RedisPresenceStore(this.#commands, this.#prefix, { ttlMs: this.#presenceTtlMs });
   }
 
   async close(): Promise<void> {

@@ -12,6 +12,8 @@ import { seedFallback } from './seed-route.js';
 import { accessFromSettings, openFilesLimit } from './access.js';
 import { type Settings, SettingsError, brokerKind, resolveSettings, settingSpecs, settingsHelp } from './settings.js';
 import { createBroker, runPrimary } from './workers.js';
+import { presenceOptions, startWebhooks, webhookSettingsProblem } from './presence-settings.js';
+import type { WebhookSender } from '../http/webhooks.js';
 import { type Proxying, startProxying } from './proxy.js';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -90,7 +92,7 @@ function conflictingSettings(settings: Settings, command: ServeCommand): string 
       'memory, and a data directory belongs to one process; Redis carries messages between them)'
     );
   }
-  const redisProblem = redisSettingsProblem(settings);
+  const redisProblem = redisSettingsProblem(settings) ?? webhookSettingsProblem(settings);
   if (redisProblem !== undefined) return `kometa serve: ${redisProblem}`;
   try {
     parseTrustProxy(settings.trustProxy);
@@ -170,6 +172,7 @@ interface Running {
   readonly proxying: Proxying | undefined;
   readonly broker: Broker;
   readonly ops: KometaOps | undefined;
+  readonly webhooks: WebhookSender | undefined;
   readonly stopLogging: () => void;
   readonly stopReclaiming: () => void;
 }
@@ -193,7 +196,12 @@ function untilStopped(running: Running): Promise<number> {
       firstSignalAt = performance.now();
       log.info({ event: 'stopping', signal, graceSeconds: settings.shutdownGrace }, `${signal} received, closing`);
       running.ops?.close();
-      const closing = running.server.close().then(() => running.proxying?.close()).then(() => running.broker.close());
+      // The last members' leave events are sent (within the grace period) before the broker goes.
+      const closing = running.server
+        .close()
+        .then(() => running.webhooks?.drain(settings.shutdownGrace * 1000))
+        .then(() => running.proxying?.close())
+        .then(() => running.broker.close());
       closing.then(
         () => {
           running.stopLogging();
@@ -276,10 +284,12 @@ async function serve(argv: string[], command: ServeCommand = 'serve'): Promise<n
   }
   const broker = await openBroker(settings, log);
   if (broker === undefined) return 1;
-  const hub = new Hub(broker, {
-    maxChannelsPerSubscription: settings.maxChannels,
-    maxMessageBytes: settings.maxMessageBytes,
-  });
+  const hub = new Hub(
+    broker,
+    { maxChannelsPerSubscription: settings.maxChannels, maxMessageBytes: settings.maxMessageBytes },
+    presenceOptions(settings),
+  );
+  const webhooks = startWebhooks(hub, settings, log);
   // Comet handlers served beside the hub (/seed) report failures here: only the CLI prints.
   const comet = new Comet({
     hub,
@@ -314,7 +324,7 @@ async function serve(argv: string[], command: ServeCommand = 'serve'): Promise<n
   if (command !== 'proxy') {
     const { http, webSocket } = hubServer as ReturnType<typeof createHubServer>;
     const metricsToken = settings.metricsToken || undefined;
-    ops = new KometaOps({ hub, http, webSocket }, { adminToken: settings.adminToken, metricsToken, access });
+    ops = new KometaOps({ hub, http, webSocket, webhooks }, { adminToken: settings.adminToken, metricsToken, access });
   }
   let address;
   try {
@@ -328,7 +338,8 @@ async function serve(argv: string[], command: ServeCommand = 'serve'): Promise<n
   const base = `${scheme}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   announce(base, settings, command, tokenGenerated, log, proxying);
   if (tls !== undefined) reloadCertificateOnHangup(hubServer as ReturnType<typeof createSecureHubServer>, settings, log);
-  return untilStopped({ log, settings, server: hubServer, proxying, broker, ops, stopLogging, stopReclaiming });
+  const server = hubServer;
+  return untilStopped({ log, settings, server, proxying, broker, ops, webhooks, stopLogging, stopReclaiming });
 }
 
 /**

@@ -56,6 +56,7 @@ export function createRedisBroker(settings: Settings, history: HistoryLimits): R
       nodes: settings.redisCluster.split(',').filter((s) => s.trim() !== ''),
       prefix: settings.redisPrefix,
       history,
+      presenceTtlMs: settings.presenceTtl * 1000,
     });
   }
   if (settings.redisSentinel !== '') {
@@ -63,9 +64,11 @@ export function createRedisBroker(settings: Settings, history: HistoryLimits): R
       sentinel: { sentinels: addresses(settings.redisSentinel), name: settings.redisMaster },
       prefix: settings.redisPrefix,
       history,
+      presenceTtlMs: settings.presenceTtl * 1000,
     });
   }
-  return new RedisBroker({ url: settings.redis, prefix: settings.redisPrefix, history });
+  const presenceTtlMs = settings.presenceTtl * 1000;
+  return new RedisBroker({ url: settings.redis, prefix: settings.redisPrefix, history, presenceTtlMs });
 }
 
 /** The banner's broker line (never with credentials). */

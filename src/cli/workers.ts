@@ -4,6 +4,7 @@ import { MemoryBroker } from '../brokers/memory.js';
 import type { Broker } from '../core/broker.js';
 import { hubBanner } from './banner.js';
 import { serveClusterMetrics } from '../ops/cluster-metrics.js';
+import { serveClusterRoster } from '../ops/cluster-roster.js';
 import { createRedisBroker } from './redis-settings.js';
 import { type Settings, brokerKind } from './settings.js';
 
@@ -66,7 +67,7 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
       const host = settings.host;
       const scheme = settings.tlsCert === '' ? 'http' : 'https';
       const base = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-      // Each worker has its own dashboard and /metrics (whichever worker the connection lands on).
+      // Any worker answers the dashboard and /metrics, for every worker (over IPC with this primary).
       process.stdout.write(hubBanner(base, settings, { chat: false, tokenGenerated }));
     });
     cluster.on('exit', (worker, code, signal) => {
@@ -113,6 +114,7 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
     });
 
     serveClusterMetrics();
+    serveClusterRoster();
     for (let i = 0; i < settings.workers; i++) fork();
   });
 }

@@ -1,4 +1,5 @@
 import type { ChannelHead, HistoryRead, Message } from './message.js';
+import type { PresenceStore } from './presence.js';
 
 export interface PublishOptions {
   readonly event?: string | undefined;
@@ -46,6 +47,12 @@ export interface Broker {
    * it so that single-use things (subscribe tickets) are single-use everywhere.
    */
   claimOnce?(key: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Where members are kept when several processes share this broker (Redis:
+   * every node sees the same members). Optional: without it the hub keeps
+   * members in process, which is right for a broker only one process uses.
+   */
+  presenceStore?(): PresenceStore;
   /** Periodic housekeeping (trim aged history, forget unused channels); optional. */
   sweep?(isWatched: (channel: string) => boolean): void;
   close(): Promise<void>;

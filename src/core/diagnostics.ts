@@ -56,3 +56,6 @@ export function reportError(event: ErrorEvent): void {
 export function reportDrop(event: SubscriberDropEvent): void {
   if (subscriberDropChannel.hasSubscribers) subscriberDropChannel.publish(event);
 }
+
+/** A member joined or left a channel, or a channel got its first member or lost its last (once per cluster). */
+export const presenceChannel = channel('kometa:presence');

@@ -47,6 +47,7 @@ export const errorCodes = {
   KOMETA_ERR_BATCH: { status: 400, title: 'Malformed batch' },
   KOMETA_ERR_BATCH_TOO_LARGE: { status: 413, title: 'Batch too large' },
   KOMETA_ERR_HISTORY_PARAM: { status: 400, title: 'Invalid history query' },
+  KOMETA_ERR_PRESENCE_PARAM: { status: 400, title: 'Invalid presence query' },
   KOMETA_ERR_IDEMPOTENCY_KEY: { status: 400, title: 'Invalid idempotency key' },
   KOMETA_ERR_IDEMPOTENCY_CONFLICT: { status: 422, title: 'Idempotency key reused for a different request' },
   KOMETA_ERR_IDEMPOTENCY_PENDING: { status: 409, title: 'A request with this idempotency key is still in progress' },

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { Broker, ChannelStats } from './broker.js';
 import { assertChannelName, assertEventName } from './channel-name.js';
 import { fanOutChannel } from './diagnostics.js';
@@ -7,6 +8,16 @@ import { KometaError } from './errors.js';
 import { isWellFormed } from './text.js';
 import type { GapNotice, HistoryRead, Message } from './message.js';
 import type { Encoder, Sink } from './sink.js';
+import {
+  LocalPresenceStore,
+  type MemberIdentity,
+  type PresenceEvent,
+  type PresenceOptions,
+  PresenceTracker,
+  defaultPresenceOptions,
+  newClientId,
+} from './presence.js';
+import { presenceChannel } from './diagnostics.js';
 
 export interface HubLimits {
   /** Most channels one subscription may follow. */
@@ -22,7 +33,7 @@ export const defaultHubLimits: HubLimits = {
 
 export interface PublishResult {
   readonly message: Message;
-  /** Subscribers of the channel in this process when the message was accepted. */
+  /** Members of the channel in the whole cluster (this process's subscriptions when presence is off). */
   readonly subscribers: number;
 }
 
@@ -124,6 +135,8 @@ export class Subscription {
    * after it even while the sweep that ends idle subscriptions is still due.
    */
   expiresAt: number | undefined;
+  /** Who it is, for presence; none for a subscription made without one (it is then nobody's member). */
+  member: MemberIdentity | undefined;
 
   constructor(
     private readonly hub: Hub,
@@ -168,8 +181,10 @@ export class Subscription {
  * process, resolves cursors against the broker's history, and delivers each
  * message to every subscriber in order, once. No node:http in here.
  */
-export class Hub {
+export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [PresenceEvent] }> {
   readonly limits: HubLimits;
+  /** Members of this process's subscriptions, kept in the broker's presence store; undefined when presence is off. */
+  readonly presence: PresenceTracker | undefined;
   readonly counters: HubCounters = { published: 0, delivered: 0, subscriptionsOpened: 0, subscriptionsClosed: 0, gaps: 0, publishedBytes: 0, deliveredBytes: 0 };
   readonly #channels = new Map<string, LocalChannel>();
   readonly #groups = new Map<string, Group>();
@@ -183,9 +198,42 @@ export class Hub {
   constructor(
     readonly broker: Broker,
     limits: Partial<HubLimits> = {},
+    presence: Partial<PresenceOptions> = {},
   ) {
+    super();
     this.limits = { ...defaultHubLimits, ...limits };
     broker.setListener((message) => this.#onBrokerMessage(message));
+    const presenceOptions = { ...defaultPresenceOptions, ...presence };
+    this.presence = presenceOptions.enabled
+      ? new PresenceTracker(
+          broker.presenceStore?.() ?? new LocalPresenceStore(),
+          presenceOptions,
+          (event) => this.#onPresence(event),
+          // The store is unreachable (Redis down): the member is missing from counts until it comes back.
+          () => {},
+        )
+      : undefined;
+  }
+
+  /** Join, leave, occupied, vacated: emitted once per cluster, by the process whose change made it. */
+  #onPresence(event: PresenceEvent): void {
+    if (presenceChannel.hasSubscribers) presenceChannel.publish(event);
+    // An 'error'-less emitter: a listener that throws must not break the store's bookkeeping.
+    try {
+      this.emit(event.event, event);
+    } catch {
+      /* the application's listener failed; presence goes on */
+    }
+  }
+
+  /** Members of `channel` in the whole cluster (clients, not users); this process's subscriptions when presence is off. */
+  async memberCount(channel: string): Promise<number> {
+    if (this.presence === undefined) return this.#channels.get(channel)?.subscriberCount ?? 0;
+    try {
+      return await this.presence.store.count(channel);
+    } catch {
+      return this.#channels.get(channel)?.subscriberCount ?? 0;
+    }
   }
 
   async publish(channel: string, data: string, options: { event?: string | undefined } = {}): Promise<PublishResult> {
@@ -213,7 +261,7 @@ export class Hub {
     }
     this.counters.published++;
     this.counters.publishedBytes += size;
-    return { message, subscribers: this.#channels.get(channel)?.subscriberCount ?? 0 };
+    return { message, subscribers: await this.memberCount(channel) };
   }
 
   /**
@@ -221,7 +269,11 @@ export class Hub {
    * about and which retained messages it must be sent. Rejects with a
    * KometaError (bad names, a cursor past the end) before anything is written.
    */
-  async subscribe(channelNames: readonly string[], cursor: Cursor | null): Promise<Subscription> {
+  async subscribe(
+    channelNames: readonly string[],
+    cursor: Cursor | null,
+    member?: MemberIdentity,
+  ): Promise<Subscription> {
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
     if (channelNames.length === 0) throw new KometaError('KOMETA_ERR_CHANNEL_MISSING');
     const unique = [...new Set(channelNames)].sort();
@@ -251,6 +303,13 @@ export class Hub {
       if (subscription.state === 'closed') return subscription;
       channels.forEach((channel, i) => this.#resolve(subscription, channel, cursor?.get(channel.name), reads[i]));
       subscription.state = 'ready';
+      if (this.presence !== undefined) {
+        // Every subscription is a member; one made without an identity (a library call) is an anonymous one.
+        const identity = member ?? { client: newClientId(), user: null, info: null, transport: 'library' };
+        subscription.member = identity;
+        // Counted before the subscriber hears it is subscribed: a publish right after sees it.
+        await Promise.all(channels.map((channel) => this.presence!.join(channel.name, identity)));
+      }
       return subscription;
     } catch (error) {
       this.unsubscribe(subscription);
@@ -377,6 +436,9 @@ export class Hub {
     for (const channel of subscription.channels) {
       channel.catchingUp.delete(subscription);
       this.#release(channel);
+    }
+    if (subscription.member !== undefined) {
+      for (const channel of subscription.channels) this.presence?.leave(channel.name, subscription.member.client);
     }
   }
 
@@ -576,8 +638,8 @@ export class Hub {
 
   async channelInfo(channel: string): Promise<ChannelStats & { subscribers: number }> {
     assertChannelName(channel);
-    const stats = await this.broker.stats(channel);
-    return { ...stats, subscribers: this.#channels.get(channel)?.subscriberCount ?? 0 };
+    const [stats, subscribers] = await Promise.all([this.broker.stats(channel), this.memberCount(channel)]);
+    return { ...stats, subscribers };
   }
 
   subscriberCount(channel: string): number {
@@ -616,6 +678,8 @@ export class Hub {
     this.#closed = true;
     await Promise.allSettled([...this.#storing]);
     this.close();
+    // Members leave now, without the grace period: other nodes need not wait for this one's entries to expire.
+    await this.presence?.close();
   }
 
   /** Fan out what is pending, then end every subscription (they are told why) and stop accepting new ones. */
@@ -631,5 +695,7 @@ export class Hub {
       subscription.sink.end('shutdown');
       this.unsubscribe(subscription);
     }
+    // Members leave now, without the grace period: the process is going away.
+    void this.presence?.close();
   }
 }

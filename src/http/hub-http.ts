@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { presencePath, presenceRoute } from './presence-routes.js';
 import type { Socket } from 'node:net';
 import { KometaError } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
@@ -148,6 +149,8 @@ export class HubHttp implements RouteContext {
     if (path === '/sub' || path.startsWith('/sub/'))
       return () => this.#subscribers.route(req, res, url, path === '/sub' ? undefined : path.slice(5));
     if (path.startsWith('/pub/')) return () => publishRoute(this, req, res, url, path.slice(5));
+    const presenceOf = presencePath(path);
+    if (presenceOf !== undefined) return () => presenceRoute(this, req, res, url, presenceOf);
     if (path.startsWith('/channels/')) return () => channelInfoRoute(this, req, res, url, path.slice(10));
     if (path === '/healthz') return () => healthRoute(this, req, res);
     if (path === '/tickets') return () => ticketRoute(this, req, res, url);

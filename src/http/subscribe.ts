@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { memberOf } from './presence-routes.js';
 import type { Socket } from 'node:net';
 import { parseCursor } from '../core/cursor.js';
 import { encodeSseError } from '../protocol/sse.js';
@@ -110,7 +111,7 @@ export class HubSubscribers {
 
     let subscription: Subscription;
     try {
-      subscription = await this.host.hub.subscribe(channels, cursor);
+      subscription = await this.host.hub.subscribe(channels, cursor, memberOf(grant, url, transport));
     } catch (error) {
       // EventSource treats any status but 200 as final and never reconnects
       // (WHATWG: "fail the connection"), so a passing outage would lose the

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KometaError } from '../core/errors.js';
-import { isKometaClaim } from '../auth/grant.js';
+import { MAX_INFO_BYTES, isKometaClaim } from '../auth/grant.js';
 import { compilePatterns } from '../auth/patterns.js';
 import { decodePublishBody, readBody } from './body.js';
 import { type RouteContext, allowMethods, sendJson } from './route-kit.js';
@@ -25,8 +25,12 @@ export async function ticketRoute(
     );
   }
   const body = decodePublishBody('application/json', await readBody(req, ctx.options.maxBodyBytes));
-  const request = JSON.parse(body) as { subscribe?: unknown; ttl?: unknown; user?: unknown };
-  const claim = { subscribe: request.subscribe };
+  const request = JSON.parse(body) as { subscribe?: unknown; ttl?: unknown; user?: unknown; info?: unknown };
+  // `info` is shown to the channel's members in presence: signed inside the ticket, never taken from the client.
+  if (request.info !== undefined && (JSON.stringify(request.info) ?? '').length > MAX_INFO_BYTES) {
+    throw new KometaError('KOMETA_ERR_PATTERN', `A ticket's info is at most ${MAX_INFO_BYTES} bytes of JSON`);
+  }
+  const claim = { subscribe: request.subscribe, info: request.info };
   if (!isKometaClaim(claim) || claim.subscribe === undefined || claim.subscribe.length === 0) {
     throw new KometaError(
       'KOMETA_ERR_PATTERN',

@@ -21,6 +21,8 @@ import { type Grant, allowAll } from '../auth/grant.js';
 import { rawProblemResponse } from './problem.js';
 import type { RateLimiter } from './rate-limit.js';
 import { type ConnectionRegistry, clientIdOf, userOf } from './connections.js';
+import type { MemberIdentity } from '../core/presence.js';
+import { memberOf } from './presence-routes.js';
 
 export interface HubWebSocketOptions {
   /** Accept upgrades at /ws. Off, the upgrade is answered 404 and clients fall back to HTTP transports. */
@@ -70,6 +72,8 @@ class Session {
   inflight = 0;
   closed = false;
   connection!: WsConnection;
+  /** The connection's presence member: one client id for every channel it follows. */
+  member!: MemberIdentity;
 }
 
 /**
@@ -151,6 +155,7 @@ export class HubWebSocket {
     const session = new Session();
     session.grant = grant;
     session.request = req;
+    session.member = memberOf(grant, new URL(req.url ?? '/', 'http://kometa.invalid'), 'ws');
     session.connection = new WsConnection(ws, socket, { maxQueueBytes: this.options.maxQueueBytes }, () =>
       this.#closeSession(session),
     );
@@ -249,7 +254,7 @@ export class HubWebSocket {
         throw new KometaError('KOMETA_ERR_ALREADY_SUBSCRIBED', `Already subscribed to ${channel}`);
       session.subscriptions.set(channel, null);
       try {
-        subscription = await this.hub.subscribe([channel], cursor);
+        subscription = await this.hub.subscribe([channel], cursor, session.member);
       } catch (error) {
         if (session.subscriptions.get(channel) === null) session.subscriptions.delete(channel);
         throw error;

@@ -20,6 +20,8 @@ export interface ChannelDetail {
     truncated: boolean;
   }[];
   readonly subscribers: number;
+  /** Members in the whole cluster (docs/presence.md): clients and distinct users; null: presence off or unreadable. */
+  readonly presence: { readonly count: number; readonly users: number } | null;
   /** The first few, with what can be told about each; `tap` says whether the wire can be watched. */
   readonly listed: readonly { id: number; transport: string; remote?: string; cursor: string; tap: boolean }[];
 }
@@ -44,8 +46,13 @@ export async function channelDetail(hub: Hub, channel: string): Promise<ChannelD
       tap: socket !== undefined,
     });
   }
+  const presence = await hub.presence?.store.snapshot(channel, 1, null).then(
+    ({ count, users }) => ({ count, users }),
+    () => null,
+  );
   return {
     channel,
+    presence: presence ?? null,
     epoch: stats.epoch,
     last: stats.headSeq,
     history: { messages: stats.messages, bytes: stats.bytes },

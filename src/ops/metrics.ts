@@ -86,7 +86,8 @@ function gauges(sources: OpsSources, registers: Registers): void {
 }
 
 /** Totals the hub keeps; a counter is advanced by what changed since the last scrape. */
-function totals({ hub }: OpsSources, registers: Registers): void {
+function totals(sources: OpsSources, registers: Registers): void {
+  const { hub } = sources;
   const total = (name: string, help: string, read: () => number) => {
     let seen = 0;
     new Counter({
@@ -118,6 +119,25 @@ function totals({ hub }: OpsSources, registers: Registers): void {
   );
   total('kometa_subscriptions_opened_total', 'Subscriptions opened', () => hub.counters.subscriptionsOpened);
   total('kometa_gaps_total', 'Gap notices sent (messages a subscriber could not get)', () => hub.counters.gaps);
+  // With --webhook-url only (their absence says webhooks are off).
+  const webhooks = sources.webhooks;
+  if (webhooks === undefined) return;
+  total('kometa_webhooks_sent_total', 'Webhook events the receiver took (2xx)', () => webhooks.counters.sent);
+  const failures = () => webhooks.counters.failures;
+  total('kometa_webhook_failures_total', 'Webhook POSTs that failed and were retried', failures);
+  total(
+    'kometa_webhooks_dropped_total',
+    'Webhook events dropped because the queue was full (the backend catches up from the presence endpoint)',
+    () => webhooks.counters.dropped,
+  );
+  new Gauge({
+    name: 'kometa_webhook_queue',
+    help: 'Webhook events waiting to be sent',
+    registers,
+    collect() {
+      this.set(webhooks.queued);
+    },
+  });
 }
 
 /** Errors and slow-consumer closes, counted from the diagnostics channels by the tally. */

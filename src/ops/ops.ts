@@ -12,6 +12,7 @@ import { channelDetail } from './channel-detail.js';
 import { Inspections, type WirePreset, presetRequests } from './inspections.js';
 import { createMetrics } from './metrics.js';
 import { clusterMetricsReader } from './cluster-metrics.js';
+import { ClusterView, type ClusterViewOptions } from './cluster-view.js';
 import { serveProbe } from './probe.js';
 import type { OpsSources } from './sources.js';
 import { Sampler } from './stats.js';
@@ -22,6 +23,8 @@ export interface OpsOptions extends AdminGateOptions {
   readonly sampleIntervalMs?: number;
   /** How many samples the dashboard gets when it opens (the plots' width). Default 600 (10 minutes). */
   readonly keepSamples?: number;
+  /** How this process reports itself to the other workers and nodes (the dashboard's cluster list). */
+  readonly cluster?: ClusterViewOptions;
 }
 
 /** The operator channel the samples are published on (on the operator's own internal hub). */
@@ -44,6 +47,8 @@ export class KometaOps {
   readonly tally = new Tally();
   readonly registry: Registry;
   readonly sampler: Sampler;
+  /** Every worker and node of the deployment, as this process last heard of them. */
+  readonly clusterView: ClusterView;
   /** The internal hub the dashboard's live data goes through. */
   readonly opsHub: Hub;
   readonly #opsBroker: MemoryBroker;
@@ -60,6 +65,7 @@ export class KometaOps {
     this.registry = createMetrics(sources, this.tally);
     this.#clusterMetrics = clusterMetricsReader(this.registry);
     this.sampler = new Sampler(sources, this.tally);
+    this.clusterView = new ClusterView(sources.hub.broker, options.cluster);
     const keep = options.keepSamples ?? 600;
     const interval = options.sampleIntervalMs ?? 1000;
     this.#opsBroker = new MemoryBroker({
@@ -75,7 +81,9 @@ export class KometaOps {
 
   /** Take a sample and publish it to the dashboard (the timer calls this every interval). */
   publishSample(): void {
-    this.opsHub.publish(STATS_CHANNEL, JSON.stringify(this.sampler.sample())).catch(() => {});
+    const sample = this.sampler.sample();
+    this.clusterView.update(sample);
+    this.opsHub.publish(STATS_CHANNEL, JSON.stringify(sample)).catch(() => {});
   }
 
   /** Returns false when the request is not for the operator's view. */
@@ -151,6 +159,11 @@ export class KometaOps {
       sendJson(res, 200, await channelDetail(this.sources.hub, name));
       return;
     }
+    if (sub === '/api/cluster') {
+      allow(req, 'GET');
+      sendJson(res, 200, this.clusterView.snapshot());
+      return;
+    }
     if (sub === '/api/wire') {
       allow(req, 'POST');
       const body = await jsonBody(req);
@@ -185,6 +198,7 @@ export class KometaOps {
 
   close(): void {
     clearInterval(this.#timer);
+    this.clusterView.close();
     void this.#opsHttp.drain();
     this.sampler.close();
     this.tally.close();

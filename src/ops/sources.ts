@@ -2,6 +2,7 @@ import type { Hub, Subscription } from '../core/hub.js';
 import type { Sink } from '../core/sink.js';
 import type { HubHttp } from '../http/hub-server.js';
 import type { HubWebSocket } from '../http/websocket.js';
+import type { WebhookSender } from '../http/webhooks.js';
 import { SseSink } from '../transports/sse.js';
 import { StreamSink } from '../transports/stream.js';
 import type { Socket } from 'node:net';
@@ -11,6 +12,8 @@ export interface OpsSources {
   readonly hub: Hub;
   readonly http?: HubHttp | undefined;
   readonly webSocket?: HubWebSocket | undefined;
+  /** Lifecycle webhooks, when --webhook-url is given. */
+  readonly webhooks?: WebhookSender | undefined;
 }
 
 export interface ConnectionCounts {

@@ -90,3 +90,56 @@ export type WireEvent =
     }
   | { readonly type: 'close'; readonly t: number; readonly reason: string }
   | { readonly type: 'error'; readonly t: number; readonly message: string };
+
+/**
+ * One process of a deployment, as it reports itself to the others: every
+ * worker of `--workers N` to the primary, every node sharing a Redis to that
+ * Redis (see docs/operations.md, "The whole cluster").
+ */
+export interface MemberStats {
+  /** `host:pid`: unique among the processes sharing a Redis. */
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  /** node:cluster's worker number under --workers; absent for a single-process node. */
+  readonly worker?: number;
+  /** When this record was taken, ms since 1970 (the reporter's clock: for people, not for liveness). */
+  readonly t: number;
+  readonly uptime: number;
+  readonly connections: { readonly sse: number; readonly stream: number; readonly poll: number; readonly ws: number };
+  readonly subscriptions: number;
+  readonly channels: number;
+  readonly rates: { readonly published: number; readonly delivered: number };
+  readonly rss: number;
+  readonly brokerOk: boolean;
+}
+
+/** A member as the dashboard lists it: `down` once its record is older than its time to live. */
+export interface ClusterMember extends MemberStats {
+  readonly state: 'up' | 'down';
+  /** The process answering this request. */
+  readonly self: boolean;
+}
+
+/** Sums over the members that are up. */
+export interface ClusterTotals {
+  readonly up: number;
+  readonly down: number;
+  readonly connections: number;
+  readonly subscriptions: number;
+  readonly rates: { readonly published: number; readonly delivered: number };
+}
+
+/** `GET /_kometa/api/cluster`: this process, its sibling workers, and the nodes sharing its Redis. */
+export interface ClusterSnapshot {
+  readonly self: string;
+  /** The workers of this machine's `--workers N` (from the primary); absent for a single process. */
+  readonly workers?: readonly ClusterMember[];
+  /** Every process sharing this Redis (from Redis); absent without Redis. */
+  readonly nodes?: readonly ClusterMember[];
+  /** Over `nodes` when there are nodes, else over `workers`, else this process alone. */
+  readonly totals: ClusterTotals;
+  /** Seconds: how often members report, and after how long without a report one is shown down. */
+  readonly beatSeconds: number;
+  readonly downAfterSeconds: number;
+}

@@ -95,6 +95,26 @@ export interface HistoryPage {
   readonly gap?: Omit<GapNotice, 'channel'>;
 }
 
+/** One member of a channel: one subscription of one connection (docs/presence.md). */
+export interface PresenceMember {
+  readonly client: string;
+  readonly user: string | null;
+  readonly info: unknown;
+  readonly transport: string;
+  readonly since: string;
+}
+
+export interface PresencePage {
+  readonly channel: string;
+  /** Members (clients) in the whole cluster. */
+  readonly count: number;
+  /** Distinct users among them. */
+  readonly users: number;
+  readonly members: readonly PresenceMember[];
+  /** Give it as `after` for the next page; null on the last. */
+  readonly next: string | null;
+}
+
 export interface TicketRequest {
   /** Channel patterns the ticket may subscribe to. */
   readonly subscribe: readonly string[];
@@ -102,6 +122,8 @@ export interface TicketRequest {
   readonly ttl?: number;
   /** The user the session speaks for: what `disconnect({ user })` finds. */
   readonly user?: string;
+  /** Shown to the channel's other members in presence (signed inside the ticket; at most 1 KB of JSON). */
+  readonly info?: unknown;
 }
 
 export type DisconnectTarget = (
@@ -223,6 +245,15 @@ export class KometaServer {
       if (page.next === undefined) return;
       page = await this.#request<HistoryPage>('GET', page.next);
     }
+  }
+
+  /** Who is in a channel, across the cluster (GET /channels/<c>/presence); one page of members. */
+  async presence(channel: string, query: { limit?: number; after?: string } = {}): Promise<PresencePage> {
+    const params = new URLSearchParams();
+    if (query.limit !== undefined) params.set('limit', String(query.limit));
+    if (query.after !== undefined) params.set('after', query.after);
+    const text = params.toString();
+    return this.#request('GET', `/channels/${encodeURIComponent(channel)}/presence${text === '' ? '' : `?${text}`}`);
   }
 
   /** End a user's or a client's connections on every node (POST /disconnect). */

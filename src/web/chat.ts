@@ -4,6 +4,12 @@
  * (`from: 'start'`), then messages from everyone appear as they are
  * published. Rooms share the page's one connection. The client comes from
  * /kometa.js (this module's import of it is kept when bundled).
+ *
+ * Who is online in the room comes from the hub's presence endpoint. On an
+ * open hub nothing is signed, so the page names itself through its client id
+ * (`n.<name as base64url>.<random>`), exactly as unsigned as the names in its
+ * messages; a member whose credential carries `kometa.info.name` is shown by
+ * that instead.
  */
 import { Kometa } from '../client/index.js';
 import type { KometaGap, KometaMessage, KometaSubscription, StateChange, TransportName } from '../client/index.js';
@@ -63,8 +69,43 @@ function parseLine(data: string): ChatLine | undefined {
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
+/** How often the online list is read again while the page is open. */
+const PRESENCE_POLL_MS = 2000;
+
+interface OnlineMember {
+  readonly client: string;
+  readonly info: unknown;
+}
+
+/** A client id that carries the chat name: `n.<base64url of its first bytes>.<random>` (ids allow 64 characters). */
+function clientIdFor(name: string): string {
+  const bytes = new TextEncoder().encode(name).slice(0, 36);
+  let binary = '';
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  const encoded = btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return `n.${encoded}.${Math.random().toString(36).slice(2, 10)}`;
+}
+
+/** The name a member goes by: its signed info's name, else the one in its client id, else "anonymous". */
+function memberName(member: OnlineMember): string {
+  const info = member.info as { name?: unknown } | null;
+  if (info !== null && typeof info === 'object' && typeof info.name === 'string') return info.name.slice(0, 24);
+  const match = /^n\.([A-Za-z0-9_-]+)\.[a-z0-9]+$/.exec(member.client);
+  if (match === null) return 'anonymous';
+  try {
+    const binary = atob(match[1]!.replace(/-/g, '+').replace(/_/g, '/'));
+    const name = new TextDecoder('utf-8', { fatal: false }).decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+    return name.trim() === '' ? 'anonymous' : name.slice(0, 24);
+  } catch {
+    return 'anonymous';
+  }
+}
+
 class ChatApp {
-  readonly client: Kometa;
+  client: Kometa;
+  /** Names online in the room, as last read; tests read it. */
+  online: string[] = [];
+  readonly #forced: TransportName[];
   name = localStorage.getItem(NAME_KEY) ?? '';
   room = '';
   rooms: string[];
@@ -78,12 +119,9 @@ class ChatApp {
   constructor() {
     const params = new URLSearchParams(location.search);
     const names: readonly string[] = ['websocket', 'sse', 'poll'];
-    const forced = params.getAll('transport').filter((t): t is TransportName => names.includes(t));
-    this.client = new Kometa(location.origin, forced.length > 0 ? { transports: forced } : {});
-    this.client.on('state', (change) => this.#showState(change));
-    this.client.on('transport', (change) => {
-      $('status-text').textContent = `live · ${change.transport}`;
-    });
+    this.#forced = params.getAll('transport').filter((t): t is TransportName => names.includes(t));
+    this.client = this.#connect();
+    setInterval(() => void this.#readOnline(), PRESENCE_POLL_MS);
     const saved = JSON.parse(localStorage.getItem(ROOMS_KEY) ?? '[]') as unknown;
     this.rooms = [...new Set([
       ...DEFAULT_ROOMS,
@@ -105,9 +143,12 @@ class ChatApp {
     $('name-form').addEventListener('submit', () => {
       const value = ($('name-input') as HTMLInputElement).value.trim().slice(0, 24);
       if (value === '') return;
+      const renamed = value !== this.name;
       this.name = value;
       localStorage.setItem(NAME_KEY, value);
       this.#showMe();
+      // The name is in the client id: a new one means a new connection (the room is followed again).
+      if (renamed) this.#reconnect();
       ($('text') as HTMLInputElement).focus();
     });
     window.addEventListener('hashchange', () => this.#join(roomSlug(location.hash.slice(1)) || 'general'));
@@ -115,6 +156,65 @@ class ChatApp {
     this.#showMe();
     this.#join(roomSlug(location.hash.slice(1)) || 'general');
     if (this.name === '') this.#askName();
+  }
+
+  #connect(): Kometa {
+    const client = new Kometa(location.origin, {
+      clientId: clientIdFor(this.name),
+      ...(this.#forced.length > 0 ? { transports: this.#forced } : {}),
+    });
+    client.on('state', (change) => {
+      this.#showState(change);
+      if (change.state === 'connected') void this.#readOnline();
+    });
+    client.on('transport', (change) => {
+      $('status-text').textContent = `live · ${change.transport}`;
+    });
+    return client;
+  }
+
+  #reconnect(): void {
+    this.client.close();
+    this.client = this.#connect();
+    const room = this.room;
+    this.room = '';
+    this.#join(room);
+  }
+
+  /** Who is in the room now (GET /channels/<c>/presence); one page is plenty for a chat room. */
+  async #readOnline(): Promise<void> {
+    const room = this.room;
+    if (room === '' || document.hidden) return;
+    try {
+      const response = await fetch(`/channels/chat.${room}/presence?limit=200`, { cache: 'no-store' });
+      if (!response.ok || room !== this.room) return;
+      const page = (await response.json()) as { members: OnlineMember[] };
+      this.#showOnline(page.members.map(memberName));
+    } catch {
+      // Offline: the list stays as it was until the next read.
+    }
+  }
+
+  #showOnline(names: string[]): void {
+    const counts = new Map<string, number>();
+    for (const name of names) counts.set(name, (counts.get(name) ?? 0) + 1);
+    this.online = [...counts.keys()].sort((a, b) => a.localeCompare(b));
+    const list = $('online');
+    list.replaceChildren();
+    for (const name of this.online) {
+      const item = document.createElement('li');
+      const avatar = document.createElement('span');
+      avatar.className = 'avatar small';
+      paintAvatar(avatar, name);
+      const label = document.createElement('span');
+      label.className = 'who';
+      // Several tabs of one name are one person here, shown once with how many.
+      const tabs = counts.get(name)!;
+      label.textContent = tabs > 1 ? `${name} (${tabs})` : name;
+      item.append(avatar, label);
+      list.append(item);
+    }
+    $('online-count').textContent = String(this.online.length);
   }
 
   #askName(): void {
@@ -145,12 +245,14 @@ class ChatApp {
     this.#lastSender = undefined;
     this.count = 0;
     $('empty').hidden = false;
+    this.#showOnline([]);
     // The room's history first, then live: one subscription does both.
     this.#subscription = this.client.subscribe(`chat.${room}`, {
       from: 'start',
       onMessage: (message) => this.#onMessage(message),
       onGap: (gap) => this.#onGap(gap),
     });
+    void this.#readOnline();
   }
 
   #renderRooms(): void {

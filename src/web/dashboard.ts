@@ -9,6 +9,7 @@ import { Kometa } from '../client/index.js';
 import type { KometaMessage, KometaSubscription, StateChange } from '../client/index.js';
 import type { StatsSample, WireEvent } from '../ops/stats-types.js';
 import { idSeqText } from '../protocol/cursor.js';
+import { ClusterCard } from './dashboard-cluster.js';
 
 const WINDOW_MS = 10 * 60_000;
 const MAX_SAMPLES = 700;
@@ -383,11 +384,16 @@ class Dashboard {
       last: number;
       history: { messages: number; bytes: number };
       subscribers: number;
+      presence: { count: number; users: number } | null;
       listed: { id: number; transport: string; remote?: string; cursor: string; tap: boolean }[];
       recent: { id: string; event?: string; time: number; size: number; data: string; truncated: boolean }[];
     };
+    const members =
+      detail.presence === null
+        ? ''
+        : `${detail.presence.count} members (${detail.presence.users} users) in the cluster · `;
     $('drawer-meta').textContent =
-      `${detail.subscribers} subscribers here · last seq ${detail.last} · epoch ${detail.epoch} · ` +
+      `${members}${detail.subscribers} subscribers here · last seq ${detail.last} · epoch ${detail.epoch} · ` +
       `history ${detail.history.messages} messages, ${bytes(detail.history.bytes)}`;
     const subs = ($('drawer-subs') as HTMLTableElement).tBodies[0]!;
     subs.replaceChildren(
@@ -540,7 +546,9 @@ class Dashboard {
 declare global {
   interface Window {
     kometaOps?: Dashboard;
+    kometaCluster?: ClusterCard;
   }
 }
 
 window.kometaOps = new Dashboard();
+window.kometaCluster = new ClusterCard((url) => opsFetch(url));

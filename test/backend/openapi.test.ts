@@ -172,6 +172,13 @@ test('docs/openapi.json describes the real answers of every backend route, succe
     seen,
   );
   check('/channels/{channel}', 'get', await httpRequest(`${hub.url}/channels/r.5`, { headers: reader }), seen);
+  const presence = (query: string, headers: Record<string, string>) =>
+    httpRequest(`${hub.url}/channels/${query}`, { headers });
+  check('/channels/{channel}/presence', 'get', await presence('r.5/presence', reader), seen);
+  check('/channels/{channel}/presence', 'get', await presence('r.5/presence?limit=1&after=a', reader), seen);
+  check('/channels/{channel}/presence', 'get', await presence('r.5/presence?limit=0', reader), seen);
+  check('/channels/{channel}/presence', 'get', await presence('r.5/presence', {}), seen);
+  check('/channels/{channel}/presence', 'get', await presence('x.5/presence', reader), seen);
 
   check(
     '/tickets',

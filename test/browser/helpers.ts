@@ -134,7 +134,9 @@ export async function startCli(port: number, dataDir?: string): Promise<ChildPro
     [main, 'serve', '--port', String(port), '--host', '127.0.0.1', '--shutdown-grace', '1', ...store],
     { stdio: 'ignore' },
   );
-  const deadline = Date.now() + 10_000;
+  // A loaded machine can take several seconds to start node; a child that never answered is killed, so that
+  // a failed start does not leave it holding the test file open.
+  const deadline = Date.now() + 30_000;
   for (;;) {
     try {
       const response = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -142,7 +144,10 @@ export async function startCli(port: number, dataDir?: string): Promise<ChildPro
     } catch {
       // not up yet
     }
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('kometa serve did not start');
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error('kometa serve did not start');
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }

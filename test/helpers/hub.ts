@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import { MemoryBroker, type MemoryBrokerOptions } from '../../src/brokers/memory.js';
 import type { Broker } from '../../src/core/broker.js';
 import { Hub, type HubLimits } from '../../src/core/hub.js';
+import type { PresenceOptions } from '../../src/core/presence.js';
 import { type HubHttpOptions, type HubServer, createHubServer } from '../../src/http/hub-server.js';
 
 export interface TestHub {
@@ -20,10 +21,11 @@ export async function startHub(
     limits?: Partial<HubLimits>;
     memory?: MemoryBrokerOptions;
     broker?: Broker;
+    presence?: Partial<PresenceOptions>;
   } = {},
 ): Promise<TestHub> {
   const broker = options.broker ?? new MemoryBroker(options.memory);
-  const hub = new Hub(broker, options.limits);
+  const hub = new Hub(broker, options.limits, options.presence);
   const server = createHubServer(hub, { shutdownGraceMs: 200, ...options.http });
   const { port } = await server.listen(0, '127.0.0.1');
   return {

@@ -1,0 +1,90 @@
+/*
+ * channels: N subscribers, each on a channel of its own; one message to each
+ * channel (in batches where the system takes them), until all are delivered.
+ */
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Bench, MESSAGE_BYTES, log, sleep } from '../lib/bench.js';
+import { Load, latencyStats } from '../lib/load.js';
+import { sampleTree } from '../lib/procs.js';
+import { messageData } from '../lib/protocol.js';
+import { Publisher } from '../lib/publisher.js';
+import type { Running, System } from '../lib/systems.js';
+import type { ProfileOption } from './fanout.js';
+import { keepProfile, nowUs } from './profile-files.js';
+
+export async function channels(bench: Bench, list: System[], count: number, options: ProfileOption = {}) {
+  for (const system of list) {
+    if (!bench.available(system, 'channels')) continue;
+    await bench.attempt(system, 'channels', () => channelsOne(bench, system, count, options));
+  }
+}
+
+async function channelsOne(bench: Bench, system: System, count: number, options: ProfileOption): Promise<void> {
+  const spec = system.transports[system.fanout]!;
+  const profDir = options.profile ? mkdtempSync(join(bench.tmp, 'prof-')) : undefined;
+  const running = await bench.startSystem(system, profDir);
+  const publisher = new Publisher('127.0.0.1', running.publish);
+  let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
+  try {
+    opened = await Load.open(bench, running, spec, count, { channel: 'm', perSocketChannel: true });
+    const { load } = opened;
+    await sleep(1000);
+    await load.reset();
+    const before = sampleTree(running.pid);
+    const started = performance.now();
+    const windowStart = nowUs();
+    publishEach(publisher, running, count);
+    await publisher.idle();
+    const publishedMs = performance.now() - started;
+    let report = await load.report();
+    const deadline = performance.now() + 15_000;
+    while (report.unique < count && performance.now() < deadline) {
+      await sleep(50);
+      report = await load.report();
+    }
+    const doneMs = performance.now() - started;
+    bench.profileWindow = [windowStart, nowUs()];
+    const cpu = sampleTree(running.pid).cpuSec - before.cpuSec;
+    const row = {
+      system: system.name,
+      transport: system.fanout,
+      subscribers: count,
+      ready: opened.ready,
+      publishMs: Math.round(publishedMs),
+      allDeliveredMs: Math.round(doneMs),
+      delivered: report.unique,
+      lost: count - report.unique,
+      publishFailed: publisher.failed,
+      ...latencyStats(report),
+      serverCpuSec: Math.round(cpu * 100) / 100,
+      cpuSecPerMillion: Math.round((cpu / Math.max(1, report.unique)) * 1e6 * 100) / 100,
+    };
+    bench.results[options.profile ? 'profile' : 'channels']!.push({ scenario: 'channels', ...row });
+    log(
+      `channels ${count} ${system.name}: all delivered in ${row.allDeliveredMs} ms, lost ${row.lost}, ` +
+        `p99 ${row.p99Ms} ms, ${row.cpuSecPerMillion} CPU-s/M`,
+    );
+  } finally {
+    publisher.close();
+    await opened?.load.close();
+    await running.stop();
+  }
+  if (profDir !== undefined) keepProfile(bench, profDir, system, `channels-${count}`);
+}
+
+/** One message to each of `count` channels: one request each, or batches of 100 where the system takes them. */
+function publishEach(publisher: Publisher, running: Running, count: number): void {
+  const batch = running.publish.batch;
+  if (batch === undefined) {
+    for (let i = 0; i < count; i++) publisher.publish(`m${i}`, messageData(1, MESSAGE_BYTES));
+    return;
+  }
+  for (let start = 0; start < count; start += 100) {
+    const items = [];
+    for (let i = start; i < Math.min(count, start + 100); i++) {
+      items.push({ channel: `m${i}`, data: messageData(1, MESSAGE_BYTES) });
+    }
+    publisher.publishRequest(batch(items));
+  }
+}
