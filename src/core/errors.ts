@@ -38,6 +38,7 @@ export const errorCodes = {
   KOMETA_ERR_BROKER_UNAVAILABLE: { status: 503, title: 'Message store unavailable' },
   KOMETA_ERR_STORE_WRITE: { status: 503, title: 'Message could not be written to disk' },
   KOMETA_ERR_DRAINING: { status: 503, title: 'Server is shutting down' },
+  KOMETA_ERR_BUSY: { status: 503, title: 'Too many new subscriptions at once' },
   KOMETA_ERR_WS_FRAME: { status: 400, title: 'Malformed WebSocket frame' },
   KOMETA_ERR_WS_BINARY: { status: 400, title: 'Binary WebSocket frames are not accepted' },
   KOMETA_ERR_ALREADY_SUBSCRIBED: { status: 409, title: 'Already subscribed to this channel on this connection' },
