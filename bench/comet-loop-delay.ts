@@ -38,8 +38,13 @@ const CHANNELS = 16;
 const RESOLUTION_MS = 10;
 const DEADLINE_MS = 180_000;
 
-type ToLoad = { type: 'load'; count: number; sleepPath: string; waitPath: string } | { type: 'ping' } | { type: 'drop' } | { type: 'stop' };
-type ToServer = { type: 'pinged'; latencies: number[] } | { type: 'loaded'; opened: number; failed: number } | { type: 'dropped' };
+type ToLoad =
+  | { type: 'load'; count: number; sleepPath: string; waitPath: string }
+  | { type: 'ping' }
+  | { type: 'drop' }
+  | { type: 'stop' };
+type ToServer =
+  { type: 'pinged'; latencies: number[] } | { type: 'loaded'; opened: number; failed: number } | { type: 'dropped' };
 
 interface Summary {
   loopP50: number;
@@ -57,9 +62,8 @@ function percentile(sorted: readonly number[], p: number): number {
 
 // ---------------------------------------------------------------- server side
 
-async function runServer(handlers: number, pings: number): Promise<void> {
-  const hub = new Hub(new MemoryBroker());
-  const comet = new Comet({ hub });
+/** The handlers under test, each on its own route. */
+function cometRoutes(comet: Comet): Map<string, (req: IncomingMessage, res: ServerResponse) => void> {
   const seedLoop: CometHandler = async (ctx) => {
     await ctx.write('first\n');
     for (;;) {
@@ -89,23 +93,29 @@ async function runServer(handlers: number, pings: number): Promise<void> {
     ctx.setHeader('Content-Type', 'text/plain');
     ctx.end('pong');
   };
-  const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>([
+  return new Map<string, (req: IncomingMessage, res: ServerResponse) => void>([
     ['/seed-loop', nodeComet(seedLoop, comet)],
     ['/wait-loop', nodeComet(waitLoop, comet)],
     ['/idle-sleep', nodeComet(idleSleep, comet)],
     ['/idle-wait', nodeComet(idleWait, comet)],
     ['/ping', nodeComet(ping, comet)],
   ]);
-  const server = createServer((req, res) => {
-    const route = routes.get((req.url ?? '/').split('?')[0]!);
-    if (route !== undefined) route(req, res);
-    else res.writeHead(404).end();
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+}
 
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--load', '--port', String(port), '--pings', String(pings)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** The load process, and how to talk to it: what it sends is kept until asked for by type. */
+interface LoadLink {
+  readonly child: ChildProcess;
+  readonly deadline: NodeJS.Timeout;
+  receive<T extends ToServer['type']>(type: T): Promise<Extract<ToServer, { type: T }>>;
+  send(message: ToLoad): void;
+}
+
+function forkLoad(port: number, pings: number): LoadLink {
+  const child: ChildProcess = fork(
+    fileURLToPath(import.meta.url),
+    ['--load', '--port', String(port), '--pings', String(pings)],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
   const deadline = setTimeout(() => {
     process.stderr.write(`bench: no result within ${DEADLINE_MS / 1000} s, giving up\n`);
     child.kill('SIGKILL');
@@ -131,15 +141,32 @@ async function runServer(handlers: number, pings: number): Promise<void> {
   const send = (message: ToLoad): void => {
     child.send(message);
   };
+  return { child, deadline, receive, send };
+}
 
+function printReport(notes: readonly string[], baseline: Summary, idle: Summary, active: Summary): void {
+  const row = (name: string, s: Summary): string =>
+    `${name.padEnd(10)} ${s.loopP50.toFixed(2).padStart(9)} ${s.loopP99.toFixed(2).padStart(9)} ` +
+    `${s.loopMax.toFixed(2).padStart(9)}   ${s.pingP50.toFixed(2).padStart(9)} ` +
+    `${s.pingP99.toFixed(2).padStart(9)} ${s.pingMax.toFixed(2).padStart(9)}`;
+  process.stdout.write(
+    `${notes.join('\n')}\n\n` +
+      `all times in ms   event-loop delay (beyond the ${RESOLUTION_MS} ms sampling)   /ping latency (client side)\n` +
+      `phase            p50       p99       max         p50       p99       max\n` +
+      `${row('baseline', baseline)}\n${row('idle', idle)}\n${row('active', active)}\n`,
+  );
+}
+
+/** Measures event-loop delay here while the load process sends a round of pings, and their latencies. */
+function loopDelayMeter(link: LoadLink): () => Promise<Summary> {
   // The histogram records the time between samples; what is over the
   // sampling interval is the delay.
   const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   histogram.enable();
-  const measure = async (): Promise<Summary> => {
+  return async (): Promise<Summary> => {
     histogram.reset();
-    send({ type: 'ping' });
-    const { latencies } = await receive('pinged');
+    link.send({ type: 'ping' });
+    const { latencies } = await link.receive('pinged');
     const sorted = [...latencies].sort((a, b) => a - b);
     return {
       loopP50: Math.max(0, histogram.percentile(50) / 1e6 - RESOLUTION_MS),
@@ -150,10 +177,34 @@ async function runServer(handlers: number, pings: number): Promise<void> {
       pingMax: sorted[sorted.length - 1] ?? NaN,
     };
   };
+}
+
+async function runServer(handlers: number, pings: number): Promise<void> {
+  const hub = new Hub(new MemoryBroker());
+  const comet = new Comet({ hub });
+  const routes = cometRoutes(comet);
+  const server = createServer((req, res) => {
+    const route = routes.get((req.url ?? '/').split('?')[0]!);
+    if (route !== undefined) route(req, res);
+    else res.writeHead(404).end();
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+
+  const link = forkLoad(port, pings);
+  const { child, deadline, receive, send } = link;
+
+  const measure = loopDelayMeter(link);
 
   const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
   const notes: string[] = [];
-  const loadPhase = async (name: string, sleepPath: string, waitPath: string, during: () => () => void): Promise<Summary> => {
+  const loadPhase = async (
+    name: string,
+    sleepPath: string,
+    waitPath: string,
+    during: () => () => void,
+  ): Promise<Summary> => {
     send({ type: 'load', count: handlers, sleepPath, waitPath });
     const loaded = await receive('loaded');
     const stop = during();
@@ -169,13 +220,17 @@ async function runServer(handlers: number, pings: number): Promise<void> {
     while (comet.counters.active > 0 && performance.now() - settled < 10_000) await delay(20);
     notes.push(
       `${name}: ${loaded.opened} connections (${loaded.failed} failed), ${deferred} handlers in flight when measured ` +
-        `(sleeping ${sleeping}, waiting ${waiting}), server rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB; ` +
-        `after the clients left: active ${comet.counters.active}, sleeping ${comet.counters.sleeping}, waiting ${comet.counters.waiting}, hub channels ${hub.channelCount}`,
+        `(sleeping ${sleeping}, waiting ${waiting}), ` +
+        `server rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB; ` +
+        `after the clients left: active ${comet.counters.active}, sleeping ${comet.counters.sleeping}, ` +
+        `waiting ${comet.counters.waiting}, hub channels ${hub.channelCount}`,
     );
     return summary;
   };
 
-  process.stdout.write(`comet loop-delay bench: ${handlers} handlers, ${pings} pings per phase, node ${process.version}\n`);
+  process.stdout.write(
+    `comet loop-delay bench: ${handlers} handlers, ${pings} pings per phase, node ${process.version}\n`,
+  );
   const baseline = await measure();
   const idle = await loadPhase('idle', '/idle-sleep', '/idle-wait', () => () => {});
   let published = 0;
@@ -195,14 +250,7 @@ async function runServer(handlers: number, pings: number): Promise<void> {
   server.close();
   clearTimeout(deadline);
 
-  const row = (name: string, s: Summary): string =>
-    `${name.padEnd(10)} ${s.loopP50.toFixed(2).padStart(9)} ${s.loopP99.toFixed(2).padStart(9)} ${s.loopMax.toFixed(2).padStart(9)}   ${s.pingP50.toFixed(2).padStart(9)} ${s.pingP99.toFixed(2).padStart(9)} ${s.pingMax.toFixed(2).padStart(9)}`;
-  process.stdout.write(
-    `${notes.join('\n')}\n\n` +
-      `all times in ms   event-loop delay (beyond the ${RESOLUTION_MS} ms sampling)   /ping latency (client side)\n` +
-      `phase            p50       p99       max         p50       p99       max\n` +
-      `${row('baseline', baseline)}\n${row('idle', idle)}\n${row('active', active)}\n`,
-  );
+  printReport(notes, baseline, idle, active);
 }
 
 // ------------------------------------------------------------------ load side
@@ -251,7 +299,8 @@ async function runLoad(port: number, pings: number): Promise<void> {
         let failed = 0;
         for (let start = 0; start < message.count; start += 500) {
           const wave: Promise<boolean>[] = [];
-          for (let i = start; i < Math.min(message.count, start + 500); i++) wave.push(open(i, message.sleepPath, message.waitPath));
+          for (let i = start; i < Math.min(message.count, start + 500); i++)
+            wave.push(open(i, message.sleepPath, message.waitPath));
           for (const ok of await Promise.all(wave)) {
             if (ok) opened++;
             else failed++;

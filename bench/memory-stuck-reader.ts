@@ -160,13 +160,16 @@ async function main(): Promise<void> {
     console.log(`  started            ${f(start)}`);
     console.log(`  warm-up burst      peak ${f(warm.peak)}, 10 s later ${f(warm.after)}`);
     console.log(
-      `  baseline           ${f(baseline)}   heap used ${f(baseHeap.heapUsed)} / total ${f(baseHeap.heapTotal)}, external ${f(baseHeap.external)}`,
+      `  baseline           ${f(baseline)}   heap used ${f(baseHeap.heapUsed)} / total ${f(baseHeap.heapTotal)}, ` +
+        `external ${f(baseHeap.external)}`,
     );
     console.log(
-      `  measured burst     peak ${f(measured.peak)} (+${f(measured.peak - baseline)}), 10 s later ${f(measured.after)} (+${f(measured.after - baseline)})`,
+      `  measured burst     peak ${f(measured.peak)} (+${f(measured.peak - baseline)}), 10 s later ` +
+        `${f(measured.after)} (+${f(measured.after - baseline)})`,
     );
     console.log(
-      `  after              heap used ${f(afterHeap.heapUsed)} / total ${f(afterHeap.heapTotal)}, external ${f(afterHeap.external)}`,
+      `  after              heap used ${f(afterHeap.heapUsed)} / total ${f(afterHeap.heapTotal)}, external ` +
+        `${f(afterHeap.external)}`,
     );
   } finally {
     server.kill('SIGKILL');

@@ -98,10 +98,14 @@ const agent = new Agent({ keepAlive: true, maxSockets: 32 });
 
 function post(url: string, body: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = request(`${url}/pub/bench`, { method: 'POST', agent, headers: { 'Content-Type': 'text/plain' } }, (res) => {
-      res.resume();
-      res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`publish: ${res.statusCode}`))));
-    });
+    const req = request(
+      `${url}/pub/bench`,
+      { method: 'POST', agent, headers: { 'Content-Type': 'text/plain' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`publish: ${res.statusCode}`))));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -179,14 +183,19 @@ async function main(): Promise<void> {
     { name: 'redis, 1 worker', args: ['--redis', REDIS, '--redis-prefix', `${prefix}1:`] },
     { name: 'redis, 2 workers', args: ['--redis', REDIS, '--redis-prefix', `${prefix}2:`, '--workers', '2'] },
   ];
-  process.stdout.write(`fan-out: ${SUBSCRIBERS} subscribers on one channel, ${MESSAGES} messages × ${REPEAT} runs, ${SAMPLES} latency samples\n`);
+  process.stdout.write(
+    `fan-out: ${SUBSCRIBERS} subscribers on one channel, ${MESSAGES} messages × ${REPEAT} runs, ${SAMPLES} latency ` +
+      `samples\n`,
+  );
   const results: Result[] = [];
   try {
     for (const config of configs) {
       const result = await measure(config);
       results.push(result);
       process.stdout.write(
-        `  ${config.name.padEnd(18)} ${Math.round(median(result.throughput)).toString().padStart(9)} deliveries/s (runs ${result.throughput.map((x) => Math.round(x)).join(', ')})  latency median ${result.latencyMedian.toFixed(2)} ms, p99 ${result.latencyP99.toFixed(2)} ms\n`,
+        `  ${config.name.padEnd(18)} ${Math.round(median(result.throughput)).toString().padStart(9)} deliveries/s ` +
+          `(runs ${result.throughput.map((x) => Math.round(x)).join(', ')})  latency median ` +
+          `${result.latencyMedian.toFixed(2)} ms, p99 ${result.latencyP99.toFixed(2)} ms\n`,
       );
     }
   } finally {
@@ -201,10 +210,15 @@ async function main(): Promise<void> {
     agent.destroy();
   }
   const memory = results[0]!;
-  process.stdout.write('\n| configuration | deliveries/s (median) | vs memory | latency median | latency p99 |\n|---|---:|---:|---:|---:|\n');
+  process.stdout.write(
+    '\n| configuration | deliveries/s (median) | vs memory | latency median | latency p99 ' +
+      '|\n|---|---:|---:|---:|---:|\n',
+  );
   for (const r of results) {
     process.stdout.write(
-      `| ${r.name} | ${Math.round(median(r.throughput))} | ${(median(r.throughput) / median(memory.throughput)).toFixed(2)}× | ${r.latencyMedian.toFixed(2)} ms | ${r.latencyP99.toFixed(2)} ms |\n`,
+      `| ${r.name} | ${Math.round(median(r.throughput))} | ` +
+        `${(median(r.throughput) / median(memory.throughput)).toFixed(2)}× | ${r.latencyMedian.toFixed(2)} ms | ` +
+        `${r.latencyP99.toFixed(2)} ms |\n`,
     );
   }
 }

@@ -40,7 +40,11 @@ async function freePort(): Promise<number> {
 
 async function startRedis(): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   let out = '';
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -93,7 +97,8 @@ async function xreadReceiver(port: number, streams: string[]): Promise<Receiver>
   };
   const loop = (async () => {
     while (running) {
-      const reply = (await conn.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', ...streams, ...ids)) as [string, [string, string[]][]][] | null;
+      const reply = (await conn.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', ...streams, ...ids)) as
+        [string, [string, string[]][]][] | null;
       if (reply === null) continue;
       const now = performance.now();
       for (const [stream, entries] of reply) {
@@ -129,7 +134,8 @@ async function run(port: number, mode: 'pubsub' | 'xread', channelCount: number)
   const receiver = mode === 'pubsub' ? await pubsubReceiver(port, channels) : await xreadReceiver(port, streams);
   if (mode === 'xread') await until(() => receiver.received >= channelCount, 10_000);
   const script = mode === 'pubsub' ? XADD_PUBLISH : XADD_ONLY;
-  const send = (i: number, data: string) => pub.eval(script, 2, streams[i % channelCount]!, channels[i % channelCount]!, data);
+  const send = (i: number, data: string) =>
+    pub.eval(script, 2, streams[i % channelCount]!, channels[i % channelCount]!, data);
 
   // Latency: one at a time.
   const latencies: number[] = [];
@@ -156,19 +162,30 @@ async function run(port: number, mode: 'pubsub' | 'xread', channelCount: number)
   await receiver.stop();
   pub.disconnect();
   admin.disconnect();
-  return { median: pct(latencies, 0.5), p99: pct(latencies, 0.99), perSecond: MESSAGES / seconds, cpuUsPerMessage: (cpu * 1e6) / MESSAGES };
+  return {
+    median: pct(latencies, 0.5),
+    p99: pct(latencies, 0.99),
+    perSecond: MESSAGES / seconds,
+    cpuUsPerMessage: (cpu * 1e6) / MESSAGES,
+  };
 }
 
 async function main(): Promise<void> {
   const redis = await startRedis();
   try {
-    process.stdout.write(`pub/sub vs blocking XREAD: ${SAMPLES} latency samples, ${MESSAGES} messages for throughput\n\n`);
-    process.stdout.write('| channels | mode | latency median | latency p99 | messages/s | Redis CPU µs/message |\n|---:|---|---:|---:|---:|---:|\n');
+    process.stdout.write(
+      `pub/sub vs blocking XREAD: ${SAMPLES} latency samples, ${MESSAGES} messages for throughput\n\n`,
+    );
+    process.stdout.write(
+      '| channels | mode | latency median | latency p99 | messages/s | Redis CPU µs/message ' +
+        '|\n|---:|---|---:|---:|---:|---:|\n',
+    );
     for (const channels of [1, 100, 1000, 10_000]) {
       for (const mode of ['pubsub', 'xread'] as const) {
         const r = await run(redis.port, mode, channels);
         process.stdout.write(
-          `| ${channels} | ${mode} | ${r.median.toFixed(3)} ms | ${r.p99.toFixed(3)} ms | ${Math.round(r.perSecond)} | ${r.cpuUsPerMessage.toFixed(1)} |\n`,
+          `| ${channels} | ${mode} | ${r.median.toFixed(3)} ms | ${r.p99.toFixed(3)} ms | ` +
+            `${Math.round(r.perSecond)} | ${r.cpuUsPerMessage.toFixed(1)} |\n`,
         );
       }
     }

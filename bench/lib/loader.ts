@@ -213,7 +213,12 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
   });
 }
 
-function connectAll(o: ConnectOrder, addressBase: number, subsToOpen: Sub[], then: (ready: number, failed: number, ms: number) => void): void {
+function connectAll(
+  o: ConnectOrder,
+  addressBase: number,
+  subsToOpen: Sub[],
+  then: (ready: number, failed: number, ms: number) => void,
+): void {
   const started = performance.now();
   let next = 0;
   let inflight = 0;
@@ -267,8 +272,11 @@ process.on('message', (message: ParentMessage) => {
   switch (message.type) {
     case 'connect': {
       order = message;
-      for (let i = 0; i < message.count; i++) subs.push({ index: i, socket: null, ready: false, last: 0, id: '', tail: null, head: '', attempts: 0 });
-      connectAll(message, message.addressBase, subs, (ready, failed, ms) => send({ type: 'connected', ready, failed, ms, errorCodes }));
+      for (let i = 0; i < message.count; i++)
+        subs.push({ index: i, socket: null, ready: false, last: 0, id: '', tail: null, head: '', attempts: 0 });
+      connectAll(message, message.addressBase, subs, (ready, failed, ms) =>
+        send({ type: 'connected', ready, failed, ms, errorCodes }),
+      );
       break;
     }
     case 'reset':
@@ -292,7 +300,9 @@ process.on('message', (message: ParentMessage) => {
       break;
     case 'reconnect':
       for (const sub of subs) sub.attempts = 0;
-      connectAll(order!, message.addressBase, subs, (ready, failed, ms) => send({ type: 'connected', ready, failed, ms, errorCodes }));
+      connectAll(order!, message.addressBase, subs, (ready, failed, ms) =>
+        send({ type: 'connected', ready, failed, ms, errorCodes }),
+      );
       break;
     case 'exit':
       for (const sub of subs) sub.socket?.destroy();

@@ -31,9 +31,20 @@ export function pinSelf(): void {
 }
 
 /** Start a server command on the server core, in its own process group. */
-export function spawnServer(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; core?: string } = {}): ChildProcess {
-  const [file, argv] = hasTaskset() ? ['taskset', ['-c', options.core ?? SERVER_CORE, command, ...args]] : [command, args];
-  const child = spawn(file, argv, { cwd: options.cwd, env: options.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnServer(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; core?: string } = {},
+): ChildProcess {
+  const [file, argv] = hasTaskset()
+    ? ['taskset', ['-c', options.core ?? SERVER_CORE, command, ...args]]
+    : [command, args];
+  const child = spawn(file, argv, {
+    cwd: options.cwd,
+    env: options.env ?? process.env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   track(child);
   return child;
 }
@@ -54,12 +65,16 @@ function track(child: ChildProcess): void {
 export function waitForOutput(child: ChildProcess, text: string | RegExp, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let seen = '';
-    const timer = setTimeout(() => finish(new Error(`timed out waiting for ${String(text)}; output: ${seen.slice(-500)}`)), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new Error(`timed out waiting for ${String(text)}; output: ${seen.slice(-500)}`)),
+      timeoutMs,
+    );
     const onData = (chunk: Buffer) => {
       seen += chunk.toString();
       if (typeof text === 'string' ? seen.includes(text) : text.test(seen)) finish();
     };
-    const onExit = (code: number | null) => finish(new Error(`exited (${code}) before ${String(text)}; output: ${seen.slice(-800)}`));
+    const onExit = (code: number | null) =>
+      finish(new Error(`exited (${code}) before ${String(text)}; output: ${seen.slice(-800)}`));
     const finish = (error?: Error) => {
       clearTimeout(timer);
       child.stdout?.off('data', onData);
@@ -75,7 +90,11 @@ export function waitForOutput(child: ChildProcess, text: string | RegExp, timeou
 }
 
 /** SIGTERM the process group, then SIGKILL whatever is left after `graceMs`. */
-export async function stopProcess(child: ChildProcess, graceMs = 3000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export async function stopProcess(
+  child: ChildProcess,
+  graceMs = 3000,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   const pid = child.pid;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

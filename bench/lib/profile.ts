@@ -57,7 +57,14 @@ export function summarizeProfile(path: string, limit: number, window?: readonly 
   const top = [...byFunction.values()]
     .sort((a, b) => b.us - a.us)
     .slice(0, limit)
-    .map((e) => ({ fn: e.fn, where: e.where, selfPct: Math.round((e.us / total) * 1000) / 10, selfMs: Math.round(e.us / 1000) }));
-  const text = top.map((e) => `${e.selfPct.toFixed(1).padStart(5)}%  ${String(e.selfMs).padStart(6)} ms  ${e.fn}  ${e.where}`).join('\n');
+    .map((e) => ({
+      fn: e.fn,
+      where: e.where,
+      selfPct: Math.round((e.us / total) * 1000) / 10,
+      selfMs: Math.round(e.us / 1000),
+    }));
+  const text = top
+    .map((e) => `${e.selfPct.toFixed(1).padStart(5)}%  ${String(e.selfMs).padStart(6)} ms  ${e.fn}  ${e.where}`)
+    .join('\n');
   return { totalMs: Math.round(total / 1000), top, text };
 }

@@ -59,14 +59,22 @@ export interface LoadReport {
   ready: number;
   closed: number;
   errors: number;
-  /** Connection errors by code (ECONNREFUSED, ECONNRESET, …) and non-2xx answers (`HTTP 429`), retried ones included. */
+  /**
+   * Connection errors by code (ECONNREFUSED, ECONNRESET, …) and non-2xx answers (`HTTP 429`), retried ones included.
+   */
   errorCodes: Record<string, number>;
   /** Subscribers whose last message is the given sequence (caught-up check). */
   atSeq: Record<string, number>;
 }
 
 export type ChildMessage =
-  | { readonly type: 'connected'; readonly ready: number; readonly failed: number; readonly ms: number; readonly errorCodes: Record<string, number> }
+  | {
+      readonly type: 'connected';
+      readonly ready: number;
+      readonly failed: number;
+      readonly ms: number;
+      readonly errorCodes: Record<string, number>;
+    }
   | { readonly type: 'frontier'; readonly seq: number }
   | { readonly type: 'report'; readonly report: LoadReport }
   | { readonly type: 'dropped' }

@@ -116,7 +116,10 @@ export class Publisher {
 export function postRequest(path: string, body: string, contentType = 'text/plain'): Buffer {
   const bytes = Buffer.from(body);
   return Buffer.concat([
-    Buffer.from(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${contentType}\r\nContent-Length: ${bytes.length}\r\n\r\n`),
+    Buffer.from(
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${contentType}\r\nContent-Length: ` +
+        `${bytes.length}\r\n\r\n`,
+    ),
     bytes,
   ]);
 }

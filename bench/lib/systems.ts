@@ -57,7 +57,8 @@ const SSE: SubscriberSpec = { kind: 'sse', path: '/sub/{ch}', readyToken: '\r\n\
 
 function packageVersion(name: string): string {
   try {
-    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string })
+      .version;
   } catch {
     return '?';
   }
@@ -71,7 +72,13 @@ function dpkgVersion(name: string): string {
   }
 }
 
-async function startNode(script: string, args: string[], options: StartOptions, ready: string | RegExp, env?: NodeJS.ProcessEnv): Promise<ChildProcess> {
+async function startNode(
+  script: string,
+  args: string[],
+  options: StartOptions,
+  ready: string | RegExp,
+  env?: NodeJS.ProcessEnv,
+): Promise<ChildProcess> {
   const nodeArgs = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
   const child = spawnServer(process.execPath, [...nodeArgs, script, ...args], { env: env ?? process.env });
   await waitForOutput(child, ready, 15_000);
@@ -122,7 +129,8 @@ export function kometaSystem(
     version: () => {
       try {
         const sha = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-        return `${(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version} (${sha})`;
+        return `${(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version} ` +
+          `(${sha})`;
       } catch {
         return '?';
       }
@@ -146,7 +154,10 @@ export function kometaSystem(
       const child = await startNode(cli, args, options, 'listening on');
       const running = nodeRunning(child, options.port, batches ? batchTarget(options.port) : undefined);
       if (dataDir === undefined) return running;
-      return { ...running, stop: () => running.stop().finally(() => rmSync(dataDir, { recursive: true, force: true })) };
+      return {
+        ...running,
+        stop: () => running.stop().finally(() => rmSync(dataDir, { recursive: true, force: true })),
+      };
     },
   };
 }
@@ -165,7 +176,14 @@ function supportsFlag(cli: string, flag: string): boolean {
 
 /** kometa with WebSocket subscribers (same server, other transport). */
 function kometaWs(base: System): System {
-  return { ...base, name: `${base.name}-ws`, description: `${base.description}, WebSocket subscribers`, fanout: 'ws', resume: false, transports: { ws: base.transports.ws! } };
+  return {
+    ...base,
+    name: `${base.name}-ws`,
+    description: `${base.description}, WebSocket subscribers`,
+    fanout: 'ws',
+    resume: false,
+    transports: { ws: base.transports.ws! },
+  };
 }
 
 const floor: System = {
@@ -177,7 +195,12 @@ const floor: System = {
   fanout: 'sse',
   resume: false,
   async start(options) {
-    const child = await startNode(join(SERVERS, 'node-floor.js'), ['--port', String(options.port)], options, 'listening on');
+    const child = await startNode(
+      join(SERVERS, 'node-floor.js'),
+      ['--port', String(options.port)],
+      options,
+      'listening on',
+    );
     return nodeRunning(child, options.port);
   },
 };
@@ -191,7 +214,12 @@ const betterSse: System = {
   fanout: 'sse',
   resume: false,
   async start(options) {
-    const child = await startNode(join(SERVERS, 'better-sse.js'), ['--port', String(options.port)], options, 'listening on');
+    const child = await startNode(
+      join(SERVERS, 'better-sse.js'),
+      ['--port', String(options.port)],
+      options,
+      'listening on',
+    );
     return nodeRunning(child, options.port);
   },
 };
@@ -201,11 +229,24 @@ const socketio: System = {
   description: 'Socket.IO 4, WebSocket transport, room broadcast',
   unavailable: () => null,
   version: () => packageVersion('socket.io'),
-  transports: { ws: { kind: 'ws', path: '/socket.io/?EIO=4&transport=websocket&ch={ch}', wsFrame: '40', wsSendAfter: '0{', readyToken: '40{' } },
+  transports: {
+    ws: {
+      kind: 'ws',
+      path: '/socket.io/?EIO=4&transport=websocket&ch={ch}',
+      wsFrame: '40',
+      wsSendAfter: '0{',
+      readyToken: '40{',
+    },
+  },
   fanout: 'ws',
   resume: false,
   async start(options) {
-    const child = await startNode(join(SERVERS, 'socketio.js'), ['--port', String(options.port)], options, 'listening on');
+    const child = await startNode(
+      join(SERVERS, 'socketio.js'),
+      ['--port', String(options.port)],
+      options,
+      'listening on',
+    );
     return nodeRunning(child, options.port);
   },
 };
@@ -268,14 +309,20 @@ http {
     );
     const child = spawnServer('nginx', ['-c', conf, '-e', join(dir, 'error.log')]);
     await waitForListening(options.port, child);
-    return { pid: child.pid!, port: options.port, publish: pubTarget(options.port), stop: () => stopProcess(child, 3000, 'SIGQUIT') };
+    return {
+      pid: child.pid!,
+      port: options.port,
+      publish: pubTarget(options.port),
+      stop: () => stopProcess(child, 3000, 'SIGQUIT'),
+    };
   },
 };
 
 const pushpin: System = {
   name: 'pushpin',
   description: 'Pushpin (GRIP proxy) with a hold-stream origin, SSE',
-  unavailable: () => (commandExists('pushpin') && commandExists('zurl') ? null : 'pushpin not installed (apt-get install pushpin)'),
+  unavailable: () =>
+    commandExists('pushpin') && commandExists('zurl') ? null : 'pushpin not installed (apt-get install pushpin)',
   version: () => dpkgVersion('pushpin'),
   transports: { sse: SSE },
   fanout: 'sse',
@@ -287,7 +334,9 @@ const pushpin: System = {
     const originPort = options.port + 1;
     const controlPort = options.port + 2;
     // The origin only answers subscribe requests (never during fan-out): it runs with the load, not the server.
-    const origin = spawnServer(process.execPath, [join(SERVERS, 'pushpin-origin.js'), '--port', String(originPort)], { core: '1' });
+    const origin = spawnServer(process.execPath, [join(SERVERS, 'pushpin-origin.js'), '--port', String(originPort)], {
+      core: '1',
+    });
     await waitForOutput(origin, 'listening on', 10_000);
     // Pushpin reaches the origin through zurl; this one listens in the temp dir, not /var/run.
     const run = join(dir, 'run');
@@ -322,7 +371,10 @@ const pushpin: System = {
     set('message_hwm', 1_000_000);
     set('stats_connection_ttl', 600);
     conf = conf.replace(/\{libdir\}/g, '/usr/lib/pushpin');
-    conf = conf.replace('[proxy]\n', `[proxy]\nzurl_out_specs=ipc://${run}/zurl-in\nzurl_out_stream_specs=ipc://${run}/zurl-in-stream\nzurl_in_specs=ipc://${run}/zurl-out\n`);
+    conf = conf.replace(
+      '[proxy]\n',
+      `[proxy]\nzurl_out_specs=ipc://${run}/zurl-in\nzurl_out_stream_specs=ipc://${run}/zurl-in-stream\nzurl_in_specs=ipc://${run}/zurl-out\n`,
+    );
     writeFileSync(join(dir, 'pushpin.conf'), conf);
     const child = spawnServer('pushpin', ['--config', join(dir, 'pushpin.conf')]);
     await waitForListening(options.port, child);
@@ -335,7 +387,11 @@ const pushpin: System = {
       publish: {
         port: controlPort,
         request: (channel, data) =>
-          postRequest('/publish/', JSON.stringify({ items: [{ channel, formats: { 'http-stream': { content: `data: ${data}\n\n` } } }] }), 'application/json'),
+          postRequest(
+            '/publish/',
+            JSON.stringify({ items: [{ channel, formats: { 'http-stream': { content: `data: ${data}\n\n` } } }] }),
+            'application/json',
+          ),
       },
       stop: async () => {
         await stopProcess(child, 5000);
@@ -350,10 +406,26 @@ const pushpin: System = {
  * A private Redis for the --workers scenario: no persistence, its own port and
  * directory, on the server's core, in its own process group (stopped by PID).
  */
-export async function startRedis(port: number, tmp: string): Promise<{ pid: number; version: string; stop: () => Promise<void> }> {
+export async function startRedis(
+  port: number,
+  tmp: string,
+): Promise<{ pid: number; version: string; stop: () => Promise<void> }> {
   const dir = join(tmp, `redis-${port}`);
   mkdirSync(dir, { recursive: true });
-  const child = spawnServer('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', '']);
+  const child = spawnServer('redis-server', [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--logfile',
+    '',
+  ]);
   await waitForOutput(child, 'Ready to accept connections', 15_000);
   return { pid: child.pid!, version: redisVersion(), stop: () => stopProcess(child, 3000) };
 }
@@ -390,10 +462,13 @@ async function waitForSubscribeOk(port: number): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     const status = await new Promise<number>((resolve) => {
-      const req = get({ host: '127.0.0.1', port, path: '/sub/probe', headers: { Accept: 'text/event-stream' } }, (res) => {
-        resolve(res.statusCode ?? 0);
-        req.destroy();
-      });
+      const req = get(
+        { host: '127.0.0.1', port, path: '/sub/probe', headers: { Accept: 'text/event-stream' } },
+        (res) => {
+          resolve(res.statusCode ?? 0);
+          req.destroy();
+        },
+      );
       req.on('error', () => resolve(0));
     });
     if (status === 200) return;
@@ -404,7 +479,12 @@ async function waitForSubscribeOk(port: number): Promise<void> {
 
 export function allSystems(kometaBefore?: string): System[] {
   const kometa = kometaSystem('kometa', ROOT, 'kometa serve --memory (this tree), SSE');
-  const durable = kometaSystem('kometa-durable', ROOT, 'kometa serve (this tree) with history on disk (the default), SSE', 'durable');
+  const durable = kometaSystem(
+    'kometa-durable',
+    ROOT,
+    'kometa serve (this tree) with history on disk (the default), SSE',
+    'durable',
+  );
   // The same servers, publishing in batches of up to 100 messages (POST /pub) where a scenario publishes many at once.
   const batch = kometaSystem('kometa-batch', ROOT, 'kometa serve --memory, SSE, publishing in batches', 'memory', true);
   const durableBatch = kometaSystem(
@@ -431,7 +511,13 @@ export function allSystems(kometaBefore?: string): System[] {
       kometaSystem('kometa-before', kometaBefore, `kometa serve --memory ${at}, SSE`),
       kometaSystem('kometa-before-durable', kometaBefore, `kometa serve ${at}, history on disk, SSE`, 'durable'),
       kometaSystem('kometa-before-batch', kometaBefore, `kometa serve --memory ${at}, SSE, batches`, 'memory', true),
-      kometaSystem('kometa-before-durable-batch', kometaBefore, `kometa serve ${at}, on disk, SSE, batches`, 'durable', true),
+      kometaSystem(
+        'kometa-before-durable-batch',
+        kometaBefore,
+        `kometa serve ${at}, on disk, SSE, batches`,
+        'durable',
+        true,
+      ),
     );
   }
   list.push(betterSse, socketio, nchan, pushpin);

@@ -8,7 +8,9 @@ import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { type Channel, createChannel, createSession } from 'better-sse';
 
-const { values } = parseArgs({ options: { port: { type: 'string', default: '8000' }, host: { type: 'string', default: '127.0.0.1' } } });
+const { values } = parseArgs({
+  options: { port: { type: 'string', default: '8000' }, host: { type: 'string', default: '127.0.0.1' } },
+});
 const channels = new Map<string, Channel>();
 function channel(name: string): Channel {
   let found = channels.get(name);
@@ -41,5 +43,7 @@ const server = createServer((req, res) => {
   res.end();
 });
 server.keepAliveTimeout = 60_000;
-server.listen(Number(values.port), values.host, () => process.stdout.write(`better-sse listening on ${values.host}:${values.port}\n`));
+server.listen(Number(values.port), values.host, () =>
+  process.stdout.write(`better-sse listening on ${values.host}:${values.port}\n`),
+);
 process.on('SIGTERM', () => process.exit(0));

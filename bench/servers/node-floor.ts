@@ -13,7 +13,9 @@
 import { createServer, type ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { port: { type: 'string', default: '8000' }, host: { type: 'string', default: '127.0.0.1' } } });
+const { values } = parseArgs({
+  options: { port: { type: 'string', default: '8000' }, host: { type: 'string', default: '127.0.0.1' } },
+});
 const channels = new Map<string, Set<ServerResponse>>();
 
 const server = createServer((req, res) => {
@@ -45,5 +47,7 @@ const server = createServer((req, res) => {
   res.end();
 });
 server.keepAliveTimeout = 60_000;
-server.listen(Number(values.port), values.host, () => process.stdout.write(`node-floor listening on ${values.host}:${values.port}\n`));
+server.listen(Number(values.port), values.host, () =>
+  process.stdout.write(`node-floor listening on ${values.host}:${values.port}\n`),
+);
 process.on('SIGTERM', () => process.exit(0));

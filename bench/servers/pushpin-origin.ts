@@ -8,7 +8,9 @@
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { port: { type: 'string', default: '8001' }, host: { type: 'string', default: '127.0.0.1' } } });
+const { values } = parseArgs({
+  options: { port: { type: 'string', default: '8001' }, host: { type: 'string', default: '127.0.0.1' } },
+});
 const server = createServer((req, res) => {
   const url = req.url ?? '/';
   if (url.startsWith('/sub/')) {
@@ -25,5 +27,7 @@ const server = createServer((req, res) => {
   res.end();
 });
 server.keepAliveTimeout = 60_000;
-server.listen(Number(values.port), values.host, () => process.stdout.write(`pushpin-origin listening on ${values.host}:${values.port}\n`));
+server.listen(Number(values.port), values.host, () =>
+  process.stdout.write(`pushpin-origin listening on ${values.host}:${values.port}\n`),
+);
 process.on('SIGTERM', () => process.exit(0));

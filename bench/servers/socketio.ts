@@ -9,7 +9,9 @@ import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { Server } from 'socket.io';
 
-const { values } = parseArgs({ options: { port: { type: 'string', default: '8000' }, host: { type: 'string', default: '127.0.0.1' } } });
+const { values } = parseArgs({
+  options: { port: { type: 'string', default: '8000' }, host: { type: 'string', default: '127.0.0.1' } },
+});
 
 const server = createServer((req, res) => {
   const url = req.url ?? '/';
@@ -29,10 +31,17 @@ const server = createServer((req, res) => {
 });
 server.keepAliveTimeout = 60_000;
 // Pings every 10 minutes: the runs are shorter, and kometa sends none either.
-const io = new Server(server, { transports: ['websocket'], pingInterval: 600_000, pingTimeout: 600_000, serveClient: false });
+const io = new Server(server, {
+  transports: ['websocket'],
+  pingInterval: 600_000,
+  pingTimeout: 600_000,
+  serveClient: false,
+});
 io.on('connection', (socket) => {
   const ch = socket.handshake.query.ch;
   void socket.join(typeof ch === 'string' ? ch : 'c');
 });
-server.listen(Number(values.port), values.host, () => process.stdout.write(`socketio listening on ${values.host}:${values.port}\n`));
+server.listen(Number(values.port), values.host, () =>
+  process.stdout.write(`socketio listening on ${values.host}:${values.port}\n`),
+);
 process.on('SIGTERM', () => process.exit(0));

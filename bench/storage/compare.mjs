@@ -140,7 +140,8 @@ function child(args) {
   const last = out.stdout.trim().split('\n').at(-1);
   if (out.status !== 0 || !last?.startsWith('{')) {
     return {
-      error: `exit ${out.status} signal ${out.signal}: ${(out.stderr || out.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+      error: `exit ${out.status} signal ${out.signal}: ` +
+        `${(out.stderr || out.stdout).trim().split('\n').slice(-3).join(' | ')}`,
     };
   }
   return JSON.parse(last);
@@ -209,14 +210,20 @@ function table({ summary }) {
       ? 'n/a'
       : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
   const lines = [
-    '| engine | publishes/s durable, 10 ch (× memory) | publishes/s durable, 1,000 ch (× memory) | loop delay p99 / max while publishing, 10 ch / 1,000 ch (ms) | disk bytes per message (allocated; apparent) | reopen + read all 50k (ms), 10 ch / 1,000 ch | native binary | adapter lines |',
+    '| engine | publishes/s durable, 10 ch (× memory) | publishes/s durable, 1,000 ch (× memory) | loop delay p99 / ' +
+      'max while publishing, 10 ch / 1,000 ch (ms) | disk bytes per message (allocated; apparent) | reopen + read ' +
+      'all 50k (ms), 10 ch / 1,000 ch | native binary | adapter lines |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const row of summary) {
     const a = row[10] ?? {};
     const b = row[1000] ?? {};
     lines.push(
-      `| ${row.label} | ${f(a.publishesPerSec)} (${f(a.ratioToMemory, 3)}) | ${f(b.publishesPerSec)} (${f(b.ratioToMemory, 3)}) | ${f(a.loopDelayP99Ms, 1)} / ${f(a.loopDelayMaxMs, 1)} ; ${f(b.loopDelayP99Ms, 1)} / ${f(b.loopDelayMaxMs, 1)} | ${f(a.diskBytesPerMsg)}; ${f(a.diskApparentBytesPerMsg)} | ${f(a.reopenReadAllMs)} / ${f(b.reopenReadAllMs)} | ${row.native === undefined ? 'n/a' : row.native ? 'yes' : 'no'} | ${row.adapterLines} |`,
+      `| ${row.label} | ${f(a.publishesPerSec)} (${f(a.ratioToMemory, 3)}) | ${f(b.publishesPerSec)} ` +
+        `(${f(b.ratioToMemory, 3)}) | ${f(a.loopDelayP99Ms, 1)} / ${f(a.loopDelayMaxMs, 1)} ; ` +
+        `${f(b.loopDelayP99Ms, 1)} / ${f(b.loopDelayMaxMs, 1)} | ${f(a.diskBytesPerMsg)}; ` +
+        `${f(a.diskApparentBytesPerMsg)} | ${f(a.reopenReadAllMs)} / ${f(b.reopenReadAllMs)} | ` +
+        `${row.native === undefined ? 'n/a' : row.native ? 'yes' : 'no'} | ${row.adapterLines} |`,
     );
   }
   return lines.join('\n');

@@ -117,10 +117,17 @@ export class AccessPolicy {
     const ticket = url.searchParams.get('ticket');
     if (session !== undefined) {
       const entry = this.tickets.session(session);
-      if (entry !== undefined) return { grant: grantFromClaim(entry.claim, { expiresAt: entry.expiresAt, subject: entry.subject, kind: 'ticket' }) };
+      if (entry !== undefined)
+        return {
+          grant: grantFromClaim(entry.claim, { expiresAt: entry.expiresAt, subject: entry.subject, kind: 'ticket' }),
+        };
       // Present but invalid or expired: a 401, never a fall-through to weaker
       // credentials or anonymous access — unless a ticket comes along to replace it.
-      if (ticket === null) throw new KometaError('KOMETA_ERR_UNAUTHORIZED', 'The kometa_session cookie is invalid or has expired; get a new ticket');
+      if (ticket === null)
+        throw new KometaError(
+          'KOMETA_ERR_UNAUTHORIZED',
+          'The kometa_session cookie is invalid or has expired; get a new ticket',
+        );
     }
     if (ticket !== null) {
       const { session: id, entry } = await this.tickets.redeem(ticket);
@@ -202,7 +209,8 @@ export class AccessPolicy {
         throw new KometaError('KOMETA_ERR_FORBIDDEN', `This credential may not ${action} ${channel}`, { channel });
       }
     }
-    if (grant.expiresAt !== undefined && grant.expiresAt <= wallClock.now()) throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
+    if (grant.expiresAt !== undefined && grant.expiresAt <= wallClock.now())
+      throw new KometaError('KOMETA_ERR_TOKEN_EXPIRED');
   }
 
   /**

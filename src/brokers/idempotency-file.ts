@@ -84,7 +84,8 @@ export class FileIdempotencyStore extends MemoryIdempotencyStore {
   override async complete(key: string, print: string, result: string, ttlMs: number): Promise<void> {
     if (this.#closed) throw new Error('the idempotency store is closed');
     const expiresAt = this.now() + ttlMs;
-    // Kept in memory at once (repeats answered from here even if the disk fails), on disk before the publish is answered.
+    // Kept in memory at once (repeats answered from here even if the disk fails), on disk before the publish is
+    // answered.
     this.remember(key, { state: 'done', fingerprint: print, result } satisfies KeyState, expiresAt);
     await new Promise<void>((done, failed) => {
       this.#queue.push({ line: `${JSON.stringify({ k: key, f: print, r: result, e: expiresAt })}\n`, done, failed });

@@ -167,7 +167,10 @@ export class MemoryBroker implements Broker {
     if (seq > channel.headSeq && channel.history.length === 0) channel.headSeq = seq;
   }
 
-  /** The head sequence of a stored channel in `epoch`; undefined when not stored, or in another epoch. Allocates nothing. */
+  /**
+   * The head sequence of a stored channel in `epoch`; undefined when not stored, or in another epoch. Allocates
+   * nothing.
+   */
   headSeqIn(channelName: string, epoch: string): number | undefined {
     const channel = this.#channels.get(channelName);
     return channel !== undefined && channel.epoch === epoch ? channel.headSeq : undefined;
@@ -222,7 +225,8 @@ export class MemoryBroker implements Broker {
 
   async stats(channelName: string): Promise<ChannelStats> {
     const channel = this.#channels.get(channelName);
-    if (channel === undefined) return { epoch: this.#epochOf(channelName), headSeq: 0, messages: 0, bytes: 0, oldestSeq: 1 };
+    if (channel === undefined)
+      return { epoch: this.#epochOf(channelName), headSeq: 0, messages: 0, bytes: 0, oldestSeq: 1 };
     channel.history.trim(this.#clock.now());
     return {
       epoch: channel.epoch,

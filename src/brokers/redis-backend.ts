@@ -12,10 +12,12 @@ import type { RedisCommandLink, RedisSubscriberLink } from './redis.js';
 
 /** GET the key; if absent, SET it (NX, PX) as pending. Returns what was there, or nil when reserved now. */
 const RESERVE =
-  "local v = redis.call('GET', KEYS[1]) if v then return v end redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') return false";
+  "local v = redis.call('GET', KEYS[1]) if v then return v end redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], " +
+    "'NX') return false";
 /** Drop a reservation only while it is still pending (never someone's completed answer). */
 const RELEASE =
-  "local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 7) == '{\"s\":\"p' then redis.call('DEL', KEYS[1]) end return 1";
+  "local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 7) == '{\"s\":\"p' then redis.call('DEL', " +
+    "KEYS[1]) end return 1";
 const COMPLETE = "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
 const GET = "return redis.call('GET', KEYS[1])";
 const PUBLISH = "return redis.call('PUBLISH', KEYS[1], ARGV[1])";

@@ -9,7 +9,10 @@ export interface RevocationStore {
   save(revocation: Revocation): Promise<void>;
 }
 
-/** The durable store's companion: `revocations.json` in the data directory, rewritten (fsync'd, renamed) on each revocation. */
+/**
+ * The durable store's companion: `revocations.json` in the data directory, rewritten (fsync'd, renamed) on each
+ * revocation.
+ */
 export class FileRevocationStore implements RevocationStore {
   readonly path: string;
   #chain: Promise<void> = Promise.resolve();

@@ -53,7 +53,8 @@ function readSettings(argv: string[], command: ServeCommand): Settings | number 
     help: { type: 'boolean' },
     config: { type: 'string' },
   };
-  for (const spec of Object.values(settingSpecs)) options[spec.flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
+  for (const spec of Object.values(settingSpecs))
+    options[spec.flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true });
@@ -302,9 +303,11 @@ async function serve(argv: string[], command: ServeCommand = 'serve'): Promise<n
   const stopReclaiming = reclaimAfterBursts(hub);
   // The operator's view (/_kometa/, /metrics) goes in front of whatever else the server falls back to.
   let ops: KometaOps | undefined;
-  const withOps = (next: Handler): Handler => (req, res) => {
-    if (ops === undefined || !ops.handle(req, res)) next(req, res);
-  };
+  const withOps =
+    (next: Handler): Handler =>
+    (req, res) => {
+      if (ops === undefined || !ops.handle(req, res)) next(req, res);
+    };
   const proxying = settings.origin === '' ? undefined : await startProxying(hub, settings, command);
   if (typeof proxying === 'number') return proxying;
   const fallback = withOps(proxying?.proxy.handle ?? withChat(seedFallback(comet)));
@@ -337,7 +340,8 @@ async function serve(argv: string[], command: ServeCommand = 'serve'): Promise<n
   const scheme = tls === undefined ? 'http' : 'https';
   const base = `${scheme}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   announce(base, settings, command, tokenGenerated, log, proxying);
-  if (tls !== undefined) reloadCertificateOnHangup(hubServer as ReturnType<typeof createSecureHubServer>, settings, log);
+  if (tls !== undefined)
+    reloadCertificateOnHangup(hubServer as ReturnType<typeof createSecureHubServer>, settings, log);
   const server = hubServer;
   return untilStopped({ log, settings, server, proxying, broker, ops, webhooks, stopLogging, stopReclaiming });
 }

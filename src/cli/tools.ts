@@ -23,7 +23,9 @@ const TOOL_USAGE: Record<Tool, string> = {
 Prints each message as it is published. Exit: 0 done (count reached, timeout, Ctrl-C, stream ended),
 1 the hub refused (bad channel, no credential, not allowed), 2 usage, 3 the hub cannot be reached.
 --url defaults to $KOMETA_URL or http://127.0.0.1:8080; --token to $KOMETA_TOKEN.`,
-  publish: `Usage: kometa publish <channel> <data | -> [--url <hub>] [--token <t>] [--event <name>] [--idempotency-key <key>]
+  publish:
+    `Usage: kometa publish <channel> <data | -> [--url <hub>] [--token <t>] [--event <name>] ` +
+    `[--idempotency-key <key>]
        kometa publish --batch <file | -> [--url <hub>] [--token <t>]
 
 Publishes one message (data '-' reads it from stdin). Prints its id and how many subscribers it reached.

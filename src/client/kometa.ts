@@ -53,7 +53,10 @@ export interface KometaOptions {
    * spent also sets a session cookie that later requests carry.
    */
   readonly ticket?: () => string | undefined | Promise<string | undefined>;
-  /** Send cookies (the ticket's session cookie, a `kometa_token` cookie) to a hub on another origin: fetch's `credentials: 'include'`. */
+  /**
+   * Send cookies (the ticket's session cookie, a `kometa_token` cookie) to a hub on another origin: fetch's
+   * `credentials: 'include'`.
+   */
   readonly withCredentials?: boolean;
   readonly backoff?: BackoffOptions;
   /** While on a fallback transport, try the better ones again after this long (doubling up to 5 minutes). */
@@ -65,7 +68,10 @@ export interface KometaOptions {
   readonly pingIntervalMs?: number;
   /** Long-poll: how long each poll is held by the hub, in seconds. */
   readonly pollTimeoutSeconds?: number;
-  /** This client's id, sent to the hub as `client=` so that a backend can disconnect it (default: a random one; see `clientId`). */
+  /**
+   * This client's id, sent to the hub as `client=` so that a backend can disconnect it (default: a random one; see
+   * `clientId`).
+   */
   readonly clientId?: string;
   /** Source of randomness for backoff jitter (tests pass a fixed one). */
   readonly random?: () => number;
@@ -162,9 +168,10 @@ export class Kometa {
     this.#options = options;
     const fetchImpl = options.fetch ?? globalThis.fetch;
     // Called unbound, browsers throw "Illegal invocation".
-    this.#fetch = options.withCredentials === true
-      ? (input, init) => fetchImpl.call(globalThis, input, { ...init, credentials: 'include' })
-      : (input, init) => fetchImpl.call(globalThis, input, init);
+    this.#fetch =
+      options.withCredentials === true
+        ? (input, init) => fetchImpl.call(globalThis, input, { ...init, credentials: 'include' })
+        : (input, init) => fetchImpl.call(globalThis, input, init);
     this.#timings = {
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       idleTimeoutMs: options.idleTimeoutMs ?? 45_000,

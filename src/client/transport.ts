@@ -36,7 +36,10 @@ export type StateReason =
   | 'server-error'
   /** `close()` was called. */
   | 'client-closed'
-  /** The application's backend ended the connection (POST /disconnect, KOMETA_ERR_DISCONNECTED): the client stays disconnected. */
+  /**
+   * The application's backend ended the connection (POST /disconnect, KOMETA_ERR_DISCONNECTED): the client stays
+   * disconnected.
+   */
   | 'server-disconnect';
 
 /** What a transport reports when its connection ends. */
@@ -162,7 +165,8 @@ export async function closeForResponse(
   }
   const retryAfter = Number(response.headers.get('retry-after'));
   const detail = `${response.status} ${problem?.code ?? ''} ${problem?.detail ?? ''}`.trim();
-  if (problem?.code === 'KOMETA_ERR_DISCONNECTED') return { reason: 'server-disconnect', opened, detail: problem.detail ?? detail };
+  if (problem?.code === 'KOMETA_ERR_DISCONNECTED')
+    return { reason: 'server-disconnect', opened, detail: problem.detail ?? detail };
   if (response.status === 503 && problem?.code === 'KOMETA_ERR_DRAINING') {
     return {
       reason: 'server-shutdown',
@@ -183,13 +187,20 @@ export interface ChannelInfo {
 }
 
 /** `GET /channels/<channel>`: the channel's epoch, last sequence and oldest retained message. */
-export async function fetchChannelInfo(host: Pick<TransportHost, 'base' | 'fetch' | 'token' | 'ticket'>, channel: string, signal?: AbortSignal): Promise<ChannelInfo> {
+export async function fetchChannelInfo(
+  host: Pick<TransportHost, 'base' | 'fetch' | 'token' | 'ticket'>,
+  channel: string,
+  signal?: AbortSignal,
+): Promise<ChannelInfo> {
   const headers = await authHeaders(host as TransportHost, 'application/json');
-  const response = await host.fetch(await withTicket(host as TransportHost, new URL(`/channels/${encodeURIComponent(channel)}`, host.base)), {
-    headers,
-    cache: 'no-store',
-    ...(signal === undefined ? {} : { signal }),
-  });
+  const response = await host.fetch(
+    await withTicket(host as TransportHost, new URL(`/channels/${encodeURIComponent(channel)}`, host.base)),
+    {
+      headers,
+      cache: 'no-store',
+      ...(signal === undefined ? {} : { signal }),
+    },
+  );
   if (!response.ok) {
     throw new KometaClientError(
       'KOMETA_CLIENT_HTTP',

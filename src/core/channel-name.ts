@@ -16,7 +16,8 @@ export function assertChannelName(name: string): string {
   if (!isValidChannelName(name)) {
     throw new KometaError(
       'KOMETA_ERR_CHANNEL_NAME',
-      `Channel names are 1-${MAX_CHANNEL_NAME_LENGTH} characters of A-Z a-z 0-9 _ - . : @, starting with a letter, digit or _`,
+      `Channel names are 1-${MAX_CHANNEL_NAME_LENGTH} characters of A-Z a-z 0-9 _ - . : @, starting with a letter, ` +
+        `digit or _`,
       { channel: printable(name) },
     );
   }
@@ -26,7 +27,10 @@ export function assertChannelName(name: string): string {
 /** Echo a rejected name back without letting it carry control characters or unbounded length. */
 function printable(value: string): string {
   const shortened = value.length > 64 ? `${value.slice(0, 64)}…` : value;
-  return shortened.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return shortened.replace(
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 const CLIENT_ID = /^[A-Za-z0-9_.:@-]{1,64}$/;
@@ -49,9 +53,13 @@ const EVENT_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
  */
 export function assertEventName(name: string): string {
   if (!EVENT_NAME.test(name) || name.toLowerCase().startsWith('kometa-')) {
-    throw new KometaError('KOMETA_ERR_EVENT_NAME', 'Event names are 1-64 characters of A-Z a-z 0-9 _ . : -, not starting with kometa-', {
-      event: printable(name),
-    });
+    throw new KometaError(
+      'KOMETA_ERR_EVENT_NAME',
+      'Event names are 1-64 characters of A-Z a-z 0-9 _ . : -, not starting with kometa-',
+      {
+        event: printable(name),
+      },
+    );
   }
   return name;
 }

@@ -32,6 +32,9 @@ export interface Sink {
   gap(notice: GapNotice, cursor: string): void;
   /** Catch-up is over; from here on messages arrive as they are published. */
   live(cursor: string): void;
-  /** The subscription ends: the server is shutting down, the subscriber's credential expired, or the backend disconnected it. */
+  /**
+   * The subscription ends: the server is shutting down, the subscriber's credential expired, or the backend
+   * disconnected it.
+   */
   end(reason: EndReason, detail?: string): void;
 }

@@ -91,7 +91,8 @@ export function parseBatch(contentType: string | undefined, body: Buffer, maxIte
   if (publishes > maxItems) {
     throw new KometaError(
       'KOMETA_ERR_BATCH_TOO_LARGE',
-      `A batch publishes at most ${maxItems} messages (a broadcast item counts one per channel); this one has ${publishes}`,
+      `A batch publishes at most ${maxItems} messages (a broadcast item counts one per channel); this one has ` +
+        `${publishes}`,
       { limit: maxItems },
     );
   }

@@ -13,12 +13,17 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
   // Bodies are taken as sent: a gzip-labelled body would otherwise be stored
   // as its compressed bytes (or refused as bad UTF-8, by luck).
   if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
-    return Promise.reject(new KometaError('KOMETA_ERR_MEDIA_TYPE', 'Send the body without Content-Encoding (identity only)', { contentEncoding: encoding.slice(0, 32) }));
+    return Promise.reject(
+      new KometaError('KOMETA_ERR_MEDIA_TYPE', 'Send the body without Content-Encoding (identity only)', {
+        contentEncoding: encoding.slice(0, 32),
+      }),
+    );
   }
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > maxBytes) return Promise.reject(tooLarge(maxBytes));
   if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
-  if (req.destroyed) return Promise.reject(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+  if (req.destroyed)
+    return Promise.reject(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
@@ -64,7 +69,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 export function decodePublishBody(contentType: string | undefined, body: Buffer): string {
   const mediaType = (contentType ?? 'text/plain').split(';')[0]!.trim().toLowerCase();
-  const isJson = mediaType === 'application/json' || (mediaType.startsWith('application/') && mediaType.endsWith('+json'));
+  const isJson =
+    mediaType === 'application/json' || (mediaType.startsWith('application/') && mediaType.endsWith('+json'));
   if (!isJson && !mediaType.startsWith('text/') && mediaType !== 'application/x-www-form-urlencoded') {
     throw new KometaError('KOMETA_ERR_MEDIA_TYPE', 'Publish text (text/*) or JSON (application/json)', { mediaType });
   }

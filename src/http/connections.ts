@@ -23,13 +23,18 @@ export interface DisconnectOrder {
   readonly reason?: string;
 }
 
-/** The client id a request gives, if it is a well-formed one (anything else is ignored: ids are a convenience, not a credential). */
+/**
+ * The client id a request gives, if it is a well-formed one (anything else is ignored: ids are a convenience, not a
+ * credential).
+ */
 export function clientIdOf(url: URL): string | undefined {
   const id = url.searchParams.get('client');
   return id !== null && isValidClientId(id) ? id : undefined;
 }
 
-/** The user a grant speaks for: a token's `sub` or a ticket's `user`; none for anonymous callers and the publisher key. */
+/**
+ * The user a grant speaks for: a token's `sub` or a ticket's `user`; none for anonymous callers and the publisher key.
+ */
 export function userOf(grant: Grant): string | undefined {
   if (grant.subject.startsWith('token:')) return grant.subject.slice(6);
   if (grant.subject.startsWith('user:')) return grant.subject.slice(5);
@@ -62,7 +67,8 @@ export class ConnectionRegistry {
     } else {
       for (const entry of byUser ?? byClient ?? []) matches.add(entry);
     }
-    const detail = `Disconnected by the application${order.reason ? `: ${order.reason}` : ''}; do not reconnect by yourself`;
+    const detail = `Disconnected by the application${order.reason ? `: ${order.reason}` : ''}; do not reconnect by ` +
+      `yourself`;
     let ended = 0;
     for (const entry of matches) if (entry.end(order.channel, detail)) ended++;
     return ended;

@@ -49,7 +49,10 @@ function send(req: IncomingMessage, res: ServerResponse, load: Loader): boolean 
     // A script that was not built (or a file missing from the package) is the server's fault: a 500 and a
     // kometa:error event, never a 404 that looks like a wrong URL.
     const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-    sendProblem(res, new KometaError('KOMETA_ERR_INTERNAL', `A file of the web pages is missing (${reason}); run npm run build`));
+    sendProblem(
+      res,
+      new KometaError('KOMETA_ERR_INTERNAL', `A file of the web pages is missing (${reason}); run npm run build`),
+    );
     return true;
   }
   const headers = {
@@ -93,7 +96,9 @@ export function serveChat(req: IncomingMessage, res: ServerResponse): boolean {
 }
 
 /** Put the chat in front of another fallback handler (the CLI's /seed route, or a 404). */
-export function withChat(next: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+export function withChat(
+  next: (req: IncomingMessage, res: ServerResponse) => void,
+): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     if (!serveChat(req, res)) next(req, res);
   };
@@ -106,7 +111,10 @@ const dashboardPages: Record<string, Loader> = {
   '/dashboard.js': once(() => asset(readFileSync(new URL('dashboard.js', builtRoot)), JS)),
 };
 
-/** The operator's dashboard, by its path under /_kometa (`/`, `/dashboard.js`, …); the caller checks the credential first. */
+/**
+ * The operator's dashboard, by its path under /_kometa (`/`, `/dashboard.js`, …); the caller checks the credential
+ * first.
+ */
 export function serveDashboard(req: IncomingMessage, res: ServerResponse, path: string): boolean {
   const load = dashboardPages[path];
   return load !== undefined && send(req, res, load);

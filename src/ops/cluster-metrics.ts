@@ -18,7 +18,10 @@ interface Answer {
   readonly error?: string;
 }
 
-/** In a worker: offer `registry` to the primary's aggregation, and return how to ask for every worker's metrics. Undefined outside --workers. */
+/**
+ * In a worker: offer `registry` to the primary's aggregation, and return how to ask for every worker's metrics.
+ * Undefined outside --workers.
+ */
 export function clusterMetricsReader(registry: Registry): (() => Promise<string>) | undefined {
   if (!cluster.isWorker || process.send === undefined) return undefined;
   new AggregatorRegistry(); // installs prom-client's listener that answers the primary

@@ -230,7 +230,9 @@ async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> 
 /** A browser that opens /_kometa/ without a credential gets a form for the admin token (still a 401). */
 function sendLoginPage(res: ServerResponse, reason: string): void {
   const escaped = reason.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
-  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+  const body =
+    `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
+    `<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>kometa · sign in</title><style>
 :root{color-scheme:dark;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Ubuntu,sans-serif}
 body{margin:0;min-height:100vh;display:grid;place-items:center;background:#0f1117;color:#e8eaf2}
@@ -240,11 +242,13 @@ form{background:#161923;border:1px solid #262b3b;border-radius:18px;padding:28px
 );display:flex;flex-direction:column;gap:12px}
 h1{font-size:19px;margin:0}p{margin:0;color:#8b91a7;font-size:13.5px}
 input{font:inherit;color:inherit;background:#0f1117;border:1px solid #262b3b;border-radius:12px;padding:11px 14px}
-button{font:inherit;border:0;border-radius:12px;padding:11px;background:#7c5cff;color:#fff;font-weight:600;cursor:pointer}
+button{font:inherit;border:0;border-radius:12px;padding:11px;background:#7c5cff;color:#fff;` +
+    `font-weight:600;cursor:pointer}
 code{color:#9b83ff}</style></head><body>
 <form method="get" action="/_kometa/"><h1>kometa · operator's view</h1><p>${escaped}</p>
 <p>The token is the one given to <code>kometa serve --admin-token</code>, or printed in its banner.</p>
-<input name="token" type="password" placeholder="Admin token" autocomplete="current-password" required aria-label="Admin token">
+<input name="token" type="password" placeholder="Admin token" autocomplete="current-password" ` +
+    `required aria-label="Admin token">
 <button type="submit">Open the dashboard</button></form></body></html>`;
   res.writeHead(401, {
     'Content-Type': 'text/html; charset=utf-8',

@@ -19,7 +19,10 @@ export interface KometaServerOptions {
   readonly publisherKey?: string;
   /** Per request; default 10 s. */
   readonly timeoutMs?: number;
-  /** Retries of `publishOnce` (and of any call given an idempotency key): attempts in all, default 5; backoff from 100 ms doubling to 2 s, jittered. */
+  /**
+   * Retries of `publishOnce` (and of any call given an idempotency key): attempts in all, default 5; backoff from 100
+   * ms doubling to 2 s, jittered.
+   */
   readonly retry?: { readonly attempts?: number; readonly baseMs?: number; readonly maxMs?: number };
   readonly fetch?: typeof fetch;
 }
@@ -29,7 +32,10 @@ export type PublishData = string | number | boolean | null | object;
 
 export interface PublishOptions {
   readonly event?: string;
-  /** The same key on every attempt of the same publish: a repeat within the hub's window publishes nothing and answers the first id. */
+  /**
+   * The same key on every attempt of the same publish: a repeat within the hub's window publishes nothing and answers
+   * the first id.
+   */
   readonly idempotencyKey?: string;
   /**
    * A client id (the `clientId` of a kometa client, `client=` of a subscriber)

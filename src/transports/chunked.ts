@@ -109,7 +109,11 @@ export class ChunkedStream {
       this.#openHttp2(headers);
       return;
     }
-    res.writeHead(200, { ...headers, Connection: 'close', ...(this.#unframed ? {} : { 'Transfer-Encoding': 'chunked' }) });
+    res.writeHead(200, {
+      ...headers,
+      Connection: 'close',
+      ...(this.#unframed ? {} : { 'Transfer-Encoding': 'chunked' }),
+    });
     res.flushHeaders();
     const socket = res.socket;
     if (socket === null || socket.destroyed) {
@@ -149,7 +153,12 @@ export class ChunkedStream {
     if (out.writableLength > this.limits.maxQueueBytes) {
       // The subscriber is not reading. Tell it why (it may never read this) and
       // let it resume from history on a fresh connection.
-      reportDrop({ transport: transportOf(this.#contentType), reason: 'slow-consumer', queuedBytes: out.writableLength, remoteAddress: this.remoteAddress });
+      reportDrop({
+        transport: transportOf(this.#contentType),
+        reason: 'slow-consumer',
+        queuedBytes: out.writableLength,
+        remoteAddress: this.remoteAddress,
+      });
       this.end(this.onSlow());
     }
   }

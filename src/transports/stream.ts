@@ -52,12 +52,18 @@ export class StreamSink implements Sink {
 
   end(reason: EndReason, detail?: string): void {
     if (reason === 'disconnected') {
-      const line = { type: 'error', code: 'KOMETA_ERR_DISCONNECTED', detail: detail ?? END_DETAIL.disconnected } as const;
+      const line = {
+        type: 'error',
+        code: 'KOMETA_ERR_DISCONNECTED',
+        detail: detail ?? END_DETAIL.disconnected,
+      } as const;
       this.stream.end(chunk(encodeStreamLine(line)));
       return;
     }
     if (reason === 'token-expired') {
-      this.stream.end(chunk(encodeStreamLine({ type: 'error', code: 'KOMETA_ERR_TOKEN_EXPIRED', detail: END_DETAIL.tokenExpired })));
+      this.stream.end(
+        chunk(encodeStreamLine({ type: 'error', code: 'KOMETA_ERR_TOKEN_EXPIRED', detail: END_DETAIL.tokenExpired })),
+      );
       return;
     }
     this.stream.end(chunk(encodeStreamLine({ type: 'shutdown', retryMs: this.retryMs })));

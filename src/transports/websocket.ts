@@ -94,7 +94,12 @@ export class WsConnection {
     if (this.#closing) return;
     this.socket.write(frames);
     if (this.socket.writableLength > this.limits.maxQueueBytes) {
-      reportDrop({ transport: 'ws', reason: 'slow-consumer', queuedBytes: this.socket.writableLength, remoteAddress: this.socket.remoteAddress });
+      reportDrop({
+        transport: 'ws',
+        reason: 'slow-consumer',
+        queuedBytes: this.socket.writableLength,
+        remoteAddress: this.socket.remoteAddress,
+      });
       this.close(wsCloseCode('KOMETA_ERR_SLOW_CONSUMER'), 'KOMETA_ERR_SLOW_CONSUMER');
     }
   }

@@ -4,7 +4,8 @@ import { startHub, waitFor } from '../helpers/hub.js';
 import { sseCollector } from '../helpers/redis.js';
 import { type Delivery, postJson, wsFollower } from './helpers.js';
 
-test('one batch of 1,000 items over 1,000 channels reaches every subscriber once, with the id the batch answered', async (t) => {
+test('one batch of 1,000 items over 1,000 channels reaches every subscriber once, with the id the batch ' +
+  'answered', async (t) => {
   const hub = await startHub({ limits: { maxChannelsPerSubscription: 100 } });
   t.after(() => hub.close());
   const channels = Array.from({ length: 1000 }, (_, i) => `batch.${i}`);

@@ -27,7 +27,8 @@ function sseUser(url: string) {
   return { state, close: () => source.close() };
 }
 
-test('POST /disconnect {"user"} cuts that user\'s SSE, stream, WebSocket and long-poll connections on two nodes within 1 s, and no one else\'s', async (t) => {
+test('POST /disconnect {"user"} cuts that user\'s SSE, stream, WebSocket and long-poll connections on two nodes ' +
+  'within 1 s, and no one else\'s', async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => redis.stop());
   const args = [
@@ -130,7 +131,8 @@ test('POST /disconnect {"user"} cuts that user\'s SSE, stream, WebSocket and lon
   assert.equal(otherSse.state.error, undefined);
 });
 
-test('disconnect by client id ends one client only; with a channel, a WebSocket loses only that subscription', async (t) => {
+test('disconnect by client id ends one client only; with a channel, a WebSocket loses only that ' +
+  'subscription', async (t) => {
   const hub = await startHub({
     http: { access: await AccessPolicy.create({ tokens: { secret: SECRET }, publisherKey: 'pk' }) },
   });
@@ -192,7 +194,8 @@ for (const transport of ['sse', 'poll'] as const) {
   });
 }
 
-test('{"revoke": true} refuses the user\'s current tokens on every node, on nodes started later and after a restart; a new token works', async (t) => {
+test('{"revoke": true} refuses the user\'s current tokens on every node, on nodes started later and after a ' +
+  'restart; a new token works', async (t) => {
   const { dataDirArgs } = await import('../helpers/data-dir.js');
   const { SignJWT } = await import('jose');
   const redis = await startOwnRedis({ persistent: false });

@@ -82,7 +82,8 @@ test('paging through 2,500 messages with limit=100 returns each exactly once, in
   assert.ok(Math.abs(Date.parse(message!.time) - Date.now()) < 60_000);
 });
 
-test('history answers bad queries with 400, an empty channel with no messages, and a lost since with a gap', async (t) => {
+test('history answers bad queries with 400, an empty channel with no messages, and a lost since with a ' +
+  'gap', async (t) => {
   const hub = await startHub({ memory: { history: { maxMessages: 3 } } });
   t.after(() => hub.close());
   for (const query of ['limit=0', 'limit=1001', 'limit=x', 'reverse=maybe', 'since=other~abc~1', 'since=nonsense']) {
@@ -105,7 +106,8 @@ test('history answers bad queries with 400, an empty channel with no messages, a
   assert.equal(ahead.json<{ code: string }>().code, 'KOMETA_ERR_CURSOR_AHEAD');
 });
 
-test("reading history needs the right to subscribe to the channel; publishing in a batch, the right to publish each item's channel", async (t) => {
+test("reading history needs the right to subscribe to the channel; publishing in a batch, the right to publish each " +
+  "item's channel", async (t) => {
   const hub = await startHub({
     http: { access: await AccessPolicy.create({ tokens: { secret: SECRET }, publisherKey: 'pk' }) },
   });

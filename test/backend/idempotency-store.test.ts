@@ -10,7 +10,8 @@ import { createHubServer } from '../../src/http/hub-server.js';
 import { httpRequest, waitFor } from '../helpers/hub.js';
 import { tempDataDir } from '../helpers/data-dir.js';
 
-test('idempotency.log: read back at open, expired entries and a torn last line dropped, compacted when mostly dead', async () => {
+test('idempotency.log: read back at open, expired entries and a torn last line dropped, compacted when mostly ' +
+  'dead', async () => {
   const dir = tempDataDir('idem-store');
   let now = 1_000_000;
   const clock = () => now;

@@ -19,7 +19,8 @@ async function headSeq(base: string, channel: string): Promise<number> {
   return last === null ? 0 : Number(last.split('~')[2]);
 }
 
-test('the same Idempotency-Key three times publishes once and answers the same id, the repeats marked as replays', async (t) => {
+test('the same Idempotency-Key three times publishes once and answers the same id, the repeats marked as ' +
+  'replays', async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
   const follower = await wsFollower(hub.url, ['orders']);
@@ -57,7 +58,8 @@ test('concurrent duplicates (three in flight at once) still publish one message'
   assert.equal(await headSeq(hub.url, 'c'), 1);
 });
 
-test('a key reused with another body, event or channel is refused with 422, and a malformed key with 400', async (t) => {
+test('a key reused with another body, event or channel is refused with 422, and a malformed key with ' +
+  '400', async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
   assert.equal((await pubWithKey(hub.url, 'a', 'one', 'k1')).status, 201);
@@ -110,7 +112,8 @@ test('batch items with idempotencyKey replay per item, and share keys with POST 
     assert.equal(await headSeq(hub.url, channel), seq);
 });
 
-test('after a restart on the same data directory, a key is still remembered within the window, and forgotten after it', async (t) => {
+test('after a restart on the same data directory, a key is still remembered within the window, and forgotten after ' +
+  'it', async (t) => {
   const args = [...dataDirArgs('idem'), '--idempotency-window', '3'];
   let node = await startKometa(args);
   t.after(() => node.kill());
@@ -131,7 +134,8 @@ test('after a restart on the same data directory, a key is still remembered with
   assert.equal(await headSeq(node.url, 'jobs'), 2);
 });
 
-test('two kometa nodes on one Redis: the same key sent to both, also at once, publishes one message with one id', async (t) => {
+test('two kometa nodes on one Redis: the same key sent to both, also at once, publishes one message with one ' +
+  'id', async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => redis.stop());
   const args = ['--redis', redis.url, '--redis-prefix', uniquePrefix('idem')];
@@ -167,7 +171,8 @@ test('two kometa nodes on one Redis: the same key sent to both, also at once, pu
   assert.equal(await headSeq(a.url, 'pay'), 2);
 });
 
-test('a WebSocket publish frame with idempotencyKey shares the HTTP keys: one message, the repeat answered "replayed"', async (t) => {
+test('a WebSocket publish frame with idempotencyKey shares the HTTP keys: one message, the repeat answered ' +
+  '"replayed"', async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
   const { openSocket } = await import('../ws/helpers.js');

@@ -21,7 +21,10 @@ const doc = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../../docs/
   >;
 };
 
-/** Check a real answer against the document: its path, method and status must be there, and its body must match the schema. */
+/**
+ * Check a real answer against the document: its path, method and status must be there, and its body must match the
+ * schema.
+ */
 function check(
   template: string,
   method: string,

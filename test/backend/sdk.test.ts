@@ -20,7 +20,8 @@ async function protectedHub() {
   });
 }
 
-test('kometa/server: publish, batch, broadcast, history, tickets and disconnect, with refusals as typed errors', async (t) => {
+test('kometa/server: publish, batch, broadcast, history, tickets and disconnect, with refusals as typed ' +
+  'errors', async (t) => {
   const hub = await protectedHub();
   t.after(() => hub.close());
   const kometa = new KometaServer({ url: hub.url, publisherKey: 'pk' });

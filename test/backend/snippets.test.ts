@@ -20,7 +20,8 @@ async function hubForSnippets() {
   return startHub({ http: { access: await AccessPolicy.create({ publisherKey: 'snippet-key' }) } });
 }
 
-test('the curl snippets of docs/backends.md work as written, and the idempotent one publishes once when run twice', async (t) => {
+test('the curl snippets of docs/backends.md work as written, and the idempotent one publishes once when run ' +
+  'twice', async (t) => {
   const [script] = snippets('sh');
   assert.ok(script?.includes('curl'));
   const hub = await hubForSnippets();

@@ -41,7 +41,8 @@ test('the connection registry finds by user, by client, by both, and forgets clo
   assert.deepEqual(ended, ['two', 'one']);
 });
 
-test('batch parsing: JSON arrays, NDJSON with a bad line, non-string data as JSON, and the item limit counting broadcasts', () => {
+test('batch parsing: JSON arrays, NDJSON with a bad line, non-string data as JSON, and the item limit counting ' +
+  'broadcasts', () => {
   const items = parseBatch(
     'application/x-ndjson',
     Buffer.from('{"channel":"a","data":{"x":1}}\nnot json\n\n{"channels":["b","b","c"],"data":"y"}\n'),

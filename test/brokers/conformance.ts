@@ -55,9 +55,18 @@ export function brokerConformance(fixture: BrokerFixture): void {
         [2, '{"a":1}', 'update', second.id, second.size],
       ],
     );
-    assert.deepEqual((await b.read('news', 1)).messages.map((m) => m.seq), [2]);
+    assert.deepEqual(
+      (await b.read('news', 1)).messages.map((m) => m.seq),
+      [2],
+    );
     assert.deepEqual((await b.read('news', 2)).messages, []);
-    assert.deepEqual(await b.stats('news'), { epoch: first.epoch, headSeq: 2, oldestSeq: 1, messages: 2, bytes: first.size + second.size });
+    assert.deepEqual(await b.stats('news'), {
+      epoch: first.epoch,
+      headSeq: 2,
+      oldestSeq: 1,
+      messages: 2,
+      bytes: first.size + second.size,
+    });
   });
 
   test(name('a channel nobody published to has one epoch from head and read alike, and no history'), async (t) => {
@@ -75,17 +84,29 @@ export function brokerConformance(fixture: BrokerFixture): void {
     await b.publish('a', 'a1');
     await b.publish('b', 'b1');
     await b.publish('a', 'a2');
-    assert.deepEqual((await b.read('a', 0)).messages.map((m) => m.data), ['a1', 'a2']);
-    assert.deepEqual((await b.read('b', 0)).messages.map((m) => [m.seq, m.data]), [[1, 'b1']]);
+    assert.deepEqual(
+      (await b.read('a', 0)).messages.map((m) => m.data),
+      ['a1', 'a2'],
+    );
+    assert.deepEqual(
+      (await b.read('b', 0)).messages.map((m) => [m.seq, m.data]),
+      [[1, 'b1']],
+    );
   });
 
   test(name('history is bounded by count, keeping the newest; an old cursor gets what is left'), async (t) => {
     const b = await fixture.make(t, { history: { maxMessages: 5 } });
     for (let i = 1; i <= 12; i++) await b.publish('c', `m${i}`);
     const read = await b.read('c', 0);
-    assert.deepEqual(read.messages.map((m) => m.seq), [8, 9, 10, 11, 12]);
+    assert.deepEqual(
+      read.messages.map((m) => m.seq),
+      [8, 9, 10, 11, 12],
+    );
     assert.deepEqual([read.oldestSeq, read.headSeq], [8, 12]);
-    assert.deepEqual((await b.read('c', 3)).messages.map((m) => m.seq), [8, 9, 10, 11, 12]);
+    assert.deepEqual(
+      (await b.read('c', 3)).messages.map((m) => m.seq),
+      [8, 9, 10, 11, 12],
+    );
     const stats = await b.stats('c');
     assert.equal(stats.messages, 5);
     assert.equal(stats.bytes, 2 * 2 + 3 * 3);
@@ -111,7 +132,10 @@ export function brokerConformance(fixture: BrokerFixture): void {
     await b.publish('c', 'newer');
     now += 6_000;
     let read = await b.read('c', 0);
-    assert.deepEqual(read.messages.map((m) => m.data), ['newer']);
+    assert.deepEqual(
+      read.messages.map((m) => m.data),
+      ['newer'],
+    );
     assert.equal(read.oldestSeq, 3);
     now += 6_000;
     read = await b.read('c', 0);
@@ -122,39 +146,57 @@ export function brokerConformance(fixture: BrokerFixture): void {
   });
 
   test(name('concurrent publishers get one total order with no position used twice'), async (t) => {
-    const brokers = fixture.shared ? await fixture.shared(t, 3) : await (async () => {
-      const one = await fixture.make(t);
-      return [one, one, one];
-    })();
-    const results = await Promise.all(brokers.flatMap((b, n) => Array.from({ length: 100 }, (_, i) => b.publish('c', `${n}:${i}`))));
+    const brokers = fixture.shared
+      ? await fixture.shared(t, 3)
+      : await (async () => {
+          const one = await fixture.make(t);
+          return [one, one, one];
+        })();
+    const results = await Promise.all(
+      brokers.flatMap((b, n) => Array.from({ length: 100 }, (_, i) => b.publish('c', `${n}:${i}`))),
+    );
     const seqs = results.map((m) => m.seq).sort((x, y) => x - y);
-    assert.deepEqual(seqs, Array.from({ length: 300 }, (_, i) => i + 1));
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: 300 }, (_, i) => i + 1),
+    );
     const read = await brokers[0]!.read('c', 0);
-    assert.deepEqual(read.messages.map((m) => m.seq), seqs);
+    assert.deepEqual(
+      read.messages.map((m) => m.seq),
+      seqs,
+    );
     const bySeq = new Map(results.map((m) => [m.seq, m.data]));
     for (const m of read.messages) assert.equal(m.data, bySeq.get(m.seq));
-    for (const b of brokers) assert.equal(new Set(results.map((m) => m.epoch)).size, 1, `one epoch (${b === brokers[0] ? 'first' : 'other'} broker)`);
+    for (const b of brokers)
+      assert.equal(
+        new Set(results.map((m) => m.epoch)).size,
+        1,
+        `one epoch (${b === brokers[0] ? 'first' : 'other'} broker)`,
+      );
   });
 
-  test(name('the listener hears every publish of a watched channel, in order per channel, before publish resolves'), async (t) => {
-    const b = await fixture.make(t);
-    const heard: Message[] = [];
-    b.setListener((m) => heard.push(m));
-    b.watch('w');
-    b.watch('v');
-    // Redis delivers through pub/sub: give its SUBSCRIBE time to land.
-    await b.head('w');
-    await b.head('v');
-    const published: Message[] = [];
-    for (let i = 0; i < 20; i++) published.push(await b.publish(i % 2 === 0 ? 'w' : 'v', `n${i}`));
-    await waitUntil(() => heard.length >= 20);
-    for (const channel of ['w', 'v']) {
-      assert.deepEqual(
-        heard.filter((m) => m.channel === channel).map((m) => m.seq),
-        published.filter((m) => m.channel === channel).map((m) => m.seq),
-      );
-    }
-  });
+  test(
+    name('the listener hears every publish of a watched channel, in order per channel, before publish resolves'),
+    async (t) => {
+      const b = await fixture.make(t);
+      const heard: Message[] = [];
+      b.setListener((m) => heard.push(m));
+      b.watch('w');
+      b.watch('v');
+      // Redis delivers through pub/sub: give its SUBSCRIBE time to land.
+      await b.head('w');
+      await b.head('v');
+      const published: Message[] = [];
+      for (let i = 0; i < 20; i++) published.push(await b.publish(i % 2 === 0 ? 'w' : 'v', `n${i}`));
+      await waitUntil(() => heard.length >= 20);
+      for (const channel of ['w', 'v']) {
+        assert.deepEqual(
+          heard.filter((m) => m.channel === channel).map((m) => m.seq),
+          published.filter((m) => m.channel === channel).map((m) => m.seq),
+        );
+      }
+    },
+  );
 
   if (fixture.boundsTotal) {
     test(name('history is bounded in total across channels; the oldest messages anywhere go first'), async (t) => {

@@ -30,7 +30,8 @@ function dirBytes(dir: string): number {
   );
 }
 
-test('a reopened data directory has every channel’s epoch, positions and messages, and numbering goes on', async (t) => {
+test('a reopened data directory has every channel’s epoch, positions and messages, and numbering goes ' +
+  'on', async (t) => {
   const dir = tempDataDir('reopen');
   const first = await DurableBroker.open({ dir });
   const sent: Message[] = [];
@@ -137,7 +138,8 @@ test('the data directory stays within the total plus one segment however much is
   assert.equal(after.headSeq, before.headSeq);
 });
 
-test('channels whose messages all expired are forgotten: nothing left on disk, and a new epoch if they come back', async (t) => {
+test('channels whose messages all expired are forgotten: nothing left on disk, and a new epoch if they come ' +
+  'back', async (t) => {
   const dir = tempDataDir('forget');
   let now = Date.now();
   const clock = { now: () => now };
@@ -154,7 +156,8 @@ test('channels whose messages all expired are forgotten: nothing left on disk, a
   assert.equal(back.seq, 1);
 });
 
-test('while the disk is full publishes fail with KOMETA_ERR_STORE_WRITE, nothing half-written is kept, and it recovers when space returns', async (t) => {
+test('while the disk is full publishes fail with KOMETA_ERR_STORE_WRITE, nothing half-written is kept, and it ' +
+  'recovers when space returns', async (t) => {
   const mountPoint = tempDataDir('tmpfs');
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mountPoint], { stdio: 'pipe' });
@@ -225,7 +228,8 @@ test('a data directory that cannot be used is refused at open with a one-line re
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', readOnly], { stdio: 'pipe' });
   } catch (error) {
     t.diagnostic(
-      `read-only case not run: cannot mount a read-only tmpfs here (needs root): ${(error as Error).message.split('\n')[0]}`,
+      `read-only case not run: cannot mount a read-only tmpfs here (needs root): ` +
+        `${(error as Error).message.split('\n')[0]}`,
     );
     return;
   }
@@ -243,7 +247,8 @@ test('one process per data directory: a second open is refused while the first h
   await assert.rejects(DurableBroker.open({ dir }), /in use by another kometa process/);
 });
 
-test('cut anywhere (a crash at any byte of the last writes), the store opens and keeps exactly the records before the cut', async (t) => {
+test('cut anywhere (a crash at any byte of the last writes), the store opens and keeps exactly the records before ' +
+  'the cut', async (t) => {
   const source = tempDataDir('cut-source');
   const broker = await DurableBroker.open({ dir: source });
   const sent: Message[] = [];

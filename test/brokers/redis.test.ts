@@ -14,7 +14,12 @@ brokerConformance({
   name: 'Redis',
   boundsTotal: false,
   async make(t, setup = {}) {
-    const broker = new RedisBroker({ url: redis.url, prefix: uniquePrefix('conformance'), history: setup.history, clock: setup.clock });
+    const broker = new RedisBroker({
+      url: redis.url,
+      prefix: uniquePrefix('conformance'),
+      history: setup.history,
+      clock: setup.clock,
+    });
     t.after(() => broker.close());
     await broker.ready();
     return broker;

@@ -96,7 +96,10 @@ export function clientScript(channel: string, options: Record<string, unknown>):
   return `(async () => {
     const { Kometa } = await import('/kometa.js');
     const t = (window.t = { messages: [], gaps: [], states: [], errors: [] });
-    const k = (window.k = new Kometa(location.origin, ${JSON.stringify({ backoff: { baseMs: 50, maxMs: 500 }, ...options })}));
+    const k = (window.k = new Kometa(location.origin, ${JSON.stringify({
+      backoff: { baseMs: 50, maxMs: 500 },
+      ...options,
+    })}));
     k.on('state', (s) => t.states.push(s));
     k.subscribe(${JSON.stringify(channel)}, {
       onMessage: (m) => t.messages.push(m),

@@ -18,6 +18,8 @@ test('the hub serves the client as one ES module at /kometa.js that exports Kome
   writeFileSync(join(dir, 'kometa.mjs'), response.body);
   const module = (await import(join(dir, 'kometa.mjs'))) as Record<string, unknown>;
   assert.equal(typeof module.Kometa, 'function');
-  const again = await httpRequest(`${hub.url}/kometa.js`, { headers: { 'If-None-Match': String(response.headers.etag) } });
+  const again = await httpRequest(`${hub.url}/kometa.js`, {
+    headers: { 'If-None-Match': String(response.headers.etag) },
+  });
   assert.equal(again.status, 304);
 });

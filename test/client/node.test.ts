@@ -52,7 +52,9 @@ for (const transport of ['sse', 'poll'] as const) {
     const got: string[] = [];
     client.subscribe('a', { onMessage: (m) => got.push(`${m.channel}:${m.data}`) });
     client.subscribe('b', { onMessage: (m) => got.push(`${m.channel}:${m.data}`) });
-    await waitFor(() => client.state === 'connected' && hub.hub.subscriberCount('a') === 1 && hub.hub.subscriberCount('b') === 1);
+    await waitFor(
+      () => client.state === 'connected' && hub.hub.subscriberCount('a') === 1 && hub.hub.subscriberCount('b') === 1,
+    );
     const expected: string[] = [];
     for (let i = 0; i < 20; i++) {
       const channel = i % 3 === 0 ? 'b' : 'a';
@@ -66,7 +68,8 @@ for (const transport of ['sse', 'poll'] as const) {
 }
 
 for (const transport of ['websocket', 'sse', 'poll'] as const) {
-  test(`${transport}: when every connection is cut mid-stream the client reconnects and gets everything once, in order`, async (t) => {
+  test(`${transport}: when every connection is cut mid-stream the client reconnects and gets everything once, in ` +
+    `order`, async (t) => {
     const hub = await startHub();
     t.after(() => hub.close());
     const sockets = trackSockets(hub.server.server);
@@ -85,12 +88,19 @@ for (const transport of ['websocket', 'sse', 'poll'] as const) {
     }
     await waitFor(() => got.length >= 150, 10_000, 'all 150');
     await sleep(50);
-    assert.deepEqual(got, Array.from({ length: 150 }, (_, i) => String(i)));
-    assert.ok(states.some((s) => s.previous === 'connected' && s.state === 'connecting' && s.reason !== 'open'), JSON.stringify(states));
+    assert.deepEqual(
+      got,
+      Array.from({ length: 150 }, (_, i) => String(i)),
+    );
+    assert.ok(
+      states.some((s) => s.previous === 'connected' && s.state === 'connecting' && s.reason !== 'open'),
+      JSON.stringify(states),
+    );
   });
 }
 
-test('a hub restarted on the same port with a fresh in-memory history: the client gets a gap, then the new messages', async (t) => {
+test('a hub restarted on the same port with a fresh in-memory history: the client gets a gap, then the new ' +
+  'messages', async (t) => {
   const first = await startHub();
   const port = first.port;
   const client = new Kometa(first.url, { ...fast, transports: ['websocket'] });
@@ -118,7 +128,8 @@ test('a hub restarted on the same port with a fresh in-memory history: the clien
   assert.equal(gaps[0]!.reason, 'epoch-changed');
 });
 
-test('when the hub refuses WebSocket the client falls back to SSE and the application sees only the state change', async (t) => {
+test('when the hub refuses WebSocket the client falls back to SSE and the application sees only the state ' +
+  'change', async (t) => {
   const hub = await startHub({ http: { websocket: false } });
   t.after(() => hub.close());
   const client = new Kometa(hub.url, fast);
@@ -138,7 +149,8 @@ test('when the hub refuses WebSocket the client falls back to SSE and the applic
   );
 });
 
-test('on a fallback transport the client tries the better one again later and switches without loss or duplicates', async (t) => {
+test('on a fallback transport the client tries the better one again later and switches without loss or ' +
+  'duplicates', async (t) => {
   const hub = await startHub({ http: { websocket: false } });
   t.after(() => hub.close());
   const client = new Kometa(hub.url, { ...fast, upgradeAfterMs: 150 });
@@ -157,7 +169,10 @@ test('on a fallback transport the client tries the better one again later and sw
   await sleep(50);
   assert.equal(client.transport, 'websocket');
   assert.deepEqual(switches, ['sse->websocket']);
-  assert.deepEqual(got, Array.from({ length: 60 }, (_, i) => String(i)));
+  assert.deepEqual(
+    got,
+    Array.from({ length: 60 }, (_, i) => String(i)),
+  );
 });
 
 test("from: 'start' replays what the channel's history holds; cursor resumes after a stored id", async (t) => {
@@ -203,7 +218,10 @@ test('changing the channel set re-opens the SSE request without losing messages 
   client.subscribe('third', {});
   await publishing;
   await waitFor(() => got.length >= 40);
-  assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => String(i)));
+  assert.deepEqual(
+    got,
+    Array.from({ length: 40 }, (_, i) => String(i)),
+  );
   await waitFor(() => hub.hub.subscriberCount('extra') === 0);
 });
 
@@ -226,27 +244,50 @@ test('close() ends the connection and reports one last state change', async (t) 
   client.close();
   client.close();
   await waitFor(() => hub.server.webSocket.connectionCount === 0);
-  assert.deepEqual(states.at(-1), { state: 'disconnected', previous: 'connected', reason: 'client-closed', transport: 'websocket' });
+  assert.deepEqual(states.at(-1), {
+    state: 'disconnected',
+    previous: 'connected',
+    reason: 'client-closed',
+    transport: 'websocket',
+  });
 });
 
 test('backoff is exponential with full jitter and capped', () => {
-  assert.equal(backoffDelay(0, { baseMs: 100, maxMs: 1000 }, () => 0.999), 99);
-  assert.equal(backoffDelay(3, { baseMs: 100, maxMs: 1000 }, () => 0.5), 400);
-  assert.equal(backoffDelay(20, { baseMs: 100, maxMs: 1000 }, () => 0.999), 999);
-  assert.equal(backoffDelay(5, { baseMs: 100, maxMs: 1000 }, () => 0), 0);
+  assert.equal(
+    backoffDelay(0, { baseMs: 100, maxMs: 1000 }, () => 0.999),
+    99,
+  );
+  assert.equal(
+    backoffDelay(3, { baseMs: 100, maxMs: 1000 }, () => 0.5),
+    400,
+  );
+  assert.equal(
+    backoffDelay(20, { baseMs: 100, maxMs: 1000 }, () => 0.999),
+    999,
+  );
+  assert.equal(
+    backoffDelay(5, { baseMs: 100, maxMs: 1000 }, () => 0),
+    0,
+  );
 });
 
 test('the SSE parser handles every line ending, split anywhere, and id-only events', () => {
-  const text = 'retry: 2000\r\n\r\nid: a~e~1\r\ndata: one\r\ndata: two\r\n\r\n: heartbeat\n\nid: a~e~2\rdata: x\r\rid: a~e~2\n\nevent: kometa-gap\ndata: {}\n\n';
+  const text =
+    'retry: 2000\r\n\r\nid: a~e~1\r\ndata: one\r\ndata: two\r\n\r\n: heartbeat\n\nid: a~e~2\rdata: x\r\rid: ' +
+      'a~e~2\n\nevent: kometa-gap\ndata: {}\n\n';
   for (const size of [1, 2, 3, 7, text.length]) {
     const parser = new SseParser();
     const events: unknown[] = [];
     for (let i = 0; i < text.length; i += size) parser.feed(text.slice(i, i + size), (e) => events.push(e));
-    assert.deepEqual(events, [
-      { type: 'message', data: 'one\ntwo', hasData: true, id: 'a~e~1' },
-      { type: 'message', data: 'x', hasData: true, id: 'a~e~2' },
-      { type: 'message', data: '', hasData: false, id: 'a~e~2' },
-      { type: 'kometa-gap', data: '{}', hasData: true, id: undefined },
-    ], `chunk size ${size}`);
+    assert.deepEqual(
+      events,
+      [
+        { type: 'message', data: 'one\ntwo', hasData: true, id: 'a~e~1' },
+        { type: 'message', data: 'x', hasData: true, id: 'a~e~2' },
+        { type: 'message', data: '', hasData: false, id: 'a~e~2' },
+        { type: 'kometa-gap', data: '{}', hasData: true, id: undefined },
+      ],
+      `chunk size ${size}`,
+    );
   }
 });

@@ -42,7 +42,8 @@ for (const transport of ['websocket', 'sse', 'poll'] as const) {
   });
 }
 
-test('withCredentials: every request the client makes carries credentials: include (cookies to a hub on another origin)', async (t) => {
+test('withCredentials: every request the client makes carries credentials: include (cookies to a hub on another ' +
+  'origin)', async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
   const seen: (string | undefined)[] = [];

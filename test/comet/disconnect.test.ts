@@ -49,7 +49,8 @@ describe('clients that leave mid-deferral', () => {
     await hub.close();
   });
 
-  test(`${CLIENTS} clients that abort while their handlers sleep or wait leave no timer, waiter or subscription behind, and every framework keeps serving`, async () => {
+  test(`${CLIENTS} clients that abort while their handlers sleep or wait leave no timer, waiter or subscription ` +
+    `behind, and every framework keeps serving`, async () => {
     const timersBefore = activeTimers();
     const opened = hub.hub.counters.subscriptionsOpened;
     const kinds = ['/sleep', '/wait', '/gen'] as const;
@@ -66,7 +67,11 @@ describe('clients that leave mid-deferral', () => {
       clients.push(...wave);
     }
     const waits = clients.filter((_, i) => kinds[i % kinds.length] === '/wait').length;
-    await waitFor(() => comet.counters.sleeping === CLIENTS - waits && comet.counters.waiting === waits, 10_000, 'every handler to be deferred');
+    await waitFor(
+      () => comet.counters.sleeping === CLIENTS - waits && comet.counters.waiting === waits,
+      10_000,
+      'every handler to be deferred',
+    );
     assert.equal(comet.counters.active, CLIENTS);
     assert.equal(hub.hub.channelCount, 7);
     assert.ok(activeTimers() >= timersBefore + CLIENTS, 'each deferral holds a timer while it is pending');
@@ -96,7 +101,10 @@ describe('clients that leave mid-deferral', () => {
     const racing = await startCometServers(
       {
         '/race': async (ctx) => {
-          const winner = await Promise.race([ctx.sleep(20).then(() => 'sleep'), ctx.next('race-room').then(() => 'message')]);
+          const winner = await Promise.race([
+            ctx.sleep(20).then(() => 'sleep'),
+            ctx.next('race-room').then(() => 'message'),
+          ]);
           ctx.end(`${winner}\n`);
         },
       },

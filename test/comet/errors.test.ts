@@ -53,7 +53,8 @@ describe('a handler that throws', () => {
   });
 
   for (const framework of frameworks) {
-    test(`${framework}: before the first chunk, is answered with a 500 problem-details body that tells nothing of the error`, async () => {
+    test(`${framework}: before the first chunk, is answered with a 500 problem-details body that tells nothing of ` +
+      `the error`, async () => {
       const before = reports.length;
       const response = await new RawChunkedRequest(servers.ports[framework], '/boom-before').response;
       assert.equal(response.status, 500);
@@ -69,7 +70,8 @@ describe('a handler that throws', () => {
       assert.equal(reports.at(-1)!.path, '/boom-before');
     });
 
-    test(`${framework}: after the first chunk, cuts the response (no terminating chunk) and is reported once`, async () => {
+    test(`${framework}: after the first chunk, cuts the response (no terminating chunk) and is reported ` +
+      `once`, async () => {
       const before = reports.length;
       const response = await new RawChunkedRequest(servers.ports[framework], '/boom-after').response;
       assert.equal(response.status, 200);
@@ -94,7 +96,8 @@ describe('a handler that throws', () => {
       assert.equal(response.complete, false);
     });
 
-    test(`${framework}: a KometaError before the first chunk keeps its status (a bad channel name is a 400)`, async () => {
+    test(`${framework}: a KometaError before the first chunk keeps its status (a bad channel name is a ` +
+      `400)`, async () => {
       const response = await new RawChunkedRequest(servers.ports[framework], '/bad-channel').response;
       assert.equal(response.status, 400);
       const body = response.chunks.length > 0 ? response.chunks.map((c) => c.data).join('') : response.body;

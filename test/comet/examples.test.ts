@@ -29,7 +29,8 @@ function close(server: Server): Promise<void> {
 }
 
 describe('the examples', () => {
-  test('the seed example in each of the four frameworks: five chunks, one second apart, on one chunked response', async (t) => {
+  test('the seed example in each of the four frameworks: five chunks, one second apart, on one chunked ' +
+    'response', async (t) => {
     const express = expressApp.listen(0, '127.0.0.1');
     await new Promise((resolve) => express.once('listening', resolve));
     await fastifyApp.listen({ port: 0, host: '127.0.0.1' });
@@ -46,7 +47,9 @@ describe('the examples', () => {
       hono: (hono.address() as AddressInfo).port,
     };
     // All four at once: four seconds in all, and each shows the others were not held up.
-    const responses = await Promise.all(Object.values(ports).map((port) => new RawChunkedRequest(port, '/seed').response));
+    const responses = await Promise.all(
+      Object.values(ports).map((port) => new RawChunkedRequest(port, '/seed').response),
+    );
     for (const [i, response] of responses.entries()) {
       const framework = Object.keys(ports)[i];
       assert.equal(response.headers.get('transfer-encoding'), 'chunked', framework);
@@ -57,7 +60,10 @@ describe('the examples', () => {
       );
       assert.ok(response.complete, framework);
       response.chunks.forEach((chunk, stage) => {
-        assert.ok(chunk.at - response.sentAt >= stage * 1000 - SLACK, `${framework} stage ${stage} came ${(chunk.at - response.sentAt).toFixed(0)} ms in`);
+        assert.ok(
+          chunk.at - response.sentAt >= stage * 1000 - SLACK,
+          `${framework} stage ${stage} came ${(chunk.at - response.sentAt).toFixed(0)} ms in`,
+        );
       });
     }
   });
@@ -72,17 +78,16 @@ describe('the examples', () => {
     await waitHub.publish('room', 'one');
     await waitHub.publish('room', 'two');
     const chunks = await client.waitForChunks(3);
-    assert.deepEqual(
-      chunks.map((c) => c.data).join(''),
-      'waiting for the room\none\ntwo\n',
-    );
+    assert.deepEqual(chunks.map((c) => c.data).join(''), 'waiting for the room\none\ntwo\n');
     client.abort();
     await waitFor(() => waitHub.subscriberCount('room') === 0, 5000, 'the wait to end with the client');
   });
 
   test('kometa serve answers /seed, as curl -N --raw shows', async (t) => {
     const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-    const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1', ...dataDirArgs()], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1', ...dataDirArgs()], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     t.after(() => {
       child.kill('SIGKILL');
     });
@@ -93,9 +98,12 @@ describe('the examples', () => {
     const base = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
     assert.match(out, /curl -N --raw .*\/seed/);
     const raw = await new Promise<string>((resolve, reject) => {
-      execFile('curl', ['-sS', '-N', '--raw', `${base}/seed`], { timeout: 20_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+      execFile('curl', ['-sS', '-N', '--raw', `${base}/seed`], { timeout: 20_000 }, (error, stdout) =>
+        error ? reject(error) : resolve(stdout),
+      );
     });
-    const expected = STAGES.map((stage) => `${Buffer.byteLength(stage).toString(16)}\r\n${stage}\r\n`).join('') + '0\r\n\r\n';
+    const expected =
+      STAGES.map((stage) => `${Buffer.byteLength(stage).toString(16)}\r\n${stage}\r\n`).join('') + '0\r\n\r\n';
     assert.equal(raw, expected);
   });
 });

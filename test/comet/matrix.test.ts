@@ -45,7 +45,10 @@ describe('the same comet handlers in node:http, Express, Fastify and Hono', () =
   before(async () => {
     hub = await startHub();
     comet = new Comet({ hub: hub.hub });
-    servers = await startCometServers({ '/seed': createSeedHandler(D), '/wait': waitHandler, '/gen': generatorHandler }, comet);
+    servers = await startCometServers(
+      { '/seed': createSeedHandler(D), '/wait': waitHandler, '/gen': generatorHandler },
+      comet,
+    );
   });
   after(async () => {
     await servers.close();
@@ -53,7 +56,8 @@ describe('the same comet handlers in node:http, Express, Fastify and Hono', () =
   });
 
   for (const framework of frameworks) {
-    test(`${framework}: the seed example arrives as five chunks on one chunked response, each no earlier than its deferral`, async () => {
+    test(`${framework}: the seed example arrives as five chunks on one chunked response, each no earlier than its ` +
+      `deferral`, async () => {
       const request = new RawChunkedRequest(servers.ports[framework], '/seed');
       const response = await request.response;
       assert.equal(response.status, 200);
@@ -66,7 +70,10 @@ describe('the same comet handlers in node:http, Express, Fastify and Hono', () =
       );
       assert.ok(response.complete, 'the response ends with the terminating chunk');
       response.chunks.forEach((chunk, stage) => {
-        assert.ok(chunk.at - response.sentAt >= stage * D - SLACK, `stage ${stage} came ${(chunk.at - response.sentAt).toFixed(1)} ms after the request`);
+        assert.ok(
+          chunk.at - response.sentAt >= stage * D - SLACK,
+          `stage ${stage} came ${(chunk.at - response.sentAt).toFixed(1)} ms after the request`,
+        );
       });
     });
 
@@ -100,7 +107,8 @@ describe('the same comet handlers in node:http, Express, Fastify and Hono', () =
       await waitFor(() => hub.hub.subscriberCount(channel) === 0, 5000, 'the wait to unsubscribe');
     });
 
-    test(`${framework}: a generator handler sends each yield as its own chunk, sleeps and waits between them`, async () => {
+    test(`${framework}: a generator handler sends each yield as its own chunk, sleeps and waits between ` +
+      `them`, async () => {
       const channel = `gen-${framework}`;
       const request = new RawChunkedRequest(servers.ports[framework], `/gen?channel=${channel}`);
       await request.waitForChunks(2);
@@ -119,7 +127,9 @@ describe('the same comet handlers in node:http, Express, Fastify and Hono', () =
   }
 
   test('one POST /pub/room wakes the handlers waiting in all four frameworks at once', async () => {
-    const requests = frameworks.map((framework) => new RawChunkedRequest(servers.ports[framework], '/wait?channel=room'));
+    const requests = frameworks.map(
+      (framework) => new RawChunkedRequest(servers.ports[framework], '/wait?channel=room'),
+    );
     await waitFor(() => hub.hub.subscriberCount('room') === frameworks.length, 5000, 'every handler to wait');
     const result = await publish(hub.url, 'room', 'everyone');
     assert.equal(result.subscribers, frameworks.length);
@@ -135,7 +145,10 @@ describe('the same comet handlers in node:http, Express, Fastify and Hono', () =
   test('a wait with since answers at once from what history holds after that cursor', async () => {
     const first = await publish(hub.url, 'resume', 'a');
     await publish(hub.url, 'resume', 'b');
-    const resumed = await new RawChunkedRequest(servers.ports.node, `/wait?channel=resume&since=${encodeURIComponent(first.id)}`).response;
+    const resumed = await new RawChunkedRequest(
+      servers.ports.node,
+      `/wait?channel=resume&since=${encodeURIComponent(first.id)}`,
+    ).response;
     assert.deepEqual(
       resumed.chunks.map((c) => c.data),
       ['waiting\n', 'resume:b\n'],

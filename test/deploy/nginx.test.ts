@@ -40,7 +40,8 @@ test('the documented nginx config has the settings docs/deploy.md explains', () 
   );
 });
 
-test('behind nginx with --trust-proxy, the anonymous publish rate is per client, from X-Forwarded-For; a client cannot forge it', async (t) => {
+test('behind nginx with --trust-proxy, the anonymous publish rate is per client, from X-Forwarded-For; a client ' +
+  'cannot forge it', async (t) => {
   const kometa = await startKometa(['--trust-proxy', '127.0.0.1', '--publish-rate', '1']);
   t.after(() => kometa.kill('SIGTERM'));
   const nginx = await startNginx(kometa.port);
@@ -71,7 +72,8 @@ test('without --trust-proxy, every client behind nginx shares the proxy address'
   );
 });
 
-test('the principle at a small scale: nginx cuts a stream quieter than proxy_read_timeout; the heartbeat keeps it open', async (t) => {
+test('the principle at a small scale: nginx cuts a stream quieter than proxy_read_timeout; the heartbeat keeps it ' +
+  'open', async (t) => {
   const withShortTimeout = (config: string) =>
     config.replace('proxy_buffering off;', 'proxy_buffering off;\n        proxy_read_timeout 2s;');
   // No heartbeat within the timeout: nginx ends the response.

@@ -60,7 +60,8 @@ test('the unit sets the open-files limit, a graceful stop, the state directory, 
   }
 });
 
-test("kometa started with the unit's environment stops gracefully on SIGTERM: subscribers are told, exit code 0", async (t) => {
+test("kometa started with the unit's environment stops gracefully on SIGTERM: subscribers are told, exit code " +
+  "0", async (t) => {
   const env: Record<string, string> = {
     ...process.env,
     ...Object.fromEntries(environment),

@@ -9,7 +9,8 @@ import { RawClient } from './raw.js';
  * stream says `Connection: close` and nothing behind it runs.
  */
 const post = (channel: string, body: string) =>
-  `POST /pub/${channel} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  `POST /pub/${channel} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: ` +
+    `${Buffer.byteLength(body)}\r\n\r\n${body}`;
 
 for (const [transport, query] of [
   ['SSE', ''],
@@ -21,7 +22,8 @@ for (const [transport, query] of [
     const channel = `pipe.${transport}`;
     try {
       client.send(
-        `GET /sub/${channel}${query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${post(channel, 'pipelined-1')}${post(channel, 'pipelined-2')}`,
+        `GET /sub/${channel}${query} HTTP/1.1\r\nHost: ` +
+          `127.0.0.1\r\n\r\n${post(channel, 'pipelined-1')}${post(channel, 'pipelined-2')}`,
       );
       await client.until((c) => c.head !== '' && hub.hub.subscriberCount(channel) === 1, 'the stream to open');
       assert.match(client.head, /\r\nConnection: close/i, 'the stream says the connection ends with it');
@@ -49,7 +51,8 @@ test('a WebSocket upgrade pipelined behind SSE is not acted on', async () => {
   try {
     client.send(
       'GET /sub/pipe.ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' +
-        'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: ' +
+          '13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
     );
     await client.until((c) => c.head !== '' && hub.hub.subscriberCount('pipe.ws') === 1, 'the stream to open');
     await hub.hub.publish('pipe.ws', 'after');

@@ -37,8 +37,14 @@ function closeServer(server: Server): Promise<void> {
   });
 }
 
-/** The same routes, the same handler functions, in node:http, Express 5, Fastify 5 and Hono 4, each on 127.0.0.1 and a free port. */
-export async function startCometServers(routes: Readonly<Record<string, CometHandler>>, comet: Comet): Promise<CometServers> {
+/**
+ * The same routes, the same handler functions, in node:http, Express 5, Fastify 5 and Hono 4, each on 127.0.0.1 and a
+ * free port.
+ */
+export async function startCometServers(
+  routes: Readonly<Record<string, CometHandler>>,
+  comet: Comet,
+): Promise<CometServers> {
   const nodeRoutes = new Map(Object.entries(routes).map(([path, handler]) => [path, nodeComet(handler, comet)]));
   const nodeServer = createServer((req, res) => {
     const route = nodeRoutes.get((req.url ?? '/').split('?')[0]!);
@@ -69,7 +75,12 @@ export async function startCometServers(routes: Readonly<Record<string, CometHan
     ports,
     close: async () => {
       fastifyApp.server.closeAllConnections();
-      await Promise.all([closeServer(nodeServer), closeServer(expressServer), fastifyApp.close(), closeServer(honoServer)]);
+      await Promise.all([
+        closeServer(nodeServer),
+        closeServer(expressServer),
+        fastifyApp.close(),
+        closeServer(honoServer),
+      ]);
     },
   };
 }

@@ -103,7 +103,9 @@ export function assertEverythingOrGap(
       if (ks[i]! > ks[i - 1]!) continue;
       const where = sub.received.flatMap((r, n) => (r.data === `${c}|${ks[i]}` ? [n] : []));
       assert.fail(
-        `${c}: ${ks[i - 1]} (${list[i - 1]!.epoch}:${list[i - 1]!.seq}) then ${ks[i]} (${list[i]!.epoch}:${list[i]!.seq}): out of order or twice (at ${where.join(', ')} of ${sub.received.length}; the subscriber (re)connected ${sub.opens()} times)`,
+        `${c}: ${ks[i - 1]} (${list[i - 1]!.epoch}:${list[i - 1]!.seq}) then ${ks[i]} ` +
+          `(${list[i]!.epoch}:${list[i]!.seq}): out of order or twice (at ${where.join(', ')} of ` +
+          `${sub.received.length}; the subscriber (re)connected ${sub.opens()} times)`,
       );
     }
     for (let i = 1; i < list.length; i++) {

@@ -72,7 +72,12 @@ export function httpRequest(
   });
 }
 
-export async function publish(baseUrl: string, channel: string, data: string, event?: string): Promise<{ channel: string; id: string; subscribers: number }> {
+export async function publish(
+  baseUrl: string,
+  channel: string,
+  data: string,
+  event?: string,
+): Promise<{ channel: string; id: string; subscribers: number }> {
   const res = await httpRequest(`${baseUrl}/pub/${channel}${event ? `?event=${event}` : ''}`, {
     method: 'POST',
     headers: { 'Content-Type': 'text/plain' },

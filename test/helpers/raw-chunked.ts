@@ -39,9 +39,17 @@ export class RawChunkedRequest {
   #listeners: ((chunk: WireChunk) => void)[] = [];
   #onHead: (() => void)[] = [];
 
-  constructor(port: number, path: string, options: { host?: string; localAddress?: string; headers?: Record<string, string> } = {}) {
+  constructor(
+    port: number,
+    path: string,
+    options: { host?: string; localAddress?: string; headers?: Record<string, string> } = {},
+  ) {
     const host = options.host ?? '127.0.0.1';
-    this.socket = connect({ port, host, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) });
+    this.socket = connect({
+      port,
+      host,
+      ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+    });
     this.socket.setNoDelay(true);
     let head = `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nConnection: close\r\n`;
     for (const [name, value] of Object.entries(options.headers ?? {})) head += `${name}: ${value}\r\n`;
@@ -95,7 +103,8 @@ export class RawChunkedRequest {
       };
       this.#listeners.push(listener);
       this.socket.once('close', () => {
-        if (this.#chunks.length < count) reject(new Error(`connection closed after ${this.#chunks.length} of ${count} chunks`));
+        if (this.#chunks.length < count)
+          reject(new Error(`connection closed after ${this.#chunks.length} of ${count} chunks`));
       });
     });
   }
@@ -155,7 +164,8 @@ export class RawChunkedRequest {
       }
       if (this.#buffer.length < lineEnd + 2 + size + 2) return;
       const payload = this.#buffer.subarray(lineEnd + 2, lineEnd + 2 + size);
-      if (this.#buffer.subarray(lineEnd + 2 + size, lineEnd + 4 + size).toString('latin1') !== '\r\n') throw new Error('chunk not followed by CRLF');
+      if (this.#buffer.subarray(lineEnd + 2 + size, lineEnd + 4 + size).toString('latin1') !== '\r\n')
+        throw new Error('chunk not followed by CRLF');
       this.#buffer = this.#buffer.subarray(lineEnd + 4 + size);
       const chunk = { data: payload.toString('utf8'), at: performance.now() };
       this.#chunks.push(chunk);

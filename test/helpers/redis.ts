@@ -65,7 +65,11 @@ export async function startOwnRedis(options: { persistent: boolean }): Promise<O
     let output = '';
     proc.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     proc.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    await waitFor(() => /Ready to accept connections/.test(output) || proc.exitCode !== null, 10_000, 'redis-server to start');
+    await waitFor(
+      () => /Ready to accept connections/.test(output) || proc.exitCode !== null,
+      10_000,
+      'redis-server to start',
+    );
     if (proc.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
   };
   const kill = async () => {
@@ -105,14 +109,22 @@ export interface KometaProcess {
 
 export async function startKometa(args: string[]): Promise<KometaProcess> {
   // Without a store of its own, a data directory of its own: the default ./kometa-data belongs to one process.
-  const store = args.some((arg) => arg === '--redis' || arg === '--data-dir' || arg === '--memory') ? [] : dataDirArgs('kometa');
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...store, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const store = args.some((arg) => arg === '--redis' || arg === '--data-dir' || arg === '--memory')
+    ? []
+    : dataDirArgs('kometa');
+  const proc = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...store, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   proc.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   proc.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   try {
-    await waitFor(() => /kometa hub listening on http:\/\/127\.0\.0\.1:\d+/.test(output) || proc.exitCode !== null, 15_000, 'kometa to listen');
+    await waitFor(
+      () => /kometa hub listening on http:\/\/127\.0\.0\.1:\d+/.test(output) || proc.exitCode !== null,
+      15_000,
+      'kometa to listen',
+    );
   } catch (error) {
     proc.kill('SIGKILL');
     throw new Error(`${(error as Error).message}; output: ${output}`);
@@ -188,7 +200,8 @@ export async function startBalancer(backends: number[]): Promise<Balancer> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
-  (balancer as { url: string }).url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+  (balancer as { url: string }).url =
+    `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
   return balancer;
 }
 

@@ -28,7 +28,14 @@ async function settledHeap(): Promise<number> {
 
 before(async () => {
   hub = await startHub({
-    http: { maxBodyBytes: 1024, headersTimeoutMs: 600, requestTimeoutMs: 1200, maxHeaderBytes: 4096, maxQueueBytes: 64 * 1024, publishRate: 50 },
+    http: {
+      maxBodyBytes: 1024,
+      headersTimeoutMs: 600,
+      requestTimeoutMs: 1200,
+      maxHeaderBytes: 4096,
+      maxQueueBytes: 64 * 1024,
+      publishRate: 50,
+    },
     limits: { maxChannelsPerSubscription: 4, maxMessageBytes: 1024 },
   });
   healthy = await StreamReader.open(`${hub.url}/sub/healthy?transport=stream`);
@@ -78,7 +85,13 @@ const cases: [string, string, Parameters<typeof httpRequest>[1], number, string]
   ['broken percent-encoding', '/sub/%E0%A4%A', {}, 400, 'KOMETA_ERR_CHANNEL_NAME'],
   ['a bad name among several channels', '/sub?channel=ok&channel=not%20ok', {}, 400, 'KOMETA_ERR_CHANNEL_NAME'],
   ['no channel at all', '/sub', {}, 400, 'KOMETA_ERR_CHANNEL_MISSING'],
-  ['too many channels', '/sub?channel=a&channel=b&channel=c&channel=d&channel=e', {}, 400, 'KOMETA_ERR_TOO_MANY_CHANNELS'],
+  [
+    'too many channels',
+    '/sub?channel=a&channel=b&channel=c&channel=d&channel=e',
+    {},
+    400,
+    'KOMETA_ERR_TOO_MANY_CHANNELS',
+  ],
   ['a malformed since cursor', '/sub/c?transport=poll&since=garbage', {}, 400, 'KOMETA_ERR_CURSOR'],
   ['a malformed Last-Event-ID', '/sub/c', { headers: { 'Last-Event-ID': 'c~e~1~extra' } }, 400, 'KOMETA_ERR_CURSOR'],
   ['a forged cursor past the end', '/sub/fresh?transport=poll&since=fresh~zzzz~5', {}, 200, ''],
@@ -88,12 +101,48 @@ const cases: [string, string, Parameters<typeof httpRequest>[1], number, string]
   ['GET on a publish route', '/pub/c', {}, 405, 'KOMETA_ERR_METHOD'],
   ['DELETE on a channel route', '/channels/c', { method: 'DELETE' }, 405, 'KOMETA_ERR_METHOD'],
   ['publishing to a bad channel', '/pub/a%20b', { method: 'POST', body: 'x' }, 400, 'KOMETA_ERR_CHANNEL_NAME'],
-  ['a body over the limit (Content-Length)', '/pub/c', { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'x'.repeat(2000) }, 413, 'KOMETA_ERR_BODY_TOO_LARGE'],
-  ['a binary media type', '/pub/c', { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: 'x' }, 415, 'KOMETA_ERR_MEDIA_TYPE'],
-  ['multipart', '/pub/c', { method: 'POST', headers: { 'Content-Type': 'multipart/form-data; boundary=x' }, body: 'x' }, 415, 'KOMETA_ERR_MEDIA_TYPE'],
-  ['invalid UTF-8', '/pub/c', { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: Buffer.from([0x66, 0xff, 0xfe]) }, 400, 'KOMETA_ERR_BODY_ENCODING'],
-  ['invalid JSON declared as JSON', '/pub/c', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"a":' }, 400, 'KOMETA_ERR_BODY_JSON'],
-  ['an event name with a line break', '/pub/c?event=a%0Adata:x', { method: 'POST', body: 'x', headers: { 'Content-Type': 'text/plain' } }, 400, 'KOMETA_ERR_EVENT_NAME'],
+  [
+    'a body over the limit (Content-Length)',
+    '/pub/c',
+    { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'x'.repeat(2000) },
+    413,
+    'KOMETA_ERR_BODY_TOO_LARGE',
+  ],
+  [
+    'a binary media type',
+    '/pub/c',
+    { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: 'x' },
+    415,
+    'KOMETA_ERR_MEDIA_TYPE',
+  ],
+  [
+    'multipart',
+    '/pub/c',
+    { method: 'POST', headers: { 'Content-Type': 'multipart/form-data; boundary=x' }, body: 'x' },
+    415,
+    'KOMETA_ERR_MEDIA_TYPE',
+  ],
+  [
+    'invalid UTF-8',
+    '/pub/c',
+    { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: Buffer.from([0x66, 0xff, 0xfe]) },
+    400,
+    'KOMETA_ERR_BODY_ENCODING',
+  ],
+  [
+    'invalid JSON declared as JSON',
+    '/pub/c',
+    { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"a":' },
+    400,
+    'KOMETA_ERR_BODY_JSON',
+  ],
+  [
+    'an event name with a line break',
+    '/pub/c?event=a%0Adata:x',
+    { method: 'POST', body: 'x', headers: { 'Content-Type': 'text/plain' } },
+    400,
+    'KOMETA_ERR_EVENT_NAME',
+  ],
   ['an unknown path', '/nowhere', {}, 404, 'KOMETA_ERR_NOT_FOUND'],
 ];
 
@@ -106,7 +155,10 @@ test('a forged cursor in another epoch is not an error: it gets a gap and the re
   await hub.hub.publish('fresh', 'one');
   const res = await httpRequest(`${hub.url}/sub/fresh?transport=poll&since=fresh~zzzz~5`);
   assert.equal(res.status, 200);
-  assert.deepEqual(res.json<{ gaps: { reason: string }[] }>().gaps.map((g) => g.reason), ['epoch-changed']);
+  assert.deepEqual(
+    res.json<{ gaps: { reason: string }[] }>().gaps.map((g) => g.reason),
+    ['epoch-changed'],
+  );
   await assertHealthyStillReceives();
 });
 
@@ -178,7 +230,10 @@ test('a slowloris that never finishes its headers is cut with 408 after the head
 
 test('a publisher that never sends its declared body is cut after the request timeout', async () => {
   const before = hub.hub.counters.published;
-  const { text, ms } = await rawExchange('POST /pub/c HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nabc', 'b');
+  const { text, ms } = await rawExchange(
+    'POST /pub/c HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nabc',
+    'b',
+  );
   assert.ok(ms >= 1200, `not before the timeout (${ms} ms)`);
   assert.match(text, /^HTTP\/1\.1 408 |^$/);
   assert.equal(hub.hub.counters.published, before, 'nothing half-received was published');
@@ -216,7 +271,11 @@ test('a publisher flood gets 429 with Retry-After past its rate; the flood publi
   await Promise.all(
     Array.from({ length: 4 }, async () => {
       for (let i = 0; i < 50; i++) {
-        const res = await httpRequest(`${hub.url}/pub/flood`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'f' });
+        const res = await httpRequest(`${hub.url}/pub/flood`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'text/plain' },
+          body: 'f',
+        });
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
         if (res.status === 429) assert.ok(Number(res.headers['retry-after']) >= 1);
       }
@@ -233,11 +292,15 @@ test('clients that disconnect mid-body or mid-stream leave nothing behind', asyn
   for (let i = 0; i < 20; i++) {
     const socket = connect(hub.port, '127.0.0.1');
     socket.on('error', () => {});
-    socket.write('POST /pub/midbody HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 500\r\n\r\npartial');
+    socket.write(
+      'POST /pub/midbody HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 500\r\n\r\npartial',
+    );
     await new Promise((r) => setTimeout(r, 5));
     socket.destroy();
   }
-  const readers = await Promise.all(Array.from({ length: 20 }, () => StreamReader.open(`${hub.url}/sub/midstream?transport=stream`)));
+  const readers = await Promise.all(
+    Array.from({ length: 20 }, () => StreamReader.open(`${hub.url}/sub/midstream?transport=stream`)),
+  );
   await waitFor(() => hub.hub.subscriberCount('midstream') === 20);
   const publishing = (async () => {
     for (let i = 0; i < 200; i++) await hub.hub.publish('midstream', `m${i}`);

@@ -60,7 +60,8 @@ test("import { AccessPolicy } from 'kometa' works, as README and docs/security.m
   }
 });
 
-test('an invalid or expired kometa_session cookie is a 401, never anonymous access; a fresh ticket replaces it', async () => {
+test('an invalid or expired kometa_session cookie is a 401, never anonymous access; a fresh ticket replaces ' +
+  'it', async () => {
   await withHub(
     async (hub) => {
       assert.equal((await poll(hub, '/sub/news.1')).status, 200, 'anonymous may subscribe to the public pattern');
@@ -138,7 +139,8 @@ test('the publisher key is not rate limited, as --help, docs/errors.md and docs/
   assert.doesNotMatch(row, /token subject, publisher key, or/);
 });
 
-test('WebSocket close codes: 4401 on expiry is sent and documented; a 403 or 429 is an error frame, never 4403/4429', async () => {
+test('WebSocket close codes: 4401 on expiry is sent and documented; a 403 or 429 is an error frame, never ' +
+  '4403/4429', async () => {
   const key = new TextEncoder().encode(SECRET);
   await withHub(
     async (hub) => {
@@ -171,7 +173,8 @@ test('WebSocket close codes: 4401 on expiry is sent and documented; a 403 or 429
   assert.match(table, /\| 4401 \| `KOMETA_ERR_TOKEN_EXPIRED` \|/);
 });
 
-test('while draining, an SSE subscribe gets 200 and a kometa-error event (EventSource reconnects); others get 503', async () => {
+test('while draining, an SSE subscribe gets 200 and a kometa-error event (EventSource reconnects); others get ' +
+  '503', async () => {
   const hub = new Hub(new MemoryBroker());
   const http = new HubHttp(hub, { retryMs: 1234, retryJitter: 0 });
   const server = createServer((req, res) => {
@@ -208,7 +211,8 @@ test('the banner and docs/security.md put $VARIABLES in double quotes, so a shel
   }
 });
 
-test('docs name where things really are: comet failures on stdout, no /ws under kometa proxy, the fuzzer spawns its own hub, dashboard 401 for the publisher key', () => {
+test('docs name where things really are: comet failures on stdout, no /ws under kometa proxy, the fuzzer spawns its ' +
+  'own hub, dashboard 401 for the publisher key', () => {
   assert.match(doc('docs/comet.md'), /`kometa serve` logs each report as a pino `error` line .* on stdout/);
   assert.doesNotMatch(doc('docs/comet.md'), /prints reports to stderr/);
   assert.doesNotMatch(doc('docs/proxy.md'), /Browsers can use the hub's own `\/ws`/);

@@ -123,7 +123,8 @@ test('kometa with a bad flag or command exits 2 and says what is wrong', async (
   );
 });
 
-test('on SIGTERM the hub tells subscribers when to retry, answers held polls, and exits 0 within the grace period', async (t) => {
+test('on SIGTERM the hub tells subscribers when to retry, answers held polls, and exits 0 within the grace ' +
+  'period', async (t) => {
   const port = await freePort();
   const { child, url } = await startProcess(process.execPath, [
     cli,

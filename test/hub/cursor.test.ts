@@ -59,10 +59,28 @@ test('channel names follow one documented rule', () => {
   for (const good of ['a', 'room.42', 'user:7@chat', '_x', 'A-b_c.d:e@f', 'x'.repeat(128)]) {
     assert.ok(isValidChannelName(good), good);
   }
-  for (const bad of ['', '.', '..', '.hidden', '-x', 'a/b', 'a b', 'a~b', 'a,b', 'a*', 'ä', 'a\u0000', 'x'.repeat(129), '%2e']) {
+  for (const bad of [
+    '',
+    '.',
+    '..',
+    '.hidden',
+    '-x',
+    'a/b',
+    'a b',
+    'a~b',
+    'a,b',
+    'a*',
+    'ä',
+    'a\u0000',
+    'x'.repeat(129),
+    '%2e',
+  ]) {
     assert.ok(!isValidChannelName(bad), JSON.stringify(bad));
   }
-  assert.throws(() => assertChannelName('a\nb'), (e: unknown) => e instanceof KometaError && e.code === 'KOMETA_ERR_CHANNEL_NAME');
+  assert.throws(
+    () => assertChannelName('a\nb'),
+    (e: unknown) => e instanceof KometaError && e.code === 'KOMETA_ERR_CHANNEL_NAME',
+  );
 });
 
 test('rejected names are echoed back without control characters', () => {
@@ -77,9 +95,16 @@ test('rejected names are echoed back without control characters', () => {
 
 test('event names cannot carry line breaks into SSE framing', () => {
   assert.equal(assertEventName('chat.message'), 'chat.message');
-  assert.throws(() => assertEventName('x\ndata: injected'), (e: unknown) => e instanceof KometaError && e.code === 'KOMETA_ERR_EVENT_NAME');
+  assert.throws(
+    () => assertEventName('x\ndata: injected'),
+    (e: unknown) => e instanceof KometaError && e.code === 'KOMETA_ERR_EVENT_NAME',
+  );
   assert.throws(() => assertEventName(''), KometaError);
   for (const reserved of ['kometa-gap', 'kometa-shutdown', 'Kometa-Error']) {
-    assert.throws(() => assertEventName(reserved), (e: unknown) => e instanceof KometaError && e.code === 'KOMETA_ERR_EVENT_NAME', reserved);
+    assert.throws(
+      () => assertEventName(reserved),
+      (e: unknown) => e instanceof KometaError && e.code === 'KOMETA_ERR_EVENT_NAME',
+      reserved,
+    );
   }
 });

@@ -33,7 +33,8 @@ async function post(
 }
 
 test(
-  'a soak of ten times the cap through many channels: the data dir stays within the cap plus one segment, memory stays bounded',
+  'a soak of ten times the cap through many channels: the data dir stays within the cap plus one segment, memory ' +
+    'stays bounded',
   { timeout: 180_000 },
   async (t) => {
     const dir = tempDataDir('soak');
@@ -74,7 +75,9 @@ test(
     largestDir = Math.max(largestDir, dirBytes(dir));
     assert.equal(sent, total);
     t.diagnostic(
-      `pushed ${((total * payload.length) / 1048576).toFixed(1)} MiB; data dir peaked at ${(largestDir / 1048576).toFixed(2)} MiB (cap ${cap / 1048576} MiB); RSS ${(startRss / 1048576).toFixed(0)} → peak ${(largestRss / 1048576).toFixed(0)} MiB`,
+      `pushed ${((total * payload.length) / 1048576).toFixed(1)} MiB; data dir peaked at ` +
+        `${(largestDir / 1048576).toFixed(2)} MiB (cap ${cap / 1048576} MiB); RSS ` +
+        `${(startRss / 1048576).toFixed(0)} → peak ${(largestRss / 1048576).toFixed(0)} MiB`,
     );
     // Segments, kometa.json and LOCK: the small files are well inside one segment.
     assert.ok(largestDir <= cap + 2 * segment, `data dir peaked at ${largestDir} bytes`);
@@ -86,7 +89,8 @@ test(
 );
 
 test(
-  'a full disk: publishes get 503 KOMETA_ERR_STORE_WRITE, never a 201 for what was not stored; subscribers stay; it recovers by itself',
+  'a full disk: publishes get 503 KOMETA_ERR_STORE_WRITE, never a 201 for what was not stored; subscribers stay; it ' +
+    'recovers by itself',
   { timeout: 60_000 },
   async (t) => {
     const mountPoint = tempDataDir('full');

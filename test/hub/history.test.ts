@@ -5,7 +5,16 @@ import { History } from '../../src/core/history.js';
 import type { Message } from '../../src/core/message.js';
 
 function message(seq: number, data = 'x', time = 0): Message {
-  return { channel: 'c', epoch: 'e', seq, id: `c~e~${seq}`, event: undefined, data, time, size: Buffer.byteLength(data) };
+  return {
+    channel: 'c',
+    epoch: 'e',
+    seq,
+    id: `c~e~${seq}`,
+    event: undefined,
+    data,
+    time,
+    size: Buffer.byteLength(data),
+  };
 }
 
 test('history keeps at most maxMessages, dropping the oldest', () => {
@@ -13,8 +22,14 @@ test('history keeps at most maxMessages, dropping the oldest', () => {
   for (let seq = 1; seq <= 5; seq++) history.append(message(seq), 0);
   assert.equal(history.length, 3);
   assert.equal(history.oldestSeq, 3);
-  assert.deepEqual(history.after(0).map((m) => m.seq), [3, 4, 5]);
-  assert.deepEqual(history.after(4).map((m) => m.seq), [5]);
+  assert.deepEqual(
+    history.after(0).map((m) => m.seq),
+    [3, 4, 5],
+  );
+  assert.deepEqual(
+    history.after(4).map((m) => m.seq),
+    [5],
+  );
   assert.deepEqual(history.after(5), []);
 });
 
@@ -23,7 +38,10 @@ test('history keeps at most maxBytes of data', () => {
   history.append(message(1, 'aaaa'), 0);
   history.append(message(2, 'bbbb'), 0);
   history.append(message(3, 'cccc'), 0);
-  assert.deepEqual(history.after(0).map((m) => m.seq), [2, 3]);
+  assert.deepEqual(
+    history.after(0).map((m) => m.seq),
+    [2, 3],
+  );
   assert.equal(history.bytes, 8);
 });
 
@@ -32,7 +50,10 @@ test('history drops messages older than maxAgeMs when trimmed', () => {
   history.append(message(1, 'x', 0), 0);
   history.append(message(2, 'x', 600), 600);
   history.trim(1200);
-  assert.deepEqual(history.after(0).map((m) => m.seq), [2]);
+  assert.deepEqual(
+    history.after(0).map((m) => m.seq),
+    [2],
+  );
   history.trim(5000);
   assert.equal(history.length, 0);
   assert.equal(history.oldestSeq, undefined);
@@ -41,7 +62,10 @@ test('history drops messages older than maxAgeMs when trimmed', () => {
 test('trimming a long history compacts its storage and keeps order', () => {
   const history = new History({ maxMessages: 10, maxBytes: 1e9, maxAgeMs: 1e9 });
   for (let seq = 1; seq <= 5000; seq++) history.append(message(seq), 0);
-  assert.deepEqual(history.after(4995).map((m) => m.seq), [4996, 4997, 4998, 4999, 5000]);
+  assert.deepEqual(
+    history.after(4995).map((m) => m.seq),
+    [4996, 4997, 4998, 4999, 5000],
+  );
   assert.equal(history.after(0)[0]!.seq, 4991);
 });
 
@@ -60,7 +84,13 @@ test('the memory broker numbers messages 1, 2, 3 … and reports what it retains
   assert.equal(read.epoch, first.epoch);
   assert.equal(read.headSeq, 3);
   assert.equal(read.oldestSeq, 2);
-  assert.deepEqual(read.messages.map((m) => [m.seq, m.data, m.event]), [[2, 'two', 'e'], [3, 'three', undefined]]);
+  assert.deepEqual(
+    read.messages.map((m) => [m.seq, m.data, m.event]),
+    [
+      [2, 'two', 'e'],
+      [3, 'three', undefined],
+    ],
+  );
   now += 20_000;
   const aged = await broker.read('c', 0);
   assert.equal(aged.messages.length, 0);
@@ -100,8 +130,14 @@ test('history is bounded in total across channels; the oldest messages anywhere 
   const even = await broker.read('even', 0);
   const odd = await broker.read('odd', 0);
   // The five oldest publishes overall (even 1-3, odd 1-2) were dropped.
-  assert.deepEqual(even.messages.map((m) => m.seq), [4, 5]);
-  assert.deepEqual(odd.messages.map((m) => m.seq), [3, 4, 5]);
+  assert.deepEqual(
+    even.messages.map((m) => m.seq),
+    [4, 5],
+  );
+  assert.deepEqual(
+    odd.messages.map((m) => m.seq),
+    [3, 4, 5],
+  );
   assert.equal(even.oldestSeq, 4);
 });
 

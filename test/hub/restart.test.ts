@@ -105,7 +105,8 @@ async function viaWebSocket(
 }
 
 test(
-  'after SIGKILL and a restart on the same data dir, every transport resumes from any cursor with no gap and no duplicate',
+  'after SIGKILL and a restart on the same data dir, every transport resumes from any cursor with no gap and no ' +
+    'duplicate',
   { timeout: 120_000 },
   async (t) => {
     const dir = tempDataDir('restart');

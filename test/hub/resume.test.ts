@@ -22,21 +22,35 @@ interface ResilientSubscriber {
 }
 
 function streamSubscriber(hub: TestHub, query: string): ResilientSubscriber {
-  const state = { received: [] as Received[], gaps: [] as unknown[], connects: 0, closed: false, reader: undefined as StreamReader | undefined };
+  const state = {
+    received: [] as Received[],
+    gaps: [] as unknown[],
+    connects: 0,
+    closed: false,
+    reader: undefined as StreamReader | undefined,
+  };
   let cursor = '';
   const loop = async () => {
     while (!state.closed) {
       try {
-        const reader = await StreamReader.open(`${hub.url}/sub?${query}&transport=stream&since=${encodeURIComponent(cursor)}`);
+        const reader = await StreamReader.open(
+          `${hub.url}/sub?${query}&transport=stream&since=${encodeURIComponent(cursor)}`,
+        );
         state.reader = reader;
         state.connects++;
         let consumed = 0;
-        await reader.waitFor(
-          (r) => {
+        await reader
+          .waitFor((r) => {
             const lines = r.text.split('\n');
             lines.pop();
             for (; consumed < lines.length; consumed++) {
-              const line = JSON.parse(lines[consumed]!) as { type: string; channel: string; id: string; data: string; cursor?: string };
+              const line = JSON.parse(lines[consumed]!) as {
+                type: string;
+                channel: string;
+                id: string;
+                data: string;
+                cursor?: string;
+              };
               if (line.type === 'message') {
                 state.received.push({ channel: line.channel, id: line.id, data: line.data });
                 cursor = line.id;
@@ -48,9 +62,8 @@ function streamSubscriber(hub: TestHub, query: string): ResilientSubscriber {
               }
             }
             return state.closed;
-          },
-          60_000,
-        ).catch(() => {});
+          }, 60_000)
+          .catch(() => {});
       } catch {
         // refused while the hub restarts: try again
       }
@@ -78,7 +91,9 @@ function pollSubscriber(hub: TestHub, query: string): ResilientSubscriber {
     while (!state.closed) {
       try {
         state.connects++;
-        const res = await httpRequest(`${hub.url}/sub?${query}&transport=poll&timeout=2&since=${encodeURIComponent(cursor)}`);
+        const res = await httpRequest(
+          `${hub.url}/sub?${query}&transport=poll&timeout=2&since=${encodeURIComponent(cursor)}`,
+        );
         if (res.status === 200) {
           const body = res.json<{ messages: Received[]; cursor: string; gaps?: unknown[] }>();
           state.gaps.push(...(body.gaps ?? []));
@@ -134,7 +149,8 @@ async function withHub(fn: (hub: TestHub) => Promise<void>): Promise<void> {
   }
 }
 
-test('an EventSource gets 1,000 messages in order, and after the server drops it, exactly the 200 published meanwhile', async () => {
+test('an EventSource gets 1,000 messages in order, and after the server drops it, exactly the 200 published ' +
+  'meanwhile', async () => {
   await withHub(async (hub) => {
     const lastEventIds: (string | undefined)[] = [];
     hub.server.server.on('request', (req) => {
@@ -147,14 +163,20 @@ test('an EventSource gets 1,000 messages in order, and after the server drops it
       await waitFor(() => hub.hub.subscriberCount('news') === 1, 5000, 'the subscription');
       for (let i = 1; i <= 1000; i++) await publish(hub.url, 'news', `m${i}`);
       await waitFor(() => received.length >= 1000, 15_000, '1,000 messages');
-      assert.deepEqual(received, Array.from({ length: 1000 }, (_, i) => `m${i + 1}`));
+      assert.deepEqual(
+        received,
+        Array.from({ length: 1000 }, (_, i) => `m${i + 1}`),
+      );
 
       hub.server.server.closeAllConnections();
       await waitFor(() => hub.hub.subscriberCount('news') === 0, 5000, 'the drop');
       for (let i = 1001; i <= 1200; i++) await hub.hub.publish('news', `m${i}`);
       await waitFor(() => received.length >= 1200, 15_000, 'the 200 after the drop');
       await new Promise((r) => setTimeout(r, 200)); // room for a duplicate to show up, if there were one
-      assert.deepEqual(received.slice(1000), Array.from({ length: 200 }, (_, i) => `m${i + 1001}`));
+      assert.deepEqual(
+        received.slice(1000),
+        Array.from({ length: 200 }, (_, i) => `m${i + 1001}`),
+      );
       assert.equal(received.length, 1200, 'no duplicates');
       assert.equal(lastEventIds.length, 2);
       assert.equal(lastEventIds[0], undefined);
@@ -173,7 +195,8 @@ const transports = [
 
 for (const [name, subscribe] of transports) {
   for (const channels of [['solo'], ['left', 'right']]) {
-    test(`${name}, ${channels.length} channel(s): connections dropped mid-stream lose nothing and repeat nothing`, async () => {
+    test(`${name}, ${channels.length} channel(s): connections dropped mid-stream lose nothing and repeat ` +
+      `nothing`, async () => {
       await withHub(async (hub) => {
         const query = channels.map((c) => `channel=${c}`).join('&');
         const subscriber = subscribe(hub, query);
@@ -214,7 +237,8 @@ for (const [name, subscribe] of transports) {
   }
 }
 
-test('resuming from a cursor older than history gives a gap notice, then the retained messages (every transport)', async () => {
+test('resuming from a cursor older than history gives a gap notice, then the retained messages (every ' +
+  'transport)', async () => {
   const hub = await startHub({ memory: { history: { maxMessages: 10 } } });
   try {
     const first = await publish(hub.url, 'old', 'm1');
@@ -226,8 +250,14 @@ test('resuming from a cursor older than history gives a gap notice, then the ret
       gaps: { reason: string; missed: { from: number; to: number }; id: string }[];
       cursor: string;
     }>();
-    assert.deepEqual(poll.gaps.map((g) => [g.reason, g.missed]), [['history-truncated', { from: 6, to: 20 }]]);
-    assert.deepEqual(poll.messages.map((m) => m.data), Array.from({ length: 10 }, (_, i) => `m${i + 21}`));
+    assert.deepEqual(
+      poll.gaps.map((g) => [g.reason, g.missed]),
+      [['history-truncated', { from: 6, to: 20 }]],
+    );
+    assert.deepEqual(
+      poll.messages.map((m) => m.data),
+      Array.from({ length: 10 }, (_, i) => `m${i + 21}`),
+    );
     assert.match(poll.cursor, /~30$/);
 
     const stream = await StreamReader.open(`${hub.url}/sub/old?transport=stream&since=${cursor}`);
@@ -236,7 +266,10 @@ test('resuming from a cursor older than history gives a gap notice, then the ret
     const lines = stream.json();
     assert.equal(lines[0]!.type, 'gap');
     assert.deepEqual(lines[0]!.missed, { from: 6, to: 20 });
-    assert.deepEqual(lines.filter((l) => l.type === 'message').map((l) => l.data), poll.messages.map((m) => m.data));
+    assert.deepEqual(
+      lines.filter((l) => l.type === 'message').map((l) => l.data),
+      poll.messages.map((m) => m.data),
+    );
 
     const sse = await StreamReader.open(`${hub.url}/sub/old`, { 'Last-Event-ID': cursor });
     await sse.waitFor((r) => r.events().some((e) => e.data === 'm30'));
@@ -245,21 +278,31 @@ test('resuming from a cursor older than history gives a gap notice, then the ret
     assert.equal(events[0]!.event, 'kometa-gap');
     assert.deepEqual(JSON.parse(events[0]!.data!).missed, { from: 6, to: 20 });
     assert.match(events[0]!.id!, /~20$/, 'resuming from the gap notice does not report the gap again');
-    assert.deepEqual(events.slice(1).map((e) => e.data), poll.messages.map((m) => m.data));
+    assert.deepEqual(
+      events.slice(1).map((e) => e.data),
+      poll.messages.map((m) => m.data),
+    );
   } finally {
     await hub.close();
   }
 });
 
-test('a cursor from an earlier lifetime of the channel (another epoch) gets an epoch-changed gap, then what is there', async () => {
+test('a cursor from an earlier lifetime of the channel (another epoch) gets an epoch-changed gap, then what is ' +
+  'there', async () => {
   await withHub(async (hub) => {
     await publish(hub.url, 'reborn', 'after-restart');
     const body = (await httpRequest(`${hub.url}/sub/reborn?transport=poll&since=reborn~oldepoch~41`)).json<{
       messages: { data: string }[];
       gaps: { reason: string }[];
     }>();
-    assert.deepEqual(body.gaps.map((g) => g.reason), ['epoch-changed']);
-    assert.deepEqual(body.messages.map((m) => m.data), ['after-restart']);
+    assert.deepEqual(
+      body.gaps.map((g) => g.reason),
+      ['epoch-changed'],
+    );
+    assert.deepEqual(
+      body.messages.map((m) => m.data),
+      ['after-restart'],
+    );
   });
 });
 

@@ -68,7 +68,11 @@ test('quiet SSE and stream connections get heartbeats from the shared sweep', as
     stream.close();
   });
   await sse.waitFor((r) => (r.text.match(/^:\n\n/gm) ?? []).length >= 2, 5000, 'two SSE heartbeats');
-  await stream.waitFor((r) => r.json().filter((l) => l.type === 'heartbeat').length >= 2, 5000, 'two stream heartbeats');
+  await stream.waitFor(
+    (r) => r.json().filter((l) => l.type === 'heartbeat').length >= 2,
+    5000,
+    'two stream heartbeats',
+  );
 });
 
 test('long-poll answers at once when messages exist after the cursor, and holds otherwise', async (t) => {
@@ -80,15 +84,24 @@ test('long-poll answers at once when messages exist after the cursor, and holds 
   assert.equal(immediate.status, 200);
   assert.match(String(immediate.headers['content-type']), /^application\/json/);
   assert.equal(immediate.headers['cache-control'], 'no-store');
-  const body = immediate.json<{ messages: { channel: string; id: string; event?: string; data: string }[]; cursor: string }>();
-  assert.deepEqual(body.messages.map(({ channel, event, data }) => ({ channel, event, data })), [{ channel: 'lp', event: 'greeting', data: 'two' }]);
+  const body = immediate.json<{
+    messages: { channel: string; id: string; event?: string; data: string }[];
+    cursor: string;
+  }>();
+  assert.deepEqual(
+    body.messages.map(({ channel, event, data }) => ({ channel, event, data })),
+    [{ channel: 'lp', event: 'greeting', data: 'two' }],
+  );
   assert.equal(body.cursor, body.messages[0]!.id);
 
   const held = httpRequest(`${hub.url}/sub/lp?transport=poll&since=${body.cursor}`);
   await waitFor(() => hub.hub.subscriberCount('lp') === 1, 5000, 'the poll to be held');
   await publish(hub.url, 'lp', 'three');
   const woken = (await held).json<{ messages: { data: string }[]; cursor: string }>();
-  assert.deepEqual(woken.messages.map((m) => m.data), ['three']);
+  assert.deepEqual(
+    woken.messages.map((m) => m.data),
+    ['three'],
+  );
   assert.equal(hub.hub.subscriberCount('lp'), 0, 'an answered poll leaves nothing subscribed');
 });
 
@@ -100,7 +113,10 @@ test('a long-poll with nothing to say answers after its timeout with an empty ba
   const res = await httpRequest(`${hub.url}/sub/idle?transport=poll&since=${id}&timeout=0.5`);
   assert.ok(Date.now() - started >= 450, 'held until the timeout');
   assert.deepEqual(res.json(), { messages: [], cursor: id });
-  const fromNow = (await httpRequest(`${hub.url}/sub/idle?transport=poll&timeout=0`)).json<{ messages: unknown[]; cursor: string }>();
+  const fromNow = (await httpRequest(`${hub.url}/sub/idle?transport=poll&timeout=0`)).json<{
+    messages: unknown[];
+    cursor: string;
+  }>();
   assert.deepEqual(fromNow, { messages: [], cursor: id }, 'without a cursor: starts from now, and says where that is');
   assert.equal(hub.hub.subscriberCount('idle'), 0);
 });
@@ -108,7 +124,9 @@ test('a long-poll with nothing to say answers after its timeout with an empty ba
 test('a long-poll over two channels gets what both published in one answer and a cursor for both', async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
-  const start = (await httpRequest(`${hub.url}/sub?channel=x&channel=y&transport=poll&timeout=0`)).json<{ cursor: string }>();
+  const start = (await httpRequest(`${hub.url}/sub?channel=x&channel=y&transport=poll&timeout=0`)).json<{
+    cursor: string;
+  }>();
   assert.match(start.cursor, /^x~[A-Za-z0-9]+~0,y~[A-Za-z0-9]+~0$/);
   await hub.hub.publish('y', 'y1');
   await hub.hub.publish('x', 'x1');
@@ -126,22 +144,41 @@ test('publish answers 201 with the id and the subscriber count; /channels report
   const reader = await StreamReader.open(`${hub.url}/sub/info?transport=stream`);
   t.after(() => reader.close());
   await waitFor(() => hub.hub.subscriberCount('info') === 1);
-  const res = await httpRequest(`${hub.url}/pub/info`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"n":1}' });
+  const res = await httpRequest(`${hub.url}/pub/info`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: '{"n":1}',
+  });
   assert.equal(res.status, 201);
   const published = res.json<{ channel: string; id: string; subscribers: number }>();
   assert.equal(published.channel, 'info');
   assert.match(published.id, /^info~[A-Za-z0-9]+~1$/);
   assert.equal(published.subscribers, 1);
-  const fromCurl = await httpRequest(`${hub.url}/pub/info`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'a=b&c' });
+  const fromCurl = await httpRequest(`${hub.url}/pub/info`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: 'a=b&c',
+  });
   assert.equal(fromCurl.status, 201, 'curl -d works as it is');
-  const info = (await httpRequest(`${hub.url}/channels/info`)).json<{ subscribers: number; last: string; history: { messages: number; bytes: number } }>();
-  assert.deepEqual(info, { channel: 'info', epoch: published.id.split('~')[1], subscribers: 1, last: fromCurl.json<{ id: string }>().id, history: { messages: 2, bytes: 12, oldestSeq: 1 } });
+  const info = (await httpRequest(`${hub.url}/channels/info`)).json<{
+    subscribers: number;
+    last: string;
+    history: { messages: number; bytes: number };
+  }>();
+  assert.deepEqual(info, {
+    channel: 'info',
+    epoch: published.id.split('~')[1],
+    subscribers: 1,
+    last: fromCurl.json<{ id: string }>().id,
+    history: { messages: 2, bytes: 12, oldestSeq: 1 },
+  });
   const health = await httpRequest(`${hub.url}/healthz`);
   assert.equal(health.status, 200);
   assert.equal(health.json<{ status: string }>().status, 'ok');
 });
 
-test('a subscriber that stops reading is closed once its queue passes the bound; the others keep receiving', async (t) => {
+test('a subscriber that stops reading is closed once its queue passes the bound; the others keep ' +
+  'receiving', async (t) => {
   const hub = await startHub({ http: { maxQueueBytes: 64 * 1024 } });
   t.after(() => hub.close());
   const healthy = await StreamReader.open(`${hub.url}/sub/flood?transport=stream`);
@@ -188,7 +225,8 @@ test('a message is encoded once and the same Buffer goes to every subscriber of 
   assert.equal(hub.counters.delivered, 6);
 });
 
-test('a subscription pipelined behind a held long-poll starts once the poll is answered, and misses nothing', async (t) => {
+test('a subscription pipelined behind a held long-poll starts once the poll is answered, and misses ' +
+  'nothing', async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
   const socket = connect(hub.port, '127.0.0.1');
@@ -197,7 +235,8 @@ test('a subscription pipelined behind a held long-poll starts once the poll is a
   socket.setEncoding('utf8');
   socket.on('data', (d: string) => (text += d));
   socket.write(
-    'GET /sub/piped?transport=poll&timeout=0.5 HTTP/1.1\r\nHost: x\r\n\r\n' + 'GET /sub/piped?transport=stream HTTP/1.1\r\nHost: x\r\n\r\n',
+    'GET /sub/piped?transport=poll&timeout=0.5 HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'GET /sub/piped?transport=stream HTTP/1.1\r\nHost: x\r\n\r\n',
   );
   await waitFor(() => hub.hub.subscriberCount('piped') === 2, 5000, 'both requests to subscribe');
   // Published while the stream still waits for its turn on the socket: the poll gets it, and so must the stream.

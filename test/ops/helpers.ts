@@ -22,7 +22,10 @@ export interface OpsHub {
 }
 
 /** A hub as `kometa serve` builds it: the operator's view in front of the chat and /seed. */
-export async function startOpsHub(t: TestContext, options: { ops?: OpsOptions; access?: AccessPolicy; maxQueueBytes?: number } = {}): Promise<OpsHub> {
+export async function startOpsHub(
+  t: TestContext,
+  options: { ops?: OpsOptions; access?: AccessPolicy; maxQueueBytes?: number } = {},
+): Promise<OpsHub> {
   const broker = new MemoryBroker();
   const hub = new Hub(broker);
   const comet = new Comet({ hub });
@@ -30,12 +33,20 @@ export async function startOpsHub(t: TestContext, options: { ops?: OpsOptions; a
   const fallback = withChat(seedFallback(comet));
   const server = createHubServer(
     hub,
-    { shutdownGraceMs: 200, publishRate: 0, access: options.access, ...(options.maxQueueBytes === undefined ? {} : { maxQueueBytes: options.maxQueueBytes }) },
+    {
+      shutdownGraceMs: 200,
+      publishRate: 0,
+      access: options.access,
+      ...(options.maxQueueBytes === undefined ? {} : { maxQueueBytes: options.maxQueueBytes }),
+    },
     (req: IncomingMessage, res: ServerResponse) => {
       if (ops === undefined || !ops.handle(req, res)) fallback(req, res);
     },
   );
-  ops = new KometaOps({ hub, http: server.http, webSocket: server.webSocket }, { adminToken: ADMIN, metricsToken: METRICS, access: options.access, ...options.ops });
+  ops = new KometaOps(
+    { hub, http: server.http, webSocket: server.webSocket },
+    { adminToken: ADMIN, metricsToken: METRICS, access: options.access, ...options.ops },
+  );
   const { port } = await server.listen(0, '127.0.0.1');
   const handle: OpsHub = {
     url: `http://127.0.0.1:${port}`,

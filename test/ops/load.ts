@@ -27,18 +27,26 @@ export function startLoad(url: string, options: { subscribers?: number; ratePerS
       let cursor = '';
       const poll = () => {
         if (stopped) return;
-        const req = request({ host: base.hostname, port: base.port, path: `/sub/${channel}?transport=poll&timeout=5${cursor ? `&since=${encodeURIComponent(cursor)}` : ''}`, agent: false }, (res) => {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c));
-          res.on('end', () => {
-            try {
-              cursor = (JSON.parse(body) as { cursor: string }).cursor;
-            } catch {
-              // keep the old cursor
-            }
-            setTimeout(poll, 20);
-          });
-        });
+        const req = request(
+          {
+            host: base.hostname,
+            port: base.port,
+            path: `/sub/${channel}?transport=poll&timeout=5${cursor ? `&since=${encodeURIComponent(cursor)}` : ''}`,
+            agent: false,
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c));
+            res.on('end', () => {
+              try {
+                cursor = (JSON.parse(body) as { cursor: string }).cursor;
+              } catch {
+                // keep the old cursor
+              }
+              setTimeout(poll, 20);
+            });
+          },
+        );
         req.on('error', () => setTimeout(poll, 200));
         req.end();
         closers.push(() => req.destroy());
@@ -47,7 +55,10 @@ export function startLoad(url: string, options: { subscribers?: number; ratePerS
       continue;
     }
     const transport = kind === 3 ? 'stream' : 'sse';
-    const req = request({ host: base.hostname, port: base.port, path: `/sub/${channel}?transport=${transport}`, agent: false }, (res) => res.resume());
+    const req = request(
+      { host: base.hostname, port: base.port, path: `/sub/${channel}?transport=${transport}`, agent: false },
+      (res) => res.resume(),
+    );
     req.on('error', () => {});
     req.end();
     closers.push(() => req.destroy());
@@ -63,13 +74,25 @@ export function startLoad(url: string, options: { subscribers?: number; ratePerS
       n++;
       const channel = channels[n % 7 === 0 ? 2 : n % 3]!;
       const body = JSON.stringify({ n, at: Date.now(), text: `message ${n}` });
-      const req = request({ host: base.hostname, port: base.port, path: `/pub/${channel}`, method: 'POST', headers: { 'Content-Type': 'application/json' }, agent: false }, (res) => res.resume());
+      const req = request(
+        {
+          host: base.hostname,
+          port: base.port,
+          path: `/pub/${channel}`,
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          agent: false,
+        },
+        (res) => res.resume(),
+      );
       req.on('error', () => {});
       req.end(body);
     }
     // Now and then a bad request, so that errors show up too.
     if (n % 40 < perTick) {
-      const bad = request({ host: base.hostname, port: base.port, path: '/sub/bad%20name', agent: false }, (res) => res.resume());
+      const bad = request({ host: base.hostname, port: base.port, path: '/sub/bad%20name', agent: false }, (res) =>
+        res.resume(),
+      );
       bad.on('error', () => {});
       bad.end();
     }

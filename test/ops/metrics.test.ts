@@ -48,7 +48,12 @@ function parsePrometheus(text: string): { samples: Sample[]; types: Map<string, 
       assert.equal(consumed, labelText.length, `line ${i + 1}: malformed labels ${match[2]}`);
     }
     const name = match[1]!;
-    const family = [...types.keys()].find((f) => name === f || ((types.get(f) === 'histogram' || types.get(f) === 'summary') && /^(.*)_(bucket|sum|count)$/.exec(name)?.[1] === f));
+    const family = [...types.keys()].find(
+      (f) =>
+        name === f ||
+        ((types.get(f) === 'histogram' || types.get(f) === 'summary') &&
+          /^(.*)_(bucket|sum|count)$/.exec(name)?.[1] === f),
+    );
     assert.ok(family, `line ${i + 1}: ${name} has no # TYPE`);
     const value = match[3] === '+Inf' ? Infinity : match[3] === '-Inf' ? -Infinity : Number(match[3]);
     assert.ok(!Number.isNaN(value) || match[3] === 'NaN', `line ${i + 1}: value`);
@@ -78,7 +83,9 @@ test('/metrics parses as Prometheus text and its counters match what the test di
   const poll = httpRequest(`${hub.url}/sub/metrics-b?transport=poll&timeout=30`);
   await waitFor(() => hub.server.http.pollCount === 1, 5000, 'the long-poll to be held');
 
-  const before = parsePrometheus((await httpRequest(`${hub.url}/metrics`, { headers: { Authorization: `Bearer ${METRICS}` } })).body).samples;
+  const before = parsePrometheus(
+    (await httpRequest(`${hub.url}/metrics`, { headers: { Authorization: `Bearer ${METRICS}` } })).body,
+  ).samples;
   assert.equal(value(before, 'kometa_connections', { transport: 'sse' }), 1);
   assert.equal(value(before, 'kometa_connections', { transport: 'stream' }), 1);
   assert.equal(value(before, 'kometa_connections', { transport: 'ws' }), 1);
@@ -99,7 +106,8 @@ test('/metrics parses as Prometheus text and its counters match what the test di
   assert.equal(response.status, 200);
   assert.match(String(response.headers['content-type']), /^text\/plain; version=0\.0\.4/);
   const { samples, types } = parsePrometheus(response.body);
-  const published = value(samples, 'kometa_messages_published_total') - value(before, 'kometa_messages_published_total');
+  const published =
+    value(samples, 'kometa_messages_published_total') - value(before, 'kometa_messages_published_total');
   assert.equal(published, 5);
   assert.equal(types.get('kometa_messages_published_total'), 'counter');
   assert.equal(value(samples, 'kometa_messages_delivered_total'), 9);
@@ -110,7 +118,10 @@ test('/metrics parses as Prometheus text and its counters match what the test di
   assert.equal(value(samples, 'kometa_broker_up'), 1);
   assert.equal(types.get('kometa_publish_to_deliver_seconds'), 'histogram');
   assert.ok(value(samples, 'kometa_fanout_duration_seconds_count') >= 4, 'one observation per fan-out');
-  assert.equal(value(samples, 'kometa_publish_to_deliver_seconds_bucket', { le: '+Inf' }), value(samples, 'kometa_publish_to_deliver_seconds_count'));
+  assert.equal(
+    value(samples, 'kometa_publish_to_deliver_seconds_bucket', { le: '+Inf' }),
+    value(samples, 'kometa_publish_to_deliver_seconds_count'),
+  );
   // The default process metrics are there too.
   assert.ok(value(samples, 'process_cpu_user_seconds_total') >= 0);
   assert.ok(value(samples, 'nodejs_eventloop_lag_seconds') >= 0);
@@ -128,6 +139,8 @@ test('a slow consumer that is closed is counted by transport', async (t) => {
   const big = 'x'.repeat(60_000);
   for (let i = 0; i < 200 && hub.ops.tally.dropTotal === 0; i++) await publish(hub.url, 'slow', big);
   await waitFor(() => hub.ops.tally.dropTotal === 1, 5000, 'the slow consumer to be closed');
-  const { samples } = parsePrometheus((await httpRequest(`${hub.url}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).body);
+  const { samples } = parsePrometheus(
+    (await httpRequest(`${hub.url}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).body,
+  );
   assert.equal(value(samples, 'kometa_slow_consumer_closes_total', { transport: 'sse' }), 1);
 });

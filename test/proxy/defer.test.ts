@@ -10,10 +10,17 @@ async function seedOrigin(delay = '1') {
     const url = new URL(req.url!, 'http://x');
     const n = Number(url.searchParams.get('n') ?? '0');
     if (url.pathname === '/') {
-      res.writeHead(200, { 'Content-Type': 'text/html', 'Set-Cookie': 'stage=0; Path=/', 'Kometa-Defer': `${delay}; next="/stage/?n=1"` });
+      res.writeHead(200, {
+        'Content-Type': 'text/html',
+        'Set-Cookie': 'stage=0; Path=/',
+        'Kometa-Defer': `${delay}; next="/stage/?n=1"`,
+      });
       res.end('First content<br />');
     } else if (url.pathname === '/stage/') {
-      res.writeHead(200, { 'Set-Cookie': `stage=${n}`, 'Kometa-Defer': `${delay}; next="${n < 3 ? `/stage/?n=${n + 1}` : `/stage_last/?n=${n + 1}`}"` });
+      res.writeHead(200, {
+        'Set-Cookie': `stage=${n}`,
+        'Kometa-Defer': `${delay}; next="${n < 3 ? `/stage/?n=${n + 1}` : `/stage_last/?n=${n + 1}`}"`,
+      });
       res.end(`stage${n}<br />[cookie ${req.headers.cookie}]`);
     } else {
       res.writeHead(200, { 'Content-Type': 'text/plain' });
@@ -22,14 +29,15 @@ async function seedOrigin(delay = '1') {
   });
 }
 
-test('Kometa-Defer: one chunked response, a chunk per stage, each stage at least its delay after the one before; status and headers from the first', async (t) => {
+test('Kometa-Defer: one chunked response, a chunk per stage, each stage at least its delay after the one before; ' +
+  'status and headers from the first', async (t) => {
   const origin = await seedOrigin();
   const stack = await startProxy(origin.url);
   t.after(() => Promise.all([stack.close(), origin.close()]));
   const request = new RawChunkedRequest(stack.port, '/', { headers: { Cookie: 'user=ann' } });
   const response = await request.response;
   assert.equal(response.status, 200);
-  assert.equal(response.headers.get('content-type'), 'text/html', 'the first response\'s headers');
+  assert.equal(response.headers.get('content-type'), 'text/html', "the first response's headers");
   assert.equal(response.headers.get('kometa-defer'), undefined);
   assert.ok(response.complete, 'the response ends with the last chunk');
   assert.deepEqual(
@@ -43,7 +51,10 @@ test('Kometa-Defer: one chunked response, a chunk per stage, each stage at least
     ],
   );
   response.chunks.forEach((chunk, i) => {
-    assert.ok(chunk.at - response.sentAt >= i * 1000 - 5, `chunk ${i} came ${(chunk.at - response.sentAt).toFixed(0)} ms after the request`);
+    assert.ok(
+      chunk.at - response.sentAt >= i * 1000 - 5,
+      `chunk ${i} came ${(chunk.at - response.sentAt).toFixed(0)} ms after the request`,
+    );
   });
   assert.equal(stack.proxy.counters.stages, 4);
 });
@@ -66,7 +77,11 @@ test('a client that leaves between stages causes no further origin requests and 
 
 test('a client that leaves a held response or stream leaves no subscription and no timer', async (t) => {
   const origin = await startNodeOrigin((req, res) => {
-    res.writeHead(200, { 'Grip-Hold': req.url === '/stream' ? 'stream' : 'response', 'Grip-Channel': 'held', 'Grip-Keep-Alive': 'x; timeout=20' });
+    res.writeHead(200, {
+      'Grip-Hold': req.url === '/stream' ? 'stream' : 'response',
+      'Grip-Channel': 'held',
+      'Grip-Keep-Alive': 'x; timeout=20',
+    });
     res.end('');
   });
   const stack = await startProxy(origin.url);
@@ -76,12 +91,16 @@ test('a client that leaves a held response or stream leaves no subscription and 
   await waitFor(() => stack.hub.subscriberCount('held') === 20, 5000, '20 holds');
   assert.ok(stack.proxy.wheel.size >= 20);
   for (const client of clients) client.abort();
-  await waitFor(() => stack.proxy.activeCount === 0 && stack.hub.channelCount === 0, 5000, 'every hold to be cleaned up');
+  await waitFor(
+    () => stack.proxy.activeCount === 0 && stack.hub.channelCount === 0,
+    5000,
+    'every hold to be cleaned up',
+  );
   assert.equal(stack.proxy.wheel.size, 0);
   assert.equal(stack.hub.liveSubscriptions.size, 0);
 });
 
-test('Grip-Link rel=next without a hold appends the next resource\'s body (Pushpin\'s next links)', async (t) => {
+test("Grip-Link rel=next without a hold appends the next resource's body (Pushpin's next links)", async (t) => {
   const origin = await startNodeOrigin((req, res) => {
     if (req.url === '/first') {
       res.writeHead(200, { 'Content-Type': 'text/plain', 'Grip-Link': '</second>; rel=next' });

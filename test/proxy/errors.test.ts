@@ -50,7 +50,17 @@ test('malformed GRIP headers give a clear 502, are logged, and leave a concurren
 
   const held = httpRequest(`${stack.url}/held`);
   await waitFor(() => stack.hub.subscriberCount('calm') === 1, 5000, 'the held request');
-  const paths = ['/bad-hold', '/no-channel', '/bad-channel', '/bad-timeout', '/bad-keepalive', '/bad-link', '/off-origin', '/defer-and-hold', '/defer-no-next'];
+  const paths = [
+    '/bad-hold',
+    '/no-channel',
+    '/bad-channel',
+    '/bad-timeout',
+    '/bad-keepalive',
+    '/bad-link',
+    '/off-origin',
+    '/defer-and-hold',
+    '/defer-no-next',
+  ];
   for (const path of paths) {
     const response = await httpRequest(`${stack.url}${path}`);
     assert.equal(response.status, 502, path);
@@ -70,7 +80,8 @@ test('malformed GRIP headers give a clear 502, are logged, and leave a concurren
   assert.equal((await held).body, 'still fine');
 });
 
-test('a stage that fails after the response began cuts the response (no last chunk) rather than end it as if complete', async (t) => {
+test('a stage that fails after the response began cuts the response (no last chunk) rather than end it as if ' +
+  'complete', async (t) => {
   const origin = await startNodeOrigin((req, res) => {
     if (req.url === '/') {
       res.writeHead(200, { 'Kometa-Defer': '0; next="/broken"' });
@@ -84,7 +95,10 @@ test('a stage that fails after the response began cuts the response (no last chu
   t.after(() => Promise.all([stack.close(), origin.close()]));
   const response = await new RawChunkedRequest(stack.port, '/').response;
   assert.equal(response.status, 200);
-  assert.deepEqual(response.chunks.map((c) => c.data), ['part one']);
+  assert.deepEqual(
+    response.chunks.map((c) => c.data),
+    ['part one'],
+  );
   assert.equal(response.complete, false);
   assert.equal(stack.errors[0]?.phase, 'mid-response');
 });

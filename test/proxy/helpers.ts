@@ -44,7 +44,9 @@ export async function startProxy(origin: string, options: Partial<ProxyOptions> 
 }
 
 /** A node:http origin for cases no framework is needed for; counts requests per path. */
-export async function startNodeOrigin(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; server: Server; hits: Map<string, number>; close(): Promise<void> }> {
+export async function startNodeOrigin(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ url: string; server: Server; hits: Map<string, number>; close(): Promise<void> }> {
   const hits = new Map<string, number>();
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
@@ -98,7 +100,10 @@ export const PYTHON = '/usr/bin/python3';
  * Start a Python server and wait until it accepts connections (bounded).
  * The caller kills it by PID in t.after.
  */
-export async function startPython(args: string[], options: { cwd: string; port: number; env?: Record<string, string>; timeoutMs?: number }): Promise<PythonProcess> {
+export async function startPython(
+  args: string[],
+  options: { cwd: string; port: number; env?: Record<string, string>; timeoutMs?: number },
+): Promise<PythonProcess> {
   const child = spawn(PYTHON, args, {
     cwd: options.cwd,
     env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1', ...options.env },
@@ -111,7 +116,10 @@ export async function startPython(args: string[], options: { cwd: string; port: 
   const kill = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       process.kill(child.pid!, 'SIGTERM');
-      const timer = setTimeout(() => child.exitCode === null && child.signalCode === null && process.kill(child.pid!, 'SIGKILL'), 3000);
+      const timer = setTimeout(
+        () => child.exitCode === null && child.signalCode === null && process.kill(child.pid!, 'SIGKILL'),
+        3000,
+      );
       await exited;
       clearTimeout(timer);
     }

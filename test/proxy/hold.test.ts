@@ -20,18 +20,21 @@ async function gripOrigin() {
   });
 }
 
-test('Grip-Hold: response is answered by the next publish, on either port format, with the origin\'s headers under the item\'s', async (t) => {
+test("Grip-Hold: response is answered by the next publish, on either port format, with the origin's headers under " +
+  "the item's", async (t) => {
   const origin = await gripOrigin();
   const stack = await startProxy(origin.url);
   t.after(() => Promise.all([stack.close(), origin.close()]));
 
-  const plain = httpRequest(`${stack.url}/poll?hold=response&channel=news&type=application/json&body=${encodeURIComponent('{"timeout":true}')}`);
+  const plain = httpRequest(
+    `${stack.url}/poll?hold=response&channel=news&type=application/json&body=${encodeURIComponent('{"timeout":true}')}`,
+  );
   await waitFor(() => stack.hub.subscriberCount('news') === 1, 5000, 'the request to be held');
   await publish(stack.controlUrl, 'news', '{"n":1}');
   const first = await plain;
   assert.equal(first.status, 200);
   assert.equal(first.body, '{"n":1}');
-  assert.equal(first.headers['content-type'], 'application/json', 'the origin\'s Content-Type');
+  assert.equal(first.headers['content-type'], 'application/json', "the origin's Content-Type");
   assert.equal(first.headers['grip-hold'], undefined, 'Grip-* never reach the client');
   assert.equal(first.headers['content-length'], '7');
 
@@ -39,7 +42,18 @@ test('Grip-Hold: response is answered by the next publish, on either port format
   await waitFor(() => stack.hub.subscriberCount('news') === 1, 5000, 'the request to be held');
   const published = await publishItems(stack.controlUrl, [
     { channel: 'news', id: 'a', formats: { 'http-stream': { content: 'not for long-polls' } } },
-    { channel: 'news', id: 'b', formats: { 'http-response': { code: 202, reason: 'Taken', headers: { 'Content-Type': 'text/x-news', 'X-Id': 'b' }, body: 'item b' } } },
+    {
+      channel: 'news',
+      id: 'b',
+      formats: {
+        'http-response': {
+          code: 202,
+          reason: 'Taken',
+          headers: { 'Content-Type': 'text/x-news', 'X-Id': 'b' },
+          body: 'item b',
+        },
+      },
+    },
   ]);
   assert.equal(published.status, 200, published.body);
   const second = await pushpin;
@@ -50,7 +64,8 @@ test('Grip-Hold: response is answered by the next publish, on either port format
   await waitFor(() => stack.hub.channelCount === 0, 2000, 'no subscription left');
 });
 
-test('Grip-Timeout: with nothing published, the origin\'s own response answers after the timeout (not before)', async (t) => {
+test("Grip-Timeout: with nothing published, the origin's own response answers after the timeout (not " +
+  "before)", async (t) => {
   const origin = await gripOrigin();
   const stack = await startProxy(origin.url);
   t.after(() => Promise.all([stack.close(), origin.close()]));
@@ -81,27 +96,38 @@ test('prev-id: a hold whose origin state is older than the channel is answered a
     { channel: 'feed', id: 'm2', 'prev-id': 'm1', formats: { 'http-response': { body: 'two' } } },
   ]);
   // The origin last saw m1: m2 was published in between, and must not be missed.
-  const response = await httpRequest(`${stack.url}/poll?hold=response&timeout=5&channel=${encodeURIComponent('feed; prev-id=m1')}`);
+  const response = await httpRequest(
+    `${stack.url}/poll?hold=response&timeout=5&channel=${encodeURIComponent('feed; prev-id=m1')}`,
+  );
   assert.equal(response.body, 'two');
 
   // The origin is up to date: the request is held for what comes next.
-  const held = httpRequest(`${stack.url}/poll?hold=response&timeout=5&channel=${encodeURIComponent('feed; prev-id=m2')}`);
+  const held = httpRequest(
+    `${stack.url}/poll?hold=response&timeout=5&channel=${encodeURIComponent('feed; prev-id=m2')}`,
+  );
   await waitFor(() => stack.hub.subscriberCount('feed') === 1, 5000, 'the hold');
-  await publishItems(stack.controlUrl, [{ channel: 'feed', id: 'm3', 'prev-id': 'm2', formats: { 'http-response': { body: 'three' } } }]);
+  await publishItems(stack.controlUrl, [
+    { channel: 'feed', id: 'm3', 'prev-id': 'm2', formats: { 'http-response': { body: 'three' } } },
+  ]);
   assert.equal((await held).body, 'three');
 
   // A kometa id works as a prev-id too.
   const { id } = await publish(stack.controlUrl, 'feed', 'plain four');
   await publish(stack.controlUrl, 'feed', 'plain five');
-  const fromId = await httpRequest(`${stack.url}/poll?hold=response&timeout=5&channel=${encodeURIComponent(`feed; prev-id=${id}`)}`);
+  const fromId = await httpRequest(
+    `${stack.url}/poll?hold=response&timeout=5&channel=${encodeURIComponent(`feed; prev-id=${id}`)}`,
+  );
   assert.equal(fromId.body, 'plain five');
 });
 
-test('Grip-Hold: stream sends the origin\'s body, then each message\'s http-stream content, until an item closes it', async (t) => {
+test("Grip-Hold: stream sends the origin's body, then each message's http-stream content, until an item closes " +
+  "it", async (t) => {
   const origin = await gripOrigin();
   const stack = await startProxy(origin.url);
   t.after(() => Promise.all([stack.close(), origin.close()]));
-  const reader = await StreamReader.open(`${stack.url}/events?hold=stream&channel=ticks&body=${encodeURIComponent('[open]\n')}`);
+  const reader = await StreamReader.open(
+    `${stack.url}/events?hold=stream&channel=ticks&body=${encodeURIComponent('[open]\n')}`,
+  );
   t.after(() => reader.close());
   assert.equal(reader.status, 200);
   assert.equal(reader.res.headers['transfer-encoding'], 'chunked');
@@ -125,24 +151,37 @@ test('Grip-Keep-Alive: a quiet stream gets the keep-alive data (cstring-decoded)
   const origin = await gripOrigin();
   const stack = await startProxy(origin.url);
   t.after(() => Promise.all([stack.close(), origin.close()]));
-  const reader = await StreamReader.open(`${stack.url}/events?hold=stream&channel=calm&keepalive=${encodeURIComponent('\\n; format=cstring; timeout=1')}&body=x`);
+  const reader = await StreamReader.open(
+    `${stack.url}/events?hold=stream&channel=calm` +
+      `&keepalive=${encodeURIComponent('\\n; format=cstring; timeout=1')}&body=x`,
+  );
   t.after(() => reader.close());
   const started = performance.now();
   await reader.waitFor((r) => r.text === 'x\n', 5000, 'a keep-alive newline');
   assert.ok(performance.now() - started >= 900, 'not before the stream was idle for about the timeout');
 });
 
-test('Grip-Link rel=next on a stream hold: a gap in sequence ids makes the proxy ask the origin through the link and append its answer', async (t) => {
+test('Grip-Link rel=next on a stream hold: a gap in sequence ids makes the proxy ask the origin through the link ' +
+  'and append its answer', async (t) => {
   let recoveries = 0;
   const origin = await startNodeOrigin((req, res) => {
     if (req.url!.startsWith('/recover')) {
       recoveries++;
       // The origin knows what was missed; it answers with it and holds on.
-      res.writeHead(200, { 'Grip-Hold': 'stream', 'Grip-Channel': 'seq; prev-id=3', 'Grip-Link': '</recover>; rel=next' });
+      res.writeHead(200, {
+        'Grip-Hold': 'stream',
+        'Grip-Channel': 'seq; prev-id=3',
+        'Grip-Link': '</recover>; rel=next',
+      });
       res.end('[2 from the origin]\n[3 from the origin]\n');
       return;
     }
-    res.writeHead(200, { 'Content-Type': 'text/plain', 'Grip-Hold': 'stream', 'Grip-Channel': 'seq; prev-id=0', 'Grip-Link': '</recover>; rel=next; timeout=3600' });
+    res.writeHead(200, {
+      'Content-Type': 'text/plain',
+      'Grip-Hold': 'stream',
+      'Grip-Channel': 'seq; prev-id=0',
+      'Grip-Link': '</recover>; rel=next; timeout=3600',
+    });
     res.end('[start]\n');
   });
   const stack = await startProxy(origin.url);
@@ -150,14 +189,20 @@ test('Grip-Link rel=next on a stream hold: a gap in sequence ids makes the proxy
   const reader = await StreamReader.open(`${stack.url}/stream`);
   t.after(() => reader.close());
   await waitFor(() => stack.hub.subscriberCount('seq') === 1, 5000, 'the hold');
-  await publishItems(stack.controlUrl, [{ channel: 'seq', id: '1', 'prev-id': '0', formats: { 'http-stream': { content: '1\n' } } }]);
+  await publishItems(stack.controlUrl, [
+    { channel: 'seq', id: '1', 'prev-id': '0', formats: { 'http-stream': { content: '1\n' } } },
+  ]);
   await reader.waitFor((r) => r.text.endsWith('1\n'), 5000, 'item 1');
   // Item 2 never reaches the proxy; 3 says it follows 2.
-  await publishItems(stack.controlUrl, [{ channel: 'seq', id: '3', 'prev-id': '2', formats: { 'http-stream': { content: '3\n' } } }]);
+  await publishItems(stack.controlUrl, [
+    { channel: 'seq', id: '3', 'prev-id': '2', formats: { 'http-stream': { content: '3\n' } } },
+  ]);
   await reader.waitFor((r) => r.text.includes('[3 from the origin]'), 5000, 'the recovery');
   assert.equal(recoveries, 1);
   await waitFor(() => stack.hub.subscriberCount('seq') === 1, 5000, 'held again');
-  await publishItems(stack.controlUrl, [{ channel: 'seq', id: '4', 'prev-id': '3', formats: { 'http-stream': { content: '4\n' } } }]);
+  await publishItems(stack.controlUrl, [
+    { channel: 'seq', id: '4', 'prev-id': '3', formats: { 'http-stream': { content: '4\n' } } },
+  ]);
   await reader.waitFor((r) => r.text.endsWith('4\n'), 5000, 'item 4');
   assert.equal(reader.text, '[start]\n1\n[2 from the origin]\n[3 from the origin]\n4\n');
 });

@@ -21,17 +21,32 @@ test('GRIP headers as GRIP libraries write them are read exactly', () => {
   assert.deepEqual(instructions.status, { code: 304, reason: 'Not Modified' });
 });
 
-test('defaults are GRIP\'s: 55 s hold timeout, 55 s keep-alive, raw keep-alive data, 120 s next-link timeout', () => {
+test("defaults are GRIP's: 55 s hold timeout, 55 s keep-alive, raw keep-alive data, 120 s next-link timeout", () => {
   const held = parseInstructions({ 'grip-hold': 'response', 'grip-channel': 'x' });
   assert.equal(held.hold?.timeoutMs, 55_000);
-  const stream = parseInstructions({ 'grip-hold': 'stream', 'grip-channel': 'x', 'grip-keep-alive': '{}', 'grip-link': '</n>; rel=next' });
+  const stream = parseInstructions({
+    'grip-hold': 'stream',
+    'grip-channel': 'x',
+    'grip-keep-alive': '{}',
+    'grip-link': '</n>; rel=next',
+  });
   assert.deepEqual(stream.hold?.keepAlive, { data: Buffer.from('{}'), timeoutMs: 55_000, mode: 'idle' });
   assert.equal(stream.next?.timeoutMs, 120_000);
-  assert.equal(parseInstructions({ 'grip-hold': 'stream', 'grip-channel': 'x', 'grip-keep-alive': 'eA==; format=base64; mode=interval' }).hold?.keepAlive?.mode, 'interval');
+  assert.equal(
+    parseInstructions({
+      'grip-hold': 'stream',
+      'grip-channel': 'x',
+      'grip-keep-alive': 'eA==; format=base64; mode=interval',
+    }).hold?.keepAlive?.mode,
+    'interval',
+  );
 });
 
 test('Kometa-Defer: seconds and a next URL; delays over the bound are cut to it', () => {
-  assert.deepEqual(parseInstructions({ 'kometa-defer': '1.5; next="/stage/?n=1"' }).defer, { delayMs: 1500, url: '/stage/?n=1' });
+  assert.deepEqual(parseInstructions({ 'kometa-defer': '1.5; next="/stage/?n=1"' }).defer, {
+    delayMs: 1500,
+    url: '/stage/?n=1',
+  });
   assert.deepEqual(parseInstructions({ 'kometa-defer': '0; next=/x' }).defer, { delayMs: 0, url: '/x' });
   assert.equal(parseInstructions({ 'kometa-defer': '86400; next="/later"' }).defer?.delayMs, 60_000);
 });
@@ -56,7 +71,8 @@ test('anything ambiguous is refused with KOMETA_ERR_ORIGIN_INSTRUCTION, never gu
   for (const headers of bad) {
     assert.throws(
       () => parseInstructions(headers),
-      (error: unknown) => error instanceof KometaError && error.code === 'KOMETA_ERR_ORIGIN_INSTRUCTION' && error.status === 502,
+      (error: unknown) =>
+        error instanceof KometaError && error.code === 'KOMETA_ERR_ORIGIN_INSTRUCTION' && error.status === 502,
       JSON.stringify(headers),
     );
   }

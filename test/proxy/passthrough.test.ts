@@ -5,24 +5,40 @@ import { validateSig } from '@fanoutio/grip';
 import { httpRequest } from '../helpers/hub.js';
 import { startNodeOrigin, startProxy } from './helpers.js';
 
-test('an ordinary response passes through untouched: status, reason, repeated headers, body, Content-Length', async (t) => {
+test('an ordinary response passes through untouched: status, reason, repeated headers, body, ' +
+  'Content-Length', async (t) => {
   const origin = await startNodeOrigin((req, res) => {
-    res.writeHead(201, 'Made It', ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain', 'Content-Length', '5', 'Keep-Alive', 'timeout=9']);
+    res.writeHead(201, 'Made It', [
+      'Set-Cookie',
+      'a=1',
+      'Set-Cookie',
+      'b=2',
+      'Content-Type',
+      'text/plain',
+      'Content-Length',
+      '5',
+      'Keep-Alive',
+      'timeout=9',
+    ]);
     res.end('hello');
   });
   const stack = await startProxy(origin.url);
   t.after(() => Promise.all([stack.close(), origin.close()]));
 
-  const response = await new Promise<{ status: number; reason: string; raw: string[]; body: string }>((resolve, reject) => {
-    request(`${stack.url}/thing?x=1`, { agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, reason: res.statusMessage!, raw: res.rawHeaders, body }));
-    })
-      .on('error', reject)
-      .end();
-  });
+  const response = await new Promise<{ status: number; reason: string; raw: string[]; body: string }>(
+    (resolve, reject) => {
+      request(`${stack.url}/thing?x=1`, { agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, reason: res.statusMessage!, raw: res.rawHeaders, body }),
+        );
+      })
+        .on('error', reject)
+        .end();
+    },
+  );
   assert.equal(response.status, 201);
   assert.equal(response.reason, 'Made It');
   assert.equal(response.body, 'hello');
@@ -32,10 +48,11 @@ test('an ordinary response passes through untouched: status, reason, repeated he
     ['a=1', 'b=2'],
   );
   assert.ok(names.includes('content-length'), 'Content-Length kept');
-  assert.ok(!response.raw.includes('timeout=9'), 'the origin connection\'s Keep-Alive is not forwarded');
+  assert.ok(!response.raw.includes('timeout=9'), "the origin connection's Keep-Alive is not forwarded");
 });
 
-test('the origin sees the client\'s request with X-Forwarded-*, a Grip-Sig of its own and no hop-by-hop fields; bodies stream through', async (t) => {
+test("the origin sees the client's request with X-Forwarded-*, a Grip-Sig of its own and no hop-by-hop fields; " +
+  "bodies stream through", async (t) => {
   let seen: { url: string; headers: Record<string, string | string[] | undefined>; body: string } | undefined;
   const origin = await startNodeOrigin((req, res) => {
     let body = '';

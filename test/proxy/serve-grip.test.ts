@@ -14,7 +14,10 @@ import { freePort, startProxy } from './helpers.js';
  * request came through a GRIP proxy (it looks for Grip-Sig), and publishes
  * through @fanoutio/grip's Publisher to the proxy's control port.
  */
-async function startExpressOrigin(port: number, controlUrl: string): Promise<{ serveGrip: ServeGrip; close(): Promise<void> }> {
+async function startExpressOrigin(
+  port: number,
+  controlUrl: string,
+): Promise<{ serveGrip: ServeGrip; close(): Promise<void> }> {
   const serveGrip = new ServeGrip({ grip: { control_uri: controlUrl }, gripProxyRequired: true });
   const app = express();
   app.use(serveGrip as unknown as RequestHandler);
@@ -48,7 +51,8 @@ async function startExpressOrigin(port: number, controlUrl: string): Promise<{ s
   };
 }
 
-test('serve-grip (Express) holds a response through kometa, answered by a publish from the origin itself', async (t) => {
+test('serve-grip (Express) holds a response through kometa, answered by a publish from the origin ' +
+  'itself', async (t) => {
   const port = await freePort();
   const stack = await startProxy(`http://127.0.0.1:${port}`);
   t.after(() => stack.close());
@@ -68,7 +72,8 @@ test('serve-grip (Express) holds a response through kometa, answered by a publis
   assert.match(String(answer.headers['content-type']), /^text\/plain/);
 });
 
-test('serve-grip streams through kometa; @fanoutio/grip\'s Publisher sends content and closes; hub subscribers see the same items', async (t) => {
+test("serve-grip streams through kometa; @fanoutio/grip's Publisher sends content and closes; hub subscribers see " +
+  "the same items", async (t) => {
   const port = await freePort();
   const stack = await startProxy(`http://127.0.0.1:${port}`);
   t.after(() => stack.close());
@@ -84,7 +89,12 @@ test('serve-grip streams through kometa; @fanoutio/grip\'s Publisher sends conte
 
   const publisher = new Publisher({ control_uri: stack.controlUrl });
   await publisher.publishHttpStream('feed', 'first\n');
-  await publisher.publishFormats('feed', [new HttpStreamFormat('second\n'), new HttpResponseFormat({ body: 'for long-polls' })], 'id-2', 'id-1');
+  await publisher.publishFormats(
+    'feed',
+    [new HttpStreamFormat('second\n'), new HttpResponseFormat({ body: 'for long-polls' })],
+    'id-2',
+    'id-1',
+  );
   await publisher.publishHttpStream('feed', new HttpStreamFormat(new Uint8Array(Buffer.from('third, binary\n'))));
   await stream.waitFor((r) => r.text.endsWith('third, binary\n'), 5000, 'three items');
   assert.equal(stream.text, '[stream open]\nfirst\nsecond\nthird, binary\n');
@@ -93,8 +103,15 @@ test('serve-grip streams through kometa; @fanoutio/grip\'s Publisher sends conte
   await stream.waitFor((r) => r.ended, 5000, 'the close item to end the stream');
 
   await sse.waitFor((r) => r.events().filter((e) => e.event === 'grip').length === 4, 5000, 'four grip events on /sub');
-  const items = sse.events().filter((e) => e.event === 'grip').map((e) => JSON.parse(e.data!) as Record<string, unknown>);
+  const items = sse
+    .events()
+    .filter((e) => e.event === 'grip')
+    .map((e) => JSON.parse(e.data!) as Record<string, unknown>);
   assert.deepEqual(items[0], { formats: { 'http-stream': { content: 'first\n' } } });
-  assert.deepEqual(items[1], { id: 'id-2', 'prev-id': 'id-1', formats: { 'http-response': { body: 'for long-polls' }, 'http-stream': { content: 'second\n' } } });
+  assert.deepEqual(items[1], {
+    id: 'id-2',
+    'prev-id': 'id-1',
+    formats: { 'http-response': { body: 'for long-polls' }, 'http-stream': { content: 'second\n' } },
+  });
   assert.deepEqual(items[3], { formats: { 'http-stream': { content: '', action: 'close' } } });
 });

@@ -11,7 +11,11 @@ import { deletePrefix, epochOf, seqOf, sseCollector, uniquePrefix } from '../hel
 import { SHARED_REDIS_URL } from '../helpers/shared-redis.js';
 
 /** A broker on the shared Redis under a prefix of its own, closed and cleaned up after the test. */
-async function broker(t: { after(fn: () => Promise<void>): void }, prefix: string, options: RedisBrokerOptions = {}): Promise<RedisBroker> {
+async function broker(
+  t: { after(fn: () => Promise<void>): void },
+  prefix: string,
+  options: RedisBrokerOptions = {},
+): Promise<RedisBroker> {
   const b = new RedisBroker({ url: SHARED_REDIS_URL, prefix, ...options });
   t.after(() => b.close());
   await b.ready();
@@ -46,7 +50,10 @@ test('when Redis loses the channel, it starts a new epoch instead of reusing pos
   assert.notEqual(after.epoch, before.epoch);
   assert.equal(after.seq, 1);
   const read = await b.read('room', 0);
-  assert.deepEqual(read.messages.map((m) => m.data), ['three']);
+  assert.deepEqual(
+    read.messages.map((m) => m.data),
+    ['three'],
+  );
 });
 
 test('a watched channel hears publishes from another process, in order', async (t) => {
@@ -61,8 +68,14 @@ test('a watched channel hears publishes from another process, in order', async (
   for (let i = 1; i <= 50; i++) await a.publish('c', `m${i}`);
   await a.publish('other', 'not watched');
   await waitFor(() => heard.length >= 50, 5000, '50 messages');
-  assert.deepEqual(heard.map((m) => m.data), Array.from({ length: 50 }, (_, i) => `m${i + 1}`));
-  assert.deepEqual(heard.map((m) => m.seq), Array.from({ length: 50 }, (_, i) => i + 1));
+  assert.deepEqual(
+    heard.map((m) => m.data),
+    Array.from({ length: 50 }, (_, i) => `m${i + 1}`),
+  );
+  assert.deepEqual(
+    heard.map((m) => m.seq),
+    Array.from({ length: 50 }, (_, i) => i + 1),
+  );
   b.unwatch('c');
   await a.publish('c', 'after unwatch');
   await new Promise((r) => setTimeout(r, 100));
@@ -106,11 +119,15 @@ test('the hub fills a hole left by a lost pub/sub message from history', async (
   await waitFor(() => hub.hub.liveSubscriptions.size === 1, 5000, 'the subscription');
   for (const data of ['m1', 'lost2', 'lost3', 'm4', 'm5']) await publisher.publish('c', data);
   await waitFor(() => sub.received.length >= 5, 5000, 'five messages');
-  assert.deepEqual(sub.received.map((r) => r.data), ['m1', 'lost2', 'lost3', 'm4', 'm5']);
+  assert.deepEqual(
+    sub.received.map((r) => r.data),
+    ['m1', 'lost2', 'lost3', 'm4', 'm5'],
+  );
   assert.deepEqual(sub.gaps, []);
 });
 
-test('after its pub/sub link comes back, the broker catches subscribers up without waiting for another publish', async (t) => {
+test('after its pub/sub link comes back, the broker catches subscribers up without waiting for another ' +
+  'publish', async (t) => {
   const prefix = uniquePrefix('nudge');
   cleanup(t, prefix);
   const publisher = await broker(t, prefix);
@@ -141,7 +158,10 @@ test('after its pub/sub link comes back, the broker catches subscribers up witho
   assert.match(health.json<{ broker: { reason: string } }>().broker.reason, /unreachable/);
 
   await waitFor(() => sub.received.length >= 4, 10_000, 'the missed messages');
-  assert.deepEqual(sub.received.map((r) => r.data), ['before', 'during1', 'during2', 'during3']);
+  assert.deepEqual(
+    sub.received.map((r) => r.data),
+    ['before', 'during1', 'during2', 'during3'],
+  );
   assert.deepEqual(sub.gaps, []);
   assert.equal(sub.opens(), 1, 'the subscriber stayed connected');
   await waitFor(() => b.health().ok, 5000, 'health to recover');
@@ -158,7 +178,10 @@ test('through the hub: resume with a cursor, and a gap when the history was trim
   const resumed = sseCollector(`${hub.url}/sub/c?lastEventId=${encodeURIComponent(ids[0]!)}`);
   t.after(() => resumed.close());
   await waitFor(() => resumed.received.length >= 2, 5000, 'the backlog');
-  assert.deepEqual(resumed.received.map((r) => r.data), ['m2', 'm3']);
+  assert.deepEqual(
+    resumed.received.map((r) => r.data),
+    ['m2', 'm3'],
+  );
   assert.deepEqual(resumed.gaps, []);
   resumed.close();
 
@@ -166,8 +189,14 @@ test('through the hub: resume with a cursor, and a gap when the history was trim
   const late = sseCollector(`${hub.url}/sub/c?lastEventId=${encodeURIComponent(ids[2]!)}`);
   t.after(() => late.close());
   await waitFor(() => late.received.length >= 3, 5000, 'what is left');
-  assert.deepEqual(late.gaps.map((g) => [g.reason, g.missed]), [['history-truncated', { from: 4, to: 5 }]]);
-  assert.deepEqual(late.received.map((r) => r.data), ['m6', 'm7', 'm8']);
+  assert.deepEqual(
+    late.gaps.map((g) => [g.reason, g.missed]),
+    [['history-truncated', { from: 4, to: 5 }]],
+  );
+  assert.deepEqual(
+    late.received.map((r) => r.data),
+    ['m6', 'm7', 'm8'],
+  );
   assert.equal(epochOf(late.received[0]!.id), epochOf(ids[0]!));
   assert.equal(seqOf(late.received[2]!.id), 8);
 
@@ -175,12 +204,18 @@ test('through the hub: resume with a cursor, and a gap when the history was trim
   assert.equal(info.json<{ history: { messages: number } }>().history.messages, 3);
 });
 
-test('when Redis comes back with fewer messages than it had confirmed (an older snapshot, a lagging replica), the channel gets a new epoch rather than reused positions', async (t) => {
+test('when Redis comes back with fewer messages than it had confirmed (an older snapshot, a lagging replica), the ' +
+  'channel gets a new epoch rather than reused positions', async (t) => {
   const prefix = uniquePrefix('rollback');
   cleanup(t, prefix);
   const publisher = await broker(t, prefix);
   const commands = new Redis(SHARED_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-  const subscriber = new Redis(SHARED_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResubscribe: false, retryStrategy: () => 300 });
+  const subscriber = new Redis(SHARED_REDIS_URL, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResubscribe: false,
+    retryStrategy: () => 300,
+  });
   const b = new RedisBroker({ prefix, links: { commands, subscriber } });
   await b.ready();
   const hub = await startHub({ broker: b });
@@ -208,6 +243,12 @@ test('when Redis comes back with fewer messages than it had confirmed (an older 
     if (head.epoch !== epochOf(sub.received[0]!.id)) next = await publisher.publish('c', 'after');
   }
   await waitFor(() => sub.received.length === 6, 5000, 'the message after the rollback');
-  assert.deepEqual(sub.received.map((r) => r.data), ['m1', 'm2', 'm3', 'm4', 'm5', 'after']);
-  assert.deepEqual(sub.gaps.map((g) => [g.reason, g.epoch, g.at]), [['epoch-changed', next.epoch, 5]]);
+  assert.deepEqual(
+    sub.received.map((r) => r.data),
+    ['m1', 'm2', 'm3', 'm4', 'm5', 'after'],
+  );
+  assert.deepEqual(
+    sub.gaps.map((g) => [g.reason, g.epoch, g.at]),
+    [['epoch-changed', next.epoch, 5]],
+  );
 });

@@ -29,7 +29,8 @@ async function ownCluster(t: After): Promise<OwnCluster> {
 async function kometaNodes(t: After, cluster: OwnCluster, prefix: string): Promise<KometaProcess[]> {
   const nodes = await Promise.all(
     [0, 1].map(() =>
-      // Every SSE id is a 200-channel cursor (~4 KB): a roomier queue keeps a subscriber on a busy machine from being closed as slow.
+      // Every SSE id is a 200-channel cursor (~4 KB): a roomier queue keeps a subscriber on a busy machine from being
+      // closed as slow.
       startKometa([
         '--redis-cluster',
         cluster.seeds,
@@ -60,7 +61,8 @@ async function busPublishes(cluster: OwnCluster): Promise<number> {
   return total;
 }
 
-test('Redis Cluster, 3 masters + 3 replicas, two kometa nodes, 200 channels: messages published through both nodes reach subscribers on both, in order, and cursors resume on either node', async (t) => {
+test('Redis Cluster, 3 masters + 3 replicas, two kometa nodes, 200 channels: messages published through both nodes ' +
+  'reach subscribers on both, in order, and cursors resume on either node', async (t) => {
   const cluster = await ownCluster(t);
   const prefix = uniquePrefix('cluster');
   const [a, b] = await kometaNodes(t, cluster, prefix);
@@ -154,7 +156,9 @@ test('Redis Cluster, 3 masters + 3 replicas, two kometa nodes, 200 channels: mes
   assert.equal(await busPublishes(cluster), 0, 'no classic PUBLISH broadcast over the cluster bus');
 });
 
-test('Redis Cluster failover: a master killed mid-stream, its replica takes over; publishes answer 503 meanwhile and 201 again by themselves; every subscriber gets everything after its cursor or an explicit gap, never a duplicate', async (t) => {
+test('Redis Cluster failover: a master killed mid-stream, its replica takes over; publishes answer 503 meanwhile ' +
+  'and 201 again by themselves; every subscriber gets everything after its cursor or an explicit gap, never a ' +
+  'duplicate', async (t) => {
   const cluster = await ownCluster(t);
   const prefix = uniquePrefix('failover');
   const [a, b] = await kometaNodes(t, cluster, prefix);
@@ -217,7 +221,8 @@ test('Redis Cluster failover: a master killed mid-stream, its replica takes over
     );
   assert.notEqual(await cluster.masterOf(keySlot(`${prefix}{c0}`)), victimPort, 'a replica took over the slot');
   t.diagnostic(
-    `${attempts.length - killedAt} publishes after the kill, ${refused.length} answered 503, ${affected.length} channels on the dead master`,
+    `${attempts.length - killedAt} publishes after the kill, ${refused.length} answered 503, ${affected.length} ` +
+      `channels on the dead master`,
   );
 
   // A last message on every channel, through both nodes: nobody may stay silent.
@@ -278,7 +283,8 @@ test('Redis Cluster failover: a master killed mid-stream, its replica takes over
   }
 });
 
-test('Redis Cluster failover to a replica that had not caught up: the lost positions are never reused; subscribers get an epoch-changed gap, live and on resume', async (t) => {
+test('Redis Cluster failover to a replica that had not caught up: the lost positions are never reused; subscribers ' +
+  'get an epoch-changed gap, live and on resume', async (t) => {
   const cluster = await ownCluster(t);
   const prefix = uniquePrefix('lagging');
   const [a, b] = await kometaNodes(t, cluster, prefix);
@@ -334,7 +340,8 @@ test('Redis Cluster failover to a replica that had not caught up: the lost posit
     );
   }
   t.diagnostic(
-    `${attempts.filter((x) => x.status === 503).length} publishes answered 503; ${affected.length} channels on the dead master`,
+    `${attempts.filter((x) => x.status === 503).length} publishes answered 503; ${affected.length} channels on the ` +
+      `dead master`,
   );
 
   for (const sub of subs) {
@@ -366,7 +373,8 @@ test('Redis Cluster failover to a replica that had not caught up: the lost posit
     }
   }
 
-  // A subscriber that was away over the failover comes back with its old cursor on the other node: a gap, then the new epoch.
+  // A subscriber that was away over the failover comes back with its old cursor on the other node: a gap, then the new
+  // epoch.
   const returning = subscribe(t, b!, cursorBefore, CHANNELS);
   await waitFor(
     () => returning.received.length >= after.length && returning.gaps.length >= affected.length,
@@ -396,7 +404,8 @@ test('Redis Cluster failover to a replica that had not caught up: the lost posit
   assert.ok(unreplicated.length === affected.length);
 });
 
-test('Redis Cluster slot migration mid-stream (redis-cli --cluster reshard): publishes follow MOVED and ASK, subscribers follow their channels to the new master, nothing lost, nothing twice', async (t) => {
+test('Redis Cluster slot migration mid-stream (redis-cli --cluster reshard): publishes follow MOVED and ASK, ' +
+  'subscribers follow their channels to the new master, nothing lost, nothing twice', async (t) => {
   const cluster = await startOwnCluster({ masters: 3, replicas: 0 });
   t.after(() => cluster.stop());
   const prefix = uniquePrefix('reshard');
@@ -463,7 +472,8 @@ test('Redis Cluster slot migration mid-stream (redis-cli --cluster reshard): pub
   const moved = CHANNELS.filter((c) => ownerIn(before, c) !== ownerIn(after, c));
   assert.ok(moved.length > 0, 'some of the channels changed master');
   t.diagnostic(
-    `${moved.length} channels moved; ${attempts.length} publishes, ${attempts.filter((x) => x.status !== 201).length} answered 503`,
+    `${moved.length} channels moved; ${attempts.length} publishes, ` +
+      `${attempts.filter((x) => x.status !== 201).length} answered 503`,
   );
   for (const x of attempts.filter((x) => x.status !== 201))
     assert.deepEqual([x.status, x.code], [503, 'KOMETA_ERR_BROKER_UNAVAILABLE']);

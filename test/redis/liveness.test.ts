@@ -5,7 +5,8 @@ import { httpRequest, startHub, waitFor } from '../helpers/hub.js';
 import { startOwnRedis } from '../helpers/redis.js';
 import { StreamReader } from '../helpers/streams.js';
 
-test('a Redis that stops answering without closing its sockets is noticed, and delivery resumes when it answers again', async (t) => {
+test('a Redis that stops answering without closing its sockets is noticed, and delivery resumes when it answers ' +
+  'again', async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => {
     if (redis.pid !== undefined) process.kill(redis.pid, 'SIGCONT');

@@ -15,12 +15,27 @@ import { SHARED_REDIS_URL } from '../helpers/shared-redis.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
 
-/** `count` kometa processes on the shared Redis, all under one fresh prefix; killed (by PID) and cleaned up after the test. */
+/**
+ * `count` kometa processes on the shared Redis, all under one fresh prefix; killed (by PID) and cleaned up after the
+ * test.
+ */
 async function nodes(t: After, count: number, extra: string[] = []): Promise<KometaProcess[]> {
   const prefix = uniquePrefix('nodes');
   t.after(() => deletePrefix(SHARED_REDIS_URL, prefix));
   const started = await Promise.all(
-    Array.from({ length: count }, () => startKometa(['--redis', SHARED_REDIS_URL, '--redis-prefix', prefix, '--retry', '0.2', '--publish-rate', '0', ...extra])),
+    Array.from({ length: count }, () =>
+      startKometa([
+        '--redis',
+        SHARED_REDIS_URL,
+        '--redis-prefix',
+        prefix,
+        '--retry',
+        '0.2',
+        '--publish-rate',
+        '0',
+        ...extra,
+      ]),
+    ),
   );
   for (const node of started) t.after(() => node.kill('SIGKILL'));
   return started;
@@ -44,7 +59,8 @@ async function subscribed(node: KometaProcess, channel: string, count: number): 
   }
 }
 
-test('three kometa processes on one Redis: 1,000 messages published round-robin reach every subscriber, in one order; a subscriber moves node mid-stream', async (t) => {
+test('three kometa processes on one Redis: 1,000 messages published round-robin reach every subscriber, in one ' +
+  'order; a subscriber moves node mid-stream', async (t) => {
   const [a, b, c] = await nodes(t, 3);
   const subs = [a!, b!, c!].map((node) => subscribe(t, `${node.url}/sub/news`));
   const mover = subscribe(t, `${a!.url}/sub/news`);
@@ -73,15 +89,29 @@ test('three kometa processes on one Redis: 1,000 messages published round-robin 
   await waitFor(() => mover.received.length + moved.received.length >= 1000, 20_000, 'the mover to catch up');
 
   for (const sub of subs) {
-    assert.deepEqual(sub.received.map((r) => r.data), expected);
+    assert.deepEqual(
+      sub.received.map((r) => r.data),
+      expected,
+    );
     assert.deepEqual(sub.gaps, []);
   }
   // The same positions everywhere: one order, not three.
   const ids = subs[0]!.received.map((r) => r.id);
-  for (const sub of subs.slice(1)) assert.deepEqual(sub.received.map((r) => r.id), ids);
-  assert.deepEqual(ids.map(seqOf), Array.from({ length: 1000 }, (_, i) => i + 1));
+  for (const sub of subs.slice(1))
+    assert.deepEqual(
+      sub.received.map((r) => r.id),
+      ids,
+    );
+  assert.deepEqual(
+    ids.map(seqOf),
+    Array.from({ length: 1000 }, (_, i) => i + 1),
+  );
 
-  assert.deepEqual([...mover.received, ...moved.received].map((r) => r.data), expected, 'nothing missed, nothing twice');
+  assert.deepEqual(
+    [...mover.received, ...moved.received].map((r) => r.data),
+    expected,
+    'nothing missed, nothing twice',
+  );
   assert.deepEqual(moved.gaps, []);
   assert.ok(moved.received.length > 0 && mover.received.length >= 300);
 });
@@ -95,7 +125,8 @@ test('concurrent publishers on different nodes get one total order, the same on 
   const answers = await Promise.all(
     all.map(async (node, n) => {
       const ids: { id: string; data: string }[] = [];
-      for (let i = 1; i <= 200; i++) ids.push({ id: (await publish(node.url, 'race', `p${n}-${i}`)).id, data: `p${n}-${i}` });
+      for (let i = 1; i <= 200; i++)
+        ids.push({ id: (await publish(node.url, 'race', `p${n}-${i}`)).id, data: `p${n}-${i}` });
       return ids;
     }),
   );
@@ -106,34 +137,48 @@ test('concurrent publishers on different nodes get one total order, the same on 
     assert.deepEqual(sub.received, order, 'every node delivers the same order with the same ids');
     assert.deepEqual(sub.gaps, []);
   }
-  assert.deepEqual(order.map((r) => seqOf(r.id)), Array.from({ length: 600 }, (_, i) => i + 1));
+  assert.deepEqual(
+    order.map((r) => seqOf(r.id)),
+    Array.from({ length: 600 }, (_, i) => i + 1),
+  );
   // The id each publisher was given is the position at which everyone saw its message.
   const byId = new Map(order.map((r) => [r.id, r.data]));
   for (const answered of answers) for (const { id, data } of answered) assert.equal(byId.get(id), data);
   // And each publisher's own messages keep the order it sent them in.
   for (let n = 0; n < 3; n++) {
     const mine = order.filter((r) => r.data.startsWith(`p${n}-`)).map((r) => r.data);
-    assert.deepEqual(mine, Array.from({ length: 200 }, (_, i) => `p${n}-${i + 1}`));
+    assert.deepEqual(
+      mine,
+      Array.from({ length: 200 }, (_, i) => `p${n}-${i + 1}`),
+    );
   }
   // Publishers really did interleave (otherwise this test proves little).
   const firstOwners = new Set(order.slice(0, 300).map((r) => r.data.split('-')[0]));
   assert.ok(firstOwners.size > 1, 'publishes from several nodes interleave');
 });
 
-test('kometa serve --workers 2 shares one port; a message published through any worker reaches subscribers on all', async (t) => {
+test('kometa serve --workers 2 shares one port; a message published through any worker reaches subscribers on ' +
+  'all', async (t) => {
   const [node] = await nodes(t, 1, ['--workers', '2']);
   // Subscribers resume from the first message's id, so they miss nothing however late each
   // worker registers them; connections are handed to workers in turn, so both get some.
   const first = await publish(node!.url, 'w', 'm0');
-  const subs = Array.from({ length: 6 }, () => subscribe(t, `${node!.url}/sub/w?lastEventId=${encodeURIComponent(first.id)}`));
+  const subs = Array.from({ length: 6 }, () =>
+    subscribe(t, `${node!.url}/sub/w?lastEventId=${encodeURIComponent(first.id)}`),
+  );
   await waitFor(() => subs.every((s) => s.opens() === 1), 10_000, 'six subscriptions');
   for (let i = 1; i <= 100; i++) await publish(node!.url, 'w', `m${i}`);
   for (const sub of subs) await waitFor(() => sub.received.length >= 100, 10_000, '100 messages');
   const expected = Array.from({ length: 100 }, (_, i) => `m${i + 1}`);
-  for (const sub of subs) assert.deepEqual(sub.received.map((r) => r.data), expected);
+  for (const sub of subs)
+    assert.deepEqual(
+      sub.received.map((r) => r.data),
+      expected,
+    );
 });
 
-test('a kometa process killed with SIGKILL mid-stream: its clients reconnect through the load balancer to another node and lose nothing', async (t) => {
+test('a kometa process killed with SIGKILL mid-stream: its clients reconnect through the load balancer to another ' +
+  'node and lose nothing', async (t) => {
   const all = await nodes(t, 3);
   const [victim, , publisherNode] = all;
   const balancer = await startBalancer(all.map((n) => n.port));
@@ -155,7 +200,10 @@ test('a kometa process killed with SIGKILL mid-stream: its clients reconnect thr
   assert.ok(killed);
   for (const sub of subs) await waitFor(() => sub.received.length >= 600, 20_000, 'every subscriber to catch up');
   for (const sub of subs) {
-    assert.deepEqual(sub.received.map((r) => r.data), expected);
+    assert.deepEqual(
+      sub.received.map((r) => r.data),
+      expected,
+    );
     assert.deepEqual(sub.gaps, []);
   }
   const reconnects = subs.reduce((sum, s) => sum + s.opens() - 1, 0);

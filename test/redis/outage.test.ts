@@ -7,7 +7,12 @@ import { type OwnRedis, epochOf, seqOf, sseCollector, startOwnRedis, uniquePrefi
 type After = { after(fn: () => Promise<void> | void): void };
 
 async function hubOn(t: After, redis: OwnRedis, prefix: string): Promise<TestHub> {
-  const broker = new RedisBroker({ url: redis.url, prefix, reconnect: { minMs: 50, maxMs: 250 }, commandTimeoutMs: 1000 });
+  const broker = new RedisBroker({
+    url: redis.url,
+    prefix,
+    reconnect: { minMs: 50, maxMs: 250 },
+    commandTimeoutMs: 1000,
+  });
   await broker.ready();
   const hub = await startHub({ broker });
   t.after(() => hub.close());
@@ -22,7 +27,11 @@ interface Attempt {
 }
 
 async function tryPublish(url: string, channel: string, data: string): Promise<Attempt> {
-  const res = await httpRequest(`${url}/pub/${channel}`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: data });
+  const res = await httpRequest(`${url}/pub/${channel}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'text/plain' },
+    body: data,
+  });
   const body = res.json<{ id?: string; code?: string }>();
   return { status: res.status, data, id: body.id, code: body.code };
 }
@@ -87,27 +96,45 @@ async function outage(t: After, persistent: boolean) {
   return { attempts, stored, subs };
 }
 
-test('Redis killed and restarted with its data (AOF): 503 during the outage, then delivery resumes and no accepted message is lost', async (t) => {
+test('Redis killed and restarted with its data (AOF): 503 during the outage, then delivery resumes and no accepted ' +
+  'message is lost', async (t) => {
   const { stored, subs } = await outage(t, true);
   for (const sub of subs) {
-    assert.deepEqual(sub.received.map((r) => r.data), stored.map((a) => a.data), 'every 201 message, in order, once');
-    assert.deepEqual(sub.received.map((r) => r.id), stored.map((a) => a.id));
+    assert.deepEqual(
+      sub.received.map((r) => r.data),
+      stored.map((a) => a.data),
+      'every 201 message, in order, once',
+    );
+    assert.deepEqual(
+      sub.received.map((r) => r.id),
+      stored.map((a) => a.id),
+    );
     assert.deepEqual(sub.gaps, [], 'the epoch survived with the data');
     assert.equal(sub.opens(), 1, 'the subscriber stayed connected through the outage');
   }
   const ids = stored.map((a) => a.id!);
   assert.equal(new Set(ids.map(epochOf)).size, 1);
-  assert.deepEqual(ids.map(seqOf), Array.from({ length: 200 }, (_, i) => i + 1));
+  assert.deepEqual(
+    ids.map(seqOf),
+    Array.from({ length: 200 }, (_, i) => i + 1),
+  );
 });
 
-test('Redis killed and restarted without its data: subscribers get an epoch-changed gap, not silence, then the new messages', async (t) => {
+test('Redis killed and restarted without its data: subscribers get an epoch-changed gap, not silence, then the new ' +
+  'messages', async (t) => {
   const { stored, subs } = await outage(t, false);
   const before = stored.slice(0, 100);
   const after = stored.slice(100);
   assert.notEqual(epochOf(after[0]!.id!), epochOf(before[0]!.id!), 'a new epoch: the old positions are gone');
-  assert.deepEqual(after.map((a) => seqOf(a.id!)), Array.from({ length: 100 }, (_, i) => i + 1));
+  assert.deepEqual(
+    after.map((a) => seqOf(a.id!)),
+    Array.from({ length: 100 }, (_, i) => i + 1),
+  );
   for (const sub of subs) {
-    assert.deepEqual(sub.received.map((r) => r.data), stored.map((a) => a.data));
+    assert.deepEqual(
+      sub.received.map((r) => r.data),
+      stored.map((a) => a.data),
+    );
     assert.deepEqual(
       sub.gaps.map((g) => [g.reason, g.epoch, g.at]),
       [['epoch-changed', epochOf(after[0]!.id!), 100]],
@@ -125,7 +152,11 @@ test('a hub started while Redis is down reports it, answers 503, and works once 
   const broker = new RedisBroker({ url: redis.url, prefix, reconnect: { minMs: 50, maxMs: 250 } });
   const hub = await startHub({ broker });
   t.after(() => hub.close());
-  await waitFor(() => !broker.health().ok && /unreachable/.test(String((broker.health() as { reason?: string }).reason)), 5000, 'health to say why');
+  await waitFor(
+    () => !broker.health().ok && /unreachable/.test(String((broker.health() as { reason?: string }).reason)),
+    5000,
+    'health to say why',
+  );
   const refused = await tryPublish(hub.url, 'c', 'early');
   assert.equal(refused.status, 503);
   assert.equal(refused.code, 'KOMETA_ERR_BROKER_UNAVAILABLE');

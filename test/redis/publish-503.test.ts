@@ -4,7 +4,8 @@ import { RedisBroker } from '../../src/brokers/redis.js';
 import { httpRequest, startHub, waitFor } from '../helpers/hub.js';
 import { startOwnRedis } from '../helpers/redis.js';
 
-test('a 503 BROKER_UNAVAILABLE means "may or may not have been stored": both happen, and the detail says which advice applies', async (t) => {
+test('a 503 BROKER_UNAVAILABLE means "may or may not have been stored": both happen, and the detail says which ' +
+  'advice applies', async (t) => {
   const redis = await startOwnRedis({ persistent: false });
   t.after(() => {
     if (redis.pid !== undefined) process.kill(redis.pid, 'SIGCONT');

@@ -14,7 +14,9 @@ import { ask, startOwnSentinels } from '../helpers/redis-cluster.js';
 
 const CHANNELS = Array.from({ length: 50 }, (_, i) => `s${i}`);
 
-test('Redis Sentinel failover: the master killed mid-stream, three sentinels promote its replica; publishes answer 503 meanwhile and 201 again by themselves; every subscriber gets everything after its cursor or an explicit gap, never a duplicate', async (t) => {
+test('Redis Sentinel failover: the master killed mid-stream, three sentinels promote its replica; publishes answer ' +
+  '503 meanwhile and 201 again by themselves; every subscriber gets everything after its cursor or an explicit gap, ' +
+  'never a duplicate', async (t) => {
   const redis = await startOwnSentinels({ replicas: 1, downAfterMs: 1000 });
   t.after(() => redis.stop());
   const prefix = uniquePrefix('sentinel');
@@ -138,7 +140,8 @@ test('Redis Sentinel failover: the master killed mid-stream, three sentinels pro
   }
 });
 
-test('Redis Sentinel failover to a replica that had not caught up: the lost positions are never reused; subscribers get an epoch-changed gap', async (t) => {
+test('Redis Sentinel failover to a replica that had not caught up: the lost positions are never reused; subscribers ' +
+  'get an epoch-changed gap', async (t) => {
   const redis = await startOwnSentinels({ replicas: 1, downAfterMs: 1000 });
   t.after(() => redis.stop());
   const prefix = uniquePrefix('sentinel-lag');

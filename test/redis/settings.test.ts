@@ -29,7 +29,8 @@ test('one way to reach Redis at a time, and Sentinel needs the master name', () 
   assert.equal(usesRedis(settings({})), false);
 });
 
-test('kometa serve refuses conflicting Redis settings in one line, exit 2; --workers without Redis is refused', async () => {
+test('kometa serve refuses conflicting Redis settings in one line, exit 2; --workers without Redis is ' +
+  'refused', async () => {
   await assert.rejects(
     run(process.execPath, [
       cli,

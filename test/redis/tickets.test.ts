@@ -10,14 +10,19 @@ import { SHARED_REDIS_URL } from '../helpers/shared-redis.js';
 async function node(t: { after(fn: () => Promise<void>): void }, prefix: string): Promise<TestHub> {
   const broker = new RedisBroker({ url: SHARED_REDIS_URL, prefix });
   await broker.ready();
-  const hub = await startHub({ broker, http: { access: await AccessPolicy.create({ publisherKey: 'same-key-on-every-node' }) } });
+  const hub = await startHub({
+    broker,
+    http: { access: await AccessPolicy.create({ publisherKey: 'same-key-on-every-node' }) },
+  });
   t.after(() => hub.close());
   return hub;
 }
 
-const poll = (hub: TestHub, path: string, headers: Record<string, string> = {}) => httpRequest(`${hub.url}${path}&transport=poll&timeout=0`, { headers });
+const poll = (hub: TestHub, path: string, headers: Record<string, string> = {}) =>
+  httpRequest(`${hub.url}${path}&transport=poll&timeout=0`, { headers });
 
-test('a ticket minted on one node is accepted on another, once across all of them, and its cookie works everywhere', async (t) => {
+test('a ticket minted on one node is accepted on another, once across all of them, and its cookie works ' +
+  'everywhere', async (t) => {
   const prefix = uniquePrefix('tickets');
   t.after(() => deletePrefix(SHARED_REDIS_URL, prefix));
   const a = await node(t, prefix);
@@ -36,5 +41,9 @@ test('a ticket minted on one node is accepted on another, once across all of the
   const againOnA = await poll(a, `/sub/room.1?ticket=${ticket}`);
   assert.equal(againOnA.status, 401, 'spent everywhere, not just where it was used');
   assert.equal(againOnA.json<{ code: string }>().code, 'KOMETA_ERR_TICKET');
-  assert.equal((await poll(a, `/sub/room.1?ticket=${ticket}`, { Cookie: cookie })).status, 200, 'the session cookie works on every node');
+  assert.equal(
+    (await poll(a, `/sub/room.1?ticket=${ticket}`, { Cookie: cookie })).status,
+    200,
+    'the session cookie works on every node',
+  );
 });

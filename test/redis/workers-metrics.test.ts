@@ -21,7 +21,8 @@ function scrape(url: string, token: string): Promise<{ status: number; body: str
 
 const valueOf = (body: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)?.[1]);
 
-test("under --workers, /metrics on any worker reports the whole machine: every worker's publishes summed", async (t) => {
+test("under --workers, /metrics on any worker reports the whole machine: every worker's publishes " +
+  "summed", async (t) => {
   const prefix = uniquePrefix('wmetrics');
   t.after(() => deletePrefix(SHARED_REDIS_URL, prefix));
   const hub = await startKometa([

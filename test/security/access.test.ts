@@ -11,14 +11,21 @@ import { StreamReader } from '../helpers/streams.js';
 const SECRET = 'test-secret-that-is-long-enough-for-hs256';
 const secretKey = new TextEncoder().encode(SECRET);
 
-async function hs256(claim: Record<string, unknown>, options: { exp?: number | string; sub?: string; key?: Uint8Array } = {}): Promise<string> {
+async function hs256(
+  claim: Record<string, unknown>,
+  options: { exp?: number | string; sub?: string; key?: Uint8Array } = {},
+): Promise<string> {
   const jwt = new SignJWT({ kometa: claim }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
   if (options.sub) jwt.setSubject(options.sub);
   if (options.exp !== undefined) jwt.setExpirationTime(options.exp);
   return jwt.sign(options.key ?? secretKey);
 }
 
-async function withHub(access: AccessOptions, fn: (hub: TestHub) => Promise<void>, http: Record<string, unknown> = {}): Promise<void> {
+async function withHub(
+  access: AccessOptions,
+  fn: (hub: TestHub) => Promise<void>,
+  http: Record<string, unknown> = {},
+): Promise<void> {
   const hub = await startHub({ http: { access: await AccessPolicy.create(access), ...http } });
   try {
     await fn(hub);
@@ -32,9 +39,14 @@ async function code(res: Promise<{ status: number; body: string }>): Promise<str
   return status < 300 ? String(status) : `${status} ${(JSON.parse(body) as { code: string }).code}`;
 }
 
-const poll = (hub: TestHub, path: string, headers: Record<string, string> = {}) => httpRequest(`${hub.url}${path}${path.includes('?') ? '&' : '?'}transport=poll&timeout=0`, { headers });
+const poll = (hub: TestHub, path: string, headers: Record<string, string> = {}) =>
+  httpRequest(`${hub.url}${path}${path.includes('?') ? '&' : '?'}transport=poll&timeout=0`, { headers });
 const pub = (hub: TestHub, channel: string, headers: Record<string, string> = {}) =>
-  httpRequest(`${hub.url}/pub/${channel}`, { method: 'POST', headers: { 'Content-Type': 'text/plain', ...headers }, body: 'x' });
+  httpRequest(`${hub.url}/pub/${channel}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'text/plain', ...headers },
+    body: 'x',
+  });
 
 test('channel patterns: * stops at dots, ** does not, no * means exactly that channel', () => {
   assert.ok(compilePattern('room.*')('room.42'));
@@ -54,7 +66,11 @@ test('an open hub lets anyone subscribe and publish, and allows any origin witho
   const hub = await startHub();
   try {
     assert.equal(await code(poll(hub, '/sub/x')), '200');
-    const res = await httpRequest(`${hub.url}/pub/x`, { method: 'POST', body: 'x', headers: { Origin: 'https://elsewhere.example' } });
+    const res = await httpRequest(`${hub.url}/pub/x`, {
+      method: 'POST',
+      body: 'x',
+      headers: { Origin: 'https://elsewhere.example' },
+    });
     assert.equal(res.status, 201);
     assert.equal(res.headers['access-control-allow-origin'], '*');
     assert.equal(res.headers['access-control-allow-credentials'], undefined);
@@ -72,7 +88,11 @@ test('with a JWT secret nothing is anonymous; tokens grant exactly their pattern
     assert.equal(await code(poll(hub, '/sub/room.1', auth)), '200');
     assert.equal(await code(poll(hub, '/sub/other.1', auth)), '403 KOMETA_ERR_FORBIDDEN');
     assert.equal(await code(poll(hub, '/sub/room.1.deeper', auth)), '403 KOMETA_ERR_FORBIDDEN');
-    assert.equal(await code(poll(hub, '/sub?channel=room.1&channel=secret', auth)), '403 KOMETA_ERR_FORBIDDEN', 'one uncovered channel refuses the whole subscription');
+    assert.equal(
+      await code(poll(hub, '/sub?channel=room.1&channel=secret', auth)),
+      '403 KOMETA_ERR_FORBIDDEN',
+      'one uncovered channel refuses the whole subscription',
+    );
     assert.equal(await code(pub(hub, 'room.42', auth)), '201');
     assert.equal(await code(pub(hub, 'room.43', auth)), '403 KOMETA_ERR_FORBIDDEN');
     // The same token from a cookie and from the query string (EventSource cannot set headers).
@@ -89,11 +109,27 @@ test('forged, expired, unsigned and wrong-algorithm tokens are refused', async (
     const claim = { subscribe: ['**'] };
     const cases: [string, string, string][] = [
       ['expired', await hs256(claim, { exp: Math.floor(Date.now() / 1000) - 60 }), '401 KOMETA_ERR_TOKEN_EXPIRED'],
-      ['signed with another secret', await hs256(claim, { key: new TextEncoder().encode('not-the-secret-not-the-secret-xx') }), '401 KOMETA_ERR_UNAUTHORIZED'],
+      [
+        'signed with another secret',
+        await hs256(claim, { key: new TextEncoder().encode('not-the-secret-not-the-secret-xx') }),
+        '401 KOMETA_ERR_UNAUTHORIZED',
+      ],
       ['alg none', new UnsecuredJWT({ kometa: claim }).encode(), '401 KOMETA_ERR_UNAUTHORIZED'],
-      ['RS256 when only a secret is configured', await new SignJWT({ kometa: claim }).setProtectedHeader({ alg: 'RS256' }).sign(privateKey), '401 KOMETA_ERR_UNAUTHORIZED'],
-      ['without a kometa claim', await new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'HS256' }).sign(secretKey), '401 KOMETA_ERR_UNAUTHORIZED'],
-      ['with a malformed claim', await new SignJWT({ kometa: { subscribe: 'room.*' } }).setProtectedHeader({ alg: 'HS256' }).sign(secretKey), '401 KOMETA_ERR_UNAUTHORIZED'],
+      [
+        'RS256 when only a secret is configured',
+        await new SignJWT({ kometa: claim }).setProtectedHeader({ alg: 'RS256' }).sign(privateKey),
+        '401 KOMETA_ERR_UNAUTHORIZED',
+      ],
+      [
+        'without a kometa claim',
+        await new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'HS256' }).sign(secretKey),
+        '401 KOMETA_ERR_UNAUTHORIZED',
+      ],
+      [
+        'with a malformed claim',
+        await new SignJWT({ kometa: { subscribe: 'room.*' } }).setProtectedHeader({ alg: 'HS256' }).sign(secretKey),
+        '401 KOMETA_ERR_UNAUTHORIZED',
+      ],
       ['with a bad pattern', await hs256({ subscribe: ['room/../*'] }), '401 KOMETA_ERR_UNAUTHORIZED'],
       ['garbage', 'not.a.jwt', '401 KOMETA_ERR_UNAUTHORIZED'],
       ['huge', 'a'.repeat(9000), '401 KOMETA_ERR_UNAUTHORIZED'],
@@ -105,8 +141,14 @@ test('forged, expired, unsigned and wrong-algorithm tokens are refused', async (
   // A hub that trusts an RS256 public key must not accept HS256 signed with that public key as the secret.
   await withHub({ tokens: { publicKey: pem } }, async (hub) => {
     const confused = await hs256({ subscribe: ['**'] }, { key: new TextEncoder().encode(pem) });
-    assert.equal(await code(poll(hub, '/sub/c', { Authorization: `Bearer ${confused}` })), '401 KOMETA_ERR_UNAUTHORIZED');
-    const good = await new SignJWT({ kometa: { subscribe: ['c'] } }).setProtectedHeader({ alg: 'RS256' }).setExpirationTime('1h').sign(privateKey);
+    assert.equal(
+      await code(poll(hub, '/sub/c', { Authorization: `Bearer ${confused}` })),
+      '401 KOMETA_ERR_UNAUTHORIZED',
+    );
+    const good = await new SignJWT({ kometa: { subscribe: ['c'] } })
+      .setProtectedHeader({ alg: 'RS256' })
+      .setExpirationTime('1h')
+      .sign(privateKey);
     assert.equal(await code(poll(hub, '/sub/c', { Authorization: `Bearer ${good}` })), '200');
   });
 });
@@ -115,7 +157,9 @@ test('ES256 keys from a JWKS document are accepted', async () => {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' };
   await withHub({ tokens: { publicKey: JSON.stringify({ keys: [jwk] }) } }, async (hub) => {
-    const token = await new SignJWT({ kometa: { subscribe: ['c'] } }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(privateKey);
+    const token = await new SignJWT({ kometa: { subscribe: ['c'] } })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .sign(privateKey);
     assert.equal(await code(poll(hub, '/sub/c', { Authorization: `Bearer ${token}` })), '200');
   });
 });
@@ -147,7 +191,10 @@ test('public patterns open chosen channels to anonymous readers only', async () 
 test('a publisher key publishes anywhere; a wrong one is refused', async () => {
   await withHub({ publisherKey: 'backend-key' }, async (hub) => {
     assert.equal(await code(pub(hub, 'any.channel', { Authorization: 'Bearer backend-key' })), '201');
-    assert.equal(await code(pub(hub, 'any.channel', { Authorization: 'Bearer backend-kez' })), '401 KOMETA_ERR_UNAUTHORIZED');
+    assert.equal(
+      await code(pub(hub, 'any.channel', { Authorization: 'Bearer backend-kez' })),
+      '401 KOMETA_ERR_UNAUTHORIZED',
+    );
     assert.equal(await code(pub(hub, 'any.channel')), '401 KOMETA_ERR_UNAUTHORIZED');
   });
 });
@@ -155,10 +202,17 @@ test('a publisher key publishes anywhere; a wrong one is refused', async () => {
 test('subscribe tickets are single-use, short-lived, and traded for a session cookie', async () => {
   await withHub({ publisherKey: 'backend-key' }, async (hub) => {
     const mint = (body: unknown, key = 'backend-key') =>
-      httpRequest(`${hub.url}/tickets`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      httpRequest(`${hub.url}/tickets`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     assert.equal(await code(mint({ subscribe: ['room.1'] }, 'wrong')), '401 KOMETA_ERR_UNAUTHORIZED');
     assert.equal(await code(mint({ subscribe: ['bad/pattern'] })), '400 KOMETA_ERR_PATTERN');
-    assert.equal(await code(httpRequest(`${hub.url}/tickets`, { method: 'POST', body: '{}' })), '401 KOMETA_ERR_UNAUTHORIZED');
+    assert.equal(
+      await code(httpRequest(`${hub.url}/tickets`, { method: 'POST', body: '{}' })),
+      '401 KOMETA_ERR_UNAUTHORIZED',
+    );
     const minted = await mint({ subscribe: ['room.1'] });
     assert.equal(minted.status, 201);
     const { ticket } = minted.json<{ ticket: string }>();
@@ -169,35 +223,67 @@ test('subscribe tickets are single-use, short-lived, and traded for a session co
     const cookie = String(first.headers['set-cookie']).split(';')[0]!;
     assert.match(cookie, /^kometa_session=/);
     assert.match(String(first.headers['set-cookie']), /HttpOnly/);
-    assert.equal(await code(poll(hub, `/sub/room.1?ticket=${ticket}`)), '401 KOMETA_ERR_TICKET', 'a spent ticket is refused');
+    assert.equal(
+      await code(poll(hub, `/sub/room.1?ticket=${ticket}`)),
+      '401 KOMETA_ERR_TICKET',
+      'a spent ticket is refused',
+    );
     // EventSource reconnects repeat the URL, spent ticket and all: the cookie carries them.
     assert.equal(await code(poll(hub, `/sub/room.1?ticket=${ticket}`, { Cookie: cookie })), '200');
-    assert.equal(await code(poll(hub, '/sub/room.2', { Cookie: cookie })), '403 KOMETA_ERR_FORBIDDEN', 'the session covers only what the ticket did');
+    assert.equal(
+      await code(poll(hub, '/sub/room.2', { Cookie: cookie })),
+      '403 KOMETA_ERR_FORBIDDEN',
+      'the session covers only what the ticket did',
+    );
     assert.equal(await code(poll(hub, `/sub/room.1?ticket=made-up`)), '401 KOMETA_ERR_TICKET');
     // A ticket whose claim was edited, and a session cookie passed off as a ticket, are not genuine.
     const [body, mac] = ticket.split('.') as [string, string];
-    const edited = Buffer.from(Buffer.from(body, 'base64url').toString().replace('room.1', 'room.*')).toString('base64url');
+    const edited = Buffer.from(Buffer.from(body, 'base64url').toString().replace('room.1', 'room.*')).toString(
+      'base64url',
+    );
     assert.equal(await code(poll(hub, `/sub/room.2?ticket=${edited}.${mac}`)), '401 KOMETA_ERR_TICKET');
-    assert.equal(await code(poll(hub, `/sub/room.1?ticket=${cookie.slice('kometa_session='.length)}`)), '401 KOMETA_ERR_TICKET');
-    assert.equal(await code(poll(hub, '/sub/room.1', { Cookie: `kometa_session=${ticket}` })), '401 KOMETA_ERR_UNAUTHORIZED', 'a ticket is no session cookie');
+    assert.equal(
+      await code(poll(hub, `/sub/room.1?ticket=${cookie.slice('kometa_session='.length)}`)),
+      '401 KOMETA_ERR_TICKET',
+    );
+    assert.equal(
+      await code(poll(hub, '/sub/room.1', { Cookie: `kometa_session=${ticket}` })),
+      '401 KOMETA_ERR_UNAUTHORIZED',
+      'a ticket is no session cookie',
+    );
   });
 });
 
 test('CORS: listed origins get credentials, others are refused before anything happens', async () => {
-  await withHub({ tokens: { secret: SECRET }, publicSubscribe: ['**'], publicPublish: ['**'], allowedOrigins: ['https://app.example'] }, async (hub) => {
-    const allowed = await poll(hub, '/sub/c', { Origin: 'https://app.example' });
-    assert.equal(allowed.status, 200);
-    assert.equal(allowed.headers['access-control-allow-origin'], 'https://app.example');
-    assert.equal(allowed.headers['access-control-allow-credentials'], 'true');
-    const preflight = await httpRequest(`${hub.url}/pub/c`, { method: 'OPTIONS', headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST' } });
-    assert.equal(preflight.status, 204);
-    assert.match(String(preflight.headers['access-control-allow-headers']), /Authorization/);
-    const before = hub.hub.counters.published;
-    assert.equal(await code(pub(hub, 'c', { Origin: 'https://evil.example' })), '403 KOMETA_ERR_ORIGIN');
-    assert.equal(await code(poll(hub, '/sub/c', { Origin: 'https://evil.example' })), '403 KOMETA_ERR_ORIGIN');
-    assert.equal(hub.hub.counters.published, before, 'a cross-site publish never reached the hub');
-    assert.equal(await code(poll(hub, '/sub/c', { Origin: `http://127.0.0.1:${hub.port}`, Host: `127.0.0.1:${hub.port}` })), '200', 'same origin is fine');
-  });
+  await withHub(
+    {
+      tokens: { secret: SECRET },
+      publicSubscribe: ['**'],
+      publicPublish: ['**'],
+      allowedOrigins: ['https://app.example'],
+    },
+    async (hub) => {
+      const allowed = await poll(hub, '/sub/c', { Origin: 'https://app.example' });
+      assert.equal(allowed.status, 200);
+      assert.equal(allowed.headers['access-control-allow-origin'], 'https://app.example');
+      assert.equal(allowed.headers['access-control-allow-credentials'], 'true');
+      const preflight = await httpRequest(`${hub.url}/pub/c`, {
+        method: 'OPTIONS',
+        headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST' },
+      });
+      assert.equal(preflight.status, 204);
+      assert.match(String(preflight.headers['access-control-allow-headers']), /Authorization/);
+      const before = hub.hub.counters.published;
+      assert.equal(await code(pub(hub, 'c', { Origin: 'https://evil.example' })), '403 KOMETA_ERR_ORIGIN');
+      assert.equal(await code(poll(hub, '/sub/c', { Origin: 'https://evil.example' })), '403 KOMETA_ERR_ORIGIN');
+      assert.equal(hub.hub.counters.published, before, 'a cross-site publish never reached the hub');
+      assert.equal(
+        await code(poll(hub, '/sub/c', { Origin: `http://127.0.0.1:${hub.port}`, Host: `127.0.0.1:${hub.port}` })),
+        '200',
+        'same origin is fine',
+      );
+    },
+  );
 });
 
 test('a publisher over its rate gets 429 with Retry-After; others are not affected', async () => {
@@ -208,11 +294,19 @@ test('a publisher over its rate gets 429 with Retry-After; others are not affect
       const statuses: number[] = [];
       for (let i = 0; i < 4; i++) statuses.push((await pub(hub, 'open.1')).status);
       assert.deepEqual(statuses.slice(0, 2), [201, 201], 'a burst of twice the rate');
-      assert.ok(statuses.slice(2).every((s) => s === 429), `then refused: ${statuses.join(' ')}`);
+      assert.ok(
+        statuses.slice(2).every((s) => s === 429),
+        `then refused: ${statuses.join(' ')}`,
+      );
       const limited = await pub(hub, 'open.1');
       assert.equal(limited.status, 429);
       assert.equal(limited.headers['retry-after'], '1');
-      for (let i = 0; i < 20; i++) assert.equal(await code(pub(hub, 'open.1', { Authorization: 'Bearer k' })), '201', 'backends with the publisher key are not limited');
+      for (let i = 0; i < 20; i++)
+        assert.equal(
+          await code(pub(hub, 'open.1', { Authorization: 'Bearer k' })),
+          '201',
+          'backends with the publisher key are not limited',
+        );
     },
     { publishRate: 1 },
   );
@@ -246,16 +340,26 @@ test('a hub full of subscribers refuses more with 429 but keeps a reserve of con
   await withHub(
     {},
     async (hub) => {
-      const subscribers = await Promise.all([0, 1, 2].map(() => StreamReader.open(`${hub.url}/sub/full?transport=stream`)));
+      const subscribers = await Promise.all(
+        [0, 1, 2].map(() => StreamReader.open(`${hub.url}/sub/full?transport=stream`)),
+      );
       await waitFor(() => hub.hub.subscriberCount('full') === 3);
-      assert.equal(await code(poll(hub, '/sub/full')), '429 KOMETA_ERR_TOO_MANY_CONNECTIONS', 'a fourth subscriber is refused');
+      assert.equal(
+        await code(poll(hub, '/sub/full')),
+        '429 KOMETA_ERR_TOO_MANY_CONNECTIONS',
+        'a fourth subscriber is refused',
+      );
       assert.equal(await code(pub(hub, 'full')), '201', 'a publisher still gets through');
       await subscribers[0]!.waitFor((r) => r.json().some((l) => l.type === 'message'));
       // The reserve (16 here) is bounded too: past it, connections are refused outright.
       const idle = await Promise.all(
-        Array.from({ length: 16 }, () => new Promise<ReturnType<typeof connect>>((resolve) => {
-          const socket = connect(hub.port, '127.0.0.1', () => resolve(socket));
-        })),
+        Array.from(
+          { length: 16 },
+          () =>
+            new Promise<ReturnType<typeof connect>>((resolve) => {
+              const socket = connect(hub.port, '127.0.0.1', () => resolve(socket));
+            }),
+        ),
       );
       const answer = await new Promise<string>((resolve) => {
         const socket = connect(hub.port, '127.0.0.1');
@@ -277,7 +381,10 @@ test('more header lines than allowed → 431', async () => {
   try {
     const headers: Record<string, string> = {};
     for (let i = 0; i < 20; i++) headers[`x-h${i}`] = 'v';
-    assert.equal(await code(httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0`, { headers })), '431 KOMETA_ERR_HEADERS_TOO_LARGE');
+    assert.equal(
+      await code(httpRequest(`${hub.url}/sub/c?transport=poll&timeout=0`, { headers })),
+      '431 KOMETA_ERR_HEADERS_TOO_LARGE',
+    );
   } finally {
     await hub.close();
   }

@@ -50,7 +50,8 @@ export async function openSocket(baseUrl: string, path = '/ws'): Promise<TestSoc
         }
         if (ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed while waiting for ${type ?? 'a frame'}`);
         const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`timed out waiting for ${type ?? 'a frame'}; got ${JSON.stringify(frames.slice(-3))}`);
+        if (left <= 0)
+          throw new Error(`timed out waiting for ${type ?? 'a frame'}; got ${JSON.stringify(frames.slice(-3))}`);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, left);
           wake = () => {

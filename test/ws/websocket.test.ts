@@ -18,7 +18,13 @@ test('a subscriber gets a subscribed frame, then every message published on the 
   const first = await publish(hub.url, 'news', 'hello');
   const second = await publish(hub.url, 'news', '{"a":1}', 'update');
   assert.deepEqual(await socket.next(), { type: 'message', channel: 'news', id: first.id, data: 'hello' });
-  assert.deepEqual(await socket.next(), { type: 'message', channel: 'news', id: second.id, event: 'update', data: '{"a":1}' });
+  assert.deepEqual(await socket.next(), {
+    type: 'message',
+    channel: 'news',
+    id: second.id,
+    event: 'update',
+    data: '{"a":1}',
+  });
 });
 
 test('one connection follows several channels, and unsubscribe stops one of them', async (t) => {
@@ -44,7 +50,8 @@ test('one connection follows several channels, and unsubscribe stops one of them
   assert.equal(hub.server.webSocket.connectionCount, 1);
 });
 
-test('a subscriber that resumes with a message id gets every later message once, in order, then live ones', async (t) => {
+test('a subscriber that resumes with a message id gets every later message once, in order, then live ' +
+  'ones', async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
   const ids: string[] = [];
@@ -104,7 +111,13 @@ test('publish frames are stored, acknowledged with the id, and reach other subsc
   assert.equal(ack.type, 'published');
   assert.equal(ack.ref, 7);
   assert.equal(ack.subscribers, 1);
-  assert.deepEqual(await reader.next(), { type: 'message', channel: 'chat', id: ack.id, event: 'say', data: 'hi there' });
+  assert.deepEqual(await reader.next(), {
+    type: 'message',
+    channel: 'chat',
+    id: ack.id,
+    event: 'say',
+    data: 'hi there',
+  });
   writer.send({ type: 'publish', channel: 'bad/name', data: 'x', ref: 8 });
   const refused = await writer.next();
   assert.equal(refused.code, 'KOMETA_ERR_CHANNEL_NAME');
@@ -172,7 +185,12 @@ for (const [what, frame, code, reason] of [
   ['a JSON array', '[1,2]', 4400, 'KOMETA_ERR_WS_FRAME'],
   ['an unknown type', '{"type":"launch"}', 4400, 'KOMETA_ERR_WS_FRAME'],
   ['a subscribe without a channel', '{"type":"subscribe"}', 4400, 'KOMETA_ERR_WS_FRAME'],
-  ['a publish whose data is not a string', '{"type":"publish","channel":"a","data":{"x":1}}', 4400, 'KOMETA_ERR_WS_FRAME'],
+  [
+    'a publish whose data is not a string',
+    '{"type":"publish","channel":"a","data":{"x":1}}',
+    4400,
+    'KOMETA_ERR_WS_FRAME',
+  ],
   ['an object ref', '{"type":"ping","ref":{}}', 4400, 'KOMETA_ERR_WS_FRAME'],
 ] as const) {
   test(`${what} gets an error frame and close code ${code}`, async (t) => {

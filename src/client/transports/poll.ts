@@ -66,10 +66,11 @@ class PollConnection implements TransportConnection {
       let response: Response;
       try {
         if (channels.size === 0) {
-          response = await this.host.fetch(
-            new URL('/healthz', this.host.base),
-            { headers, signal: controller.signal, cache: 'no-store' },
-          );
+          response = await this.host.fetch(new URL('/healthz', this.host.base), {
+            headers,
+            signal: controller.signal,
+            cache: 'no-store',
+          });
           await response.body?.cancel();
           if (generation !== this.#generation) return;
           if (!response.ok) {
@@ -81,7 +82,11 @@ class PollConnection implements TransportConnection {
         }
         const query = subscribeQuery(channels, 'poll', this.host.clientId);
         query.set('timeout', String(holdSeconds));
-        response = await this.host.fetch(await withTicket(this.host, new URL(`/sub?${query}`, this.host.base)), { headers, signal: controller.signal, cache: 'no-store' });
+        response = await this.host.fetch(await withTicket(this.host, new URL(`/sub?${query}`, this.host.base)), {
+          headers,
+          signal: controller.signal,
+          cache: 'no-store',
+        });
         if (generation !== this.#generation) return;
         if (!response.ok) {
           const close = await closeForResponse(response, this.#opened);
@@ -144,11 +149,15 @@ class PollConnection implements TransportConnection {
       const entry = parseCursorEntries(item.id).find((e) => e.channel === item.channel) ?? parseId(item.id);
       if (entry === undefined) continue;
       takeGapsBefore(entry.channel, entry.epoch, entry.seq);
-      this.host.message(item.event === undefined ? {
-        channel: item.channel,
-        id: entry.id,
-        data: item.data,
-      } : { channel: item.channel, id: entry.id, event: item.event, data: item.data });
+      this.host.message(
+        item.event === undefined
+          ? {
+              channel: item.channel,
+              id: entry.id,
+              data: item.data,
+            }
+          : { channel: item.channel, id: entry.id, event: item.event, data: item.data },
+      );
     }
     for (const gap of gaps) this.#gap(gap);
     for (const entry of parseCursorEntries(body.cursor)) this.host.position(entry);
