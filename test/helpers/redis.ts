@@ -122,7 +122,7 @@ export async function startKometa(args: string[]): Promise<KometaProcess> {
   try {
     await waitFor(
       () => /kometa hub listening on http:\/\/127\.0\.0\.1:\d+/.test(output) || proc.exitCode !== null,
-      15_000,
+      30_000,
       'kometa to listen',
     );
   } catch (error) {
