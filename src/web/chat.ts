@@ -161,6 +161,8 @@ class ChatApp {
   #connect(): Kometa {
     const client = new Kometa(location.origin, {
       clientId: clientIdFor(this.name),
+      // Tabs under one name share a connection; the room then lists the leader tab's id, which carries that name.
+      shareConnection: `chat-name:${this.name}`,
       ...(this.#forced.length > 0 ? { transports: this.#forced } : {}),
     });
     client.on('state', (change) => {

@@ -92,7 +92,9 @@ type Wire =
  */
 export function shareIdentity(options: ShareInput): ShareIdentity | undefined {
   const g = globalThis as { document?: unknown; navigator?: { locks?: unknown }; crypto?: { subtle?: unknown } };
-  if (options.shareConnection === false || options.clientId !== undefined) return undefined;
+  if (options.shareConnection === false) return undefined;
+  // A backend addresses a given clientId on purpose: keep its own connection unless the application asked to share.
+  if (options.clientId !== undefined && options.shareConnection === undefined) return undefined;
   if (g.document === undefined || g.navigator?.locks === undefined || g.crypto?.subtle === undefined) return undefined;
   if (typeof BroadcastChannel !== 'function') return undefined;
   const key = typeof options.shareConnection === 'string' ? options.shareConnection : undefined;
