@@ -30,6 +30,12 @@ const HOUSEKEEPING_MS = 60_000;
 type Route = () => Promise<void>;
 
 /**
+ * The URL every query-less request is routed with. Routes only read it (its
+ * search params are empty), so one shared instance is safe.
+ */
+const NO_QUERY: URL = new URL('/', 'http://kometa.invalid');
+
+/**
  * The hub's HTTP routes: /sub, /pub, /channels, /tickets, /healthz and the
  * backend's (backend-routes.ts). `handle` answers a request if it is one of
  * ours and returns false otherwise, so an app can mount the hub beside its
@@ -46,6 +52,8 @@ export class HubHttp implements RouteContext {
   #draining = false;
   /** Answers being worked on, so a drain can tell each to close its connection after it. */
   readonly #answering = new Set<ServerResponse>();
+  /** One listener for every response's 'close', not a closure per request (`this` is the response). */
+  readonly #answered: (this: ServerResponse) => void;
   readonly access: AccessPolicy;
   readonly publishLimiter: RateLimiter;
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
@@ -66,6 +74,10 @@ export class HubHttp implements RouteContext {
   ) {
     this.#wheel = wheel;
     this.options = { ...defaultHubHttpOptions, ...options };
+    const answering = this.#answering;
+    this.#answered = function (this: ServerResponse) {
+      answering.delete(this);
+    };
     this.access = this.options.access ?? AccessPolicy.open();
     this.retryHints = new RetryHints(this.options.retryMs, Math.min(1, this.options.retryJitter));
     this.admission = new Admission(this.options.admitRate, this.retryHints);
@@ -130,11 +142,12 @@ export class HubHttp implements RouteContext {
     // to `/` and hide a path trick instead of rejecting it.
     const queryAt = raw.indexOf('?');
     const path = queryAt === -1 ? raw : raw.slice(0, queryAt);
-    const url = new URL(queryAt === -1 ? '/' : raw.slice(queryAt), 'http://kometa.invalid');
+    // Most requests (every publish of a backend) have no query: they share one parsed empty URL.
+    const url = queryAt === -1 ? NO_QUERY : new URL(raw.slice(queryAt), 'http://kometa.invalid');
     const route = this.#routeFor(req, res, url, path);
     if (route === undefined) return false;
     this.#answering.add(res);
-    res.once('close', () => this.#answering.delete(res));
+    res.on('close', this.#answered);
     // Only a streamed subscription stays open; see InOrder.
     if (!path.startsWith('/sub')) answersPromptly(res);
     if (this.#refused(req, res, url, path)) return true;

@@ -76,7 +76,8 @@ export class InOrder {
     handle(req, res);
     const openEnded = !prompt.has(res) && !res.writableFinished;
     if (openEnded) state.openEnded++;
-    res.once('close', () => {
+    // 'close' comes once per response: `on` spares the wrapper `once` builds on every request.
+    res.on('close', () => {
       if (openEnded) state.openEnded--;
       this.#finished(state);
     });

@@ -1,9 +1,24 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KometaError } from '../core/errors.js';
+import type { Grant } from '../auth/grant.js';
 import { decodePublishBody, readBody } from './body.js';
-import { type RouteContext, allowMethods, authorize, decodeChannel, headerValue, sendJson } from './route-kit.js';
+import {
+  type RouteContext,
+  allowMethods,
+  authorize,
+  authorizeNow,
+  decodeChannel,
+  headerValue,
+  sendJson,
+} from './route-kit.js';
 
-/** POST /pub/<channel>: one message; with an Idempotency-Key, at most once per key (backend-routes.ts). */
+/**
+ * POST /pub/<channel>: one message; with an Idempotency-Key, at most once per
+ * key (backend-routes.ts). With one HTTP request per message this route is
+ * most of a publish's cost (docs/benchmarks.md), so what cannot apply is
+ * skipped rather than run: no promise for an open policy's grant, no client
+ * address for a rate limit that is off, no query lookup without a query.
+ */
 export async function publishRoute(
   ctx: RouteContext,
   req: IncomingMessage,
@@ -14,15 +29,11 @@ export async function publishRoute(
   allowMethods(req, 'POST');
   const channel = decodeChannel(pathChannel);
   // Refuse a bad name or a missing right before reading a body that would be thrown away.
-  const grant = await authorize(ctx.access, req, res, url, 'publish', [channel]);
-  const wait = ctx.publishLimiter.takePublish(grant, ctx.clientAddress(req));
-  if (wait > 0) {
-    res.setHeader('Connection', 'close');
-    throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${ctx.options.publishRate} publishes per second`, {
-      retryAfter: wait,
-    });
-  }
-  const eventParam = url.searchParams.get('event') ?? headerValue(req.headers['kometa-event']);
+  const grant =
+    authorizeNow(ctx.access, 'publish', channel) ?? (await authorize(ctx.access, req, res, url, 'publish', [channel]));
+  rateLimit(ctx, req, res, grant);
+  const eventQuery = url.search === '' ? null : url.searchParams.get('event');
+  const eventParam = eventQuery ?? headerValue(req.headers['kometa-event']);
   const body = await readBody(req, ctx.options.maxBodyBytes).catch((error: unknown) => {
     // Stop reading what is left of an oversized body; the connection is not reused.
     res.setHeader('Connection', 'close');
@@ -33,12 +44,40 @@ export async function publishRoute(
   // A client whose live connections skip this message, on every node (docs/backends.md#excluding-the-sender).
   const exclude = headerValue(req.headers['kometa-exclude-client']);
   if (key === undefined) {
-    const { message, subscribers } = await ctx.hub.publish(channel, data, { event: eventParam ?? undefined, exclude });
-    sendJson(res, 201, { channel, id: message.id, subscribers });
+    const { message, subscribers } = await ctx.hub.publish(channel, data, { event: eventParam, exclude });
+    sendPublished(res, channel, message.id, subscribers);
     return;
   }
   // At most once per key (backend-routes.ts): a repeat answers the first publish.
-  const { value, replayed } = await ctx.backend.publish(channel, data, eventParam ?? undefined, key, exclude);
+  const { value, replayed } = await ctx.backend.publish(channel, data, eventParam, key, exclude);
   if (replayed) res.setHeader('Idempotent-Replayed', 'true');
   sendJson(res, 201, replayed ? { ...value, replayed } : value);
+}
+
+function rateLimit(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, grant: Grant): void {
+  // Off (--publish-rate 0): no bucket to take from, so no client address to work out.
+  if (ctx.publishLimiter.perSecond <= 0) return;
+  const wait = ctx.publishLimiter.takePublish(grant, ctx.clientAddress(req));
+  if (wait <= 0) return;
+  res.setHeader('Connection', 'close');
+  throw new KometaError('KOMETA_ERR_RATE_LIMITED', `At most ${ctx.options.publishRate} publishes per second`, {
+    retryAfter: wait,
+  });
+}
+
+/**
+ * The 201 `{"channel", "id", "subscribers"}`, as sendJson writes it (same
+ * headers, same bytes) without building and stringifying an object per publish.
+ */
+function sendPublished(res: ServerResponse, channel: string, id: string, subscribers: number): void {
+  const body = `{"channel":${JSON.stringify(channel)},"id":${JSON.stringify(id)},"subscribers":${subscribers}}`;
+  res.writeHead(201, [
+    'Content-Type',
+    'application/json; charset=utf-8',
+    'Content-Length',
+    String(Buffer.byteLength(body)),
+    'Cache-Control',
+    'no-store',
+  ]);
+  res.end(body);
 }

@@ -36,6 +36,23 @@ export async function authorize(
   return grant;
 }
 
+/**
+ * `authorize` without a promise when the policy needs nothing from the request
+ * (no credentials configured, no hook); undefined when the caller must await
+ * `authorize`. Same checks, same errors.
+ */
+export function authorizeNow(
+  access: AccessPolicy,
+  action: 'subscribe' | 'publish',
+  channel: string,
+): Grant | undefined {
+  const grant = access.openGrant;
+  if (grant === undefined) return undefined;
+  assertChannelName(channel);
+  access.requireNow(grant, action, [channel]);
+  return grant;
+}
+
 export function serverFull(): KometaError {
   return new KometaError(
     'KOMETA_ERR_TOO_MANY_CONNECTIONS',

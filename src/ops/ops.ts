@@ -81,7 +81,9 @@ export class KometaOps {
 
   /** Take a sample and publish it to the dashboard (the timer calls this every interval). */
   publishSample(): void {
-    const sample = this.sampler.sample();
+    // Nobody on the page: no hot-channel ranking (its samples' `top` is empty, and the
+    // first sample after someone opens it, within one interval, has it again).
+    const sample = this.sampler.sample(this.opsHub.subscriberCount(STATS_CHANNEL) > 0);
     this.clusterView.update(sample);
     this.opsHub.publish(STATS_CHANNEL, JSON.stringify(sample)).catch(() => {});
   }
