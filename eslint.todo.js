@@ -36,7 +36,7 @@ export const longLines = {
   'src/auth/access.ts': 149,
   'src/cli/main.ts': 128,
   'src/cli/settings.ts': 322,
-  'src/client/kometa.ts': 220,
+  'src/client/kometa.ts': 138,
   'src/client/transport.ts': 167,
   'src/client/transports/poll.ts': 171,
   'src/ops/cluster-metrics.ts': 145,

@@ -101,7 +101,7 @@ function channelsSection(doc: Doc): string {
       ...[r.p50Ms as number, r.p99Ms as number, r.cpuSecPerMillion as number],
     ]),
   );
-  return out + '\n';
+  return out + '\n' + channelMedians(ch);
 }
 
 function stormSection(doc: Doc): string {
@@ -346,5 +346,33 @@ function clusterSection(doc: Doc): string {
     const ratio = (many.perCpuSecond as number) / (one.perCpuSecond as number);
     out += `\nCluster / one Redis, deliveries per CPU-second: **${r2(ratio)}×**.\n`;
   }
+  return out + '\n';
+}
+
+/** With several rounds: each system's median CPU-s/M, and its ratios to the Node floor and to Nchan of the same run. */
+function channelMedians(rows: Row[]): string {
+  const bySystem = new Map<string, number[]>();
+  for (const r of rows) {
+    const name = r.system as string;
+    bySystem.set(name, [...(bySystem.get(name) ?? []), r.cpuSecPerMillion as number]);
+  }
+  if (![...bySystem.values()].some((v) => v.length > 1)) return '';
+  const median = (v: number[]): number => {
+    const s = [...v].sort((a, b) => a - b);
+    return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  const medians = new Map([...bySystem].map(([name, v]) => [name, median(v)]));
+  const ratio = (name: string, base: string): string => {
+    const b = medians.get(base);
+    return b === undefined ? '–' : `${(medians.get(name)! / b).toFixed(2)}×`;
+  };
+  let out = `Medians over ${Math.max(...[...bySystem.values()].map((v) => v.length))} rounds:\n\n`;
+  out += table(
+    ['system', 'CPU-s/M (each round)', 'median', 'vs floor', 'vs nchan'],
+    [...bySystem].map(([name, v]) => [
+      ...[name, v.join(', '), medians.get(name)!],
+      ...[ratio(name, 'floor'), ratio(name, 'nchan')],
+    ]),
+  );
   return out + '\n';
 }

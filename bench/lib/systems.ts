@@ -425,8 +425,14 @@ export function allSystems(kometaBefore?: string): System[] {
   );
   const list = [floor, kometa, kometaWs(kometa), durable, batch, durableBatch, noPresence];
   if (kometaBefore !== undefined) {
-    const before = kometaSystem('kometa-before', kometaBefore, `kometa serve at ${kometaBefore}, SSE`);
-    list.push(before);
+    // The same four servers from another build, so before/after is measured in one run.
+    const at = `at ${kometaBefore}`;
+    list.push(
+      kometaSystem('kometa-before', kometaBefore, `kometa serve --memory ${at}, SSE`),
+      kometaSystem('kometa-before-durable', kometaBefore, `kometa serve ${at}, history on disk, SSE`, 'durable'),
+      kometaSystem('kometa-before-batch', kometaBefore, `kometa serve --memory ${at}, SSE, batches`, 'memory', true),
+      kometaSystem('kometa-before-durable-batch', kometaBefore, `kometa serve ${at}, on disk, SSE, batches`, 'durable', true),
+    );
   }
   list.push(betterSse, socketio, nchan, pushpin);
   return list;

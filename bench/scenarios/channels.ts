@@ -27,7 +27,9 @@ async function channelsOne(bench: Bench, system: System, count: number, options:
   const publisher = new Publisher('127.0.0.1', running.publish);
   let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
   try {
-    opened = await Load.open(bench, running, spec, count, { channel: 'm', perSocketChannel: true });
+    // Connecting 10k subscribers on a busy shared machine can take longer than the default allows.
+    const timeoutMs = 60_000 + 2 * count;
+    opened = await Load.open(bench, running, spec, count, { channel: 'm', perSocketChannel: true, timeoutMs });
     const { load } = opened;
     await sleep(1000);
     await load.reset();

@@ -182,6 +182,17 @@ export class AccessPolicy {
       }
       return;
     }
+    this.requireNow(grant, action, channels);
+  }
+
+  /** True when `requireNow` decides alone: no application hook that may answer later. */
+  get decidesNow(): boolean {
+    return this.#authorize === undefined;
+  }
+
+  /** `require` without a promise, for a policy that `decidesNow` (a batch checks each of its items with it). */
+  requireNow(grant: Grant, action: Action, channels: readonly string[]): void {
+    if (this.#authorize !== undefined) throw new Error('requireNow: an authorize hook answers asynchronously');
     const allowed = grant[action];
     for (const channel of channels) {
       if (!allowed(channel)) {

@@ -7,7 +7,7 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { formatId } from '../core/cursor.js';
 import { KometaError } from '../core/errors.js';
 import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
-import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
+import { type ChannelHead, type HistoryRead, type Message, withExclude } from '../core/message.js';
 import { DEFAULT_MAX_TOTAL_HISTORY_BYTES, MemoryBroker } from './memory.js';
 import { RECORD_HEAD, RECORD_MESSAGE, type StoredRecord, encodeRecord } from './durable/records.js';
 import {
@@ -137,6 +137,7 @@ export class DurableBroker implements Broker {
   #syncTimer: NodeJS.Timeout | undefined;
   #closed = false;
   readonly #repairs: Repair[] = [];
+  #unbornEpoch: { generation: number; epoch: string } | undefined;
 
   private constructor(options: DurableBrokerOptions, meta: Meta) {
     this.#dir = options.dir;
@@ -152,7 +153,7 @@ export class DurableBroker implements Broker {
       maxTotalBytes: this.#maxTotalBytes,
       clock: this.#clock,
       totalSizeOf: (message) => (message as DiskMessage).recordBytes,
-      epochOf: (channel) => this.#epochOf(channel),
+      epochOf: () => this.#epochOf(),
       onDrop: (message) => {
         const stored = message as DiskMessage;
         stored.dropped = true;
@@ -177,12 +178,18 @@ export class DurableBroker implements Broker {
     }
   }
 
-  #epochOf(channel: string): string {
-    const digest = createHash('sha256')
-      .update(`${this.#meta.token}\u0000${this.#meta.generation}\u0000`)
-      .update(channel)
-      .digest();
-    return digest.readBigUInt64BE(0).toString(36).slice(0, 10);
+  /**
+   * The epoch of every channel not stored yet: one per directory token and
+   * generation (a cursor entry names its channel, so channels need not differ),
+   * hashed once per generation rather than once per new channel.
+   */
+  #epochOf(): string {
+    const { token, generation } = this.#meta;
+    if (this.#unbornEpoch?.generation !== generation) {
+      const digest = createHash('sha256').update(`${token}\u0000${generation}`).digest();
+      this.#unbornEpoch = { generation, epoch: digest.readBigUInt64BE(0).toString(36).slice(0, 10) };
+    }
+    return this.#unbornEpoch.epoch;
   }
 
   // ---- start-up -------------------------------------------------------
@@ -274,6 +281,7 @@ export class DurableBroker implements Broker {
       channel,
       event: options.event,
       data,
+      dataBytes: Buffer.byteLength(data),
     };
     const frame = encodeRecord(record);
     const message = toMessage(record, undefined as unknown as Segment, frame.length);
@@ -283,7 +291,7 @@ export class DurableBroker implements Broker {
         frame,
         written: (segment) => {
           try {
-            this.#commit(message, segment);
+            this.#commit(message, segment, options.exclude);
           } catch (error) {
             rejectPublish(error);
             return;
@@ -296,7 +304,7 @@ export class DurableBroker implements Broker {
   }
 
   /** A message's record is on disk: it becomes part of history and goes out to subscribers. */
-  #commit(message: DiskMessage, segment: Segment): void {
+  #commit(message: DiskMessage, segment: Segment, exclude: string | undefined): void {
     message.segment = segment;
     segment.live += message.recordBytes;
     this.#members.get(segment)!.push(message);
@@ -304,7 +312,7 @@ export class DurableBroker implements Broker {
     if (pending !== undefined && pending.seq === message.seq) this.#pending.delete(message.channel);
     this.#heads.set(message.channel, { segment, time: message.time });
     this.#index.adopt(message, message.time);
-    this.#listener(message);
+    this.#listener(withExclude(message, exclude));
   }
 
   #enqueue(write: PendingWrite): void {

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { Broker, BrokerHealth, ChannelStats, PublishOptions } from '../core/broker.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { formatId } from '../core/cursor.js';
 import { newEpoch } from '../core/epoch.js';
 import { History, type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
-import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
+import { type ChannelHead, type HistoryRead, type Message, withExclude } from '../core/message.js';
 
 interface StoredChannel {
   readonly epoch: string;
@@ -35,8 +34,10 @@ export const DEFAULT_MAX_TOTAL_HISTORY_BYTES = 256 * 1024 * 1024;
  * The in-memory engine (`--memory`), and the index the durable broker keeps
  * of what it has on disk.
  *
- * Epochs: a channel's epoch is derived from a random token of this broker
- * instance and the channel's name, so a cursor from a previous run of the
+ * Epochs: a channel that has not been stored is in this broker instance's
+ * epoch, a random token drawn once (the same for every channel: a cursor entry
+ * names its channel, so nothing needs the epochs of two channels to differ,
+ * and a new channel costs no hashing). A cursor from a previous run of the
  * process (whose history is gone) is recognised and answered with a gap, and
  * subscribing to a channel nobody has published to stores nothing at all — a
  * flood of subscribers to made-up names costs no memory here. A channel that
@@ -79,9 +80,7 @@ export class MemoryBroker implements Broker {
   }
 
   #epochOf(name: string): string {
-    if (this.#epochOverride !== undefined) return this.#epochOverride(name);
-    const digest = createHash('sha256').update(this.#instance).update('\u0000').update(name).digest();
-    return digest.readBigUInt64BE(0).toString(36).slice(0, 10);
+    return this.#epochOverride !== undefined ? this.#epochOverride(name) : this.#instance;
   }
 
   #channel(name: string, epoch?: string): StoredChannel {
@@ -134,7 +133,7 @@ export class MemoryBroker implements Broker {
     this.adopt(message, message.time);
     // Local fan-out happens before publish resolves, so a publisher that awaits
     // publish and then reads the channel's state sees its message delivered.
-    this.#listener(message);
+    this.#listener(withExclude(message, options.exclude));
     return message;
   }
 

@@ -292,6 +292,7 @@ export class RedisClusterBroker implements Broker {
       data,
       event,
       this.#pubsubName(channel),
+      options.exclude ?? '',
     ]);
     const message = makeMessage(channel, String(reply[0]), Number(reply[1]), Number(reply[2]), event, data);
     if (this.#watched.has(channel)) raise(this.#confirmed, message);

@@ -87,11 +87,14 @@ end
 
 /**
  * KEYS: meta, stream. ARGV: newEpoch, maxMessages, maxBytes, maxAgeMs, now
- * ('' = Redis time), metaTtlMs, data, event ('' = none), pub/sub channel.
+ * ('' = Redis time), metaTtlMs, data, event ('' = none), pub/sub channel,
+ * client id to exclude ('' = none). The excluded id travels in the pub/sub
+ * payload only (after the event name and a space: neither may hold one),
+ * never in the stream, so history is the same for everyone.
  * Returns { epoch, seq, time }.
  */
 export const PUBLISH_SCRIPT = `${COMMON}
-local data, event, pubsub = ARGV[7], ARGV[8], ARGV[9]
+local data, event, pubsub, exclude = ARGV[7], ARGV[8], ARGV[9], ARGV[10] or ''
 local epoch = ensureEpoch()
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 redis.call('XADD', stream, seq .. '-0', 't', now, 'd', data, 'e', event)
@@ -100,7 +103,9 @@ trim()
 -- The newest message ages out after maxAge; then the stream may go, the hash stays longer.
 redis.call('PEXPIRE', stream, maxAge + 1000)
 redis.call('PEXPIRE', meta, metaTtl)
-redis.call('PUBLISH', pubsub, epoch .. '\\n' .. seq .. '\\n' .. now .. '\\n' .. event .. '\\n' .. data)
+local live = event
+if exclude ~= '' then live = event .. ' ' .. exclude end
+redis.call('PUBLISH', pubsub, epoch .. '\\n' .. seq .. '\\n' .. now .. '\\n' .. live .. '\\n' .. data)
 return { epoch, seq, now }
 `;
 

@@ -6,7 +6,7 @@ import { formatId } from '../core/cursor.js';
 import { newEpoch } from '../core/epoch.js';
 import { KometaError } from '../core/errors.js';
 import { type HistoryLimits, defaultHistoryLimits } from '../core/history.js';
-import type { ChannelHead, HistoryRead, Message } from '../core/message.js';
+import { type ChannelHead, type HistoryRead, type Message, withExclude } from '../core/message.js';
 import type { PresenceStore } from '../core/presence.js';
 import { RedisPresenceStore } from './redis-presence.js';
 import { type Script, publishScript, readScript } from './redis-scripts.js';
@@ -288,6 +288,7 @@ export class RedisBroker implements Broker {
       data,
       event,
       this.#pubsubName(channel),
+      options.exclude ?? '',
     ]);
     const message = makeMessage(channel, String(reply[0]), Number(reply[1]), Number(reply[2]), event, data);
     // A position Redis confirmed: if Redis later turns out not to have it, that is a rollback (see #resubscribe).
@@ -602,7 +603,6 @@ export function toHistoryRead(channel: string, reply: unknown[]): HistoryRead {
   return { epoch, headSeq: Number(reply[1]), oldestSeq: Number(reply[2]), messages };
 }
 
-/** `epoch \n seq \n time \n event \n data`; data may itself contain newlines, so only the first four count. */
 /** The kometa channel a pub/sub channel `<prefix>{<channel>}` carries, or undefined for another name. */
 export function channelOfPubSub(prefix: string, pubsubChannel: string): string | undefined {
   const start = `${prefix}{`;
@@ -610,6 +610,10 @@ export function channelOfPubSub(prefix: string, pubsubChannel: string): string |
   return pubsubChannel.slice(start.length, -1);
 }
 
+/**
+ * `epoch \n seq \n time \n event[ exclude] \n data`; data may itself contain
+ * newlines, so only the first four count.
+ */
 export function parsePayload(channel: string, payload: string): Message | undefined {
   const a = payload.indexOf('\n');
   const b = payload.indexOf('\n', a + 1);
@@ -619,5 +623,8 @@ export function parsePayload(channel: string, payload: string): Message | undefi
   const seq = Number(payload.slice(a + 1, b));
   const time = Number(payload.slice(b + 1, c));
   if (!Number.isSafeInteger(seq) || !Number.isFinite(time)) return undefined;
-  return makeMessage(channel, payload.slice(0, a), seq, time, payload.slice(c + 1, d), payload.slice(d + 1));
+  const space = payload.indexOf(' ', c + 1);
+  const event = space < 0 || space > d ? payload.slice(c + 1, d) : payload.slice(c + 1, space);
+  const message = makeMessage(channel, payload.slice(0, a), seq, time, event, payload.slice(d + 1));
+  return space < 0 || space > d ? message : withExclude(message, payload.slice(space + 1, d));
 }

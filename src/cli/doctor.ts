@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type Socket, connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { connect as http2Connect } from 'node:http2';
 import type { WireEvent } from '../ops/stats-types.js';
 import { type WireResult, inspectWire } from '../ops/wire.js';
 import { paint } from './wire-format.js';
@@ -157,6 +158,42 @@ function checkAlpn(url: URL, timeoutMs: number): Promise<string | undefined> {
   });
 }
 
+/**
+ * Offering h2 in ALPN is not the same as answering over it (a balancer may
+ * offer h2 and then fail to pass streams on): ask /healthz over HTTP/2 and
+ * say what came back.
+ */
+function checkHttp2(
+  origin: URL,
+  path: string,
+  token: string | undefined,
+  timeoutMs: number,
+): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const session = http2Connect(origin);
+    const done = (status: number | undefined) => {
+      clearTimeout(timer);
+      session.destroy();
+      resolve(status);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    session.on('error', () => done(undefined));
+    const headers: Record<string, string> = { ':path': path };
+    for (const [name, value] of auth(token)) headers[name.toLowerCase()] = value;
+    const req = session.request(headers);
+    req.on('response', (answer) => done(Number(answer[':status'])));
+    req.on('error', () => done(undefined));
+    req.end();
+  });
+}
+
+/** Which protocol a client offering both gets: the ALPN answer, and over HTTP/2 the status /healthz came back with. */
+async function checkProtocol(origin: URL, prefix: string, token: string | undefined, timeoutMs: number) {
+  const alpn = await checkAlpn(origin, timeoutMs);
+  const h2Status = alpn === 'h2' ? await checkHttp2(origin, `${prefix}/healthz`, token, timeoutMs) : undefined;
+  return { alpn, h2Status };
+}
+
 type Works = { websocket: boolean; sse: boolean; poll: boolean };
 
 /** Everything the doctor looks at, asked for at once. */
@@ -166,7 +203,7 @@ async function probeAll(options: DoctorOptions, origin: URL, prefix: string) {
   const channel = `kometa-doctor.${randomBytes(4).toString('hex')}`;
   const sse: [string, string][] = [['Accept', 'text/event-stream'], ...auth(token)];
   const probePath = `${prefix}/_kometa/probe?chunks=${PROBE_CHUNKS}&interval=${PROBE_INTERVAL_MS}`;
-  const [health, probe, idle, poll, ws, alpn] = await Promise.all([
+  const [health, probe, idle, poll, ws, protocol] = await Promise.all([
     inspectWire({ origin, requests: [{ path: `${prefix}/healthz`, headers: auth(token) }], timeoutMs: 5000 }),
     inspectWire({
       origin,
@@ -187,9 +224,9 @@ async function probeAll(options: DoctorOptions, origin: URL, prefix: string) {
       timeoutMs: 6000,
     }),
     checkWebSocket(new URL(`${prefix}/ws`, origin), token, 5000),
-    checkAlpn(origin, 5000),
+    checkProtocol(origin, prefix, token, 5000),
   ]);
-  return { health, probe, idle, poll, ws, alpn };
+  return { health, probe, idle, poll, ws, protocol };
 }
 
 /** Does the hub answer /healthz, and what is in between (a proxy, a CDN)? */
@@ -341,12 +378,24 @@ function websocketFinding(ws: { ok: boolean; detail: string }): Finding {
   };
 }
 
-function httpVersionFinding(alpn: string | undefined, url: URL): Finding {
-  if (alpn === 'h2') {
+function httpVersionFinding(protocol: { alpn: string | undefined; h2Status: number | undefined }, url: URL): Finding {
+  const { alpn, h2Status } = protocol;
+  if (alpn === 'h2' && h2Status !== undefined && h2Status < 500) {
     return {
       check: 'http-version',
       verdict: 'ok',
-      summary: 'HTTP/2 is offered: a browser puts every SSE and poll request of a page on one connection',
+      summary:
+        `a client offering h2 gets HTTP/2 (ALPN h2; /healthz answered ${h2Status} over it): ` +
+        'a browser puts every SSE and poll request of a page on one connection',
+    };
+  }
+  if (alpn === 'h2') {
+    const answered = h2Status === undefined ? 'got no answer' : `answered ${h2Status}`;
+    return {
+      check: 'http-version',
+      verdict: 'warn',
+      summary: `h2 is offered in ALPN but /healthz over HTTP/2 ${answered}`,
+      advice: 'Something between here and the hub announces HTTP/2 and does not carry it; browsers will use it anyway.',
     };
   }
   const offered =
@@ -374,7 +423,7 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
     const about = Math.ceil(options.idleSeconds + 2);
     process.stdout.write(out.dim(`kometa doctor: checking ${url.origin}${prefix} (about ${about} s)…\n`));
   }
-  const { health, probe, idle, poll, ws, alpn } = await probeAll(options, origin, prefix);
+  const { health, probe, idle, poll, ws, protocol } = await probeAll(options, origin, prefix);
 
   const connect = health.events.find((e): e is Extract<WireEvent, { type: 'connect' }> => e.type === 'connect');
   if (connect === undefined) {
@@ -396,7 +445,7 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
     ...(idleCheck === undefined ? [] : [idleCheck]),
     pollFinding(pollStatus),
     websocketFinding(ws),
-    httpVersionFinding(alpn, url),
+    httpVersionFinding(protocol, url),
   ];
 
   const pollOk = pollStatus === 200 || pollStatus === 401 || pollStatus === 403;

@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { Hub } from '../core/hub.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Broker } from '../core/broker.js';
-import { type HubHttpOptions, createHubServer } from '../http/hub-server.js';
+import { type HubHttpOptions, createHubServer, createSecureHubServer } from '../http/hub-server.js';
+import { type TlsMaterial, readTlsFiles } from '../http/tls.js';
 import { withChat } from '../http/web.js';
 import { Comet } from '../comet/comet.js';
 import { seedFallback } from './seed-route.js';
@@ -98,6 +99,13 @@ function conflictingSettings(settings: Settings, command: ServeCommand): string 
   } catch (error) {
     return `kometa ${command}: ${(error as Error).message}`;
   }
+  if (settings.retryJitter > 1) return `kometa ${command}: --retry-jitter is a fraction from 0 to 1`;
+  if ((settings.tlsCert === '') !== (settings.tlsKey === '')) {
+    return `kometa ${command}: --tls-cert and --tls-key go together (the certificate chain and its private key)`;
+  }
+  if (command === 'proxy' && settings.tlsCert !== '') {
+    return 'kometa proxy: --tls-cert is for kometa serve; put a TLS terminator in front of the proxy';
+  }
   if (command === 'proxy' && settings.origin === '') {
     return 'kometa proxy: --origin is required, e.g. --origin http://127.0.0.1:8000';
   }
@@ -129,6 +137,8 @@ function hubHttpOptions(settings: Settings, access: AccessPolicy): Partial<HubHt
   return {
     heartbeatMs: settings.heartbeat * 1000,
     retryMs: settings.retry * 1000,
+    retryJitter: settings.retryJitter,
+    admitRate: settings.admitRate,
     pollTimeoutMs: settings.pollTimeout * 1000,
     maxPollTimeoutMs: settings.pollTimeoutMax * 1000,
     maxQueueBytes: settings.maxQueueBytes,
@@ -298,8 +308,19 @@ async function serve(argv: string[], command: ServeCommand = 'serve'): Promise<n
   const proxying = settings.origin === '' ? undefined : await startProxying(hub, settings, command);
   if (typeof proxying === 'number') return proxying;
   const fallback = withOps(proxying?.proxy.handle ?? withChat(seedFallback(comet)));
+  let tls: TlsMaterial | undefined;
+  try {
+    tls = settings.tlsCert === '' ? undefined : readTlsFiles(settings.tlsCert, settings.tlsKey);
+  } catch (error) {
+    return usageError(`kometa serve: ${(error as Error).message}`);
+  }
+  const options = hubHttpOptions(settings, access);
   const hubServer =
-    command === 'proxy' ? proxying!.publicServer : createHubServer(hub, hubHttpOptions(settings, access), fallback);
+    command === 'proxy'
+      ? proxying!.publicServer
+      : tls === undefined
+        ? createHubServer(hub, options, fallback)
+        : createSecureHubServer(hub, tls, options, fallback);
   if (command !== 'proxy') {
     const { http, webSocket } = hubServer as ReturnType<typeof createHubServer>;
     const metricsToken = settings.metricsToken || undefined;
@@ -313,10 +334,33 @@ async function serve(argv: string[], command: ServeCommand = 'serve'): Promise<n
     process.stderr.write(`kometa serve: cannot listen on ${where}: ${(error as Error).message}\n`);
     return 1;
   }
-  const base = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  const scheme = tls === undefined ? 'http' : 'https';
+  const base = `${scheme}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   announce(base, settings, command, tokenGenerated, log, proxying);
+  if (tls !== undefined) reloadCertificateOnHangup(hubServer as ReturnType<typeof createSecureHubServer>, settings, log);
   const server = hubServer;
   return untilStopped({ log, settings, server, proxying, broker, ops, webhooks, stopLogging, stopReclaiming });
+}
+
+/**
+ * SIGHUP reads --tls-cert and --tls-key again and serves the new pair to new
+ * connections; open ones keep theirs (nothing is dropped). A pair that cannot
+ * be read or does not match is logged and the old one stays.
+ */
+function reloadCertificateOnHangup(
+  running: ReturnType<typeof createSecureHubServer>,
+  settings: Settings,
+  log: Logger,
+): void {
+  process.on('SIGHUP', () => {
+    try {
+      const { cert, key } = readTlsFiles(settings.tlsCert, settings.tlsKey);
+      running.server.setSecureContext({ cert, key });
+      log.info({ event: 'tls-reloaded', cert: settings.tlsCert }, 'certificate reloaded');
+    } catch (error) {
+      log.error({ event: 'tls-reload-failed', err: error }, `certificate not reloaded: ${(error as Error).message}`);
+    }
+  });
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
  */
 interface SettingSpec {
   readonly flag: string;
-  readonly kind: 'int' | 'seconds' | 'string' | 'boolean';
+  readonly kind: 'int' | 'seconds' | 'number' | 'string' | 'boolean';
   readonly default: number | string | boolean;
   readonly help: string;
 }
@@ -30,7 +30,11 @@ export const settingSpecs = {
     default: 15,
     help: 'heartbeat on quiet SSE/stream connections, in seconds',
   },
-  retry: { flag: 'retry', kind: 'seconds', default: 2, help: 'reconnect delay hinted to SSE clients, in seconds' },
+  retry: { flag: 'retry', kind: 'seconds', default: 2, help: 'reconnect delay hinted to SSE clients, in seconds (the middle of the --retry-jitter range)' },
+  retryJitter: { flag: 'retry-jitter', kind: 'number', default: 0.5, help: 'spread of reconnect hints: 0 to 1: each SSE connection gets a retry: drawn from --retry × (1 ± this), the drain a Retry-After likewise; 0 = everyone gets --retry (and Retry-After 1)' },
+  admitRate: { flag: 'admit-rate', kind: 'int', default: 2000, help: 'new subscriptions per second this process takes at most (a reconnect storm); past it SSE gets a retry: spread over the backlog, others 503 + Retry-After; 0 = no limit' },
+  tlsCert: { flag: 'tls-cert', kind: 'string', default: '', help: 'certificate chain (PEM) to serve HTTPS with, HTTP/2 and HTTP/1.1 on the one port; SIGHUP reloads it and --tls-key' },
+  tlsKey: { flag: 'tls-key', kind: 'string', default: '', help: 'private key (PEM) of --tls-cert' },
   pollTimeout: { flag: 'poll-timeout', kind: 'seconds', default: 30, help: 'how long a long-poll is held, in seconds' },
   pollTimeoutMax: {
     flag: 'poll-timeout-max',
@@ -136,7 +140,7 @@ function convert(name: SettingName, raw: unknown, source: string): number | stri
   const numeric = typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw.trim());
   const value = typeof raw === 'number' ? raw : numeric ? Number(raw) : NaN;
   if (!Number.isFinite(value) || value < 0 || (spec.kind === 'int' && !Number.isInteger(value))) {
-    const what = spec.kind === 'int' ? 'whole number' : 'number of seconds';
+    const what = { int: 'whole number', seconds: 'number of seconds', number: 'number' }[spec.kind];
     throw new SettingsError(`${source} must be a ${what} ≥ 0, got ${JSON.stringify(raw)}`);
   }
   return value;
@@ -180,7 +184,7 @@ export function resolveSettings(
 
 export function settingsHelp(): string {
   const rows = Object.entries(settingSpecs).map(([name, spec]) => {
-    const value = { seconds: ' <s>', int: ' <n>', string: ' <text>', boolean: '' }[spec.kind];
+    const value = { seconds: ' <s>', int: ' <n>', number: ' <x>', string: ' <text>', boolean: '' }[spec.kind];
     const left = `  --${spec.flag}${value}`;
     return `${left.padEnd(30)} ${spec.help} (default ${spec.default}; ${envName(name)})`;
   });

@@ -65,7 +65,8 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
       if (bannerShown || listening < settings.workers) return;
       bannerShown = true;
       const host = settings.host;
-      const base = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+      const scheme = settings.tlsCert === '' ? 'http' : 'https';
+      const base = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
       // Any worker answers the dashboard and /metrics, for every worker (over IPC with this primary).
       process.stdout.write(hubBanner(base, settings, { chat: false, tokenGenerated }));
     });
@@ -107,6 +108,10 @@ export function runPrimary(settings: Settings, tokenGenerated = false): Promise<
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    // Each worker holds its own TLS context: a certificate reload is theirs to do.
+    process.on('SIGHUP', () => {
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+    });
 
     serveClusterMetrics();
     serveClusterRoster();

@@ -16,6 +16,7 @@ import {
   type TransportTimings,
   fetchChannelInfo,
 } from './transport.js';
+import { SharedConnection, type SharedHost, type SharedState, shareIdentity } from './shared/tabs.js';
 import { pollTransport } from './transports/poll.js';
 import { sseTransport } from './transports/sse.js';
 import { type WebSocketConstructor, websocketTransport } from './transports/websocket.js';
@@ -68,6 +69,12 @@ export interface KometaOptions {
   readonly clientId?: string;
   /** Source of randomness for backoff jitter (tests pass a fixed one). */
   readonly random?: () => number;
+  /**
+   * Share one connection with the other tabs of this origin that use the same hub, transports and credentials
+   * (default true where the browser can; docs/client.md). `false`: this client keeps its own. A string: the
+   * identity of a `token` or `ticket` function (e.g. the user's id), which tabs cannot compare by themselves.
+   */
+  readonly shareConnection?: boolean | string;
 }
 
 export interface SubscribeOptions {
@@ -145,6 +152,9 @@ export class Kometa {
   #upgradeDelay: number;
   #updateScheduled = false;
   readonly #clientId: string;
+  /** Set while this client shares its connection with other tabs instead of opening its own. */
+  #shared: SharedConnection | undefined;
+  #sharedTransport: TransportName | undefined;
 
   constructor(url: string | URL, options: KometaOptions = {}) {
     const base = (globalThis as { location?: { href: string } }).location?.href;
@@ -177,9 +187,29 @@ export class Kometa {
         'None of the transports can run here (give a WebSocket implementation or fetch)',
       );
     }
+    const identity = shareIdentity(options);
+    if (identity !== undefined) {
+      this.#shared = new SharedConnection(this.#sharedHost(), (onState) => {
+        const engine = new Kometa(this.url, { ...options, shareConnection: false });
+        engine.on('state', onState);
+        return engine;
+      });
+    }
     // Let the caller attach listeners before the first state event.
     queueMicrotask(() => {
-      if (!this.#closed) this.#connect('connect');
+      if (this.#closed) return;
+      if (this.#shared === undefined || identity === undefined) {
+        this.#connect('connect');
+        return;
+      }
+      this.#setState('connecting', 'connect');
+      const names = wanted.map((t) => (typeof t === 'string' ? t : t.name));
+      this.#shared.start(this.url, names, options.withCredentials === true, identity).catch(() => {
+        // Sharing could not start (e.g. hashing failed): this tab connects on its own.
+        this.#shared?.close();
+        this.#shared = undefined;
+        if (!this.#closed) this.#connect('connect');
+      });
     });
   }
 
@@ -194,7 +224,13 @@ export class Kometa {
 
   /** The transport of the current connection, once connected. */
   get transport(): TransportName | undefined {
+    if (this.#shared !== undefined) return this.#sharedTransport;
     return this.#link?.opened === true ? this.#link.transport.name : undefined;
+  }
+
+  /** Sharing one connection between tabs: 'leader' holds it, a 'follower' gets messages through it; else undefined. */
+  get shareRole(): 'leader' | 'follower' | undefined {
+    return this.#closed ? undefined : this.#shared?.role;
   }
 
   on(event: 'state', listener: (change: StateChange) => void): () => void;
@@ -222,9 +258,11 @@ export class Kometa {
     if (entry === undefined) {
       const fromCursor = cursorEntryTexts(options.cursor ?? '').find((e) => idChannel(e) === channel);
       const cursor = options.cursor === undefined ? undefined : parseId(fromCursor ?? '');
-      entry = { handlers: new Set(), position: cursor, ready: cursor !== undefined || options.from !== 'start' };
+      // A shared connection resumes from positions the tabs report, so "now" is looked up first too.
+      const now = options.from !== 'start' && this.#shared === undefined;
+      entry = { handlers: new Set(), position: cursor, ready: cursor !== undefined || now };
       this.#channels.set(channel, entry);
-      if (!entry.ready) this.#findStart(channel, entry);
+      if (!entry.ready) this.#findStart(channel, entry, options.from ?? 'now');
       else this.#scheduleUpdate();
     }
     entry.handlers.add(handlers);
@@ -296,6 +334,7 @@ export class Kometa {
     this.#probe?.connection?.close();
     this.#link = undefined;
     this.#probe = undefined;
+    this.#shared?.close();
     this.#channels.clear();
     this.#setState('disconnected', 'client-closed', transport);
   }
@@ -306,10 +345,13 @@ export class Kometa {
   }
 
   /** `from: 'start'`: the channel's epoch and oldest retained message, so that the subscription replays all of it. */
-  #findStart(channel: string, entry: ChannelEntry): void {
+  #findStart(channel: string, entry: ChannelEntry, from: 'start' | 'now'): void {
     const lookup = async () => {
-      const info = await fetchChannelInfo({ base: this.url, fetch: this.#fetch, token: () => this.#token(), ticket: async () => (this.#options.ticket === undefined ? undefined : await this.#options.ticket()) }, channel);
-      return parseId(formatId(channel, info.epoch, info.oldestSeq !== undefined ? info.oldestSeq - 1 : info.headSeq));
+      const ticket = async () => (this.#options.ticket === undefined ? undefined : await this.#options.ticket());
+      const host = { base: this.url, fetch: this.#fetch, token: () => this.#token(), ticket };
+      const info = await fetchChannelInfo(host, channel);
+      const seq = from === 'start' && info.oldestSeq !== undefined ? info.oldestSeq - 1 : info.headSeq;
+      return parseId(formatId(channel, info.epoch, seq));
     };
     const settle = (position: ChannelPosition | undefined) => {
       if (this.#channels.get(channel) !== entry) return;
@@ -328,6 +370,7 @@ export class Kometa {
     queueMicrotask(() => {
       this.#updateScheduled = false;
       this.#link?.connection?.update();
+      this.#shared?.update();
     });
   }
 
@@ -349,11 +392,7 @@ export class Kometa {
       clientId: this.#clientId,
       token: () => this.#token(),
       ticket: async () => (this.#options.ticket === undefined ? undefined : await this.#options.ticket()),
-      channels: () => {
-        const out = new Map<string, ChannelPosition | undefined>();
-        for (const [channel, entry] of this.#channels) if (entry.ready) out.set(channel, entry.position);
-        return out;
-      },
+      channels: () => this.#readyChannels(),
       opened: () => {
         if (this.#probe === link) {
           this.#switchTo(link);
@@ -377,12 +416,7 @@ export class Kometa {
         if (entry !== undefined && isAhead(entry.position, position)) entry.position = position;
       },
       channelError: (channel, error) => {
-        if (!current()) return;
-        const entry = this.#channels.get(channel);
-        if (entry === undefined) return;
-        this.#channels.delete(channel);
-        for (const handlers of entry.handlers) call(handlers.onError, error);
-        this.#scheduleUpdate();
+        if (current()) this.#dropChannel(channel, error);
       },
       closed: (close) => {
         if (this.#probe === link) {
@@ -394,6 +428,49 @@ export class Kometa {
         if (current()) this.#onClosed(link, close);
       },
     };
+  }
+
+  #readyChannels(): Map<string, ChannelPosition | undefined> {
+    const out = new Map<string, ChannelPosition | undefined>();
+    for (const [channel, entry] of this.#channels) if (entry.ready) out.set(channel, entry.position);
+    return out;
+  }
+
+  #dropChannel(channel: string, error: KometaClientError): void {
+    const entry = this.#channels.get(channel);
+    if (entry === undefined) return;
+    this.#channels.delete(channel);
+    for (const handlers of entry.handlers) call(handlers.onError, error);
+    this.#scheduleUpdate();
+  }
+
+  /** What the shared connection reports to this tab: the same calls a transport makes, plus its state. */
+  #sharedHost(): SharedHost {
+    return {
+      channels: () => this.#readyChannels(),
+      message: (message) => {
+        if (!this.#closed) this.#onMessage(message);
+      },
+      gap: (gap) => {
+        if (!this.#closed) this.#onGap(gap);
+      },
+      channelError: (channel, error) => {
+        if (!this.#closed) this.#dropChannel(channel, error);
+      },
+      state: (change) => this.#onSharedState(change),
+    };
+  }
+
+  #onSharedState(change: SharedState): void {
+    // The engine says client-closed only when its tab resigns; the other tabs stay with the next leader.
+    if (this.#closed || change.reason === 'client-closed') return;
+    this.#sharedTransport = change.state === 'connected' ? change.transport : undefined;
+    if (change.reason === 'server-disconnect') {
+      // The backend ended the shared connection's client: every tab on it ends, as one client would.
+      this.#closed = true;
+      this.#shared?.close();
+    }
+    this.#setState(change.state, change.reason, change.transport, change.detail);
   }
 
   #onMessage(message: KometaMessage): void {
@@ -410,6 +487,8 @@ export class Kometa {
     const entry = this.#channels.get(gap.channel);
     if (entry === undefined) return;
     const position = parseId(gap.id);
+    // A tab already past the gap lost nothing: a shared connection that went back for another tab relays it to all.
+    if (position !== undefined && this.#shared !== undefined && !isAhead(entry.position, position)) return;
     if (position !== undefined) entry.position = position;
     for (const handlers of entry.handlers) call(handlers.onGap, gap);
   }

@@ -3,6 +3,12 @@ import type { PresenceStore } from './presence.js';
 
 export interface PublishOptions {
   readonly event?: string | undefined;
+  /**
+   * A client id whose connections live fan-out skips, on every node: the
+   * engine hands it to listeners with the message (`Message.exclude`) and
+   * never stores it.
+   */
+  readonly exclude?: string | undefined;
 }
 
 export interface ChannelStats {

@@ -29,6 +29,17 @@ function printable(value: string): string {
   return shortened.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+const CLIENT_ID = /^[A-Za-z0-9_.:@-]{1,64}$/;
+
+/**
+ * A client id (`client=` on /sub and /ws, or a publish's excluded client):
+ * 1–64 of A-Z a-z 0-9 _ . : @ -, so it can travel in a header, a query and
+ * the Redis pub/sub payload (which separates it from the event with a space).
+ */
+export function isValidClientId(id: string): boolean {
+  return CLIENT_ID.test(id);
+}
+
 const EVENT_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /**

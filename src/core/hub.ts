@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Broker, ChannelStats } from './broker.js';
-import { assertChannelName, assertEventName } from './channel-name.js';
+import { assertChannelName, assertEventName, isValidClientId } from './channel-name.js';
 import { fanOutChannel } from './diagnostics.js';
 import { type Cursor, type Position, formatId } from './cursor.js';
 import { wallClock } from './clock.js';
@@ -141,6 +141,8 @@ export class Subscription {
   expiresAt: number | undefined;
   /** Who it is, for presence; none for a subscription made without one (it is then nobody's member). */
   member: MemberIdentity | undefined;
+  /** The id its client gave itself (`client=`): a publish that excludes it skips this subscriber. */
+  client: string | undefined;
 
   constructor(
     private readonly hub: Hub,
@@ -263,9 +265,17 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     }
   }
 
-  async publish(channel: string, data: string, options: { event?: string | undefined } = {}): Promise<PublishResult> {
+  /** `exclude`: a client id whose live subscribers, on every node, do not get this message (history keeps it for all). */
+  async publish(
+    channel: string,
+    data: string,
+    options: { event?: string | undefined; exclude?: string | undefined } = {},
+  ): Promise<PublishResult> {
     assertChannelName(channel);
     if (options.event !== undefined) assertEventName(options.event);
+    if (options.exclude !== undefined && !isValidClientId(options.exclude)) {
+      throw new KometaError('KOMETA_ERR_EXCLUDE_CLIENT', 'A client id is 1-64 characters of A-Z a-z 0-9 _ . : @ -');
+    }
     // One rule for every way in (HTTP bodies are checked as bytes already;
     // a WebSocket frame or a library call can carry "\ud800" as a JSON
     // escape or a JS string): text must be well-formed, or encoding it as
@@ -278,7 +288,11 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
       });
     }
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
-    const storing = this.broker.publish(channel, data, { event: options.event });
+    const storing = this.broker.publish(
+      channel,
+      data,
+      options.exclude === undefined ? { event: options.event } : { event: options.event, exclude: options.exclude },
+    );
     this.#storing.add(storing);
     let message: Message;
     try {
@@ -545,6 +559,12 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
   }
 
   #fanOut(channel: LocalChannel, messages: readonly Message[]): void {
+    if (messages.length > 1 && messages.some((m) => m.exclude !== undefined)) {
+      // Members skip different messages: one fan-out per message, so each still encodes once per group.
+      for (const message of messages) this.#fanOut(channel, [message]);
+      return;
+    }
+    const excluded = messages.length === 1 ? messages[0]!.exclude : undefined;
     // Watched (by /metrics or the dashboard): two clock reads per fan-out, none per subscriber.
     const observed = fanOutChannel.hasSubscribers;
     const started = observed ? performance.now() : 0;
@@ -561,6 +581,7 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
       // Long-poll and expired members leave the group in the loop; iterating a Set while deleting is safe.
       let reached = 0;
       for (const subscription of group.members) {
+        if (excluded !== undefined && subscription.client === excluded) continue;
         if (this.#expireIfDue(subscription, now)) continue;
         subscription.sink!.push(frames, cursor, sent);
         reached++;

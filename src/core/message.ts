@@ -12,6 +12,17 @@ export interface Message extends Position {
   readonly time: number;
   /** Bytes of `data` in UTF-8, for history limits. */
   readonly size: number;
+  /**
+   * The client id its publisher asked to skip (`Kometa-Exclude-Client`), on
+   * the copy handed to live fan-out only: history never holds it, so a
+   * resuming client (the excluded one too) gets the message like any other.
+   */
+  readonly exclude?: string | undefined;
+}
+
+/** The live copy of a stored message that skips `exclude`'s connections; the message itself when none. */
+export function withExclude<M extends Message>(message: M, exclude: string | undefined): M {
+  return exclude === undefined ? message : { ...message, exclude };
 }
 
 export type { GapNotice, GapReason } from '../protocol/gap.js';

@@ -3,7 +3,7 @@ import { presenceKindOf } from '../protocol/presence.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Grant } from '../auth/grant.js';
-import { assertChannelName, assertEventName } from '../core/channel-name.js';
+import { assertChannelName, assertEventName, isValidClientId } from '../core/channel-name.js';
 import type { ControlBus } from '../core/control.js';
 import { parseCursor } from '../core/cursor.js';
 import { KometaError } from '../core/errors.js';
@@ -118,26 +118,33 @@ export class BackendApi {
     return undefined;
   }
 
-  /** One publish, at most once per idempotency key when one is given. */
+  /**
+   * One publish, at most once per idempotency key when one is given. The
+   * excluded client is not part of the key's fingerprint: a replay delivers
+   * nothing, to anyone.
+   */
   async publish(
     channel: string,
     data: string,
     event: string | undefined,
     key: string | undefined,
+    exclude?: string,
   ): Promise<{ value: PublishAnswer; replayed: boolean }> {
     const publish = async (): Promise<PublishAnswer> => {
-      const { message, subscribers } = await this.hub.publish(channel, data, { event });
+      const { message, subscribers } = await this.hub.publish(channel, data, { event, exclude });
       return { channel, id: message.id, subscribers };
     };
     if (key === undefined) return { value: await publish(), replayed: false };
     // Check what can be checked before the key is taken, so a refused publish leaves no trace.
-    this.#check(channel, data, event);
+    this.#check(channel, data, event, exclude);
     return this.idempotency.run(key, fingerprint('one', channel, event, data), publish);
   }
 
-  #check(channel: string, data: string, event: string | undefined): void {
+  #check(channel: string, data: string, event: string | undefined, exclude: string | undefined): void {
     assertChannelName(channel);
     if (event !== undefined) assertEventName(event);
+    if (exclude !== undefined && !isValidClientId(exclude))
+      throw new KometaError('KOMETA_ERR_EXCLUDE_CLIENT', 'A client id is 1-64 characters of A-Z a-z 0-9 _ . : @ -');
     const limit = this.hub.limits.maxMessageBytes;
     if (Buffer.byteLength(data) > limit)
       throw new KometaError('KOMETA_ERR_BODY_TOO_LARGE', `Messages are limited to ${limit} bytes`, { limit });
@@ -169,15 +176,25 @@ export class BackendApi {
         );
       }
     }
+    const access = this.deps.access;
+    const checkNames = (item: ValidItem) => {
+      for (const channel of item.channels) assertChannelName(channel);
+      if (item.event !== undefined) assertEventName(item.event);
+    };
     const results = await publishBatch(items, {
       check: async (item: ValidItem) => {
-        for (const channel of item.channels) assertChannelName(channel);
-        if (item.event !== undefined) assertEventName(item.event);
-        await this.deps.access.require(req, grant, 'publish', item.channels);
+        checkNames(item);
+        await access.require(req, grant, 'publish', item.channels);
       },
+      checkNow: access.decidesNow
+        ? (item) => {
+            checkNames(item);
+            access.requireNow(grant, 'publish', item.channels);
+          }
+        : undefined,
       publish: (channel, item) =>
         this.hub
-          .publish(channel, item.data, { event: item.event })
+          .publish(channel, item.data, { event: item.event, exclude: item.exclude })
           .then(({ message, subscribers }) => ({ channel, id: message.id, subscribers })),
       idempotency: this.idempotency,
       maxMessageBytes: this.hub.limits.maxMessageBytes,

@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
 import type { Socket } from 'node:net';
 import { KometaError } from '../core/errors.js';
 import { type TrustProxy, requestClientAddress } from './client-address.js';
@@ -10,7 +11,8 @@ import { rawProblemResponse } from './problem.js';
  * details) and closed, and no request on it is read.
  */
 export function limitConnections(
-  server: Server,
+  server: Server | Http2SecureServer,
+  secure: boolean,
   maxTotal: number,
   maxPerIp: number,
   rejected: WeakSet<Socket>,
@@ -23,7 +25,8 @@ export function limitConnections(
   // Past the limit a few connections are still taken, for short requests
   // only: a hub full of subscribers must still let its backends publish.
   const reserve = maxTotal > 0 ? Math.max(16, Math.ceil(maxTotal / 100)) : 0;
-  server.prependListener('connection', (socket: Socket) => {
+  // Over TLS a connection is counted once its handshake is done: only then can it be answered in its protocol.
+  server.prependListener(secure ? 'secureConnection' : 'connection', (socket: Socket) => {
     const ip = socket.remoteAddress ?? '';
     // A trusted proxy speaks for many clients: each is counted per request, by its forwarded address
     // (ForwardedConnections).
@@ -39,6 +42,11 @@ export function limitConnections(
       // ignores whatever it parses from a rejected one.
       rejected.add(socket);
       socket.on('error', () => socket.destroy());
+      // HTTP/2 is answered on its first stream (answerRejectedStream in hub-server.ts).
+      if ((socket as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2') {
+        setTimeout(() => socket.destroy(), 1000).unref();
+        return;
+      }
       socket.end(rawProblemResponse(error));
       setTimeout(() => socket.destroy(), 1000).unref();
       return;

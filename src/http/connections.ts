@@ -1,4 +1,5 @@
 import type { Grant } from '../auth/grant.js';
+import { isValidClientId } from '../core/channel-name.js';
 
 /** One subscriber connection, as POST /disconnect finds it. Transports register theirs while open. */
 export interface ConnectionEntry {
@@ -22,12 +23,10 @@ export interface DisconnectOrder {
   readonly reason?: string;
 }
 
-const CLIENT_ID = /^[A-Za-z0-9_.:@-]{1,64}$/;
-
 /** The client id a request gives, if it is a well-formed one (anything else is ignored: ids are a convenience, not a credential). */
 export function clientIdOf(url: URL): string | undefined {
   const id = url.searchParams.get('client');
-  return id !== null && CLIENT_ID.test(id) ? id : undefined;
+  return id !== null && isValidClientId(id) ? id : undefined;
 }
 
 /** The user a grant speaks for: a token's `sub` or a ticket's `user`; none for anonymous callers and the publisher key. */

@@ -18,6 +18,7 @@ import { publishRoute } from './publish.js';
 import { channelInfoRoute, healthRoute } from './channel-routes.js';
 import { ticketRoute } from './tickets.js';
 import type { RouteContext } from './route-kit.js';
+import { Admission, RetryHints } from './herd.js';
 
 /** The wheel's tick: heartbeats, long-poll timeouts and credential expiry are counted in it. */
 export const HUB_TICK_MS = 250;
@@ -50,6 +51,12 @@ export class HubHttp implements RouteContext {
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
   readonly reservedSockets = new WeakSet<Socket>();
   readonly backend: BackendApi;
+  /** Each connection's own `retry:` and the drain's Retry-After, spread around `retryMs` (herd.ts). */
+  readonly retryHints: RetryHints;
+  /** New streaming subscriptions per second at most (herd.ts). */
+  readonly admission: Admission;
+  /** The connection a request came on (over HTTP/2, its session's socket: see tls.ts). */
+  connectionOf: (req: IncomingMessage) => Socket | undefined = (req) => req.socket;
 
   /** `wheel`: the timer wheel to share (createHubServer gives /ws the same one); a new one when not given. */
   constructor(
@@ -60,6 +67,8 @@ export class HubHttp implements RouteContext {
     this.#wheel = wheel;
     this.options = { ...defaultHubHttpOptions, ...options };
     this.access = this.options.access ?? AccessPolicy.open();
+    this.retryHints = new RetryHints(this.options.retryMs, Math.min(1, this.options.retryJitter));
+    this.admission = new Admission(this.options.admitRate, this.retryHints);
     // With a shared store (Redis), a ticket spent on one node is spent on all.
     const claimOnce = hub.broker.claimOnce?.bind(hub.broker);
     if (claimOnce !== undefined) this.access.tickets.useSharedSpending((id, ttlMs) => claimOnce(`ticket:${id}`, ttlMs));
@@ -153,9 +162,12 @@ export class HubHttp implements RouteContext {
     if (this.#draining) {
       const draining = new KometaError('KOMETA_ERR_DRAINING');
       // EventSource never reconnects after a 503: an SSE subscribe gets 200 + kometa-error (docs/protocol.md).
-      if (path.startsWith('/sub') && req.method === 'GET' && asksForSse(url, req))
-        sendSseError(res, this.options.retryMs, draining, { Connection: 'close' });
-      else sendProblem(res, draining, { Connection: 'close', 'Retry-After': '1' });
+      if (path.startsWith('/sub') && req.method === 'GET' && asksForSse(url, req)) {
+        sendSseError(res, this.retryHints.hintMs(), draining, { Connection: 'close' });
+      } else {
+        const retryAfter = String(this.retryHints.retryAfterSeconds());
+        sendProblem(res, draining, { Connection: 'close', 'Retry-After': retryAfter });
+      }
       return true;
     }
     if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {

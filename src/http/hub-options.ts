@@ -5,8 +5,12 @@ import type { TrustProxy } from './client-address.js';
 export interface HubHttpOptions {
   /** Heartbeat on quiet SSE and stream connections, so proxies do not cut them as idle. */
   readonly heartbeatMs: number;
-  /** The `retry:` hint sent to EventSource clients. */
+  /** The middle of the `retry:` hints sent to EventSource clients. */
   readonly retryMs: number;
+  /** Each hint is drawn from retryMs × (1 ± this), and the drain's Retry-After likewise (herd.ts); 0 = fixed. */
+  readonly retryJitter: number;
+  /** New SSE and stream subscriptions admitted per second at most (herd.ts); 0 = no limit. */
+  readonly admitRate: number;
   /** How long a long-poll is held when nothing comes, unless the request asks for less. */
   readonly pollTimeoutMs: number;
   /** The most a request may ask a long-poll to be held (`timeout=`, seconds). */
@@ -57,6 +61,8 @@ export interface HubHttpOptions {
 export const defaultHubHttpOptions: HubHttpOptions = {
   heartbeatMs: 15_000,
   retryMs: 2_000,
+  retryJitter: 0.5,
+  admitRate: 0,
   pollTimeoutMs: 30_000,
   maxPollTimeoutMs: 120_000,
   maxQueueBytes: 1024 * 1024,

@@ -1,4 +1,5 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
 import type { Socket } from 'node:net';
 import { KometaError } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
@@ -13,19 +14,22 @@ import type { HubHttpOptions } from './hub-options.js';
 import { ForwardedConnections, limitConnections } from './connection-limits.js';
 import { drainServer } from './shutdown.js';
 import { sanitizePath, serverFull } from './route-kit.js';
+import { type SecureListener, type TlsMaterial, createSecureListener, sessionOf } from './tls.js';
 
 /*
  * The hub as a node:http server. The pieces, one concern each: hub-http.ts
  * (routing), subscribe.ts (GET /sub and transport choice), publish.ts,
  * channel-routes.ts (/channels, /healthz), tickets.ts, backend-routes.ts,
- * websocket.ts (/ws), connection-limits.ts, shutdown.ts.
+ * websocket.ts (/ws), connection-limits.ts, shutdown.ts; tls.ts for HTTPS
+ * with HTTP/2 (createSecureHubServer).
  */
 export { HubHttp } from './hub-http.js';
 export { type HubHttpOptions, defaultHubHttpOptions } from './hub-options.js';
 export { sendJson } from './send-json.js';
 
-export interface HubServer {
-  readonly server: Server;
+export interface HubServer<S extends Server | Http2SecureServer = Server> {
+  /** node:http's server, or (createSecureHubServer) node:http2's, which also speaks HTTP/1.1. */
+  readonly server: S;
   readonly http: HubHttp;
   readonly webSocket: HubWebSocket;
   listen(port: number, host: string): Promise<{ port: number; host: string }>;
@@ -39,6 +43,25 @@ export function createHubServer(
   options: Partial<HubHttpOptions> = {},
   fallback?: (req: IncomingMessage, res: ServerResponse) => void,
 ): HubServer {
+  return buildHubServer(hub, undefined, options, fallback) as HubServer;
+}
+
+/** The same hub over HTTPS: HTTP/2 and HTTP/1.1 on one port, chosen by ALPN (tls.ts). */
+export function createSecureHubServer(
+  hub: Hub,
+  tls: TlsMaterial,
+  options: Partial<HubHttpOptions> = {},
+  fallback?: (req: IncomingMessage, res: ServerResponse) => void,
+): HubServer<Http2SecureServer> {
+  return buildHubServer(hub, tls, options, fallback) as HubServer<Http2SecureServer>;
+}
+
+function buildHubServer(
+  hub: Hub,
+  tls: TlsMaterial | undefined,
+  options: Partial<HubHttpOptions>,
+  fallback: ((req: IncomingMessage, res: ServerResponse) => void) | undefined,
+): HubServer<Server | Http2SecureServer> {
   // One timer wheel for the HTTP side's and /ws's deadlines and heartbeats.
   const wheel = new TimerWheel(HUB_TICK_MS);
   const http = new HubHttp(hub, options, wheel);
@@ -47,7 +70,7 @@ export function createHubServer(
     forwarded: new ForwardedConnections(http.options.maxConnectionsPerIp, http.options.trustProxy),
     inOrder: new InOrder(),
   };
-  const server = createRequestServer(http, gate, fallback);
+  const { server, secure } = createListener(http, tls, requestHandler(http, gate, fallback));
   const webSocket = createWebSocket(hub, http, wheel);
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const overLimit = gate.rejected.has(socket) ? undefined : gate.forwarded.admit(req, socket);
@@ -57,18 +80,62 @@ export function createHubServer(
     else gate.inOrder.upgrade(socket, () => webSocket.handleUpgrade(req, socket, head));
   });
   const { maxConnections, maxConnectionsPerIp, trustProxy } = http.options;
-  limitConnections(server, maxConnections, maxConnectionsPerIp, gate.rejected, http.reservedSockets, trustProxy);
-  server.headersTimeout = http.options.headersTimeoutMs;
-  server.requestTimeout = http.options.requestTimeoutMs;
-  server.keepAliveTimeout = http.options.keepAliveTimeoutMs;
-  answerMalformedRequests(server);
+  const { rejected } = gate;
+  const secured = secure !== undefined;
+  limitConnections(server, secured, maxConnections, maxConnectionsPerIp, rejected, http.reservedSockets, trustProxy);
+  // With allowHTTP1 node's HTTP/2 server runs node:http's HTTP/1.1 code, which reads these from it too.
+  const timeouts = server as Server;
+  timeouts.headersTimeout = http.options.headersTimeoutMs;
+  timeouts.requestTimeout = http.options.requestTimeoutMs;
+  timeouts.keepAliveTimeout = http.options.keepAliveTimeoutMs;
+  answerMalformedRequests(server as Server);
   return {
     server,
     http,
     webSocket,
-    listen: (port, host) => listen(server, port, host),
-    close: () => drainServer(server, http, webSocket),
+    listen: (port, host) => listen(server as Server, port, host),
+    close: () => drainServer(server, secure, http, webSocket),
   };
+}
+
+/** Streams at most open at once on one HTTP/2 connection: room for many tabs' subscriptions (browsers use ~100). */
+const SECURE_MAX_STREAMS = 256;
+
+/** node:http's server, or with a certificate node:http2's that speaks both (tls.ts). */
+function createListener(
+  http: HubHttp,
+  tls: TlsMaterial | undefined,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): { server: Server | Http2SecureServer; secure: SecureListener | undefined } {
+  if (tls !== undefined) {
+    const limits = { maxHeaderBytes: http.options.maxHeaderBytes, maxStreams: SECURE_MAX_STREAMS };
+    const secure = createSecureListener(tls, limits, handler);
+    http.connectionOf = secure.connectionOf;
+    return { server: secure.server, secure };
+  }
+  const server = createServer(
+    {
+      maxHeaderSize: http.options.maxHeaderBytes,
+      // node:http only checks header and request timeouts this often (30 s by
+      // default), which would let a slowloris client hold a socket far longer
+      // than headersTimeout says.
+      connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
+    },
+    handler,
+  );
+  return { server, secure: undefined };
+}
+
+/**
+ * A request on an HTTP/2 connection taken past the connection limits: the
+ * limit is said on the stream (an HTTP/1.1 connection was told before any
+ * request, in limitConnections) and the connection is wound down.
+ */
+function answerRejectedStream(req: IncomingMessage, res: ServerResponse): void {
+  const session = sessionOf(req);
+  if (session === undefined) return;
+  sendProblem(res, new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', 'The hub has too many connections open'));
+  session.close();
 }
 
 /** What every request and upgrade passes before it reaches the hub. */
@@ -82,21 +149,17 @@ interface ConnectionGate {
 }
 
 /** The hub's routes, then the client script, then the app's fallback (or a 404). */
-function createRequestServer(
+function requestHandler(
   http: HubHttp,
   gate: ConnectionGate,
   fallback: ((req: IncomingMessage, res: ServerResponse) => void) | undefined,
-): Server {
-  return createServer(
-    {
-      maxHeaderSize: http.options.maxHeaderBytes,
-      // node:http only checks header and request timeouts this often (30 s by
-      // default), which would let a slowloris client hold a socket far longer
-      // than headersTimeout says.
-      connectionsCheckingInterval: Math.min(1000, http.options.headersTimeoutMs),
-    },
-    gate.inOrder.requests((req, res) => {
-      if (gate.rejected.has(req.socket)) return;
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return gate.inOrder.requests((req, res) => {
+      const connection = http.connectionOf(req);
+      if (connection !== undefined && gate.rejected.has(connection)) {
+        answerRejectedStream(req, res);
+        return;
+      }
       const overLimit = gate.forwarded.admit(req, res);
       if (overLimit !== undefined) {
         res.setHeader('Connection', 'close');
@@ -111,8 +174,7 @@ function createRequestServer(
           res,
           new KometaError('KOMETA_ERR_NOT_FOUND', `No route for ${req.method} ${sanitizePath(req.url)}`),
         );
-    }),
-  );
+  });
 }
 
 /** /ws, sharing the HTTP routes' access policy, publish budget, idempotency keys, disconnects and timer wheel. */
@@ -130,6 +192,6 @@ function createWebSocket(hub: Hub, http: HubHttp, wheel: TimerWheel): HubWebSock
     clientAddress: (req) => http.clientAddress(req),
     atExpiry: (expiresAt, expire) => http.atExpiry(expiresAt, expire),
     connections: http.backend.connections,
-    publishOnce: (channel, data, event, key) => http.backend.publish(channel, data, event, key),
+    publishOnce: (channel, data, event, key, exclude) => http.backend.publish(channel, data, event, key, exclude),
   });
 }

@@ -43,6 +43,11 @@ export class InOrder {
   /** Wrap a request listener. */
   requests(handle: Handler): Handler {
     return (req, res) => {
+      // HTTP/2 multiplexes independent streams: nothing waits behind anything.
+      if (req.httpVersionMajor === 2) {
+        handle(req, res);
+        return;
+      }
       const state = this.#state(req.socket);
       if (res.socket === null && state.openEnded > 0) {
         if (++state.queued > MAX_QUEUED) {

@@ -30,13 +30,15 @@ export async function publishRoute(
   });
   const data = decodePublishBody(req.headers['content-type'], body);
   const key = headerValue(req.headers['idempotency-key']);
+  // A client whose live connections skip this message, on every node (docs/backends.md#excluding-the-sender).
+  const exclude = headerValue(req.headers['kometa-exclude-client']);
   if (key === undefined) {
-    const { message, subscribers } = await ctx.hub.publish(channel, data, { event: eventParam ?? undefined });
+    const { message, subscribers } = await ctx.hub.publish(channel, data, { event: eventParam ?? undefined, exclude });
     sendJson(res, 201, { channel, id: message.id, subscribers });
     return;
   }
   // At most once per key (backend-routes.ts): a repeat answers the first publish.
-  const { value, replayed } = await ctx.backend.publish(channel, data, eventParam ?? undefined, key);
+  const { value, replayed } = await ctx.backend.publish(channel, data, eventParam ?? undefined, key, exclude);
   if (replayed) res.setHeader('Idempotent-Replayed', 'true');
   sendJson(res, 201, replayed ? { ...value, replayed } : value);
 }

@@ -1,4 +1,6 @@
 import type { Server } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
+import type { SecureListener } from './tls.js';
 import { Server as NetServer } from 'node:net';
 import type { HubHttp } from './hub-http.js';
 import type { HubWebSocket } from './websocket.js';
@@ -12,13 +14,21 @@ const DRAIN_LINGER_MS = 1000;
  * is delivered; then streams end. Idle keep-alive connections are not cut at
  * once (node's server.close() would, resetting a request already on its way
  * on one): they get DRAIN_LINGER_MS to send it and have it answered 503.
- * Whatever is still open after the grace period is cut.
+ * Whatever is still open after the grace period is cut. Over TLS the same
+ * server.close() sends each HTTP/2 session a GOAWAY once its subscriptions
+ * have ended; the grace period's cut destroys the TLS sockets.
  */
-export function drainServer(server: Server, http: HubHttp, webSocket: HubWebSocket): Promise<void> {
+export function drainServer(
+  server: Server | Http2SecureServer,
+  secure: SecureListener | undefined,
+  http: HubHttp,
+  webSocket: HubWebSocket,
+): Promise<void> {
   return new Promise<void>((resolve) => {
     let linger: NodeJS.Timeout | undefined;
     const grace = setTimeout(() => {
-      server.closeAllConnections();
+      if (secure === undefined) (server as Server).closeAllConnections();
+      else for (const socket of secure.sockets) socket.destroy();
       // Upgraded sockets are no longer node:http's to close.
       webSocket.terminateAll();
     }, http.options.shutdownGraceMs);

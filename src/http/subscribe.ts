@@ -15,6 +15,7 @@ import type { Grant } from '../auth/grant.js';
 import { answersPromptly } from './in-order.js';
 import { clientIdOf, userOf } from './connections.js';
 import { type RouteContext, allowMethods, authorize, decodeChannel, headerValue, serverFull } from './route-kit.js';
+import type { Admission, RetryHints } from './herd.js';
 
 type Transport = 'sse' | 'poll' | 'stream';
 const TRANSPORTS = new Set<string>(['sse', 'poll', 'stream']);
@@ -28,6 +29,10 @@ interface StreamingSubscriber {
 export interface SubscriberHost extends RouteContext {
   /** Connections taken past --max-connections: they may publish and ask, not subscribe. */
   readonly reservedSockets: WeakSet<Socket>;
+  readonly retryHints: RetryHints;
+  readonly admission: Admission;
+  /** The connection a request came on (over HTTP/2, its session's socket). */
+  connectionOf(req: IncomingMessage): Socket | undefined;
   atExpiry(expiresAt: number, expire: () => void): () => void;
 }
 
@@ -77,10 +82,21 @@ export class HubSubscribers {
 
   async route(req: IncomingMessage, res: ServerResponse, url: URL, pathChannel: string | undefined): Promise<void> {
     allowMethods(req, 'GET');
-    if (this.host.reservedSockets.has(req.socket)) throw serverFull();
+    const connection = this.host.connectionOf(req);
+    if (connection !== undefined && this.host.reservedSockets.has(connection)) throw serverFull();
     const channels = pathChannel === undefined ? url.searchParams.getAll('channel') : [decodeChannel(pathChannel)];
     const transport = pickTransport(url.searchParams.get('transport'), req.headers.accept);
     if (transport === 'poll') answersPromptly(res);
+    // Before any work (a token to verify, history to read): a storm is turned away cheaply.
+    const refusal = transport === 'poll' ? undefined : this.host.admission.admit();
+    if (refusal !== undefined) {
+      const busy = new KometaError('KOMETA_ERR_BUSY', 'The hub is taking returning subscribers at a bounded rate', {
+        retryAfter: Math.ceil(refusal.retryMs / 1000),
+      });
+      if (transport !== 'sse') throw busy;
+      sendSseError(res, refusal.retryMs, busy);
+      return;
+    }
     // The header wins: EventSource sends the newest id in it when it reconnects,
     // while the query keeps whatever the page first put in the URL.
     const cursorText =
@@ -103,7 +119,7 @@ export class HubSubscribers {
       // subscriber for good. Answer 200 with a retry hint and an error event
       // instead, and end: the browser comes back by itself.
       if (transport === 'sse' && error instanceof KometaError && error.status === 503) {
-        sendSseError(res, this.host.options.retryMs, error);
+        sendSseError(res, this.host.retryHints.hintMs(), error);
         return;
       }
       throw error;
@@ -114,6 +130,8 @@ export class HubSubscribers {
     }
     subscription.expiresAt = grant.expiresAt;
     const client = clientIdOf(url);
+    // A publish that excludes this client skips this subscription (docs/backends.md#excluding-the-sender).
+    subscription.client = client;
     if (transport !== 'poll') {
       this.#startStreaming(res, subscription, transport, grant, client);
       return;
@@ -157,10 +175,12 @@ export class HubSubscribers {
       heartbeat: transport === 'sse' ? SSE_HEARTBEAT : STREAM_HEARTBEAT,
     };
     const sweep = () => this.wheel.tick;
+    // Each connection its own hint, so a restart does not bring them all back in the same instant.
+    const retryMs = this.host.retryHints.hintMs();
     const sink =
       transport === 'sse'
-        ? new SseSink(entry.stream, sweep, this.host.options.retryMs)
-        : new StreamSink(entry.stream, sweep, this.host.options.retryMs);
+        ? new SseSink(entry.stream, sweep, retryMs)
+        : new StreamSink(entry.stream, sweep, retryMs);
     // A credential that expires while the stream is open ends it with a clear reason.
     let cancelExpiry = () => {};
     // POST /disconnect finds it by user or client id.

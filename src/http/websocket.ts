@@ -53,6 +53,7 @@ export interface HubWebSocketOptions {
     data: string,
     event: string | undefined,
     key: string,
+    exclude?: string,
   ) => Promise<{ value: { id: string; subscribers: number }; replayed: boolean }>;
   /** Where POST /disconnect finds connections by user and client id. */
   readonly connections?: ConnectionRegistry;
@@ -74,6 +75,8 @@ class Session {
   connection!: WsConnection;
   /** The connection's presence member: one client id for every channel it follows. */
   member!: MemberIdentity;
+  /** The client id its subscriptions carry: its `client=`, or one of its own (so `"exclude": true` can name it). */
+  self = '';
 }
 
 /**
@@ -169,8 +172,10 @@ export class HubWebSocket {
         session.connection.close(wsCloseCode('KOMETA_ERR_TOKEN_EXPIRED'), 'KOMETA_ERR_TOKEN_EXPIRED'),
       );
     }
+    const client = clientIdOf(new URL(req.url ?? '/', 'http://kometa.invalid'));
+    // One id for presence and for `"exclude": true`: its `client=`, or the member id made up for it.
+    session.self = session.member.client;
     if (this.options.connections !== undefined) {
-      const client = clientIdOf(new URL(req.url ?? '/', 'http://kometa.invalid'));
       session.unregister = this.options.connections.add({
         user: userOf(grant),
         client,
@@ -217,7 +222,7 @@ export class HubWebSocket {
         break;
       }
       case 'publish':
-        this.#publish(session, frame.channel, frame.data, frame.event, frame.ref, frame.idempotencyKey);
+        this.#publish(session, frame.channel, frame.data, frame.event, frame.ref, frame.idempotencyKey, frame.exclude);
         break;
       case 'ping':
         connection.send(withRef({ type: 'pong' }, frame.ref));
@@ -271,6 +276,7 @@ export class HubWebSocket {
     }
     session.subscriptions.set(channel, subscription);
     subscription.expiresAt = session.grant.expiresAt;
+    subscription.client = session.self;
     connection.send(withRef({ type: 'subscribed', channel, cursor: subscription.cursor() }, ref));
     subscription.start(new WsSink(connection));
   }
@@ -282,8 +288,10 @@ export class HubWebSocket {
     event: string | undefined,
     ref: Ref | undefined,
     key?: string,
+    excludeFrame?: true | string,
   ): void {
     const connection = session.connection;
+    const exclude = excludeFrame === true ? session.self : excludeFrame;
     if (!this.options.publish) {
       connection.send(errorFrame(new KometaError('KOMETA_ERR_PUBLISH_DISABLED'), channel, ref));
       return;
@@ -312,10 +320,10 @@ export class HubWebSocket {
       .require(session.request, session.grant, 'publish', [channel])
       .then(async () => {
         if (key !== undefined && this.options.publishOnce !== undefined) {
-          const { value, replayed } = await this.options.publishOnce(channel, data, event, key);
+          const { value, replayed } = await this.options.publishOnce(channel, data, event, key, exclude);
           return { id: value.id, subscribers: value.subscribers, replayed };
         }
-        const { message, subscribers } = await this.hub.publish(channel, data, { event });
+        const { message, subscribers } = await this.hub.publish(channel, data, { event, exclude });
         return { id: message.id, subscribers, replayed: false };
       })
       .then(

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, type Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { errorCodes } from '../core/errors.js';
 import { type OpsSources, connectionCounts } from './sources.js';
 import type { Tally } from './tally.js';
@@ -177,22 +177,87 @@ function tallyCounters(tally: Tally, registers: Registers): void {
 }
 
 /** The two latency histograms, observed once per fan-out (kometa:fanout). */
-function fanOutHistograms(tally: Tally, registers: Registers): void {
-  const fanOut = new Histogram({
-    name: 'kometa_fanout_duration_seconds',
-    help: 'Time to encode and write one fan-out (a channel\'s pending messages to all its subscribers here)',
-    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+function fanOutHistograms(tally: Tally, registers: Registry[]): void {
+  const fanOut = new BucketHistogram(
+    'kometa_fanout_duration_seconds',
+    'Time to encode and write one fan-out (a channel\'s pending messages to all its subscribers here)',
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
     registers,
-  });
-  const latency = new Histogram({
-    name: 'kometa_publish_to_deliver_seconds',
-    help: 'From publish (the broker\'s clock) to the end of the fan-out here, per fan-out',
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  );
+  const latency = new BucketHistogram(
+    'kometa_publish_to_deliver_seconds',
+    'From publish (the broker\'s clock) to the end of the fan-out here, per fan-out',
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers,
-  });
+  );
   tally.onFanOut((event) => {
     fanOut.observe(event.durationMs / 1000);
     // Clocks of different machines (Redis TIME vs ours) may disagree a little; never observe below zero.
     latency.observe(Math.max(0, event.startedAt + event.durationMs - event.publishedAt) / 1000);
   });
+}
+
+/**
+ * A label-less histogram observed on the fan-out path: an observation is a
+ * bucket increment (prom-client's Histogram hashes labels and validates on
+ * each one, a few percent of a fan-out of one message). The registry reads
+ * it through `get()` in prom-client's format, so /metrics and the
+ * --workers aggregation treat it like any histogram.
+ */
+interface BucketHistogramData {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'histogram';
+  readonly aggregator: 'sum';
+  readonly values: { labels: { le?: number | string }; value: number; metricName: string }[];
+}
+
+class BucketHistogram {
+  readonly type = 'histogram' as const;
+  readonly aggregator = 'sum' as const;
+  readonly #counts: Float64Array;
+  #sum = 0;
+  #count = 0;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly upperBounds: readonly number[],
+    registers: Registry[],
+  ) {
+    this.#counts = new Float64Array(upperBounds.length);
+    for (const registry of registers) registry.registerMetric(this as unknown as Histogram);
+  }
+
+  observe(value: number): void {
+    const bounds = this.upperBounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        this.#counts[i]!++;
+        break;
+      }
+    }
+    this.#sum += value;
+    this.#count++;
+  }
+
+  get(): Promise<BucketHistogramData> {
+    const values: BucketHistogramData['values'] = [];
+    let cumulative = 0;
+    this.upperBounds.forEach((le, i) => {
+      cumulative += this.#counts[i]!;
+      values.push({ labels: { le }, value: cumulative, metricName: `${this.name}_bucket` });
+    });
+    values.push({ labels: { le: '+Inf' }, value: this.#count, metricName: `${this.name}_bucket` });
+    values.push({ labels: {}, value: this.#sum, metricName: `${this.name}_sum` });
+    values.push({ labels: {}, value: this.#count, metricName: `${this.name}_count` });
+    const { name, help, aggregator } = this;
+    return Promise.resolve({ name, help, type: 'histogram', aggregator, values });
+  }
+
+  reset(): void {
+    this.#counts.fill(0);
+    this.#sum = 0;
+    this.#count = 0;
+  }
 }

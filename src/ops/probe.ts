@@ -36,7 +36,8 @@ export function serveProbe(req: IncomingMessage, res: ServerResponse, url: URL):
   active++;
   res.writeHead(200, SSE_HEADERS);
   res.flushHeaders();
-  res.socket?.setNoDelay(true);
+  // Over HTTP/2 the socket is the session's, and node refuses to let it be touched.
+  if (req.httpVersionMajor !== 2) res.socket?.setNoDelay(true);
   const started = performance.now();
   let sent = 0;
   let timer: NodeJS.Timeout | undefined;

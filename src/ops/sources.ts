@@ -49,7 +49,7 @@ export function connectionCounts(sources: OpsSources): ConnectionCounts {
 
 /** The socket under a subscriber's chunked response (SSE or stream); other transports do not say. */
 export function socketOf(sink: Sink | undefined): Socket | undefined {
-  if (sink instanceof SseSink || sink instanceof StreamSink) return sink.stream.res.socket ?? undefined;
+  if (sink instanceof SseSink || sink instanceof StreamSink) return sink.stream.socket ?? undefined;
   return undefined;
 }
 

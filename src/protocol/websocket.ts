@@ -43,6 +43,12 @@ export interface PublishFrame {
    * and is answered like the first (`replayed: true`).
    */
   readonly idempotencyKey?: string;
+  /**
+   * A client whose connections do not get this message live, on every node:
+   * `true` for this connection (its `client=` id, or one of its own), or a
+   * client id (docs/backends.md#excluding-the-sender).
+   */
+  readonly exclude?: true | string;
   readonly ref?: Ref;
 }
 
@@ -234,12 +240,14 @@ export function parseClientFrame(text: string): ClientFrame {
     case 'publish': {
       const event = optionalStringField(frame, 'event');
       const idempotencyKey = optionalStringField(frame, 'idempotencyKey');
+      const exclude = frame.exclude === true ? true : optionalStringField(frame, 'exclude');
       return {
         type: 'publish',
         channel: stringField(frame, 'channel'),
         data: stringField(frame, 'data'),
         ...(event === undefined ? {} : { event }),
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+        ...(exclude === undefined ? {} : { exclude }),
         ...refPart,
       };
     }

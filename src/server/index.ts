@@ -31,6 +31,12 @@ export interface PublishOptions {
   readonly event?: string;
   /** The same key on every attempt of the same publish: a repeat within the hub's window publishes nothing and answers the first id. */
   readonly idempotencyKey?: string;
+  /**
+   * A client id (the `clientId` of a kometa client, `client=` of a subscriber)
+   * whose live connections, on every node, do not get this message: the
+   * sender's own echo. History keeps it for everyone.
+   */
+  readonly exclude?: string;
 }
 
 export interface Published {
@@ -51,12 +57,19 @@ export interface Problem {
 }
 
 export type BatchItem =
-  | { readonly channel: string; readonly data: PublishData; readonly event?: string; readonly idempotencyKey?: string }
+  | {
+      readonly channel: string;
+      readonly data: PublishData;
+      readonly event?: string;
+      readonly idempotencyKey?: string;
+      readonly exclude?: string;
+    }
   | {
       readonly channels: readonly string[];
       readonly data: PublishData;
       readonly event?: string;
       readonly idempotencyKey?: string;
+      readonly exclude?: string;
     };
 
 export type ChannelResult = Published | { readonly channel?: string; readonly error: Problem };
@@ -179,6 +192,7 @@ export class KometaServer {
       'Content-Type': typeof data === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
     };
     if (options.idempotencyKey !== undefined) headers['Idempotency-Key'] = options.idempotencyKey;
+    if (options.exclude !== undefined) headers['Kometa-Exclude-Client'] = options.exclude;
     return this.#request<Published>(
       'POST',
       `/pub/${encodeURIComponent(channel)}${query}`,
@@ -214,6 +228,7 @@ export class KometaServer {
       data,
       ...(options.event === undefined ? {} : { event: options.event }),
       ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
+      ...(options.exclude === undefined ? {} : { exclude: options.exclude }),
     };
     const answer = await this.batch([item]);
     const result = answer.results[0]!;

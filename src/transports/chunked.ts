@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import { reportDrop } from '../core/diagnostics.js';
 
 const CRLF = Buffer.from('\r\n');
@@ -57,12 +58,21 @@ export interface StreamLimits {
  * of the body is the end of the connection. Either way the response says
  * `Connection: close`: it ends only when the server ends it, so nothing
  * pipelined behind it could ever be answered on this connection.
+ *
+ * Over HTTP/2 the same payloads, unframed, go to the request's own stream
+ * (DATA frames; the connection stays open for the other streams). The
+ * stream's `writableLength` grows when the peer's flow-control window is
+ * shut, so a slow consumer is found and closed the same way.
  */
 export class ChunkedStream {
+  /** The TCP socket (HTTP/1.x) or the HTTP/2 stream the body is written to. */
+  #out: Writable | null = null;
+  /** The TCP socket over HTTP/1.x; none over HTTP/2 (a session's socket is shared by its streams). */
   #socket: Socket | null = null;
   #closed = false;
-  /** HTTP/1.0: no chunked encoding, the body ends with the connection. */
+  /** HTTP/1.0 and HTTP/2: no chunked encoding (HTTP/1.0: the body ends with the connection). */
   #unframed = false;
+  #http2 = false;
   /** Only to name the transport when the connection is dropped as too slow. */
   #contentType = '';
   /** Sweep generation of the last write, so heartbeats skip connections that were just written to. */
@@ -79,11 +89,26 @@ export class ChunkedStream {
     return this.#closed;
   }
 
+  /** The TCP socket this response has to itself; null over HTTP/2, where the connection is shared. */
+  get socket(): Socket | null {
+    return this.#socket;
+  }
+
+  /** What the client sees as the remote end, for reports. */
+  get remoteAddress(): string | undefined {
+    return this.#socket?.remoteAddress ?? this.res.req.socket?.remoteAddress;
+  }
+
   /** Send status and headers now; later writes go to the socket directly. */
   open(headers: Record<string, string>): void {
     const res = this.res;
     this.#contentType = headers['Content-Type'] ?? '';
-    this.#unframed = res.req.httpVersionMajor === 1 && res.req.httpVersionMinor === 0;
+    this.#http2 = res.req.httpVersionMajor === 2;
+    this.#unframed = this.#http2 || (res.req.httpVersionMajor === 1 && res.req.httpVersionMinor === 0);
+    if (this.#http2) {
+      this.#openHttp2(headers);
+      return;
+    }
     res.writeHead(200, { ...headers, Connection: 'close', ...(this.#unframed ? {} : { 'Transfer-Encoding': 'chunked' }) });
     res.flushHeaders();
     const socket = res.socket;
@@ -92,6 +117,7 @@ export class ChunkedStream {
       return;
     }
     this.#socket = socket;
+    this.#out = socket;
     socket.setNoDelay(true);
     socket.once('close', () => this.#finish());
     // node:http's own error listener leaves when a request pipelined behind
@@ -100,33 +126,48 @@ export class ChunkedStream {
     socket.on('error', () => socket.destroy());
   }
 
+  /** HTTP/2: headers on the stream now, then DATA frames straight to it (see the class comment). */
+  #openHttp2(headers: Record<string, string>): void {
+    const res = this.res;
+    res.writeHead(200, headers);
+    res.flushHeaders();
+    const stream = (res as unknown as { stream?: Writable }).stream;
+    if (stream === undefined || stream.destroyed) {
+      this.#finish();
+      return;
+    }
+    this.#out = stream;
+    res.once('close', () => this.#finish());
+    stream.on('error', () => stream.destroy());
+  }
+
   write(bytes: Buffer, sweep: number): void {
-    const socket = this.#socket;
-    if (socket === null || this.#closed) return;
+    const out = this.#out;
+    if (out === null || this.#closed) return;
     this.lastWriteSweep = sweep;
-    socket.write(this.#unframed ? unchunk(bytes) : bytes);
-    if (socket.writableLength > this.limits.maxQueueBytes) {
+    out.write(this.#unframed ? unchunk(bytes) : bytes);
+    if (out.writableLength > this.limits.maxQueueBytes) {
       // The subscriber is not reading. Tell it why (it may never read this) and
       // let it resume from history on a fresh connection.
-      reportDrop({ transport: transportOf(this.#contentType), reason: 'slow-consumer', queuedBytes: socket.writableLength, remoteAddress: socket.remoteAddress });
+      reportDrop({ transport: transportOf(this.#contentType), reason: 'slow-consumer', queuedBytes: out.writableLength, remoteAddress: this.remoteAddress });
       this.end(this.onSlow());
     }
   }
 
-  /** Finish the response cleanly with an optional last frame, then close the connection. */
+  /** Finish the response cleanly with an optional last frame, then close the connection (over HTTP/2, the stream). */
   end(lastFrame?: Buffer): void {
-    const socket = this.#socket;
-    if (socket === null || this.#closed) return;
-    if (lastFrame !== undefined) socket.write(this.#unframed ? unchunk(lastFrame) : lastFrame);
-    if (this.#unframed) socket.end();
-    else socket.end(LAST_CHUNK);
-    // A peer that never reads would keep the socket half-closed forever.
-    setTimeout(() => socket.destroy(), 5000).unref();
+    const out = this.#out;
+    if (out === null || this.#closed) return;
+    if (lastFrame !== undefined) out.write(this.#unframed ? unchunk(lastFrame) : lastFrame);
+    if (this.#unframed) out.end();
+    else out.end(LAST_CHUNK);
+    // A peer that never reads would keep the socket (or stream) half-closed forever.
+    setTimeout(() => out.destroy(), 5000).unref();
     this.#finish();
   }
 
   destroy(): void {
-    this.#socket?.destroy();
+    this.#out?.destroy();
     this.#finish();
   }
 

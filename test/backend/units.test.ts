@@ -55,6 +55,7 @@ test('batch parsing: JSON arrays, NDJSON with a bad line, non-string data as JSO
     data: '{"x":1}',
     event: undefined,
     key: undefined,
+    exclude: undefined,
   });
   assert.equal(items[1]!.ok, false);
   assert.deepEqual(items[2]!.ok && items[2]!.channels, ['b', 'c']);

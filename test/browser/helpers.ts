@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { type Browser, type Page, chromium } from 'playwright-core';
-import { MemoryBroker } from '../../src/brokers/memory.js';
+import { MemoryBroker, type MemoryBrokerOptions } from '../../src/brokers/memory.js';
 import { Hub } from '../../src/core/hub.js';
 import { type HubHttpOptions, createHubServer } from '../../src/http/hub-server.js';
 import { withChat } from '../../src/http/web.js';
@@ -41,8 +41,12 @@ export interface WebHub extends TestHub {
 }
 
 /** A hub that also serves the chat (as `kometa serve` does) and /blank. */
-export async function startWebHub(t: TestContext, http: Partial<HubHttpOptions> = {}): Promise<WebHub> {
-  const broker = new MemoryBroker();
+export async function startWebHub(
+  t: TestContext,
+  http: Partial<HubHttpOptions> = {},
+  brokerOptions: MemoryBrokerOptions = {},
+): Promise<WebHub> {
+  const broker = new MemoryBroker(brokerOptions);
   const hub = new Hub(broker);
   const server = createHubServer(hub, { shutdownGraceMs: 200, ...http }, withChat(blankPage));
   const sockets = trackSockets(server.server);
@@ -83,7 +87,13 @@ export async function openClientPage(
     if (errors.length > 0) throw new Error(`page errors: ${errors.join('; ')}`);
   });
   await page.goto(url);
-  await page.evaluate(`(async () => {
+  await page.evaluate(clientScript(channel, options));
+  return page;
+}
+
+/** The script openClientPage runs in its page: a client from /kometa.js following `channel`, recording on window.t. */
+export function clientScript(channel: string, options: Record<string, unknown>): string {
+  return `(async () => {
     const { Kometa } = await import('/kometa.js');
     const t = (window.t = { messages: [], gaps: [], states: [], errors: [] });
     const k = (window.k = new Kometa(location.origin, ${JSON.stringify({ backoff: { baseMs: 50, maxMs: 500 }, ...options })}));
@@ -93,8 +103,7 @@ export async function openClientPage(
       onGap: (g) => t.gaps.push(g),
       onError: (e) => t.errors.push(String(e)),
     });
-  })()`);
-  return page;
+  })()`;
 }
 
 export interface PageRecord {

@@ -173,7 +173,7 @@ test('WebSocket close codes: 4401 on expiry is sent and documented; a 403 or 429
 
 test('while draining, an SSE subscribe gets 200 and a kometa-error event (EventSource reconnects); others get 503', async () => {
   const hub = new Hub(new MemoryBroker());
-  const http = new HubHttp(hub, { retryMs: 1234 });
+  const http = new HubHttp(hub, { retryMs: 1234, retryJitter: 0 });
   const server = createServer((req, res) => {
     if (!http.handle(req, res)) res.end();
   });

@@ -33,7 +33,7 @@ test('curl --no-buffer sees each message of the chunked stream arrive on its own
 });
 
 test('SSE framing: retry hint, id-only start, event names, and multi-line data split into data: lines', async (t) => {
-  const hub = await startHub({ http: { retryMs: 1234 } });
+  const hub = await startHub({ http: { retryMs: 1234, retryJitter: 0 } });
   t.after(() => hub.close());
   const reader = await StreamReader.open(`${hub.url}/sub/frames`, { Accept: 'text/event-stream' });
   t.after(() => reader.close());

@@ -26,7 +26,7 @@ export interface StoredRecord {
   readonly channel: string;
   readonly event: string | undefined;
   readonly data: string;
-  /** Bytes of `data` in UTF-8, when read back (known from the record's length, so not counted again). */
+  /** Bytes of `data` in UTF-8, when known (read back, or counted once at publish), so not counted again. */
   readonly dataBytes?: number;
 }
 
@@ -36,23 +36,23 @@ const FIXED_BODY = 1 + 8 + 8 + 8 + 1 + 2 + 2;
 export const MAX_RECORD_BODY = 64 * 1024 * 1024;
 
 export function encodeRecord(record: StoredRecord): Buffer {
-  const epoch = Buffer.from(record.epoch, 'latin1');
-  const channel = Buffer.from(record.channel, 'utf8');
-  const event = record.event === undefined ? undefined : Buffer.from(record.event, 'utf8');
-  const dataBytes = Buffer.byteLength(record.data, 'utf8');
-  const bodyLength = FIXED_BODY + epoch.length + channel.length + (event?.length ?? 0) + dataBytes;
+  // Strings are written straight into the frame: one allocation per record (epochs are ASCII).
+  const channelBytes = Buffer.byteLength(record.channel, 'utf8');
+  const eventBytes = record.event === undefined ? 0 : Buffer.byteLength(record.event, 'utf8');
+  const dataBytes = record.dataBytes ?? Buffer.byteLength(record.data, 'utf8');
+  const bodyLength = FIXED_BODY + record.epoch.length + channelBytes + eventBytes + dataBytes;
   const frame = Buffer.allocUnsafe(FRAME_HEADER + bodyLength);
   let at = FRAME_HEADER;
   at = frame.writeUInt8(record.kind, at);
   at = frame.writeDoubleLE(record.lsn, at);
   at = frame.writeDoubleLE(record.time, at);
   at = frame.writeDoubleLE(record.seq, at);
-  at = frame.writeUInt8(epoch.length, at);
-  at += epoch.copy(frame, at);
-  at = frame.writeUInt16LE(channel.length, at);
-  at += channel.copy(frame, at);
-  at = frame.writeUInt16LE(event === undefined ? 0 : event.length + 1, at);
-  if (event !== undefined) at += event.copy(frame, at);
+  at = frame.writeUInt8(record.epoch.length, at);
+  at += frame.write(record.epoch, at, 'latin1');
+  at = frame.writeUInt16LE(channelBytes, at);
+  at += frame.write(record.channel, at, 'utf8');
+  at = frame.writeUInt16LE(record.event === undefined ? 0 : eventBytes + 1, at);
+  if (record.event !== undefined) at += frame.write(record.event, at, 'utf8');
   frame.write(record.data, at, 'utf8');
   frame.writeUInt32LE(bodyLength, 0);
   frame.writeUInt32LE(crc32(frame.subarray(FRAME_HEADER)), 4);

@@ -210,7 +210,15 @@ const clientFrame: fc.Arbitrary<ClientFrame> = fc.oneof(
     { noNullPrototype: true, requiredKeys: ['type', 'channel'] },
   ),
   fc.record(
-    { type: fc.constant('publish' as const), channel: text, data: text, event: text, idempotencyKey: text, ref },
+    {
+      type: fc.constant('publish' as const),
+      channel: text,
+      data: text,
+      event: text,
+      idempotencyKey: text,
+      exclude: fc.oneof(fc.constant(true as const), text),
+      ref,
+    },
     { noNullPrototype: true, requiredKeys: ['type', 'channel', 'data'] },
   ),
   fc.record({ type: fc.constant('ping' as const), ref }, { noNullPrototype: true, requiredKeys: ['type'] }),
