@@ -246,7 +246,12 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
    * channel's order, and into history for resume, like any message.
    */
   #publishPresence(channel: string, kind: 'join' | 'leave', member: Member): void {
-    const storing = this.broker.publish(channel, encodePresenceData(member), { event: PRESENCE_EVENTS[kind] });
+    let storing: Promise<Message>;
+    try {
+      storing = this.broker.publish(channel, encodePresenceData(member), { event: PRESENCE_EVENTS[kind] });
+    } catch {
+      return; // a broker already closed (the last leaves of a shutdown) refuses at once: the event is lost
+    }
     this.#storing.add(storing);
     storing.then(
       () => this.#storing.delete(storing),
