@@ -6,7 +6,7 @@ import type { Settings } from './settings.js';
 
 /** The hub's presence settings from the command line. */
 export function presenceOptions(settings: Settings): Partial<PresenceOptions> {
-  return { enabled: !settings.noPresence, graceMs: settings.presenceGrace * 1000 };
+  return { enabled: !settings.noPresence, graceMs: settings.presenceGrace * 1000, events: settings.presenceEvents };
 }
 
 /** What is wrong with the webhook settings, in one line; undefined when nothing is. */

@@ -91,6 +91,7 @@ export const settingSpecs = {
   workers: { flag: 'workers', kind: 'int', default: 1, help: 'worker processes sharing the port (node:cluster); more than 1 needs --redis (or --redis-cluster, --redis-sentinel)' },
   noPresence: { flag: 'no-presence', kind: 'boolean', default: false, help: 'keep no members: no presence endpoint, no lifecycle events or webhooks, and subscriber counts are per process' },
   presenceGrace: { flag: 'presence-grace', kind: 'seconds', default: 5, help: 'a member that goes and comes back (same client id) within this neither leaves nor joins; also how long a dropped one stays listed' },
+  presenceEvents: { flag: 'presence-events', kind: 'boolean', default: false, help: 'publish joins and leaves in-band (kometa-join / kometa-leave) for subscribers that ask with ?presence=1; they take sequence numbers and history room' },
   presenceTtl: { flag: 'presence-ttl', kind: 'seconds', default: 15, help: 'with Redis: a node that stops refreshing its members (it died) loses them within this plus a third of it' },
   webhookUrl: { flag: 'webhook-url', kind: 'string', default: '', help: 'POST presence events (JSON) here; empty = no webhooks' },
   webhookSecret: { flag: 'webhook-secret', kind: 'string', default: '', help: 'signs each webhook: Kometa-Signature: sha256=<hex HMAC-SHA256 of the raw body>' },

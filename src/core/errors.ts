@@ -19,6 +19,7 @@ export const errorCodes = {
   KOMETA_ERR_BODY_JSON: { status: 400, title: 'Body is not valid JSON' },
   KOMETA_ERR_BAD_REQUEST: { status: 400, title: 'Malformed HTTP request' },
   KOMETA_ERR_PATTERN: { status: 400, title: 'Invalid channel pattern' },
+  KOMETA_ERR_PRESENCE_EVENTS_OFF: { status: 400, title: 'In-band presence events are off on this server' },
   KOMETA_ERR_UNAUTHORIZED: { status: 401, title: 'Credentials missing or invalid' },
   KOMETA_ERR_TOKEN_EXPIRED: { status: 401, title: 'Token expired' },
   KOMETA_ERR_TICKET: { status: 401, title: 'Ticket unknown, used or expired' },

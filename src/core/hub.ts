@@ -10,6 +10,7 @@ import type { GapNotice, HistoryRead, Message } from './message.js';
 import type { Encoder, Sink } from './sink.js';
 import {
   LocalPresenceStore,
+  type Member,
   type MemberIdentity,
   type PresenceEvent,
   type PresenceOptions,
@@ -18,6 +19,7 @@ import {
   newClientId,
 } from './presence.js';
 import { presenceChannel } from './diagnostics.js';
+import { PRESENCE_EVENTS, encodePresenceData, presenceKindOf } from '../protocol/presence.js';
 
 export interface HubLimits {
   /** Most channels one subscription may follow. */
@@ -71,6 +73,8 @@ class Group {
     readonly encoder: Encoder,
     /** Sorted by name, so the cursor lists channels in one order. */
     readonly channels: readonly LocalChannel[],
+    /** Its members asked for in-band join and leave; a plain group skips them without looking at its members. */
+    readonly presence: boolean,
   ) {}
 
   cursorAfter(channel: LocalChannel, message: Message): string {
@@ -143,6 +147,8 @@ export class Subscription {
   constructor(
     private readonly hub: Hub,
     readonly channels: readonly LocalChannel[],
+    /** It asked for in-band join and leave (`?presence=1`); others never see them. */
+    readonly wantsPresence = false,
   ) {}
 
   get channelNames(): string[] {
@@ -196,6 +202,8 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
   readonly #live = new Set<Subscription>();
   /** Publishes handed to the broker and not yet settled: a drain waits for them. */
   readonly #storing = new Set<Promise<Message>>();
+  /** Joins and leaves are published in-band (presence on, and `events` asked for). */
+  readonly #inBandPresence: boolean;
 
   constructor(
     readonly broker: Broker,
@@ -206,6 +214,7 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     this.limits = { ...defaultHubLimits, ...limits };
     broker.setListener((message) => this.#onBrokerMessage(message));
     const presenceOptions = { ...defaultPresenceOptions, ...presence };
+    this.#inBandPresence = presenceOptions.enabled && presenceOptions.events;
     this.presence = presenceOptions.enabled
       ? new PresenceTracker(
           broker.presenceStore?.() ?? new LocalPresenceStore(),
@@ -220,12 +229,35 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
   /** Join, leave, occupied, vacated: emitted once per cluster, by the process whose change made it. */
   #onPresence(event: PresenceEvent): void {
     if (presenceChannel.hasSubscribers) presenceChannel.publish(event);
+    if (this.#inBandPresence && event.member !== undefined && (event.event === 'join' || event.event === 'leave')) {
+      this.#publishPresence(event.channel, event.event, event.member);
+    }
     // An 'error'-less emitter: a listener that throws must not break the store's bookkeeping.
     try {
       this.emit(event.event, event);
     } catch {
       /* the application's listener failed; presence goes on */
     }
+  }
+
+  /**
+   * A join or leave becomes a message of the channel, published by the one
+   * process that decided it: the broker then carries it to every node, in the
+   * channel's order, and into history for resume, like any message.
+   */
+  #publishPresence(channel: string, kind: 'join' | 'leave', member: Member): void {
+    let storing: Promise<Message>;
+    try {
+      storing = this.broker.publish(channel, encodePresenceData(member), { event: PRESENCE_EVENTS[kind] });
+    } catch {
+      return; // a broker already closed (the last leaves of a shutdown) refuses at once: the event is lost
+    }
+    this.#storing.add(storing);
+    storing.then(
+      () => this.#storing.delete(storing),
+      // The broker is unreachable: this event is lost (the presence endpoint still tells the truth once it is back).
+      () => this.#storing.delete(storing),
+    );
   }
 
   /** Members of `channel` in the whole cluster (clients, not users); this process's subscriptions when presence is off. */
@@ -287,7 +319,11 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     channelNames: readonly string[],
     cursor: Cursor | null,
     member?: MemberIdentity,
+    options: { presence?: boolean } = {},
   ): Promise<Subscription> {
+    if (options.presence === true && !this.#inBandPresence) {
+      throw new KometaError('KOMETA_ERR_PRESENCE_EVENTS_OFF');
+    }
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
     if (channelNames.length === 0) throw new KometaError('KOMETA_ERR_CHANNEL_MISSING');
     const unique = [...new Set(channelNames)].sort();
@@ -299,7 +335,7 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     for (const name of unique) assertChannelName(name);
 
     const channels = unique.map((name) => this.#acquire(name));
-    const subscription = new Subscription(this, channels);
+    const subscription = new Subscription(this, channels, options.presence === true);
     // Registered before any await, so nothing published from here on is missed.
     for (const channel of channels) channel.catchingUp.add(subscription);
     this.counters.subscriptionsOpened++;
@@ -405,6 +441,8 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
         sink.gap({ channel: message.channel, reason: 'history-truncated', epoch: message.epoch, missed: { from: position.seq + 1, to: message.seq - 1 } }, subscription.cursor());
       }
       subscription.positions.set(message.channel, { epoch: message.epoch, seq: message.seq });
+      // A plain subscriber steps over a join or leave: its cursor moves on, it is sent nothing.
+      if (!subscription.wantsPresence && presenceKindOf(message.event) !== undefined) continue;
       frames.push(sink.encoder.message(message, subscription.cursor()));
       sent.push(message);
       this.counters.delivered++;
@@ -418,10 +456,11 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
       if (position.epoch !== channel.epoch || position.seq !== channel.deliveredSeq) return;
     }
     const sink = subscription.sink!;
-    const key = `${sink.encoder.name}\u0000${subscription.channelNames.join(',')}`;
+    const presence = subscription.wantsPresence;
+    const key = `${sink.encoder.name}\u0000${presence ? 'p' : ''}\u0000${subscription.channelNames.join(',')}`;
     let group = this.#groups.get(key);
     if (group === undefined) {
-      group = new Group(key, sink.encoder, subscription.channels);
+      group = new Group(key, sink.encoder, subscription.channels, presence);
       this.#groups.set(key, group);
       for (const channel of subscription.channels) channel.groups.add(group);
     }
@@ -538,34 +577,21 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     let bytes = 0;
     // One wall-clock read per fan-out, none per subscriber: credentials are compared with it.
     const now = wallClock.now();
+    // Joins and leaves go to presence groups only: filtered once per fan-out, and only when there are any.
+    const plain = this.#inBandPresence ? messages.filter((m) => presenceKindOf(m.event) === undefined) : messages;
     for (const group of channel.groups) {
-      let frames: Buffer;
-      let cursor = '';
-      const savedSeq = channel.deliveredSeq;
-      if (messages.length === 1) {
-        const message = messages[0]!;
-        channel.deliveredSeq = message.seq;
-        cursor = group.cursorAfter(channel, message);
-        frames = group.encoder.message(message, cursor);
-      } else {
-        const parts: Buffer[] = [];
-        for (const message of messages) {
-          channel.deliveredSeq = message.seq;
-          cursor = group.cursorAfter(channel, message);
-          parts.push(group.encoder.message(message, cursor));
-        }
-        frames = Buffer.concat(parts);
-      }
-      channel.deliveredSeq = savedSeq;
+      const sent = group.presence ? messages : plain;
+      if (sent.length === 0) continue;
+      const { frames, cursor } = this.#encodeForGroup(group, channel, sent);
       // Long-poll and expired members leave the group in the loop; iterating a Set while deleting is safe.
       let reached = 0;
       for (const subscription of group.members) {
         if (excluded !== undefined && subscription.client === excluded) continue;
         if (this.#expireIfDue(subscription, now)) continue;
-        subscription.sink!.push(frames, cursor, messages);
+        subscription.sink!.push(frames, cursor, sent);
         reached++;
       }
-      this.counters.delivered += reached * messages.length;
+      this.counters.delivered += reached * sent.length;
       subscribers += reached;
       bytes += frames.length * reached;
     }
@@ -592,6 +618,29 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
         subscription.buffered.push(...messages);
       }
     }
+  }
+
+  /** The group's bytes for `messages`, encoded once, with the cursor after the last of them. */
+  #encodeForGroup(group: Group, channel: LocalChannel, messages: readonly Message[]): { frames: Buffer; cursor: string } {
+    const savedSeq = channel.deliveredSeq;
+    let cursor = '';
+    let frames: Buffer;
+    if (messages.length === 1) {
+      const message = messages[0]!;
+      channel.deliveredSeq = message.seq;
+      cursor = group.cursorAfter(channel, message);
+      frames = group.encoder.message(message, cursor);
+    } else {
+      const parts: Buffer[] = [];
+      for (const message of messages) {
+        channel.deliveredSeq = message.seq;
+        cursor = group.cursorAfter(channel, message);
+        parts.push(group.encoder.message(message, cursor));
+      }
+      frames = Buffer.concat(parts);
+    }
+    channel.deliveredSeq = savedSeq;
+    return { frames, cursor };
   }
 
   /** End a subscription whose credential has run out (it is told why); true when it did. */

@@ -85,9 +85,20 @@ export interface PresenceOptions {
   readonly graceMs: number;
   /** Most members one presence answer lists; more are paged. */
   readonly pageSize: number;
+  /**
+   * Publish each join and leave as a message of its channel, for subscribers
+   * that ask for them. Off by default: they take sequence numbers and history
+   * room in every channel, which an app not using them should not pay for.
+   */
+  readonly events: boolean;
 }
 
-export const defaultPresenceOptions: PresenceOptions = { enabled: true, graceMs: 5_000, pageSize: 1_000 };
+export const defaultPresenceOptions: PresenceOptions = {
+  enabled: true,
+  graceMs: 5_000,
+  pageSize: 1_000,
+  events: false,
+};
 
 /** A client id for a subscriber that gave none: unique, and visibly not chosen by the client. */
 export function newClientId(): string {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { presenceKindOf } from '../protocol/presence.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Grant } from '../auth/grant.js';
@@ -250,7 +251,8 @@ export class BackendApi {
     }
     if (before !== undefined && before.epoch !== read.epoch)
       throw historyParam('before is from an earlier epoch of this channel: its history is gone');
-    let range: readonly Message[] = read.messages;
+    // Joins and leaves are live signals, not the channel's content: history leaves them out.
+    let range: readonly Message[] = read.messages.filter((message) => presenceKindOf(message.event) === undefined);
     if (before !== undefined) {
       const end = range.findIndex((message) => message.seq >= before.seq);
       if (end !== -1) range = range.slice(0, end);

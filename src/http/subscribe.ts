@@ -111,7 +111,8 @@ export class HubSubscribers {
 
     let subscription: Subscription;
     try {
-      subscription = await this.host.hub.subscribe(channels, cursor, memberOf(grant, url, transport));
+      const options = { presence: presenceParam(url.searchParams.get('presence')) };
+      subscription = await this.host.hub.subscribe(channels, cursor, memberOf(grant, url, transport), options);
     } catch (error) {
       // EventSource treats any status but 200 as final and never reconnects
       // (WHATWG: "fail the connection"), so a passing outage would lose the
@@ -284,4 +285,11 @@ export function pickTransport(param: string | null, accept: string | undefined):
   if (accept.includes('application/x-ndjson')) return 'stream';
   if (accept.includes('application/json')) return 'poll';
   return 'sse';
+}
+
+/** `?presence=1` (or `true`): also send the channels' joins and leaves. */
+function presenceParam(text: string | null): boolean {
+  if (text === null || text === '0' || text === 'false') return false;
+  if (text === '1' || text === 'true') return true;
+  throw new KometaError('KOMETA_ERR_BAD_REQUEST', 'presence is 1 or 0');
 }

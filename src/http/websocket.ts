@@ -209,8 +209,8 @@ export class HubWebSocket {
     }
     switch (frame.type) {
       case 'subscribe':
-        this.#subscribe(session, frame.channel, frame.cursor, frame.ref).catch((error: unknown) =>
-          this.#fail(session, error),
+        this.#subscribe(session, frame.channel, frame.cursor, frame.ref, frame.presence === true).catch(
+          (error: unknown) => this.#fail(session, error),
         );
         break;
       case 'unsubscribe': {
@@ -235,6 +235,7 @@ export class HubWebSocket {
     channel: string,
     cursorText: string | undefined,
     ref: Ref | undefined,
+    presence: boolean,
   ): Promise<void> {
     const connection = session.connection;
     let subscription: Subscription;
@@ -259,7 +260,7 @@ export class HubWebSocket {
         throw new KometaError('KOMETA_ERR_ALREADY_SUBSCRIBED', `Already subscribed to ${channel}`);
       session.subscriptions.set(channel, null);
       try {
-        subscription = await this.hub.subscribe([channel], cursor, session.member);
+        subscription = await this.hub.subscribe([channel], cursor, session.member, { presence });
       } catch (error) {
         if (session.subscriptions.get(channel) === null) session.subscriptions.delete(channel);
         throw error;

@@ -1,4 +1,5 @@
 import { type GapNotice, parseGapNotice } from './gap.js';
+import { PRESENCE_EVENTS } from './presence.js';
 
 /*
  * Server-Sent Events (WHATWG HTML, "Server-sent events"): the encoder the hub
@@ -26,6 +27,9 @@ export const KOMETA_EVENTS = {
   gap: 'kometa-gap',
   error: 'kometa-error',
   shutdown: 'kometa-shutdown',
+  // In-band presence (protocol/presence.ts): sent only to subscribers that asked, framed as messages.
+  join: PRESENCE_EVENTS.join,
+  leave: PRESENCE_EVENTS.leave,
 } as const;
 
 /** The fields of one event, written in the order given (an event is one block ending in a blank line). */

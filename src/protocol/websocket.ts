@@ -22,6 +22,8 @@ export interface SubscribeFrame {
   readonly channel: string;
   /** Resume after this position: a message id of the channel, or any cursor that has an entry for it. */
   readonly cursor?: string;
+  /** Also send this channel's joins and leaves (`kometa-join` / `kometa-leave` message frames). */
+  readonly presence?: boolean;
   readonly ref?: Ref;
 }
 
@@ -223,7 +225,15 @@ export function parseClientFrame(text: string): ClientFrame {
     case 'subscribe': {
       const channel = stringField(frame, 'channel');
       const cursor = optionalStringField(frame, 'cursor');
-      return { type: 'subscribe', channel, ...(cursor === undefined ? {} : { cursor }), ...refPart };
+      const presence = frame.presence;
+      if (presence !== undefined && typeof presence !== 'boolean') throw new FrameError('presence is true or false');
+      return {
+        type: 'subscribe',
+        channel,
+        ...(cursor === undefined ? {} : { cursor }),
+        ...(presence === true ? { presence } : {}),
+        ...refPart,
+      };
     }
     case 'unsubscribe':
       return { type: 'unsubscribe', channel: stringField(frame, 'channel'), ...refPart };

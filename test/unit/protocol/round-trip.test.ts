@@ -30,6 +30,13 @@ import {
   parseClientFrame,
   parseServerFrame,
 } from '../../../src/protocol/websocket.js';
+import {
+  PRESENCE_EVENTS,
+  type PresenceMemberData,
+  encodePresenceData,
+  parsePresenceData,
+  presenceKindOf,
+} from '../../../src/protocol/presence.js';
 
 /*
  * parse(encode(x)) equals x for every wire format, for any channel name, event
@@ -195,7 +202,7 @@ test('long-poll: the body comes back exactly, lone surrogates included', () => {
 const ref = fc.oneof(fc.integer(), fc.string({ maxLength: 64 }));
 const clientFrame: fc.Arbitrary<ClientFrame> = fc.oneof(
   fc.record(
-    { type: fc.constant('subscribe' as const), channel: text, cursor: text, ref },
+    { type: fc.constant('subscribe' as const), channel: text, cursor: text, presence: fc.constant(true), ref },
     { noNullPrototype: true, requiredKeys: ['type', 'channel'] },
   ),
   fc.record(
@@ -255,4 +262,45 @@ test('WebSocket: client and server frames come back exactly, lone surrogates inc
     fc.property(serverFrame, (f) => assert.deepEqual(parseServerFrame(viaUtf8(encodeServerFrame(f))), f)),
     RUNS,
   );
+});
+
+const presenceMember: fc.Arbitrary<PresenceMemberData> = fc.record(
+  {
+    client: text,
+    user: fc.option(text, { nil: null }),
+    info: fc.oneof(fc.constant(null), fc.jsonValue().filter((v) => v !== null)),
+    transport: fc.constantFrom('sse', 'stream', 'poll', 'ws', 'library'),
+    since: fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+  },
+  { noNullPrototype: true },
+);
+const presenceKind = fc.constantFrom('join' as const, 'leave' as const);
+
+test('presence: a join or leave comes back as itself through SSE, NDJSON, long-poll and WebSocket', () => {
+  fc.assert(
+    fc.property(presenceKind, presenceMember, channel, cursorText, (kind, member, name, id) => {
+      const event = PRESENCE_EVENTS[kind];
+      const data = encodePresenceData(member);
+      // JSON of the member: one line, no lone surrogate left bare, so even SSE carries it exactly.
+      const back = (got: { event?: string | undefined; data: string }) => {
+        assert.equal(presenceKindOf(got.event), kind);
+        assert.deepEqual(parsePresenceData(got.data), JSON.parse(JSON.stringify(member)));
+      };
+      const [sse] = parseSse(viaUtf8(encodeSseMessage(id, event, data)));
+      back({ event: sse!.type, data: sse!.data });
+      const line = parseStreamLine(viaUtf8(encodeStreamLine({ type: 'message', channel: name, id, event, data })));
+      assert.equal(line.type, 'message');
+      if (line.type === 'message') back(line);
+      const body = encodePollBody({ messages: [{ channel: name, id, event, data }], cursor: id });
+      const poll = parsePollBody(viaUtf8(body));
+      back(poll.messages[0]!);
+      const frame = parseServerFrame(viaUtf8(encodeServerFrame({ type: 'message', channel: name, id, event, data })));
+      if (frame.type === 'message') back(frame);
+      else assert.fail(`a ${frame.type} frame`);
+    }),
+    RUNS,
+  );
+  assert.equal(presenceKindOf('kometa-gap'), undefined);
+  assert.equal(presenceKindOf(undefined), undefined);
+  assert.throws(() => parsePresenceData('{"client":1}'), SyntaxError);
 });
