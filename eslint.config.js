@@ -6,7 +6,6 @@
  */
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
-import { longFunctions, longLines } from './eslint.todo.js';
 
 const MAX_LEN = { ignoreUrls: true, ignoreRegExpLiterals: true };
 
@@ -65,18 +64,5 @@ export default tseslint.config(
       'max-lines-per-function': 'off',
       '@typescript-eslint/no-explicit-any': 'off',
     },
-  },
-  // Debt left for later, file by file, each at its current size (eslint.todo.js).
-  ...Object.entries(longLines).map(([file, code]) => ({ files: [file], rules: { 'max-len': ['error', { code, ...MAX_LEN }] } })),
-  ...Object.entries(longFunctions).map(([file, max]) => ({ files: [file], rules: { 'max-lines-per-function': ['error', { max }] } })),
-  {
-    // TODO(issue 12): `ops` is assigned after the handler that reads it is made; issue 15 is reworking this helper.
-    files: ['test/ops/helpers.ts'],
-    rules: { 'prefer-const': 'off' },
-  },
-  {
-    // TODO(issue 12): attach the waitFor error as `cause`; issue 15 is reworking the test helpers.
-    files: ['test/helpers/redis.ts'],
-    rules: { 'preserve-caught-error': 'off' },
   },
 );

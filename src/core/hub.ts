@@ -104,7 +104,10 @@ class LocalChannel {
   messageCount = 0;
   readonly ready: Promise<void>;
 
-  constructor(readonly name: string, broker: Broker) {
+  constructor(
+    readonly name: string,
+    broker: Broker,
+  ) {
     broker.watch(name);
     this.ready = broker.head(name).then((head) => {
       this.epoch = head.epoch;
@@ -124,24 +127,31 @@ type SubscriptionState = 'resolving' | 'ready' | 'catching-up' | 'live' | 'close
  * then started with a sink once the transport is ready to write.
  */
 export class Subscription {
+  /** @internal */
   state: SubscriptionState = 'resolving';
+  /** @internal */
   sink: Sink | undefined;
+  /** @internal */
   group: Group | undefined;
   /** Where this subscriber is, per channel. */
   readonly positions = new Map<string, Position>();
   /** Gaps to report and retained messages to replay, found while resolving. */
   readonly backlog: { gaps: GapNotice[]; messages: Message[] } = { gaps: [], messages: [] };
   /** Live messages that arrived while resolving or catching up. */
+  /** @internal */
   buffered: Message[] = [];
   /**
    * When the subscriber's credential stops being valid (wall clock, ms since
    * 1970), if it does. Checked before every write, so nothing is delivered
    * after it even while the sweep that ends idle subscriptions is still due.
    */
+  /** @internal */
   expiresAt: number | undefined;
   /** Who it is, for presence; none for a subscription made without one (it is then nobody's member). */
+  /** @internal */
   member: MemberIdentity | undefined;
   /** The id its client gave itself (`client=`): a publish that excludes it skips this subscriber. */
+  /** @internal */
   client: string | undefined;
 
   constructor(
@@ -193,7 +203,19 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
   readonly limits: HubLimits;
   /** Members of this process's subscriptions, kept in the broker's presence store; undefined when presence is off. */
   readonly presence: PresenceTracker | undefined;
-  readonly counters: HubCounters = { published: 0, delivered: 0, subscriptionsOpened: 0, subscriptionsClosed: 0, gaps: 0, publishedBytes: 0, deliveredBytes: 0 };
+  readonly #counters: HubCounters = {
+    published: 0,
+    delivered: 0,
+    subscriptionsOpened: 0,
+    subscriptionsClosed: 0,
+    gaps: 0,
+    publishedBytes: 0,
+    deliveredBytes: 0,
+  };
+  /** Running totals since start, read by /metrics and the dashboard; only the hub counts. */
+  get counters(): Readonly<HubCounters> {
+    return this.#counters;
+  }
   readonly #channels = new Map<string, LocalChannel>();
   readonly #groups = new Map<string, Group>();
   #dirty: LocalChannel[] = [];
@@ -260,7 +282,10 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     );
   }
 
-  /** Members of `channel` in the whole cluster (clients, not users); this process's subscriptions when presence is off. */
+  /**
+   * Members of `channel` in the whole cluster (clients, not users); this process's subscriptions when presence
+   * is off.
+   */
   async memberCount(channel: string): Promise<number> {
     if (this.presence === undefined) return this.#channels.get(channel)?.subscriberCount ?? 0;
     try {
@@ -270,7 +295,10 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     }
   }
 
-  /** `exclude`: a client id whose live subscribers, on every node, do not get this message (history keeps it for all). */
+  /**
+   * `exclude`: a client id whose live subscribers, on every node, do not get this message (history keeps it for
+   * all).
+   */
   async publish(
     channel: string,
     data: string,
@@ -285,12 +313,20 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     // a WebSocket frame or a library call can carry "\ud800" as a JSON
     // escape or a JS string): text must be well-formed, or encoding it as
     // UTF-8 would silently turn a lone surrogate into U+FFFD.
-    if (!isWellFormed(data)) throw new KometaError('KOMETA_ERR_BODY_ENCODING', 'Message data must be well-formed Unicode text (no lone surrogates)');
+    if (!isWellFormed(data))
+      throw new KometaError(
+        'KOMETA_ERR_BODY_ENCODING',
+        'Message data must be well-formed Unicode text (no lone surrogates)',
+      );
     const size = Buffer.byteLength(data);
     if (size > this.limits.maxMessageBytes) {
-      throw new KometaError('KOMETA_ERR_BODY_TOO_LARGE', `Messages are limited to ${this.limits.maxMessageBytes} bytes`, {
-        limit: this.limits.maxMessageBytes,
-      });
+      throw new KometaError(
+        'KOMETA_ERR_BODY_TOO_LARGE',
+        `Messages are limited to ${this.limits.maxMessageBytes} bytes`,
+        {
+          limit: this.limits.maxMessageBytes,
+        },
+      );
     }
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
     const storing = this.broker.publish(
@@ -305,8 +341,8 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     } finally {
       this.#storing.delete(storing);
     }
-    this.counters.published++;
-    this.counters.publishedBytes += size;
+    this.#counters.published++;
+    this.#counters.publishedBytes += size;
     return { message, subscribers: await this.memberCount(channel) };
   }
 
@@ -328,9 +364,13 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     if (channelNames.length === 0) throw new KometaError('KOMETA_ERR_CHANNEL_MISSING');
     const unique = [...new Set(channelNames)].sort();
     if (unique.length > this.limits.maxChannelsPerSubscription) {
-      throw new KometaError('KOMETA_ERR_TOO_MANY_CHANNELS', `At most ${this.limits.maxChannelsPerSubscription} channels per subscription`, {
-        limit: this.limits.maxChannelsPerSubscription,
-      });
+      throw new KometaError(
+        'KOMETA_ERR_TOO_MANY_CHANNELS',
+        `At most ${this.limits.maxChannelsPerSubscription} channels per subscription`,
+        {
+          limit: this.limits.maxChannelsPerSubscription,
+        },
+      );
     }
     for (const name of unique) assertChannelName(name);
 
@@ -338,7 +378,7 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     const subscription = new Subscription(this, channels, options.presence === true);
     // Registered before any await, so nothing published from here on is missed.
     for (const channel of channels) channel.catchingUp.add(subscription);
-    this.counters.subscriptionsOpened++;
+    this.#counters.subscriptionsOpened++;
     try {
       await Promise.all(channels.map((c) => c.ready));
       const reads = await Promise.all(
@@ -367,7 +407,12 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     }
   }
 
-  #resolve(subscription: Subscription, channel: LocalChannel, from: Position | undefined, read: HistoryRead | undefined): void {
+  #resolve(
+    subscription: Subscription,
+    channel: LocalChannel,
+    from: Position | undefined,
+    read: HistoryRead | undefined,
+  ): void {
     if (read === undefined) {
       subscription.positions.set(channel.name, from ?? { epoch: channel.epoch, seq: channel.deliveredSeq });
       return;
@@ -392,13 +437,16 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     for (const message of read.messages) if (message.seq > afterSeq) subscription.backlog.messages.push(message);
   }
 
-  /** Send a started subscription its gaps, backlog and buffered messages; join its group once level with the channel. */
+  /**
+   * Send a started subscription its gaps, backlog and buffered messages; join its group once level with the
+   * channel.
+   */
   catchUp(subscription: Subscription): void {
     if (this.#expireIfDue(subscription, wallClock.now())) return;
     const sink = subscription.sink!;
     const { gaps, messages } = subscription.backlog;
     for (const notice of gaps) {
-      this.counters.gaps++;
+      this.#counters.gaps++;
       sink.gap(notice, subscription.cursor());
     }
     subscription.backlog.gaps = [];
@@ -417,7 +465,8 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     const frames: Buffer[] = [];
     const sent: Message[] = [];
     const flush = () => {
-      if (frames.length > 0) sink.push(frames.length === 1 ? frames[0]! : Buffer.concat(frames), subscription.cursor(), sent.splice(0));
+      if (frames.length > 0)
+        sink.push(frames.length === 1 ? frames[0]! : Buffer.concat(frames), subscription.cursor(), sent.splice(0));
       frames.length = 0;
     };
     for (const message of queue) {
@@ -428,24 +477,33 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
         // The channel's history was lost while this subscriber was catching up.
         flush();
         subscription.positions.set(message.channel, { epoch: message.epoch, seq: 0 });
-        this.counters.gaps++;
+        this.#counters.gaps++;
         sink.gap({ channel: message.channel, reason: 'epoch-changed', epoch: message.epoch }, subscription.cursor());
       }
       // Only what this process has delivered to everyone; newer ones come through the group.
-      if (message.seq <= position.seq || message.seq > channel.deliveredSeq || message.epoch !== channel.epoch) continue;
+      if (message.seq <= position.seq || message.seq > channel.deliveredSeq || message.epoch !== channel.epoch)
+        continue;
       if (message.seq > position.seq + 1) {
         // The hub gave up on messages this subscriber had not reached (see #announceLoss).
         flush();
-        this.counters.gaps++;
+        this.#counters.gaps++;
         subscription.positions.set(message.channel, { epoch: message.epoch, seq: message.seq - 1 });
-        sink.gap({ channel: message.channel, reason: 'history-truncated', epoch: message.epoch, missed: { from: position.seq + 1, to: message.seq - 1 } }, subscription.cursor());
+        sink.gap(
+          {
+            channel: message.channel,
+            reason: 'history-truncated',
+            epoch: message.epoch,
+            missed: { from: position.seq + 1, to: message.seq - 1 },
+          },
+          subscription.cursor(),
+        );
       }
       subscription.positions.set(message.channel, { epoch: message.epoch, seq: message.seq });
       // A plain subscriber steps over a join or leave: its cursor moves on, it is sent nothing.
       if (!subscription.wantsPresence && presenceKindOf(message.event) !== undefined) continue;
       frames.push(sink.encoder.message(message, subscription.cursor()));
       sent.push(message);
-      this.counters.delivered++;
+      this.#counters.delivered++;
     }
     flush();
   }
@@ -475,7 +533,7 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
   unsubscribe(subscription: Subscription): void {
     if (subscription.state === 'closed') return;
     subscription.state = 'closed';
-    this.counters.subscriptionsClosed++;
+    this.#counters.subscriptionsClosed++;
     this.#live.delete(subscription);
     const group = subscription.group;
     if (group !== undefined) {
@@ -591,11 +649,11 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
         subscription.sink!.push(frames, cursor, sent);
         reached++;
       }
-      this.counters.delivered += reached * sent.length;
+      this.#counters.delivered += reached * sent.length;
       subscribers += reached;
       bytes += frames.length * reached;
     }
-    this.counters.deliveredBytes += bytes;
+    this.#counters.deliveredBytes += bytes;
     channel.messageCount += messages.length;
     if (observed) {
       const durationMs = performance.now() - started;
@@ -621,7 +679,11 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
   }
 
   /** The group's bytes for `messages`, encoded once, with the cursor after the last of them. */
-  #encodeForGroup(group: Group, channel: LocalChannel, messages: readonly Message[]): { frames: Buffer; cursor: string } {
+  #encodeForGroup(
+    group: Group,
+    channel: LocalChannel,
+    messages: readonly Message[],
+  ): { frames: Buffer; cursor: string } {
     const savedSeq = channel.deliveredSeq;
     let cursor = '';
     let frames: Buffer;
@@ -657,7 +719,7 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     const notice: GapNotice = { channel: channel.name, reason: 'epoch-changed', epoch };
     for (const group of channel.groups) {
       for (const subscription of group.members) {
-        this.counters.gaps++;
+        this.#counters.gaps++;
         subscription.sink!.gap(notice, subscription.cursor());
       }
     }
@@ -696,11 +758,16 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
 
   /** Live subscribers of `channel` will never get messages `from`..`to`: tell them before moving on. */
   #announceLoss(channel: LocalChannel, from: number, to: number): void {
-    const notice: GapNotice = { channel: channel.name, reason: 'history-truncated', epoch: channel.epoch, missed: { from, to } };
+    const notice: GapNotice = {
+      channel: channel.name,
+      reason: 'history-truncated',
+      epoch: channel.epoch,
+      missed: { from, to },
+    };
     channel.deliveredSeq = to;
     for (const group of channel.groups) {
       for (const subscription of group.members) {
-        this.counters.gaps++;
+        this.#counters.gaps++;
         subscription.sink!.gap(notice, subscription.cursor());
       }
     }
@@ -758,7 +825,8 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     // Accepted messages go out before the streams end: a 201 promised them to every subscriber.
     this.flush();
     const started = new Set(this.#live);
-    for (const channel of this.#channels.values()) for (const subscription of channel.catchingUp) started.add(subscription);
+    for (const channel of this.#channels.values())
+      for (const subscription of channel.catchingUp) started.add(subscription);
     for (const subscription of started) {
       // Still resolving: its route sees it closed when it gets there.
       if (subscription.sink === undefined) continue;

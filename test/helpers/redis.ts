@@ -127,7 +127,7 @@ export async function startKometa(args: string[]): Promise<KometaProcess> {
     );
   } catch (error) {
     proc.kill('SIGKILL');
-    throw new Error(`${(error as Error).message}; output: ${output}`);
+    throw new Error(`${(error as Error).message}; output: ${output}`, { cause: error });
   }
   if (proc.exitCode !== null) throw new Error(`kometa exited with ${proc.exitCode}: ${output}`);
   const port = Number(/kometa hub listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)![1]);

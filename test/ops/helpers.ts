@@ -29,6 +29,8 @@ export async function startOpsHub(
   const broker = new MemoryBroker();
   const hub = new Hub(broker);
   const comet = new Comet({ hub });
+  // The server's handler reads `ops`, which needs the server: assigned once, after it.
+  // eslint-disable-next-line prefer-const
   let ops: KometaOps | undefined;
   const fallback = withChat(seedFallback(comet));
   const server = createHubServer(
