@@ -27,6 +27,8 @@ function clusterOf(url: string): Promise<ClusterSnapshot> {
       });
     });
     req.on('error', reject);
+    // A connection the primary handed to a worker as it was being killed is answered by nobody: give up on it.
+    req.setTimeout(5000, () => req.destroy(new Error('no answer within 5 s')));
     req.end();
   });
 }
@@ -36,8 +38,13 @@ async function until(url: string, ok: (s: ClusterSnapshot) => boolean, timeoutMs
   const deadline = Date.now() + timeoutMs;
   let last: ClusterSnapshot | undefined;
   for (;;) {
-    last = await clusterOf(url);
-    if (ok(last)) return last;
+    try {
+      last = await clusterOf(url);
+      if (ok(last)) return last;
+    } catch (error) {
+      // Around a killed worker a connection may be reset or left unanswered; ask again until the deadline.
+      if (Date.now() > deadline) throw error;
+    }
     if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms; last answer: ${JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
