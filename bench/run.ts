@@ -101,7 +101,7 @@ function toScenario(name: string): Scenario {
 }
 
 function chooseSystems(all: System[], wanted: string | undefined): System[] {
-  if (wanted === undefined) return all;
+  if (wanted === undefined) return all.filter((s) => s.channelsOnly !== true);
   const names = wanted.split(',');
   for (const name of names) {
     if (!all.some((s) => s.name === name)) {

@@ -153,7 +153,8 @@ export class Bench {
   }
 
   available(system: System, scenario: string): boolean {
-    const reason = system.unavailable();
+    const onlyChannels = system.channelsOnly === true && scenario !== 'channels';
+    const reason = onlyChannels ? 'measures the many-channels scenario only' : system.unavailable();
     if (reason === null) return true;
     if (!this.skipped.some((s) => s.system === system.name)) log(`${system.name}: not installed — skipped (${reason})`);
     this.skipped.push({ system: system.name, scenario, reason });

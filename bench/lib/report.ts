@@ -95,9 +95,12 @@ function channelsSection(doc: Doc): string {
   if (!ch?.length) return '';
   let out = `## Many channels: one subscriber per channel, one message to each\n\n`;
   out += table(
-    ['subscribers', 'system', 'all delivered ms', 'lost', 'p50 ms', 'p99 ms', 'CPU-s/M'],
+    ['subscribers', 'system', 'all delivered ms', 'lost', 'not connected', 'publish failed'].concat(
+      ['p50 ms', 'p99 ms', 'CPU-s/M'],
+    ),
     ch.map((r) => [
       ...[k(r.subscribers as number), r.system as string, r.allDeliveredMs as number, r.lost as number],
+      ...[(r.notConnected as number | undefined) ?? 0, (r.publishFailed as number | undefined) ?? 0],
       ...[r.p50Ms as number, r.p99Ms as number, r.cpuSecPerMillion as number],
     ]),
   );

@@ -50,6 +50,10 @@ export interface System {
   readonly fanout: 'sse' | 'ws';
   /** Resumes SSE subscribers from `Last-Event-ID`. */
   readonly resume: boolean;
+  /** False for a `-nosub` variant: its publishes go to channels nobody follows, so nothing is delivered. */
+  readonly delivers?: false;
+  /** A decomposition aid (write floor, `-nosub`): runs in the many-channels scenario only, and only when named. */
+  readonly channelsOnly?: true;
   start(options: StartOptions): Promise<Running>;
 }
 
@@ -204,6 +208,65 @@ const floor: System = {
     return nodeRunning(child, options.port);
   },
 };
+
+/**
+ * The write floor (bench/servers/write-floor.ts): prebuilt chunks written to
+ * the named subscribers' sockets, 100 per request: the platform's own cost of
+ * a delivery, with nothing of a publish in it.
+ */
+const writeFloor: System = {
+  name: 'write-floor',
+  description: 'node:http, one socket.write of a prebuilt chunk per delivery, 100 deliveries per request',
+  unavailable: () => null,
+  version: () => `node ${process.versions.node}`,
+  transports: { sse: SSE },
+  fanout: 'sse',
+  resume: false,
+  channelsOnly: true,
+  async start(options) {
+    const child = await startNode(
+      join(SERVERS, 'write-floor.js'),
+      ['--port', String(options.port)],
+      options,
+      'listening on',
+    );
+    return nodeRunning(child, options.port, {
+      port: options.port,
+      request: (channel) => postRequest('/fire', channel),
+      batch: (items) => postRequest('/fire', items.map((item) => item.channel).join('\n')),
+    });
+  },
+};
+
+/**
+ * The same system, publishing the same requests to channels nobody follows
+ * (`q` + the name): what a publish costs without its delivery.
+ */
+function withoutSubscribers(base: System): System {
+  const elsewhere = (channel: string) => `q${channel}`;
+  return {
+    ...base,
+    name: `${base.name}-nosub`,
+    description: `${base.description}; publishing to channels without subscribers`,
+    delivers: false,
+    channelsOnly: true,
+    async start(options) {
+      const running = await base.start(options);
+      const target = running.publish;
+      const batch = target.batch;
+      return {
+        ...running,
+        publish: {
+          port: target.port,
+          request: (channel, data) => target.request(elsewhere(channel), data),
+          ...(batch === undefined
+            ? {}
+            : { batch: (items) => batch(items.map((item) => ({ ...item, channel: elsewhere(item.channel) }))) }),
+        },
+      };
+    },
+  };
+}
 
 const betterSse: System = {
   name: 'better-sse',
@@ -503,7 +566,9 @@ export function allSystems(kometaBefore?: string): System[] {
     false,
     ['--no-presence'],
   );
-  const list = [floor, kometa, kometaWs(kometa), durable, batch, durableBatch, noPresence];
+  const list = [floor, kometa, kometaWs(kometa), durable, batch, durableBatch, noPresence, writeFloor];
+  // Publishes without deliveries, to split a delivery's cost into the publish's and the write's.
+  list.push(withoutSubscribers(floor), withoutSubscribers(kometa), withoutSubscribers(batch));
   if (kometaBefore !== undefined) {
     // The same four servers from another build, so before/after is measured in one run.
     const at = `at ${kometaBefore}`;

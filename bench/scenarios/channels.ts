@@ -39,32 +39,41 @@ async function channelsOne(bench: Bench, system: System, count: number, options:
     publishEach(publisher, running, count);
     await publisher.idle();
     const publishedMs = performance.now() - started;
+    // Subscribers that never connected cannot receive: wait for the connected ones, and report the rest apart.
+    const expected = system.delivers === false ? 0 : opened.ready;
     let report = await load.report();
     const deadline = performance.now() + 15_000;
-    while (report.unique < count && performance.now() < deadline) {
+    while (report.unique < expected && performance.now() < deadline) {
       await sleep(50);
       report = await load.report();
     }
     const doneMs = performance.now() - started;
     bench.profileWindow = [windowStart, nowUs()];
     const cpu = sampleTree(running.pid).cpuSec - before.cpuSec;
+    // Without subscribers (`-nosub`) the cost is per published message: the same count, none delivered.
+    const per = system.delivers === false ? count : Math.max(1, report.unique);
     const row = {
       system: system.name,
       transport: system.fanout,
       subscribers: count,
       ready: opened.ready,
+      notConnected: count - opened.ready,
       publishMs: Math.round(publishedMs),
       allDeliveredMs: Math.round(doneMs),
       delivered: report.unique,
-      lost: count - report.unique,
+      /** Messages due to connected subscribers that did not reach them (closed on the way, or lost). */
+      lost: expected - Math.min(expected, report.unique),
+      /** Connected subscribers whose connection closed during the phase. */
+      closed: report.closed,
       publishFailed: publisher.failed,
       ...latencyStats(report),
       serverCpuSec: Math.round(cpu * 100) / 100,
-      cpuSecPerMillion: Math.round((cpu / Math.max(1, report.unique)) * 1e6 * 100) / 100,
+      cpuSecPerMillion: Math.round((cpu / per) * 1e6 * 100) / 100,
     };
     bench.results[options.profile ? 'profile' : 'channels']!.push({ scenario: 'channels', ...row });
     log(
       `channels ${count} ${system.name}: all delivered in ${row.allDeliveredMs} ms, lost ${row.lost}, ` +
+        `not connected ${row.notConnected}, closed ${row.closed}, publish failed ${row.publishFailed}, ` +
         `p99 ${row.p99Ms} ms, ${row.cpuSecPerMillion} CPU-s/M`,
     );
   } finally {
