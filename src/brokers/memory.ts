@@ -118,6 +118,11 @@ export class MemoryBroker implements Broker {
   }
 
   async publish(channelName: string, data: string, options: PublishOptions = {}): Promise<Message> {
+    return this.publishNow(channelName, data, options);
+  }
+
+  /** Store and hand on at once: nothing here waits, so a publish needs no promise (see Hub.publishNow). */
+  publishNow(channelName: string, data: string, options: PublishOptions = {}): Message {
     const channel = this.#channel(channelName);
     const seq = channel.headSeq + 1;
     const message: Message = {

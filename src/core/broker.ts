@@ -38,6 +38,12 @@ export type BrokerHealth = { readonly ok: true } | { readonly ok: false; readonl
  */
 export interface Broker {
   publish(channel: string, data: string, options?: PublishOptions): Promise<Message>;
+  /**
+   * `publish` without a promise, for an engine that stores synchronously (in
+   * memory): the same message, stored and handed to the listener before it
+   * returns. Optional; the hub falls back to `publish` without it.
+   */
+  publishNow?(channel: string, data: string, options?: PublishOptions): Message;
   /** Retained messages of `channel` after `afterSeq` in the current epoch. */
   read(channel: string, afterSeq: number): Promise<HistoryRead>;
   /** The channel's current epoch and last sequence (creating the epoch if the channel is new). */

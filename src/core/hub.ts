@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Broker, ChannelStats } from './broker.js';
+import type { Broker, ChannelStats, PublishOptions } from './broker.js';
 import { assertChannelName, assertEventName, isValidClientId } from './channel-name.js';
 import { fanOutChannel } from './diagnostics.js';
 import { type Cursor, type Position, formatId } from './cursor.js';
@@ -304,6 +304,49 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     data: string,
     options: { event?: string | undefined; exclude?: string | undefined } = {},
   ): Promise<PublishResult> {
+    const size = this.#checkPublish(channel, data, options);
+    const storing = this.broker.publish(channel, data, brokerOptions(options));
+    this.#storing.add(storing);
+    let message: Message;
+    try {
+      message = await storing;
+    } finally {
+      this.#storing.delete(storing);
+    }
+    this.#countPublished(size);
+    return { message, subscribers: await this.memberCount(channel) };
+  }
+
+  /**
+   * `publish` without a promise, when nothing in it waits: the broker stores
+   * synchronously (memory) and the member count is this process's. Undefined
+   * when it cannot (the caller then awaits `publish`); the same checks and
+   * errors, the same message, ids, history and delivery. With one HTTP
+   * request per message, the promises and microtask hops of `publish` are a
+   * measurable part of a delivery (docs/benchmarks.md).
+   */
+  publishNow(
+    channel: string,
+    data: string,
+    options: { event?: string | undefined; exclude?: string | undefined } = {},
+  ): PublishResult | undefined {
+    const publishNow = this.broker.publishNow;
+    const store = this.presence?.store;
+    if (publishNow === undefined || (store !== undefined && store.countNow === undefined)) return undefined;
+    const size = this.#checkPublish(channel, data, options);
+    const message = publishNow.call(this.broker, channel, data, brokerOptions(options));
+    this.#countPublished(size);
+    const subscribers =
+      store === undefined ? (this.#channels.get(channel)?.subscriberCount ?? 0) : store.countNow!(channel);
+    return { message, subscribers };
+  }
+
+  /** What every publish is refused for, whatever way it came in; its data's size in bytes. */
+  #checkPublish(
+    channel: string,
+    data: string,
+    options: { event?: string | undefined; exclude?: string | undefined },
+  ): number {
     assertChannelName(channel);
     if (options.event !== undefined) assertEventName(options.event);
     if (options.exclude !== undefined && !isValidClientId(options.exclude)) {
@@ -329,21 +372,12 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
       );
     }
     if (this.#closed) throw new KometaError('KOMETA_ERR_DRAINING');
-    const storing = this.broker.publish(
-      channel,
-      data,
-      options.exclude === undefined ? { event: options.event } : { event: options.event, exclude: options.exclude },
-    );
-    this.#storing.add(storing);
-    let message: Message;
-    try {
-      message = await storing;
-    } finally {
-      this.#storing.delete(storing);
-    }
+    return size;
+  }
+
+  #countPublished(size: number): void {
     this.#counters.published++;
     this.#counters.publishedBytes += size;
-    return { message, subscribers: await this.memberCount(channel) };
   }
 
   /**
@@ -599,6 +633,14 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
   #flushChannel(channel: LocalChannel): void {
     const pending = channel.pending;
     channel.pending = [];
+    // The common case, one new message next in line: no list of the deliverable ones to build.
+    if (pending.length === 1) {
+      const message = pending[0]!;
+      if (message.epoch === channel.epoch && message.seq === channel.deliveredSeq + 1) {
+        this.#fanOut(channel, pending);
+        return;
+      }
+    }
     const deliverable: Message[] = [];
     for (let i = 0; i < pending.length; i++) {
       const message = pending[i]!;
@@ -836,4 +878,9 @@ export class Hub extends EventEmitter<{ [E in PresenceEvent['event']]: [Presence
     // Members leave now, without the grace period: the process is going away.
     void this.presence?.close();
   }
+}
+
+/** The broker's publish options: `exclude` only when there is one. */
+function brokerOptions(options: { event?: string | undefined; exclude?: string | undefined }): PublishOptions {
+  return options.exclude === undefined ? { event: options.event } : { event: options.event, exclude: options.exclude };
 }

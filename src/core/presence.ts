@@ -62,6 +62,8 @@ export interface PresenceStore {
   leave(channel: string, member: Member): Promise<PresenceChange>;
   snapshot(channel: string, limit: number, after: string | null): Promise<PresenceSnapshot>;
   count(channel: string): Promise<number>;
+  /** `count` without a promise, for a store that keeps its members in this process. Optional. */
+  countNow?(channel: string): number;
   /** Members that left without this process's help (a dead node's, reaped by this one). */
   setReapListener?(listener: (channel: string, gone: Member[], vacated: boolean) => void): void;
   /** Members the store wrote again (after an outage, or after its node was declared dead) that were missing. */
@@ -140,6 +142,10 @@ export class LocalPresenceStore implements PresenceStore {
   }
 
   async count(channel: string): Promise<number> {
+    return this.countNow(channel);
+  }
+
+  countNow(channel: string): number {
     return this.#channels.get(channel)?.size ?? 0;
   }
 

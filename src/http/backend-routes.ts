@@ -196,6 +196,10 @@ export class BackendApi {
         this.hub
           .publish(channel, item.data, { event: item.event, exclude: item.exclude })
           .then(({ message, subscribers }) => ({ channel, id: message.id, subscribers })),
+      publishNow: (channel, item) => {
+        const published = this.hub.publishNow(channel, item.data, { event: item.event, exclude: item.exclude });
+        return published && { channel, id: published.message.id, subscribers: published.subscribers };
+      },
       idempotency: this.idempotency,
       maxMessageBytes: this.hub.limits.maxMessageBytes,
     });

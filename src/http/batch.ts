@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { KometaError, type ProblemDetails, toProblem } from '../core/errors.js';
 import { type Idempotency, fingerprint } from '../core/idempotency.js';
 import { isValidClientId } from '../core/channel-name.js';
@@ -43,7 +44,6 @@ export type OneResult =
 
 export type ItemResult = OneResult | { readonly channels: readonly OneResult[]; readonly replayed?: true };
 
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function parseBatch(contentType: string | undefined, body: Buffer, maxItems: number): BatchItem[] {
   const mediaType = (contentType ?? 'application/json').split(';')[0]!.trim().toLowerCase();
@@ -55,12 +55,9 @@ export function parseBatch(contentType: string | undefined, body: Buffer, maxIte
       { mediaType },
     );
   }
-  let text: string;
-  try {
-    text = utf8.decode(body);
-  } catch {
-    throw new KometaError('KOMETA_ERR_BODY_ENCODING');
-  }
+  // As decodePublishBody (body.ts): checked, then decoded, cheaper than a fatal TextDecoder.
+  if (!isUtf8(body)) throw new KometaError('KOMETA_ERR_BODY_ENCODING');
+  const text = body.toString('utf8');
   let raw: unknown[];
   if (ndjson) {
     raw = text
@@ -146,12 +143,20 @@ function invalid(channel: string | undefined, detail: string): InvalidItem {
   return { ok: false, channel, error: new KometaError('KOMETA_ERR_PUBLISH_ITEM', detail) };
 }
 
+interface Published {
+  readonly channel: string;
+  readonly id: string;
+  readonly subscribers: number;
+}
+
 export interface BatchDeps {
   /** Refuse an item (bad names, no right to publish) before anything of it is published. */
   check(item: ValidItem): Promise<void>;
   /** The same check without a promise, when the access policy can decide at once (no application hook). */
   readonly checkNow?: (item: ValidItem) => void;
-  publish(channel: string, item: ValidItem): Promise<{ channel: string; id: string; subscribers: number }>;
+  publish(channel: string, item: ValidItem): Promise<Published>;
+  /** `publish` without a promise where the hub can (Hub.publishNow); undefined when it cannot. */
+  readonly publishNow?: (channel: string, item: ValidItem) => Published | undefined;
   readonly idempotency: Idempotency;
   readonly maxMessageBytes: number;
 }
@@ -163,8 +168,10 @@ export async function publishBatch(items: readonly BatchItem[], deps: BatchDeps)
    * no tail, since what comes after it in the batch is issued after it.
    */
   const tails = new Map<string, Promise<unknown>>();
-  const answers = items.map((item): Promise<ItemResult> => {
-    if (!item.ok) return Promise.resolve(failure(item.channel, item.error));
+  // An answer known in the loop is kept as it is: a batch of items that all
+  // publish at once (in memory) then needs no promise per item.
+  const answers = items.map((item): ItemResult | Promise<ItemResult> => {
+    if (!item.ok) return failure(item.channel, item.error);
     const before = item.channels.map((channel) => tails.get(channel)).filter((tail) => tail !== undefined);
     // The common batch (no keys, an access policy that decides at once): each
     // item is checked and issued in this loop, so in item order, with a
@@ -174,9 +181,9 @@ export async function publishBatch(items: readonly BatchItem[], deps: BatchDeps)
         deps.checkNow(item);
         checkSize(item, deps.maxMessageBytes);
       } catch (error) {
-        return Promise.resolve(failure(item.broadcast ? undefined : item.channels[0], error));
+        return failure(item.broadcast ? undefined : item.channels[0], error);
       }
-      return publishItem(item, deps);
+      return publishItemNow(item, deps) ?? publishItem(item, deps);
     }
     const ready = before.length === 0 ? Promise.resolve() : before.length === 1 ? before[0]! : Promise.all(before);
     let answer!: Promise<ItemResult>;
@@ -195,7 +202,7 @@ export async function publishBatch(items: readonly BatchItem[], deps: BatchDeps)
     for (const channel of item.channels) tails.set(channel, issued);
     return issued.then(() => answer);
   });
-  return Promise.all(answers);
+  return answers.some((answer) => answer instanceof Promise) ? Promise.all(answers) : (answers as ItemResult[]);
 }
 
 function checkSize(item: ValidItem, maxMessageBytes: number): void {
@@ -204,6 +211,29 @@ function checkSize(item: ValidItem, maxMessageBytes: number): void {
       limit: maxMessageBytes,
     });
   }
+}
+
+/**
+ * The item published without a promise (Hub.publishNow), or undefined when
+ * the hub cannot publish that way (then nothing was published and the caller
+ * uses publishItem). A channel's failure is its result, as in publishItem.
+ */
+function publishItemNow(item: ValidItem, deps: BatchDeps): ItemResult | undefined {
+  const publishNow = deps.publishNow;
+  if (publishNow === undefined) return undefined;
+  const each: OneResult[] = [];
+  for (const channel of item.channels) {
+    let result: OneResult | undefined;
+    try {
+      result = publishNow(channel, item);
+    } catch (error) {
+      result = failure(channel, error);
+    }
+    // The hub decides this once (by its broker and presence store), so this is the first channel or none.
+    if (result === undefined) return undefined;
+    each.push(result);
+  }
+  return item.broadcast ? { channels: each } : each[0]!;
 }
 
 /** Publish to each channel of the item at once (same turn), so each channel sees items in order. */

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { KometaError } from '../core/errors.js';
 
@@ -30,7 +31,6 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     const finish = (error?: unknown) => {
       req.off('data', onData);
       req.off('end', onEnd);
-      req.off('error', onError);
       req.off('close', onClose);
       // One piece (the common case for a message) needs no copy.
       if (error === undefined) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
@@ -47,11 +47,11 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
       req.pause();
     };
     const onEnd = () => finish();
-    const onError = (error: Error) => finish(error);
+    // No 'error' listener: node:http emits a request's error only where one is
+    // listened for, and 'close' follows it anyway (one listener less per publish).
     const onClose = () => finish(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
     req.on('data', onData);
     req.on('end', onEnd);
-    req.on('error', onError);
     req.on('close', onClose);
   });
 }
@@ -60,7 +60,6 @@ function tooLarge(maxBytes: number): KometaError {
   return new KometaError('KOMETA_ERR_BODY_TOO_LARGE', `Bodies are limited to ${maxBytes} bytes`, { limit: maxBytes });
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * The publishable media types: text of any kind and JSON. A form-encoded body
@@ -74,12 +73,10 @@ export function decodePublishBody(contentType: string | undefined, body: Buffer)
   if (!isJson && !mediaType.startsWith('text/') && mediaType !== 'application/x-www-form-urlencoded') {
     throw new KometaError('KOMETA_ERR_MEDIA_TYPE', 'Publish text (text/*) or JSON (application/json)', { mediaType });
   }
-  let text: string;
-  try {
-    text = utf8.decode(body);
-  } catch {
-    throw new KometaError('KOMETA_ERR_BODY_ENCODING');
-  }
+  // Checked, then decoded: cheaper per publish than a fatal TextDecoder, and the
+  // same answer (a BOM is kept as U+FEFF either way: `ignoreBOM` was set).
+  if (!isUtf8(body)) throw new KometaError('KOMETA_ERR_BODY_ENCODING');
+  const text = body.toString('utf8');
   if (isJson) {
     try {
       JSON.parse(text);

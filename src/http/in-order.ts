@@ -17,7 +17,9 @@ interface ConnectionState {
   upgrade: (() => void) | undefined;
 }
 
-const prompt = new WeakSet<ServerResponse>();
+/** Set on a response that answers promptly: a property, cheaper per request than a WeakSet entry. */
+const PROMPT = Symbol('kometa.answersPromptly');
+type Marked = ServerResponse & { [PROMPT]?: true };
 
 /**
  * Say, while handling the request, that this response will end on its own
@@ -25,7 +27,7 @@ const prompt = new WeakSet<ServerResponse>();
  * once; their answers wait their turn anyway.
  */
 export function answersPromptly(res: ServerResponse): void {
-  prompt.add(res);
+  (res as Marked)[PROMPT] = true;
 }
 
 /**
@@ -74,7 +76,7 @@ export class InOrder {
   #handle(state: ConnectionState, handle: Handler, req: IncomingMessage, res: ServerResponse): void {
     state.open++;
     handle(req, res);
-    const openEnded = !prompt.has(res) && !res.writableFinished;
+    const openEnded = (res as Marked)[PROMPT] !== true && !res.writableFinished;
     if (openEnded) state.openEnded++;
     // 'close' comes once per response: `on` spares the wrapper `once` builds on every request.
     res.on('close', () => {

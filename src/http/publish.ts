@@ -44,7 +44,10 @@ export async function publishRoute(
   // A client whose live connections skip this message, on every node (docs/backends.md#excluding-the-sender).
   const exclude = headerValue(req.headers['kometa-exclude-client']);
   if (key === undefined) {
-    const { message, subscribers } = await ctx.hub.publish(channel, data, { event: eventParam, exclude });
+    const options = { event: eventParam, exclude };
+    // In memory nothing waits: no promise (Hub.publishNow); otherwise (on disk, Redis) the broker's.
+    const { message, subscribers } =
+      ctx.hub.publishNow(channel, data, options) ?? (await ctx.hub.publish(channel, data, options));
     sendPublished(res, channel, message.id, subscribers);
     return;
   }

@@ -54,8 +54,10 @@ export class Sampler {
       deliveredBytes: counters.deliveredBytes,
     };
 
-    // Hot channels: every local channel once, keeping the few busiest.
+    // Hot channels: every local channel once, keeping the few busiest. Messages
+    // per channel are counted from the first sample someone watches, on.
     const recent = this.#tally.takeChannelMessages();
+    this.#tally.countChannels = withTop;
     const top: { name: string; subscribers: number; perSecond: number }[] = [];
     for (const channel of withTop ? hub.localChannels() : []) {
       const perSecond = (recent.get(channel.name) ?? 0) / seconds;

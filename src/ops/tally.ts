@@ -18,6 +18,12 @@ export class Tally {
   readonly drops = new Map<string, number>();
   /** Messages fanned out per channel since the last `takeChannelMessages()`. */
   #channelMessages = new Map<string, number>();
+  /**
+   * Count messages per channel (for the dashboard's hot channels): only while
+   * someone watches, since with one message to each of 10,000 channels the
+   * map takes 10,000 new keys a second that nobody reads (see Sampler).
+   */
+  countChannels = false;
   readonly #fanOutListeners = new Set<(event: FanOutEvent) => void>();
   readonly #dropListeners = new Set<(event: SubscriberDropEvent) => void>();
   readonly #onError = (message: unknown) => {
@@ -31,7 +37,9 @@ export class Tally {
   };
   readonly #onFanOut = (message: unknown) => {
     const event = message as FanOutEvent;
-    this.#channelMessages.set(event.channel, (this.#channelMessages.get(event.channel) ?? 0) + event.messages);
+    if (this.countChannels) {
+      this.#channelMessages.set(event.channel, (this.#channelMessages.get(event.channel) ?? 0) + event.messages);
+    }
     for (const listener of this.#fanOutListeners) listener(event);
   };
 
