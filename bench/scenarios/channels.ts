@@ -58,6 +58,8 @@ async function channelsOne(bench: Bench, system: System, count: number, options:
       subscribers: count,
       ready: opened.ready,
       notConnected: count - opened.ready,
+      /** Every error met while connecting, retried ones included (`ECONNRESET`, `HTTP 503` …). */
+      connectErrors: opened.errorCodes,
       publishMs: Math.round(publishedMs),
       allDeliveredMs: Math.round(doneMs),
       delivered: report.unique,

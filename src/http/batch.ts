@@ -172,7 +172,8 @@ export async function publishBatch(items: readonly BatchItem[], deps: BatchDeps)
   // publish at once (in memory) then needs no promise per item.
   const answers = items.map((item): ItemResult | Promise<ItemResult> => {
     if (!item.ok) return failure(item.channel, item.error);
-    const before = item.channels.map((channel) => tails.get(channel)).filter((tail) => tail !== undefined);
+    // Nothing waits yet (the common batch): no list of what this item waits for.
+    const before = tails.size === 0 ? NOTHING : waitsFor(item, tails);
     // The common batch (no keys, an access policy that decides at once): each
     // item is checked and issued in this loop, so in item order, with a
     // promise or two per message instead of a chain of them.
@@ -203,6 +204,13 @@ export async function publishBatch(items: readonly BatchItem[], deps: BatchDeps)
     return issued.then(() => answer);
   });
   return answers.some((answer) => answer instanceof Promise) ? Promise.all(answers) : (answers as ItemResult[]);
+}
+
+const NOTHING: readonly Promise<unknown>[] = [];
+
+/** The tails of the item's channels: what must be issued before it. */
+function waitsFor(item: ValidItem, tails: ReadonlyMap<string, Promise<unknown>>): Promise<unknown>[] {
+  return item.channels.map((channel) => tails.get(channel)).filter((tail) => tail !== undefined);
 }
 
 function checkSize(item: ValidItem, maxMessageBytes: number): void {
