@@ -109,7 +109,8 @@ export class Bench {
   readonly skipped: Skipped[] = [];
   /** The part of a profiled run to summarize (the measured phase, not start-up and connecting). */
   profileWindow: [number, number] | undefined;
-  #nextPort = 18_100;
+  /** KOMETA_BENCH_PORT: where the port blocks start, so two benches on one machine need not collide. */
+  #nextPort = Number(process.env.KOMETA_BENCH_PORT ?? 18_100);
   #nextAddress = 0;
 
   constructor(
