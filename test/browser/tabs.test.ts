@@ -269,7 +269,8 @@ for (const transport of ['websocket', 'sse'] as const) {
     await waitForPage(plain, `window.t.messages.some((m) => m.data === 'again')`);
     await waitForPage(asking, `window.t.messages.some((m) => m.data === 'again')`);
     const seen = await outsiders();
-    assert.deepEqual(seen.map((e) => `${e.type}:${e.client}`), ['join:outsider-1', 'leave:outsider-1', 'join:outsider-2']);
+    const expected = ['join:outsider-1', 'leave:outsider-1', 'join:outsider-2'];
+    assert.deepEqual(seen.map((e) => `${e.type}:${e.client}`), expected);
     const all = (await asking.evaluate('window.presence')) as { id: string }[];
     assert.equal(new Set(all.map((e) => e.id)).size, all.length, 'no event twice');
     // Messages reached every tab once; no tab's onMessage saw a join or a leave.
