@@ -63,3 +63,27 @@ for (const transport of ['sse', 'poll'] as const) {
     assert.deepEqual(reasons, ['connecting:connect', 'connected:open']);
   });
 }
+
+test('sse: a channel the token may not follow is refused through onError, not retried forever', async (t) => {
+  const hub = await hubWithTokens();
+  t.after(() => hub.close());
+  const requests = counted();
+  const client = new Kometa(hub.url, {
+    transports: ['sse'],
+    token: await token({ subscribe: ['mine'] }, 'u1'),
+    fetch: requests.fetch,
+    backoff: { baseMs: 10, maxMs: 50 },
+  });
+  t.after(() => client.close());
+  const errors: string[] = [];
+  client.subscribe('not-mine', { onError: (e) => errors.push(`${e.code} ${e.status}`) });
+  const got: string[] = [];
+  client.subscribe('mine', { onMessage: (m) => got.push(m.data) });
+  await waitFor(() => errors.length === 1 && hub.hub.subscriberCount('mine') === 1, 5000, 'the refusal');
+  assert.deepEqual(errors, ['KOMETA_ERR_FORBIDDEN 403']);
+  const made = requests.count();
+  await sleep(500);
+  assert.equal(requests.count(), made, 'no request after the refusal');
+  assert.equal(client.state, 'connected');
+  assert.deepEqual([...client.positions().keys()], ['mine']);
+});

@@ -62,7 +62,11 @@ class SseConnection implements TransportConnection {
     this.#run(generation, controller).catch((error: unknown) => {
       if (generation !== this.#generation || this.#done) return;
       const opened = this.#opened;
-      // The look-up of a channel's head needs the same credential as the stream.
+      // The look-up of a channel's head needs the same rights as the stream: a channel refused there is refused.
+      if (error instanceof KometaClientError && error.status === 403 && error.channel !== undefined) {
+        this.host.channelError(error.channel, error);
+        return;
+      }
       this.#finish(error instanceof KometaClientError && error.status === 401
         ? { reason: 'unauthorized', opened, detail: error.message, code: error.code }
         : { reason: 'network', opened, detail: String(error) });
