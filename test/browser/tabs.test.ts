@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { EventSource } from 'eventsource';
+import { AccessPolicy } from '../../src/auth/access.js';
 import { publish, waitFor } from '../helpers/hub.js';
 import { until } from '../presence/helpers.js';
 import { type PageRecord, clientScript, launchBrowser, record, seqs, startWebHub, waitForPage } from './helpers.js';
@@ -281,3 +282,33 @@ for (const transport of ['websocket', 'sse'] as const) {
     }
   });
 }
+
+test('tabs sharing a connection to a hub that wants a token they lack all stop, with the reason', async (t) => {
+  const access = await AccessPolicy.create({ tokens: { secret: 'a-secret-that-is-long-enough-for-hs256!' } });
+  const hub = await startWebHub(t, { access });
+  const browser = await launchBrowser(t);
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const tabs: Page[] = [];
+  const asked = [0, 0];
+  for (let i = 0; i < 2; i++) {
+    const page = await context.newPage();
+    page.on('request', (request) => {
+      if (/^\/(sub|channels)\b/.test(new URL(request.url()).pathname)) asked[i]!++;
+    });
+    await page.goto(`${hub.url}/blank`);
+    await page.evaluate(clientScript('room', { transports: ['sse'] }));
+    tabs.push(page);
+  }
+  for (const tab of tabs) {
+    await waitForPage(tab, `window.t.states.some((s) => s.state === 'disconnected')`);
+    const states = (await record(tab)).states as { state: string; reason: string; code?: string }[];
+    assert.deepEqual(states.at(-1), { ...states.at(-1), state: 'disconnected', reason: 'unauthorized',
+      code: 'KOMETA_ERR_UNAUTHORIZED' });
+  }
+  assert.deepEqual((await Promise.all(tabs.map(role))).sort(), [undefined, undefined]);
+  // No retrying: each tab looks its channel's head up, and a leader's connection asks once. (A tab that takes the
+  // lead before it hears that the last leader stopped tries once itself.)
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.ok(asked.every((n) => n <= 2), asked.join());
+});

@@ -87,3 +87,15 @@ test('sse: a channel the token may not follow is refused through onError, not re
   assert.equal(client.state, 'connected');
   assert.deepEqual([...client.positions().keys()], ['mine']);
 });
+
+test('a fixed token string the hub refuses is no way to a new one either: the client stops', async (t) => {
+  const hub = await hubWithTokens();
+  t.after(() => hub.close());
+  const client = new Kometa(hub.url, { transports: ['sse'], token: 'not-a-valid-token', backoff: { baseMs: 10 } });
+  t.after(() => client.close());
+  const states: StateChange[] = [];
+  client.on('state', (s) => states.push(s));
+  client.subscribe('room', {});
+  await waitFor(() => states.at(-1)?.state === 'disconnected', 5000, 'the client to stop');
+  assert.equal(states.at(-1)!.reason, 'unauthorized');
+});
