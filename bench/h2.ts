@@ -186,7 +186,10 @@ export interface H2Options {
   readonly rate: number;
   readonly seconds: number;
   readonly rounds: number;
-  /** Write a V8 CPU profile of each kometa HTTP/2 case here (node --cpu-prof). */
+  /**
+   * Run only kometa's HTTP/2 cases, each under node --cpu-prof, writing the
+   * profiles here (a profiled process is slower: its numbers are not compared).
+   */
   readonly profileDir?: string | undefined;
   readonly log: (line: string) => void;
 }
@@ -208,7 +211,7 @@ function startCaseServer(c: Case, tls: { cert: string; key: string }, port: numb
     return spawnServer(process.execPath, [FLOOR, ...args]);
   }
   const tlsArgs = c.mode === 'h1' ? [] : ['--tls-cert', tls.cert, '--tls-key', tls.key];
-  const profile = profileDir !== undefined && c.mode === 'h2' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const profile = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
   return spawnServer(process.execPath, [
     ...profile, CLI, 'serve', '--memory', '--port', String(port), '--log-level', 'warn', '--publish-rate', '0',
     ...tlsArgs,
@@ -318,8 +321,10 @@ export async function h2Comparison(options: H2Options, firstPort: number): Promi
   const rows: H2Row[] = [];
   try {
     let port = firstPort;
+    const profiled = (c: Case) => c.server === 'kometa' && c.mode === 'h2';
+    const cases = options.profileDir === undefined ? CASES : CASES.filter(profiled);
     for (let round = 1; round <= options.rounds; round++) {
-      for (const c of CASES) {
+      for (const c of cases) {
         const row = await runCase(c, tls, options, port, round);
         port += 2;
         rows.push(row);
@@ -342,7 +347,7 @@ function median(values: number[]): number {
 /** Medians per case, each as a ratio to kometa's plain HTTP/1.1 and to Node's floor under it. */
 export function renderH2(rows: readonly H2Row[]): string {
   const medianOf = (label: string) => median(rows.filter((r) => r.case === label).map((r) => r.cpuUsPerDelivery));
-  const base = medianOf(CASES[0]!.label);
+  const base = rows.some((r) => r.case === CASES[0]!.label) ? medianOf(CASES[0]!.label) : Number.NaN;
   const floorOf: Record<Mode, string> = { h1: CASES[1]!.label, 'h1-tls': CASES[3]!.label, h2: CASES[5]!.label };
   const rounds = Math.max(...rows.map((r) => r.round));
   let text = `## TLS and HTTP/2: server CPU per delivery\n\n`;
@@ -355,7 +360,8 @@ export function renderH2(rows: readonly H2Row[]): string {
     const mine = rows.filter((r) => r.case === c.label);
     if (mine.length === 0) continue;
     const value = medianOf(c.label);
-    const floor = c.server === 'kometa' && c.perSession === 1 ? (value / medianOf(floorOf[c.mode])).toFixed(2) : '';
+    const hasFloor = c.server === 'kometa' && c.perSession === 1 && rows.some((r) => r.case === floorOf[c.mode]);
+    const floor = hasFloor ? (value / medianOf(floorOf[c.mode])).toFixed(2) : '';
     const last = mine.at(-1)!;
     const all = mine.map((r) => r.cpuUsPerDelivery).join(', ');
     text += `| ${c.label} | ${value.toFixed(2)} | ${all} | ${(value / base).toFixed(2)} | ${floor} | `;
