@@ -67,6 +67,57 @@ function counter(): { feed(text: string): void; readonly n: number } {
   };
 }
 
+/**
+ * The subscribers' HTTP/2 sessions, 20 opening at a time (1,000 at once
+ * overflow a busy server's accept queue). A session closed before all its
+ * streams were answered is opened again for the ones that were not.
+ */
+function openH2Sessions(
+  order: Start,
+  done: () => void,
+  sessions: ClientHttp2Session[],
+  counters: { n: number }[],
+): void {
+  const isReady = (text: string) => text.includes('\nid: ') || text.startsWith('id: ');
+  const sizes: number[] = [];
+  for (let left = order.count; left > 0; left -= order.perSession) sizes.push(Math.min(order.perSession, left));
+  let next = 0;
+  const openNext = () => {
+    if (next < sizes.length) openOne(sizes[next++]!);
+  };
+  const openOne = (size: number) => {
+    const session = h2connect(`https://127.0.0.1:${order.port}`, {
+      rejectUnauthorized: false,
+      localAddress: order.address,
+      // A browser's window: data keeps flowing without a WINDOW_UPDATE per message.
+      settings: { initialWindowSize: 1 << 20 },
+    } as Parameters<typeof h2connect>[1]);
+    session.on('error', () => {});
+    sessions.push(session);
+    let ready = 0;
+    session.once('close', () => {
+      if (ready < size) setTimeout(() => openOne(size - ready), 200);
+    });
+    for (let i = 0; i < size; i++) {
+      const count = counter();
+      counters.push(count);
+      let first = true;
+      const stream = session.request({ ':path': '/sub/bench', accept: 'text/event-stream' });
+      stream.setEncoding('utf8');
+      stream.on('data', (text: string) => {
+        if (first && isReady(text)) {
+          first = false;
+          done();
+          if (++ready === size) openNext();
+        }
+        count.feed(text);
+      });
+      stream.on('error', () => {});
+    }
+  };
+  for (let i = 0; i < 20; i++) openNext();
+}
+
 function runLoader(): void {
   // The driver gone (stopped or crashed): do not hold connections open behind it.
   process.on('disconnect', () => process.exit(0));
@@ -81,31 +132,7 @@ function runLoader(): void {
         if (++ready === order.count) process.send!({ type: 'ready' });
       };
       if (order.mode === 'h2') {
-        for (let opened = 0; opened < order.count; ) {
-          const session = h2connect(`https://127.0.0.1:${order.port}`, {
-            rejectUnauthorized: false,
-            localAddress: order.address,
-            // A browser's window: data keeps flowing without a WINDOW_UPDATE per message.
-            settings: { initialWindowSize: 1 << 20 },
-          } as Parameters<typeof h2connect>[1]);
-          session.on('error', () => {});
-          sessions.push(session);
-          for (let i = 0; i < order.perSession && opened < order.count; i++, opened++) {
-            const count = counter();
-            counters.push(count);
-            let first = true;
-            const stream = session.request({ ':path': '/sub/bench', accept: 'text/event-stream' });
-            stream.setEncoding('utf8');
-            stream.on('data', (text: string) => {
-              if (first && isReady(text)) {
-                first = false;
-                done();
-              }
-              count.feed(text);
-            });
-            stream.on('error', () => {});
-          }
-        }
+        openH2Sessions(order, done, sessions, counters);
         return;
       }
       let next = 0;
