@@ -214,7 +214,7 @@ export interface H2Options {
   readonly seconds: number;
   readonly rounds: number;
   /**
-   * Run only kometa's HTTP/2 cases, each under node --cpu-prof, writing the
+   * Run only kometa's HTTP/2 case with one stream per connection, under node --cpu-prof, writing the
    * profiles here (a profiled process is slower: its numbers are not compared).
    */
   readonly profileDir?: string | undefined;
@@ -239,9 +239,11 @@ function startCaseServer(c: Case, tls: { cert: string; key: string }, port: numb
   }
   const tlsArgs = c.mode === 'h1' ? [] : ['--tls-cert', tls.cert, '--tls-key', tls.key];
   const profile = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+  // A profile is written on a clean exit only: a short drain, well inside stopProcess's wait.
+  const drain = profileDir === undefined ? [] : ['--shutdown-grace', '2'];
   return spawnServer(process.execPath, [
     ...profile, CLI, 'serve', '--memory', '--port', String(port), '--log-level', 'warn', '--publish-rate', '0',
-    ...tlsArgs,
+    ...tlsArgs, ...drain,
   ]);
 }
 
@@ -302,7 +304,7 @@ async function runCase(c: Case, tls: Pair, options: H2Options, port: number, rou
     };
   } finally {
     for (const loader of loaders) loader.send({ type: 'exit' });
-    await stopProcess(server, 5000);
+    await stopProcess(server, options.profileDir === undefined ? 5000 : 30_000);
   }
 }
 
@@ -348,7 +350,7 @@ export async function h2Comparison(options: H2Options, firstPort: number): Promi
   const rows: H2Row[] = [];
   try {
     let port = firstPort;
-    const profiled = (c: Case) => c.server === 'kometa' && c.mode === 'h2';
+    const profiled = (c: Case) => c.server === 'kometa' && c.mode === 'h2' && c.perSession === 1;
     const cases = options.profileDir === undefined ? CASES : CASES.filter(profiled);
     for (let round = 1; round <= options.rounds; round++) {
       for (const c of cases) {
