@@ -1,10 +1,12 @@
 /*
  * kometa's benchmark: the hub against the Node floor and the peers, in one run.
  *
- *   npm run bench -- [all|idle|fanout|channels|storm|workers|profile|profile-channels|redis-cluster]
+ *   npm run bench -- [all|idle|fanout|channels|storm|workers|profile|profile-channels|redis-cluster|h2|herd]
  *                    [--systems a,b] [--quick]
  *                    [--repeat 3] [--kometa-before <dir>] [--out name]
  *                    [--workers 5] [--subscribers 95000]   (the workers scenario)
+ *                    [--subscribers 1000] [--profile-dir d] (h2: floors, TLS and HTTP/2; profiles of kometa's h2 cases)
+ *                    [--subscribers 10000]                  (herd: a restart under EventSource-like subscribers)
  *
  * This process (pinned to core 1) starts each server on core 0, forks load
  * generators (bench/lib/loader.ts, core 1) that hold the subscribers on raw
@@ -30,13 +32,15 @@ import { idle } from './scenarios/idle.js';
 import { redisCluster } from './scenarios/redis-cluster.js';
 import { storm } from './scenarios/storm.js';
 import { workersScenario } from './scenarios/workers.js';
+import { h2Scenario } from './scenarios/h2.js';
+import { herdScenario } from './scenarios/herd.js';
 
 const SCENARIOS = [
   ...['idle', 'fanout', 'channels', 'storm', 'workers'] as const,
-  ...['profile', 'profile-channels', 'redis-cluster'] as const,
+  ...['profile', 'profile-channels', 'redis-cluster', 'h2', 'herd'] as const,
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
-/** What `all` runs: the profile and the Redis Cluster comparison are asked for by name. */
+/** What `all` runs: the profile, the Redis Cluster comparison, h2 and herd are asked for by name. */
 const ALL: Scenario[] = ['idle', 'fanout', 'channels', 'storm', 'workers'];
 
 const RUNNERS: Record<Scenario, (bench: Bench) => Promise<void>> = {
@@ -56,7 +60,13 @@ const RUNNERS: Record<Scenario, (bench: Bench) => Promise<void>> = {
   'profile-channels': (bench) =>
     channels(bench, bench.systems.filter((s) => s.name.startsWith('kometa')), bench.config.channels, { profile: true }),
   'redis-cluster': redisCluster,
+  h2: (bench) => h2Scenario(bench, scenarioSubscribers, h2ProfileDir),
+  herd: (bench) => herdScenario(bench, scenarioSubscribers),
 };
+/** --subscribers as given (h2 and herd have their own defaults; the workers scenario's is 95,000). */
+let scenarioSubscribers: number | undefined;
+/** --profile-dir: V8 CPU profiles of the h2 scenario's kometa HTTP/2 cases. */
+let h2ProfileDir: string | undefined;
 /** The many-channels scenario runs once per system unless --repeat asks for more rounds. */
 let channelRounds = 1;
 
@@ -80,6 +90,7 @@ function parse(argv: string[]): Args | 'help' {
       out: { type: 'string' },
       workers: { type: 'string' },
       subscribers: { type: 'string' },
+      'profile-dir': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -91,6 +102,8 @@ function parse(argv: string[]): Args | 'help' {
   if (values.repeat !== undefined) channelRounds = repeat;
   const workers = Number(values.workers ?? (quick ? 2 : 5));
   const subscribers = Number(values.subscribers ?? (quick ? 4000 : 95_000));
+  if (values.subscribers !== undefined) scenarioSubscribers = subscribers;
+  h2ProfileDir = values['profile-dir'];
   const systems = chooseSystems(allSystems(values['kometa-before']), values.systems);
   return { scenarios, bench: new Bench(benchConfig(quick, repeat, workers, subscribers), systems), out: values.out };
 }

@@ -105,6 +105,8 @@ export class Bench {
     workers: [],
     profile: [],
     'redis-cluster': [],
+    h2: [],
+    herd: [],
   };
   readonly skipped: Skipped[] = [];
   /** The part of a profiled run to summarize (the measured phase, not start-up and connecting). */

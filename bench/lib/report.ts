@@ -30,6 +30,8 @@ export function renderMarkdown(doc: Doc): string {
   out += targets(doc);
   out += fanoutSection(doc) + idleSection(doc) + channelsSection(doc) + stormSection(doc);
   out += workersSection(doc) + profileSection(doc) + clusterSection(doc);
+  // h2 and herd render their own tables (bench/h2.ts, bench/herd.ts).
+  for (const name of ['h2', 'herd']) for (const r of (doc.results[name] ?? []) as Row[]) out += String(r.markdown);
   if (doc.skipped.length) {
     const seen = new Set<string>();
     const once = doc.skipped.filter((s) => !seen.has(`${s.system}${s.reason}`) && seen.add(`${s.system}${s.reason}`));
