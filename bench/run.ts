@@ -5,6 +5,7 @@
  *                    [--systems a,b] [--quick]
  *                    [--repeat 3] [--kometa-before <dir>] [--out name]
  *                    [--workers 5] [--subscribers 95000]   (the workers scenario)
+ *                    [--presence-share 1]                  (the presence scenario)
  *
  * This process (pinned to core 1) starts each server on core 0, forks load
  * generators (bench/lib/loader.ts, core 1) that hold the subscribers on raw
@@ -27,13 +28,14 @@ import { type System, allSystems, redisVersion } from './lib/systems.js';
 import { channels } from './scenarios/channels.js';
 import { fanout } from './scenarios/fanout.js';
 import { idle } from './scenarios/idle.js';
+import { presence } from './scenarios/presence.js';
 import { redisCluster } from './scenarios/redis-cluster.js';
 import { storm } from './scenarios/storm.js';
 import { workersScenario } from './scenarios/workers.js';
 
 const SCENARIOS = [
   ...['idle', 'fanout', 'channels', 'storm', 'workers'] as const,
-  ...['profile', 'profile-channels', 'redis-cluster'] as const,
+  ...['profile', 'profile-channels', 'redis-cluster', 'presence'] as const,
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** What `all` runs: the profile and the Redis Cluster comparison are asked for by name. */
@@ -56,7 +58,10 @@ const RUNNERS: Record<Scenario, (bench: Bench) => Promise<void>> = {
   'profile-channels': (bench) =>
     channels(bench, bench.systems.filter((s) => s.name.startsWith('kometa')), bench.config.channels, { profile: true }),
   'redis-cluster': redisCluster,
+  presence: (bench) => presence(bench, { share: presenceShare }),
 };
+/** The share of a joins channel's members that ask for in-band joins and leaves. */
+let presenceShare = 1;
 /** The many-channels scenario runs once per system unless --repeat asks for more rounds. */
 let channelRounds = 1;
 
@@ -80,6 +85,7 @@ function parse(argv: string[]): Args | 'help' {
       out: { type: 'string' },
       workers: { type: 'string' },
       subscribers: { type: 'string' },
+      'presence-share': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -91,6 +97,8 @@ function parse(argv: string[]): Args | 'help' {
   if (values.repeat !== undefined) channelRounds = repeat;
   const workers = Number(values.workers ?? (quick ? 2 : 5));
   const subscribers = Number(values.subscribers ?? (quick ? 4000 : 95_000));
+  presenceShare = Number(values['presence-share'] ?? 1);
+  if (!(presenceShare > 0 && presenceShare <= 1)) throw new UsageError('--presence-share: a number in (0, 1]');
   const systems = chooseSystems(allSystems(values['kometa-before']), values.systems);
   return { scenarios, bench: new Bench(benchConfig(quick, repeat, workers, subscribers), systems), out: values.out };
 }

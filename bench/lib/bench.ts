@@ -105,6 +105,7 @@ export class Bench {
     workers: [],
     profile: [],
     'redis-cluster': [],
+    presence: [],
   };
   readonly skipped: Skipped[] = [];
   /** The part of a profiled run to summarize (the measured phase, not start-up and connecting). */
