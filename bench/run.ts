@@ -5,7 +5,7 @@
  *                    [--systems a,b] [--quick]
  *                    [--repeat 3] [--kometa-before <dir>] [--out name]
  *                    [--workers 5] [--subscribers 95000]   (the workers scenario)
- *                    [--presence-share 1]                  (the presence scenario)
+ *                    [--presence-share 1] [--presence-redis] (the presence scenario)
  *
  * This process (pinned to core 1) starts each server on core 0, forks load
  * generators (bench/lib/loader.ts, core 1) that hold the subscribers on raw
@@ -58,10 +58,12 @@ const RUNNERS: Record<Scenario, (bench: Bench) => Promise<void>> = {
   'profile-channels': (bench) =>
     channels(bench, bench.systems.filter((s) => s.name.startsWith('kometa')), bench.config.channels, { profile: true }),
   'redis-cluster': redisCluster,
-  presence: (bench) => presence(bench, { share: presenceShare }),
+  presence: (bench) => presence(bench, { share: presenceShare, redis: presenceRedis }),
 };
 /** The share of a joins channel's members that ask for in-band joins and leaves. */
 let presenceShare = 1;
+/** The presence scenario's joins also through a Redis of its own. */
+let presenceRedis = false;
 /** The many-channels scenario runs once per system unless --repeat asks for more rounds. */
 let channelRounds = 1;
 
@@ -86,6 +88,7 @@ function parse(argv: string[]): Args | 'help' {
       workers: { type: 'string' },
       subscribers: { type: 'string' },
       'presence-share': { type: 'string' },
+      'presence-redis': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -98,6 +101,7 @@ function parse(argv: string[]): Args | 'help' {
   const workers = Number(values.workers ?? (quick ? 2 : 5));
   const subscribers = Number(values.subscribers ?? (quick ? 4000 : 95_000));
   presenceShare = Number(values['presence-share'] ?? 1);
+  presenceRedis = values['presence-redis'] === true;
   if (!(presenceShare > 0 && presenceShare <= 1)) throw new UsageError('--presence-share: a number in (0, 1]');
   const systems = chooseSystems(allSystems(values['kometa-before']), values.systems);
   return { scenarios, bench: new Bench(benchConfig(quick, repeat, workers, subscribers), systems), out: values.out };
@@ -151,7 +155,7 @@ async function run({ scenarios, bench, out }: Args): Promise<void> {
     log(`--- ${scenario}`);
     await RUNNERS[scenario](bench);
   }
-  const usesRedis = scenarios.includes('workers') || scenarios.includes('redis-cluster');
+  const usesRedis = scenarios.includes('workers') || scenarios.includes('redis-cluster') || presenceRedis;
   const document = {
     date: startedAt.toISOString(),
     durationSec: Math.round((Date.now() - startedAt.getTime()) / 1000),

@@ -26,8 +26,8 @@ function fanoutPart(rows: Row[]): string {
       const m = r.median as Row;
       return [
         ...[r.subscribers as number, r.system as string, (r.cpuSecPerMillion as number[]).join(', ')],
-        ...[m.cpuSecPerMillion as number, `${(r.ratioToOff as number).toFixed(2)}×`],
-        ...[m.deliveriesPerSec as number, m.lost as number],
+        ...[(m.cpuSecPerMillion as number).toFixed(2), `${(r.ratioToOff as number).toFixed(2)}×`],
+        ...[Math.round(m.deliveriesPerSec as number), m.lost as number],
       ];
     }),
   );
@@ -42,20 +42,24 @@ function joinsPart(rows: Row[]): string {
     'One step at a time, ' +
     'each waited for until every subscriber that should have it has it: an ordinary message (to all), a new ' +
     'client joining (an event to the watching ones), the same clients leaving, and a client in and out of ' +
-    'another, empty channel (the connection alone). Server CPU ms per step, median of the rounds.\n\n';
+    'another, empty channel (the connection alone). Server CPU ms per step (with Redis: kometa and Redis), median ' +
+    'of the rounds.\n\n';
   out += table(
-    ['members', 'watching', 'message ms', 'join ms', 'leave ms', 'connection ms', 'join / message', 'leave / message'],
+    ['broker', 'members', 'watching', 'message ms', 'join ms', 'leave ms', 'connection ms', 'join / message']
+      .concat('leave / message'),
     rows.map((r) => {
       const cpu = r.medianCpuMs as Record<string, number>;
       return [
-        ...[r.members as number, r.watching as number, cpu.message!, cpu.join!, cpu.leave!, cpu.connection!],
+        ...[r.broker as string, r.members as number, r.watching as number],
+        ...[cpu.message!, cpu.join!, cpu.leave!, cpu.connection!],
         ...[`${(r.joinToMessage as number).toFixed(2)}×`, `${(r.leaveToMessage as number).toFixed(2)}×`],
       ];
     }),
   );
   out += '\nEvery step reached everyone (median time until the last subscriber had it), and the counts:\n\n';
   out += table(
-    ['members', 'message ms', 'join ms', 'leave ms', 'each watching one saw joins/leaves', 'plain ones saw', 'lost'],
+    ['broker', 'members', 'message ms', 'join ms', 'leave ms', 'each watching one saw joins/leaves', 'plain saw']
+      .concat('lost'),
     rows.map((r) => {
       const lat = r.medianLatencyMs as Record<string, number>;
       const check = r.check as Row;
@@ -64,7 +68,7 @@ function joinsPart(rows: Row[]): string {
           .map(([k, n]) => `${k}: ${n}`)
           .join(', ');
       return [
-        ...[r.members as number, lat.message!, lat.join!, lat.leave!],
+        ...[r.broker as string, r.members as number, lat.message!, lat.join!, lat.leave!],
         `${counts(check.watchingByJoinsLeaves)} (expected ${check.expected as string})`,
         ...[counts(check.plainByJoinsLeaves) || '–', check.messagesLost as number],
       ];
@@ -72,8 +76,8 @@ function joinsPart(rows: Row[]): string {
   );
   const setup = rows.map((r) => {
     const s = r.setup as Row;
-    return `${r.members as number}: ${s.ms as number} ms, ${s.serverCpuSec as number} server CPU-s, ` +
-      `${s.eventsSeen as number} events seen`;
+    return `${r.broker as string} ${r.members as number}: ${s.ms as number} ms, ` +
+      `${s.serverCpuSec as number} server CPU-s, ${s.eventsSeen as number} events seen`;
   });
   out +=
     '\nBuilding the channel (each member joins as a plain subscriber, the watching ones subscribe again with ' +

@@ -71,7 +71,9 @@ async function fanoutOnce(bench: Bench, system: System, count: number, round: nu
   let opened: Awaited<ReturnType<typeof Load.open>> | undefined;
   try {
     const spec = system.transports.sse!;
-    opened = await Load.open(bench, running, spec, count, { channel: 'fan', perSocketChannel: false, frontier: true });
+    // Generous: connecting 10,000 takes far longer than usual on the shared machine.
+    const open = { channel: 'fan', perSocketChannel: false, frontier: true, timeoutMs: 120_000 };
+    opened = await Load.open(bench, running, spec, count, open);
     if (opened.failed > 0) throw new Error(`${opened.failed} of ${count} subscribers failed to connect`);
     const target = { running, load: opened.load, publisher, channel: 'fan', subscribers: opened.ready, seq: { n: 0 } };
     await phase(target, 'warm-up', { window: 1 }, bench.config.quick ? 1 : 2);

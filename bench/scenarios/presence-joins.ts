@@ -13,7 +13,7 @@ import { Load } from '../lib/load.js';
 import { sampleTree } from '../lib/procs.js';
 import { messageData } from '../lib/protocol.js';
 import { Publisher } from '../lib/publisher.js';
-import { type Running, type SubscriberSpec, presenceSystems } from '../lib/systems.js';
+import { type Running, type SubscriberSpec, presenceSystems, startRedis } from '../lib/systems.js';
 
 const CHANNEL = 'room';
 // Members are clients `m<i>`: a second subscription of the same client is the same member, and joins nobody.
@@ -27,6 +27,15 @@ export interface JoinsOptions {
   readonly rounds: number;
   /** Messages, joins and leaves per phase. */
   readonly steps: number;
+  /** In memory, and/or with a Redis of the run's own (members, events and messages go through it). */
+  readonly brokers: readonly ('memory' | 'redis')[];
+}
+
+/** The server under test; with Redis, its CPU counts Redis's too. */
+interface Server {
+  readonly running: Running;
+  readonly broker: 'memory' | 'redis';
+  cpuSec(): number;
 }
 
 /** One phase: server CPU per step in ms, and the median time until every subscriber had a step. */
@@ -37,39 +46,97 @@ interface Step {
 
 interface Loads {
   readonly plain: Load | undefined;
-  readonly watching: Load;
+  readonly watching: Watching;
 }
+
+/** The ?presence=1 subscribers: several loads, opened a chunk at a time. */
+class Watching {
+  constructor(readonly loads: Load[]) {}
+
+  get frontier(): number {
+    return Math.min(...this.loads.map((l) => l.frontier));
+  }
+
+  get eventFrontier(): number {
+    return Math.min(...this.loads.map((l) => l.eventFrontier));
+  }
+
+  async reset(): Promise<void> {
+    for (const load of this.loads) await load.reset();
+  }
+
+  async report() {
+    const total = { unique: 0, closed: 0, joins: 0, leaves: 0, atEvents: {} as Record<string, number> };
+    for (const load of this.loads) {
+      const r = await load.report();
+      total.unique += r.unique;
+      total.closed += r.closed;
+      total.joins += r.joins;
+      total.leaves += r.leaves;
+      for (const [at, n] of Object.entries(r.atEvents)) total.atEvents[at] = (total.atEvents[at] ?? 0) + n;
+    }
+    return total;
+  }
+
+  async close(): Promise<void> {
+    for (const load of this.loads) await load.close();
+  }
+}
+
+/**
+ * Watching members subscribed at once: each also holds a plain subscription while it subscribes again, and a
+ * process may hold 20,000 sockets, so a 10,000-member channel is watched in two chunks.
+ */
+const CHUNK = 5000;
 
 export async function presenceJoins(bench: Bench, options: JoinsOptions): Promise<unknown[]> {
   const { events } = presenceSystems();
   const rows: unknown[] = [];
-  for (const members of options.sizes) {
-    await bench.attempt(events, `presence joins ${members}`, async () => {
-      rows.push(await joinsOnce(bench, members, options, await bench.startSystem(events)));
-    });
+  for (const broker of options.brokers) {
+    for (const members of options.sizes) {
+      await bench.attempt(events, `presence joins ${broker} ${members}`, async () => {
+        if (broker === 'memory') {
+          const running = await bench.startSystem(events);
+          rows.push(await joinsOnce(bench, members, options, { running, broker, cpuSec: () => cpuOf(running.pid) }));
+          return;
+        }
+        const redisPort = bench.port();
+        const redis = await startRedis(redisPort, bench.tmp);
+        try {
+          const running = await bench.startSystem(events, undefined, ['--redis', `redis://127.0.0.1:${redisPort}`]);
+          const cpuSec = () => cpuOf(running.pid) + cpuOf(redis.pid);
+          rows.push(await joinsOnce(bench, members, options, { running, broker, cpuSec }));
+        } finally {
+          await redis.stop();
+        }
+      });
+    }
   }
   return rows;
 }
 
-async function joinsOnce(bench: Bench, members: number, options: JoinsOptions, running: Running) {
+const cpuOf = (pid: number) => sampleTree(pid).cpuSec;
+
+async function joinsOnce(bench: Bench, members: number, options: JoinsOptions, server: Server) {
+  const { running } = server;
   const publisher = new Publisher('127.0.0.1', running.publish, 1, 1);
   let loads: Partial<Loads> = {};
   try {
-    const built = await build(bench, running, members, Math.round(members * options.share));
+    const built = await build(bench, server, members, Math.round(members * options.share));
     loads = built.loads;
-    log(`presence joins ${members}: ${built.loads.watching.counts.reduce((a, b) => a + b, 0)} with ?presence=1`);
-    const target = { running, publisher, loads: built.loads, seq: { n: 0 } };
+    log(`presence joins ${server.broker} ${members}: ${members - built.plainCount} with ?presence=1`);
+    const target = { server, publisher, loads: built.loads, seq: { n: 0 } };
     await measureRound(target, 5); // warm-up: JIT, first writes
     await resetAll(target.loads);
     const rounds: Record<string, Step>[] = [];
     for (let r = 0; r < options.rounds; r++) {
       const round = await measureRound(target, options.steps);
-      log(`presence joins ${members} round ${r + 1}: ${JSON.stringify(round)}`);
+      log(`presence joins ${server.broker} ${members} round ${r + 1}: ${JSON.stringify(round)}`);
       rounds.push(round);
     }
     const watchingCount = members - built.plainCount;
     const measured = { members, watchingCount, plainCount: built.plainCount, setup: built.setup, rounds, options };
-    return await summarize(target.loads, measured);
+    return { broker: server.broker, ...(await summarize(target.loads, measured)) };
   } finally {
     publisher.close();
     await loads.watching?.close();
@@ -84,35 +151,43 @@ async function joinsOnce(bench: Bench, members: number, options: JoinsOptions, r
  * watching ones subscribe again with ?presence=1 as the same client (no join: already a member), then their
  * plain subscriptions close (no leave: the member is still held). No event may reach anyone on the way.
  */
-async function build(bench: Bench, running: Running, members: number, watchingCount: number) {
+async function build(bench: Bench, server: Server, members: number, watchingCount: number) {
+  const { running } = server;
   const open = (spec: SubscriberSpec, count: number, firstIndex: number) =>
     Load.open(bench, running, spec, count, {
       ...{ channel: CHANNEL, perSocketChannel: false, frontier: true, countEvents: true, firstIndex },
       timeoutMs: 120_000,
     });
-  const before = sampleTree(running.pid);
+  const before = server.cpuSec();
   const started = performance.now();
   const plainCount = members - watchingCount;
   const plain = plainCount > 0 ? await open(PLAIN, plainCount, watchingCount) : undefined;
-  const doubles = await open(PLAIN, watchingCount, 0);
-  const watching = await open(WATCHING, watchingCount, 0);
-  await doubles.load.close();
+  const chunks: Load[] = [];
+  let failed = plain?.failed ?? 0;
+  for (let first = 0; first < watchingCount; first += CHUNK) {
+    const n = Math.min(CHUNK, watchingCount - first);
+    const doubles = await open(PLAIN, n, first);
+    const watching = await open(WATCHING, n, first);
+    chunks.push(watching.load);
+    await doubles.load.close();
+    failed += doubles.failed + watching.failed;
+  }
+  const watching = new Watching(chunks);
   await sleep(6000); // past the 5 s grace period: a leave the closing caused (it must not) would be counted
-  await settle(running);
-  const failed = (plain?.failed ?? 0) + doubles.failed + watching.failed;
+  await settle(server);
   if (failed > 0) throw new Error(`${failed} subscribers failed to connect`);
-  const seen = await watching.load.report();
+  const seen = await watching.report();
   const setup = {
     ms: Math.round(performance.now() - started),
-    serverCpuSec: Math.round((sampleTree(running.pid).cpuSec - before.cpuSec) * 100) / 100,
+    serverCpuSec: Math.round((server.cpuSec() - before) * 100) / 100,
     eventsSeen: seen.joins + seen.leaves + (plain === undefined ? 0 : (await plain.load.report()).joins),
   };
-  const loads: Loads = { plain: plain?.load, watching: watching.load };
+  const loads: Loads = { plain: plain?.load, watching };
   return { loads, plainCount, setup };
 }
 
 interface Target {
-  readonly running: Running;
+  readonly server: Server;
   readonly publisher: Publisher;
   readonly loads: Loads;
   readonly seq: { n: number };
@@ -122,24 +197,24 @@ interface Target {
 async function measureRound(target: Target, steps: number): Promise<Record<string, Step>> {
   const { loads, publisher, seq } = target;
   const everyone = [loads.watching, ...(loads.plain === undefined ? [] : [loads.plain])];
-  const message = await measure(target.running, steps, async () => {
+  const message = await measure(target.server, steps, async () => {
     seq.n++;
     publisher.publish(CHANNEL, messageData(seq.n, MESSAGE_BYTES));
     await until(() => Math.min(...everyone.map((l) => l.frontier)) >= seq.n, 'a message');
   });
   const joiners: Socket[] = [];
-  const port = target.running.port;
-  const join = await measure(target.running, steps, async () => {
+  const port = target.server.running.port;
+  const join = await measure(target.server, steps, async () => {
     const next = loads.watching.eventFrontier + 1;
     joiners.push(await subscribe(port, CHANNEL));
     await until(() => loads.watching.eventFrontier >= next, 'a join');
   });
-  const leave = await measure(target.running, steps, async () => {
+  const leave = await measure(target.server, steps, async () => {
     const next = loads.watching.eventFrontier + 1;
     joiners.shift()!.destroy();
     await until(() => loads.watching.eventFrontier >= next, 'a leave');
   });
-  const connection = await measure(target.running, steps, async () => {
+  const connection = await measure(target.server, steps, async () => {
     (await subscribe(port, 'elsewhere')).destroy();
     await sleep(2);
   });
@@ -147,9 +222,9 @@ async function measureRound(target: Target, steps: number): Promise<Record<strin
 }
 
 /** Server CPU per step (ms) over `steps` steps taken one after the other, and the median step time. */
-async function measure(running: Running, steps: number, step: () => Promise<void>): Promise<Step> {
+async function measure(server: Server, steps: number, step: () => Promise<void>): Promise<Step> {
   await sleep(100);
-  const before = sampleTree(running.pid);
+  const before = server.cpuSec();
   const times: number[] = [];
   for (let i = 0; i < steps; i++) {
     const started = performance.now();
@@ -157,7 +232,7 @@ async function measure(running: Running, steps: number, step: () => Promise<void
     times.push(performance.now() - started);
   }
   await sleep(100); // a closed connection's leave is published after the step saw its socket go
-  const cpuMs = ((sampleTree(running.pid).cpuSec - before.cpuSec) * 1000) / steps;
+  const cpuMs = ((server.cpuSec() - before) * 1000) / steps;
   return { cpuMs: Math.round(cpuMs * 100) / 100, latencyMs: Math.round(median(times) * 100) / 100 };
 }
 
@@ -189,12 +264,12 @@ async function until(done: () => boolean, what: string, timeoutMs = 60_000): Pro
 }
 
 /** Wait until the server is idle (under 5% of a core over half a second): the setup's joins are all delivered. */
-async function settle(running: Running): Promise<void> {
+async function settle(server: Server): Promise<void> {
   const deadline = performance.now() + 600_000;
-  let last = sampleTree(running.pid).cpuSec;
+  let last = server.cpuSec();
   while (performance.now() < deadline) {
     await sleep(500);
-    const now = sampleTree(running.pid).cpuSec;
+    const now = server.cpuSec();
     if (now - last < 0.025) return;
     last = now;
   }

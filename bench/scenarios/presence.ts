@@ -13,6 +13,8 @@ import { presenceJoins } from './presence-joins.js';
 export interface PresenceOptions {
   /** Share of a joins channel's members that subscribe with ?presence=1 (0 < share ≤ 1). */
   readonly share: number;
+  /** Also measure joins and leaves with a Redis of the run's own (`--presence-redis`). */
+  readonly redis: boolean;
 }
 
 export async function presence(bench: Bench, options: PresenceOptions): Promise<void> {
@@ -22,5 +24,6 @@ export async function presence(bench: Bench, options: PresenceOptions): Promise<
   log('presence: joins and leaves');
   const sizes = quick ? [500, 2000] : [2500, 10_000];
   const steps = quick ? 10 : 30;
-  results.push(...(await presenceJoins(bench, { sizes, share: options.share, rounds: repeat, steps })));
+  const brokers = options.redis ? (['memory', 'redis'] as const) : (['memory'] as const);
+  results.push(...(await presenceJoins(bench, { sizes, share: options.share, rounds: repeat, steps, brokers })));
 }
