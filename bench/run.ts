@@ -1,7 +1,8 @@
 /*
  * kometa's benchmark: the hub against the Node floor and the peers, in one run.
  *
- *   npm run bench -- [all|idle|fanout|channels|storm|workers|profile|profile-channels|redis-cluster]
+ *   npm run bench -- [all|idle|fanout|channels|storm|workers|profile|profile-channels|redis-cluster|
+ *                     presence|presence-fanout|presence-joins]
  *                    [--systems a,b] [--quick]
  *                    [--repeat 3] [--kometa-before <dir>] [--out name]
  *                    [--workers 5] [--subscribers 95000]   (the workers scenario)
@@ -28,14 +29,15 @@ import { type System, allSystems, redisVersion } from './lib/systems.js';
 import { channels } from './scenarios/channels.js';
 import { fanout } from './scenarios/fanout.js';
 import { idle } from './scenarios/idle.js';
-import { presence } from './scenarios/presence.js';
+import { presence, presenceFanoutPart, presenceJoinsPart } from './scenarios/presence.js';
 import { redisCluster } from './scenarios/redis-cluster.js';
 import { storm } from './scenarios/storm.js';
 import { workersScenario } from './scenarios/workers.js';
 
 const SCENARIOS = [
   ...['idle', 'fanout', 'channels', 'storm', 'workers'] as const,
-  ...['profile', 'profile-channels', 'redis-cluster', 'presence'] as const,
+  ...['profile', 'profile-channels', 'redis-cluster'] as const,
+  ...['presence', 'presence-fanout', 'presence-joins'] as const,
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** What `all` runs: the profile and the Redis Cluster comparison are asked for by name. */
@@ -59,6 +61,8 @@ const RUNNERS: Record<Scenario, (bench: Bench) => Promise<void>> = {
     channels(bench, bench.systems.filter((s) => s.name.startsWith('kometa')), bench.config.channels, { profile: true }),
   'redis-cluster': redisCluster,
   presence: (bench) => presence(bench, { share: presenceShare, redis: presenceRedis }),
+  'presence-fanout': presenceFanoutPart,
+  'presence-joins': (bench) => presenceJoinsPart(bench, { share: presenceShare, redis: presenceRedis }),
 };
 /** The share of a joins channel's members that ask for in-band joins and leaves. */
 let presenceShare = 1;

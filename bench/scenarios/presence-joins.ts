@@ -84,7 +84,7 @@ class Watching {
 }
 
 /**
- * Watching members subscribed at once: each also holds a plain subscription while it subscribes again, and a
+ * Watching members subscribed at once: each holds a plain subscription while it subscribes again, and a
  * process may hold 20,000 sockets, so a 10,000-member channel is watched in two chunks.
  */
 const CHUNK = 5000;
@@ -162,15 +162,18 @@ async function build(bench: Bench, server: Server, members: number, watchingCoun
   const started = performance.now();
   const plainCount = members - watchingCount;
   const plain = plainCount > 0 ? await open(PLAIN, plainCount, watchingCount) : undefined;
+  // Every member joins before anyone watches (a member joining later would be an event to all the watching).
+  const firsts = Array.from({ length: Math.ceil(watchingCount / CHUNK) }, (_, c) => c * CHUNK);
+  const size = (first: number) => Math.min(CHUNK, watchingCount - first);
+  const doubles = [];
+  for (const first of firsts) doubles.push(await open(PLAIN, size(first), first));
   const chunks: Load[] = [];
-  let failed = plain?.failed ?? 0;
-  for (let first = 0; first < watchingCount; first += CHUNK) {
-    const n = Math.min(CHUNK, watchingCount - first);
-    const doubles = await open(PLAIN, n, first);
-    const watching = await open(WATCHING, n, first);
+  let failed = (plain?.failed ?? 0) + doubles.reduce((a, d) => a + d.failed, 0);
+  for (const [c, first] of firsts.entries()) {
+    const watching = await open(WATCHING, size(first), first);
     chunks.push(watching.load);
-    await doubles.load.close();
-    failed += doubles.failed + watching.failed;
+    await doubles[c]!.load.close();
+    failed += watching.failed;
   }
   const watching = new Watching(chunks);
   await sleep(6000); // past the 5 s grace period: a leave the closing caused (it must not) would be counted

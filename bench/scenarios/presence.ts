@@ -18,12 +18,21 @@ export interface PresenceOptions {
 }
 
 export async function presence(bench: Bench, options: PresenceOptions): Promise<void> {
+  await presenceFanoutPart(bench);
+  await presenceJoinsPart(bench, options);
+}
+
+export async function presenceFanoutPart(bench: Bench): Promise<void> {
+  const { quick, repeat } = bench.config;
+  bench.results.presence!.push(...(await presenceFanout(bench, quick ? [2000] : [2000, 10_000], repeat)));
+}
+
+export async function presenceJoinsPart(bench: Bench, options: PresenceOptions): Promise<void> {
   const { quick, repeat } = bench.config;
   const results = bench.results.presence!;
-  results.push(...(await presenceFanout(bench, quick ? [2000] : [2000, 10_000], repeat)));
   log('presence: joins and leaves');
   const sizes = quick ? [500, 2000] : [2500, 10_000];
-  const steps = quick ? 10 : 30;
+  const steps = quick ? 10 : 20;
   const brokers = options.redis ? (['memory', 'redis'] as const) : (['memory'] as const);
   results.push(...(await presenceJoins(bench, { sizes, share: options.share, rounds: repeat, steps, brokers })));
 }
