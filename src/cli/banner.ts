@@ -19,7 +19,7 @@ export function hubBanner(base: string, settings: Settings, options: BannerOptio
   const bearer = options.tokenGenerated ? settings.adminToken : '$KOMETA_ADMIN_TOKEN';
   return (
     `kometa hub listening on ${base}\n` +
-    (options.chat ? `  chat       open ${base}/ in a browser\n` : '') +
+    (options.chat ? `  chat       open ${base}/ in a browser${chatPresence(settings)}\n` : '') +
     `  dashboard  ${dashboard}\n` +
     `  metrics    curl -H "Authorization: Bearer ${bearer}" ${base}/metrics\n` +
     `  subscribe  curl -N ${base}/sub/demo      (or: kometa tail demo --url ${base})\n` +
@@ -29,6 +29,11 @@ export function hubBanner(base: string, settings: Settings, options: BannerOptio
     brokerLine(settings) +
     (options.extra ?? '')
   );
+}
+
+/** Without in-band joins and leaves the chat polls who is online: say which flag makes it live. */
+function chatPresence(settings: Settings): string {
+  return settings.presenceEvents || settings.noPresence ? '' : '  (who is online: polled; --presence-events: live)';
 }
 
 /** One line for the banner: where the hub keeps history. */

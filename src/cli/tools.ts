@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
-import { Kometa, type KometaClientError, type TransportName } from '../client/index.js';
+import { Kometa, type KometaClientError, type StateChange, type TransportName } from '../client/index.js';
 import { isValidChannelName } from '../core/channel-name.js';
 import { inspectWire } from '../ops/wire.js';
 import { idSeqText } from '../protocol/cursor.js';
@@ -354,6 +354,15 @@ interface TailOptions {
 
 type KometaWebSocket = NonNullable<ConstructorParameters<typeof Kometa>[1]>['WebSocket'];
 
+/** The client stops for good on these (no credential to renew, or the backend said not to come back): so does tail. */
+function stoppedForGood(change: StateChange): boolean {
+  return change.state === 'disconnected' && (change.reason === 'unauthorized' || change.reason === 'server-disconnect');
+}
+
+function describeStop(change: StateChange): string {
+  return [change.reason, change.code, change.detail].filter((part) => part !== undefined).join(' ');
+}
+
 /** Follow a channel with the kometa client (so it resumes after drops, and says when something was lost). */
 function tailChannel(base: string, channel: string, options: TailOptions): Promise<number> {
   const p = paint(process.stdout.isTTY === true);
@@ -391,6 +400,11 @@ function tailChannel(base: string, channel: string, options: TailOptions): Promi
           process.stderr.write(err.green(`reconnected (${transport}); nothing missed unless a gap is shown\n`));
         }
         everConnected = true;
+        return;
+      }
+      if (!finished && stoppedForGood(change)) {
+        process.stderr.write(err.red(`kometa tail: the hub refused (${describeStop(change)})\n`));
+        finish(EXIT.refused);
         return;
       }
       if (finished || change.reason === 'client-closed' || change.previous !== 'connected') return;

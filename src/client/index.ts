@@ -15,7 +15,9 @@ export { KometaClientError } from './transport.js';
 export type {
   ClientTransport,
   KometaGap,
+  KometaMember,
   KometaMessage,
+  KometaPresence,
   PublishResult,
   StateReason,
   TransportName,

@@ -1,12 +1,15 @@
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { Emitter, reportListenerError } from './emitter.js';
 import { cursorEntryTexts, formatId, idChannel } from '../protocol/cursor.js';
+import { parsePresenceData, presenceKindOf } from '../protocol/presence.js';
 import { CHANNEL_PATTERN, type ChannelPosition, isAhead, parseId } from './positions.js';
 import {
   type ClientTransport,
   type KometaGap,
   type KometaMessage,
+  type KometaPresence,
   KometaClientError,
+  PRESENCE_OFF,
   type PublishResult,
   type StateReason,
   type TransportClose,
@@ -30,6 +33,8 @@ export interface StateChange {
   /** The transport in use once connected (or the one that just dropped). */
   readonly transport?: TransportName;
   readonly detail?: string;
+  /** The hub's problem code, when it gave one (e.g. `KOMETA_ERR_UNAUTHORIZED` with reason `unauthorized`). */
+  readonly code?: string;
 }
 
 export interface TransportChange {
@@ -86,8 +91,15 @@ export interface KometaOptions {
 export interface SubscribeOptions {
   readonly onMessage?: (message: KometaMessage) => void;
   readonly onGap?: (gap: KometaGap) => void;
-  /** The hub refused the subscription (e.g. not allowed); the client no longer follows the channel. */
+  /**
+   * The hub refused the subscription (e.g. not allowed); the client no longer follows the channel. Code
+   * `KOMETA_ERR_PRESENCE_EVENTS_OFF`: the hub sends no joins and leaves; the channel's messages go on.
+   */
   readonly onError?: (error: KometaClientError) => void;
+  /** Also receive who joins and leaves the channel (the hub must run with `--presence-events`). */
+  readonly presence?: boolean;
+  readonly onJoin?: (join: KometaPresence) => void;
+  readonly onLeave?: (leave: KometaPresence) => void;
   /** Resume after this message id (one the application stored). */
   readonly cursor?: string;
   /** `'start'`: begin with everything the channel's history still holds; default `'now'`. */
@@ -101,17 +113,20 @@ export interface KometaSubscription {
   unsubscribe(): void;
 }
 
-interface Handlers {
-  readonly onMessage?: (message: KometaMessage) => void;
-  readonly onGap?: (gap: KometaGap) => void;
-  readonly onError?: (error: KometaClientError) => void;
-}
+type Handlers = Omit<SubscribeOptions, 'cursor' | 'from'>;
 
 interface ChannelEntry {
   readonly handlers: Set<Handlers>;
   position: ChannelPosition | undefined;
   /** False while the start of history is being looked up: not yet sent to the hub. */
   ready: boolean;
+  /** The hub said it sends no joins and leaves: the channel is followed without them from then on. */
+  presenceOff?: KometaClientError;
+}
+
+/** Whether the hub is to send the channel's joins and leaves: some handler asked, and the hub has not said no. */
+function wantsPresence(entry: ChannelEntry | undefined): boolean {
+  return entry?.presenceOff === undefined && [...(entry?.handlers ?? [])].some((h) => h.presence === true);
 }
 
 /** One attempt at a connection with one transport. */
@@ -272,7 +287,12 @@ export class Kometa {
       if (!entry.ready) this.#findStart(channel, entry, options.from ?? 'now');
       else this.#scheduleUpdate();
     }
+    const before = wantsPresence(entry);
+    const refused = options.presence === true ? entry.presenceOff : undefined;
+    if (refused !== undefined) queueMicrotask(() => call(options.onError, refused));
     entry.handlers.add(handlers);
+    // A channel already followed that now wants its joins and leaves: the transport asks for them.
+    if (wantsPresence(entry) !== before) this.#scheduleUpdate();
     const self = this;
     return {
       channel,
@@ -281,8 +301,10 @@ export class Kometa {
       },
       unsubscribe: () => {
         const current = this.#channels.get(channel);
+        const before = wantsPresence(current);
         if (current === undefined || !current.handlers.delete(handlers)) return;
         if (current.handlers.size === 0) this.unsubscribe(channel);
+        else if (wantsPresence(current) !== before) this.#scheduleUpdate();
       },
     };
   }
@@ -400,6 +422,7 @@ export class Kometa {
       token: () => this.#token(),
       ticket: async () => (this.#options.ticket === undefined ? undefined : await this.#options.ticket()),
       channels: () => this.#readyChannels(),
+      presence: (channel) => wantsPresence(this.#channels.get(channel)),
       opened: () => {
         if (this.#probe === link) {
           this.#switchTo(link);
@@ -446,6 +469,14 @@ export class Kometa {
   #dropChannel(channel: string, error: KometaClientError): void {
     const entry = this.#channels.get(channel);
     if (entry === undefined) return;
+    if (error.code === PRESENCE_OFF) {
+      // Not a refusal of the channel: tell those who asked for joins and leaves, and follow it without them.
+      if (!wantsPresence(entry)) return;
+      entry.presenceOff = error;
+      for (const handlers of entry.handlers) if (handlers.presence === true) call(handlers.onError, error);
+      this.#scheduleUpdate();
+      return;
+    }
     this.#channels.delete(channel);
     for (const handlers of entry.handlers) call(handlers.onError, error);
     this.#scheduleUpdate();
@@ -455,6 +486,7 @@ export class Kometa {
   #sharedHost(): SharedHost {
     return {
       channels: () => this.#readyChannels(),
+      presence: (channel) => wantsPresence(this.#channels.get(channel)),
       message: (message) => {
         if (!this.#closed) this.#onMessage(message);
       },
@@ -472,12 +504,13 @@ export class Kometa {
     // The engine says client-closed only when its tab resigns; the other tabs stay with the next leader.
     if (this.#closed || change.reason === 'client-closed') return;
     this.#sharedTransport = change.state === 'connected' ? change.transport : undefined;
-    if (change.reason === 'server-disconnect') {
-      // The backend ended the shared connection's client: every tab on it ends, as one client would.
+    if (change.state === 'disconnected') {
+      // The backend ended the shared connection's client, or the hub wants a credential the tabs do not have:
+      // every tab on it ends, as one client would.
       this.#closed = true;
       this.#shared?.close();
     }
-    this.#setState(change.state, change.reason, change.transport, change.detail);
+    this.#setState(change.state, change.reason, change.transport, change.detail, change.code);
   }
 
   #onMessage(message: KometaMessage): void {
@@ -487,7 +520,22 @@ export class Kometa {
     // De-duplicate: a reconnect or a transport switch may replay what was already delivered.
     if (!isAhead(entry.position, position)) return;
     entry.position = position;
-    for (const handlers of entry.handlers) call(handlers.onMessage, message);
+    const type = presenceKindOf(message.event);
+    if (type === undefined) {
+      for (const handlers of entry.handlers) call(handlers.onMessage, message);
+      return;
+    }
+    // A join or a leave: only for handlers that asked (the request may carry them for another channel's sake).
+    let member;
+    try {
+      member = parsePresenceData(message.data);
+    } catch {
+      return;
+    }
+    const event: KometaPresence = { channel: message.channel, id: message.id, type, member };
+    for (const handlers of entry.handlers) {
+      if (handlers.presence === true) call(type === 'join' ? handlers.onJoin : handlers.onLeave, event);
+    }
   }
 
   #onGap(gap: KometaGap): void {
@@ -503,12 +551,14 @@ export class Kometa {
   #onClosed(link: Link, close: TransportClose): void {
     this.#link = undefined;
     clearTimeout(this.#upgradeTimer);
-    if (close.reason === 'server-disconnect') {
-      // The application ended this client on purpose: coming back by itself would undo that.
+    const renewable = typeof this.#options.token === 'function' || this.#options.ticket !== undefined;
+    if (close.reason === 'server-disconnect' || (close.reason === 'unauthorized' && !renewable)) {
+      // The application ended this client on purpose, or the hub wants a credential this client cannot get:
+      // coming back by itself would undo the one and repeat the other forever.
       this.#closed = true;
       clearTimeout(this.#retryTimer);
       this.#probe?.connection?.close();
-      this.#setState('disconnected', 'server-disconnect', link.transport.name, close.detail);
+      this.#setState('disconnected', close.reason, link.transport.name, close.detail, close.code);
       return;
     }
     if (!close.opened && link.index + 1 < this.#transports.length) {
@@ -518,7 +568,7 @@ export class Kometa {
       return;
     }
     if (!close.opened) this.#index = 0; // every transport failed: start again from the best one, after a pause
-    this.#setState('connecting', close.reason, link.transport.name, close.detail);
+    this.#setState('connecting', close.reason, link.transport.name, close.detail, close.code);
     let delay = backoffDelay(this.#attempt++, this.#options.backoff, this.#options.random);
     // A slow consumer resumes at once; a restarting hub asked for a pause (jittered, so clients spread out).
     if (close.reason === 'slow-consumer' && this.#attempt === 1) delay = 0;
@@ -559,7 +609,13 @@ export class Kometa {
     this.#emitter.emit('transport', { transport: probe.transport.name, previous: old.transport.name });
   }
 
-  #setState(state: ConnectionState, reason: StateReason, transport?: TransportName, detail?: string): void {
+  #setState(
+    state: ConnectionState,
+    reason: StateReason,
+    transport?: TransportName,
+    detail?: string,
+    code?: string,
+  ): void {
     if (state === this.#state) return;
     const previous = this.#state;
     this.#state = state;
@@ -569,6 +625,7 @@ export class Kometa {
       reason,
       ...(transport === undefined ? {} : { transport }),
       ...(detail === undefined || detail === '' ? {} : { detail }),
+      ...(code === undefined ? {} : { code }),
     });
   }
 }

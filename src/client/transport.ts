@@ -1,4 +1,5 @@
 import type { GapWithId } from '../protocol/gap.js';
+import type { PresenceMemberData } from '../protocol/presence.js';
 import { type ChannelPosition, parseId } from './positions.js';
 
 export type TransportName = 'websocket' | 'sse' | 'poll';
@@ -12,6 +13,20 @@ export interface KometaMessage {
   /** The published text (JSON is the common case; the client never parses it). */
   readonly data: string;
 }
+
+/** Who joined or left: `client`, `user` (null when anonymous), signed `info`, `transport`, `since`. */
+export type KometaMember = PresenceMemberData;
+
+/** A join or a leave of a channel (`presence: true`); its id is a position of the channel, like a message's. */
+export interface KometaPresence {
+  readonly channel: string;
+  readonly id: string;
+  readonly type: 'join' | 'leave';
+  readonly member: KometaMember;
+}
+
+/** The hub runs without `--presence-events`: a subscription that asked for joins and leaves goes on without them. */
+export const PRESENCE_OFF = 'KOMETA_ERR_PRESENCE_EVENTS_OFF';
 
 /** Messages after the channel's last position are gone: the application is told instead of missing them silently. */
 export type KometaGap = GapWithId;
@@ -40,7 +55,12 @@ export type StateReason =
    * The application's backend ended the connection (POST /disconnect, KOMETA_ERR_DISCONNECTED): the client stays
    * disconnected.
    */
-  | 'server-disconnect';
+  | 'server-disconnect'
+  /**
+   * The hub answered 401 (no credential, or one it refuses). Without a `token` or `ticket` function that could
+   * bring a new one the client stays disconnected; with one it retries with backoff.
+   */
+  | 'unauthorized';
 
 /** What a transport reports when its connection ends. */
 export interface TransportClose {
@@ -48,6 +68,8 @@ export interface TransportClose {
   /** Whether the connection had opened: a transport that never opens is skipped in favour of the next one. */
   readonly opened: boolean;
   readonly detail?: string;
+  /** The hub's problem code, when it gave one. */
+  readonly code?: string;
   /** The server's own hint for how long to wait. */
   readonly retryAfterMs?: number;
 }
@@ -81,6 +103,8 @@ export interface TransportHost {
   ticket?(): Promise<string | undefined>;
   /** Channels to follow and the position to resume each from (undefined: from now). */
   channels(): ReadonlyMap<string, ChannelPosition | undefined>;
+  /** Whether the channel's joins and leaves are wanted (`presence=1`, the subscribe frame's flag). */
+  presence(channel: string): boolean;
   opened(): void;
   message(message: KometaMessage): void;
   gap(gap: KometaGap): void;
@@ -125,14 +149,19 @@ export function subscribeQuery(
   channels: ReadonlyMap<string, ChannelPosition | undefined>,
   transport: 'sse' | 'poll',
   clientId?: string,
+  presence?: (channel: string) => boolean,
 ): URLSearchParams {
   const query = new URLSearchParams();
   if (clientId !== undefined) query.set('client', clientId);
   const cursor: string[] = [];
+  let joins = false;
   for (const [channel, position] of channels) {
     query.append('channel', channel);
     if (position !== undefined) cursor.push(position.id);
+    joins ||= presence?.(channel) === true;
   }
+  // One request serves every channel: presence=1 applies to all, and the client drops the joins nobody asked for.
+  if (joins) query.set('presence', '1');
   query.set('transport', transport);
   if (cursor.length > 0) query.set(transport === 'sse' ? 'lastEventId' : 'since', cursor.join(','));
   return query;
@@ -165,8 +194,10 @@ export async function closeForResponse(
   }
   const retryAfter = Number(response.headers.get('retry-after'));
   const detail = `${response.status} ${problem?.code ?? ''} ${problem?.detail ?? ''}`.trim();
+  const code = problem?.code === undefined ? {} : { code: problem.code };
   if (problem?.code === 'KOMETA_ERR_DISCONNECTED')
-    return { reason: 'server-disconnect', opened, detail: problem.detail ?? detail };
+    return { reason: 'server-disconnect', opened, detail: problem.detail ?? detail, ...code };
+  if (response.status === 401) return { reason: 'unauthorized', opened, detail, ...code };
   if (response.status === 503 && problem?.code === 'KOMETA_ERR_DRAINING') {
     return {
       reason: 'server-shutdown',
@@ -176,7 +207,30 @@ export async function closeForResponse(
       problem,
     };
   }
-  return { reason: 'server-error', opened, detail, ...(problem === undefined ? {} : { problem }) };
+  return { reason: 'server-error', opened, detail, ...code, ...(problem === undefined ? {} : { problem }) };
+}
+
+/**
+ * A refusal that is about channels, not the connection: one channel the credential may not follow, or
+ * presence asked of a hub without `--presence-events` (then every channel that asked). Reported per channel;
+ * the client then re-opens for what is left. False when the refusal is about the connection.
+ */
+export function refuseChannels(
+  host: TransportHost,
+  close: Awaited<ReturnType<typeof closeForResponse>>,
+  channels: ReadonlyMap<string, unknown>,
+  status: number,
+): boolean {
+  const code = close.problem?.code ?? 'KOMETA_ERR';
+  const named = close.problem?.channel;
+  const refused =
+    code === PRESENCE_OFF
+      ? [...channels.keys()].filter((channel) => host.presence(channel))
+      : named !== undefined && channels.has(named) ? [named] : [];
+  for (const channel of refused) {
+    host.channelError(channel, new KometaClientError(code, close.detail ?? '', status, channel));
+  }
+  return refused.length > 0;
 }
 
 export interface ChannelInfo {
@@ -202,12 +256,9 @@ export async function fetchChannelInfo(
     },
   );
   if (!response.ok) {
-    throw new KometaClientError(
-      'KOMETA_CLIENT_HTTP',
-      `GET /channels answered ${response.status}`,
-      response.status,
-      channel,
-    );
+    const close = await closeForResponse(response, false);
+    const code = close.code ?? 'KOMETA_CLIENT_HTTP';
+    throw new KometaClientError(code, `GET /channels: ${close.detail}`, response.status, channel);
   }
   type Info = { epoch?: string; last: string | null; history: { oldestSeq: number | null } };
   const info = (await response.json()) as Info;

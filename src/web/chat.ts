@@ -5,14 +5,17 @@
  * published. Rooms share the page's one connection. The client comes from
  * /kometa.js (this module's import of it is kept when bundled).
  *
- * Who is online in the room comes from the hub's presence endpoint. On an
- * open hub nothing is signed, so the page names itself through its client id
+ * Who is online in the room: the hub's presence endpoint read once on joining
+ * it, then kept current by the room's joins and leaves, in-band
+ * (room-presence.ts). A hub without --presence-events sends none: then the
+ * list is read again every 2 s. On an open hub nothing is signed, so the page names itself through its client id
  * (`n.<name as base64url>.<random>`), exactly as unsigned as the names in its
  * messages; a member whose credential carries `kometa.info.name` is shown by
  * that instead.
  */
 import { Kometa } from '../client/index.js';
 import type { KometaGap, KometaMessage, KometaSubscription, StateChange, TransportName } from '../client/index.js';
+import { type OnlineMember, RoomPresence } from './room-presence.js';
 
 interface ChatLine {
   readonly name: string;
@@ -69,13 +72,8 @@ function parseLine(data: string): ChatLine | undefined {
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
-/** How often the online list is read again while the page is open. */
+/** How often the online list is read again when the hub sends no joins and leaves (no --presence-events). */
 const PRESENCE_POLL_MS = 2000;
-
-interface OnlineMember {
-  readonly client: string;
-  readonly info: unknown;
-}
 
 /** A client id that carries the chat name: `n.<base64url of its first bytes>.<random>` (ids allow 64 characters). */
 function clientIdFor(name: string): string {
@@ -113,6 +111,9 @@ class ChatApp {
   #lastSender: string | undefined;
   #lastSent = 0;
   #everConnected = false;
+  #presence: RoomPresence | undefined;
+  /** The hub sends no joins and leaves: the online list is polled. Tests read it. */
+  polling = false;
   /** How many messages the room shows; tests read it. */
   count = 0;
 
@@ -121,7 +122,9 @@ class ChatApp {
     const names: readonly string[] = ['websocket', 'sse', 'poll'];
     this.#forced = params.getAll('transport').filter((t): t is TransportName => names.includes(t));
     this.client = this.#connect();
-    setInterval(() => void this.#readOnline(), PRESENCE_POLL_MS);
+    setInterval(() => {
+      if (this.polling && !document.hidden) void this.#presence?.read(false);
+    }, PRESENCE_POLL_MS);
     const saved = JSON.parse(localStorage.getItem(ROOMS_KEY) ?? '[]') as unknown;
     this.rooms = [...new Set([
       ...DEFAULT_ROOMS,
@@ -165,9 +168,13 @@ class ChatApp {
       shareConnection: `chat-name:${this.name}`,
       ...(this.#forced.length > 0 ? { transports: this.#forced } : {}),
     });
+    let connectedBefore = false;
     client.on('state', (change) => {
       this.#showState(change);
-      if (change.state === 'connected') void this.#readOnline();
+      if (change.state !== 'connected') return;
+      // Back after a break: leaves decided while the hub was going away (a restart) may never have been sent.
+      if (connectedBefore) void this.#presence?.read(!this.polling);
+      connectedBefore = true;
     });
     client.on('transport', (change) => {
       $('status-text').textContent = `live · ${change.transport}`;
@@ -181,20 +188,6 @@ class ChatApp {
     const room = this.room;
     this.room = '';
     this.#join(room);
-  }
-
-  /** Who is in the room now (GET /channels/<c>/presence); one page is plenty for a chat room. */
-  async #readOnline(): Promise<void> {
-    const room = this.room;
-    if (room === '' || document.hidden) return;
-    try {
-      const response = await fetch(`/channels/chat.${room}/presence?limit=200`, { cache: 'no-store' });
-      if (!response.ok || room !== this.room) return;
-      const page = (await response.json()) as { members: OnlineMember[] };
-      this.#showOnline(page.members.map(memberName));
-    } catch {
-      // Offline: the list stays as it was until the next read.
-    }
   }
 
   #showOnline(names: string[]): void {
@@ -248,13 +241,27 @@ class ChatApp {
     this.count = 0;
     $('empty').hidden = false;
     this.#showOnline([]);
-    // The room's history first, then live: one subscription does both.
+    const presence = new RoomPresence(`chat.${room}`, (members) => {
+      if (this.#presence === presence) this.#showOnline(members.map(memberName));
+    });
+    this.#presence = presence;
+    // The room's history first, then live: one subscription does both, with who joins and leaves.
     this.#subscription = this.client.subscribe(`chat.${room}`, {
       from: 'start',
+      presence: true,
       onMessage: (message) => this.#onMessage(message),
-      onGap: (gap) => this.#onGap(gap),
+      onGap: (gap) => {
+        this.#onGap(gap);
+        // Joins and leaves may be among what was lost: read the list afresh.
+        void presence.read(!this.polling);
+      },
+      onJoin: (join) => presence.event(join),
+      onLeave: (leave) => presence.event(leave),
+      onError: (error) => {
+        if (error.code === 'KOMETA_ERR_PRESENCE_EVENTS_OFF') this.polling = true;
+      },
     });
-    void this.#readOnline();
+    void presence.read(true);
   }
 
   #renderRooms(): void {

@@ -6,6 +6,7 @@ import type { TestContext } from 'node:test';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import { MemoryBroker, type MemoryBrokerOptions } from '../../src/brokers/memory.js';
 import { Hub } from '../../src/core/hub.js';
+import type { PresenceOptions } from '../../src/core/presence.js';
 import { type HubHttpOptions, createHubServer } from '../../src/http/hub-server.js';
 import { withChat } from '../../src/http/web.js';
 import { trackSockets } from '../client/helpers.js';
@@ -45,9 +46,10 @@ export async function startWebHub(
   t: TestContext,
   http: Partial<HubHttpOptions> = {},
   brokerOptions: MemoryBrokerOptions = {},
+  presence: Partial<PresenceOptions> = {},
 ): Promise<WebHub> {
   const broker = new MemoryBroker(brokerOptions);
-  const hub = new Hub(broker);
+  const hub = new Hub(broker, undefined, presence);
   const server = createHubServer(hub, { shutdownGraceMs: 200, ...http }, withChat(blankPage));
   const sockets = trackSockets(server.server);
   const { port } = await server.listen(0, '127.0.0.1');

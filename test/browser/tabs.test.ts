@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
+import { EventSource } from 'eventsource';
+import { AccessPolicy } from '../../src/auth/access.js';
 import { publish, waitFor } from '../helpers/hub.js';
+import { until } from '../presence/helpers.js';
 import { type PageRecord, clientScript, launchBrowser, record, seqs, startWebHub, waitForPage } from './helpers.js';
 
 /** A tab of `context` on the hub's blank page, with a client from /kometa.js following `channel` (window.t records). */
@@ -226,3 +229,142 @@ test('the chat in three tabs of one browser uses one connection', { timeout: 90_
   await pages[2]!.screenshot({ path: path.join(shots, 'chat-tabs.png') });
   t.diagnostic(`screenshot: ${path.join(shots, 'chat-tabs.png')}`);
 });
+
+const PRESENCE_TABS = 'joins and leaves through a shared connection reach the tabs that asked, once, across a takeover';
+
+for (const transport of ['websocket', 'sse'] as const) {
+  test(`${transport}: ${PRESENCE_TABS}`, { timeout: 90_000 }, async (t) => {
+    const hub = await startWebHub(t, {}, {}, { graceMs: 300, events: true });
+    const browser = await launchBrowser(t);
+    const context = await browser.newContext();
+    t.after(() => context.close());
+    // The first tab leads, and does not ask; the second asks; the third does not.
+    const tabs: Page[] = [];
+    for (let i = 0; i < 3; i++) tabs.push(await openTab(context, hub.url, 'room', { transports: [transport] }));
+    const [first, asking, plain] = tabs as [Page, Page, Page];
+    assert.equal(await role(first), 'leader');
+    await asking.evaluate(`(() => {
+      const seen = (window.presence = []);
+      const push = (e) => seen.push({ type: e.type, id: e.id, client: e.member.client, transport: e.member.transport });
+      window.k.subscribe('room', { presence: true, onJoin: push, onLeave: push });
+    })()`);
+    const outsiders = async () => {
+      const all = (await asking.evaluate('window.presence')) as { type: string; id: string; client: string }[];
+      return all.filter((e) => e.client.startsWith('outsider'));
+    };
+    // Joins come from the moment the leader's connection asks for them: wait until an outsider's join gets through.
+    const outsider = new EventSource(`${hub.url}/sub/room?client=outsider-1`);
+    t.after(() => outsider.close());
+    await until(async () => (await outsiders()).length === 1, 10_000, 'the first join relayed');
+    await publish(hub.url, 'room', 'hi');
+    outsider.close();
+    await until(async () => (await outsiders()).length === 2, 10_000, 'the leave relayed');
+
+    // The leader tab closes: another takes over and resumes; the tab that asked still gets joins, and none twice.
+    await first.close();
+    await until(async () => (await Promise.all([asking, plain].map(role))).includes('leader'), 10_000, 'a takeover');
+    const second = new EventSource(`${hub.url}/sub/room?client=outsider-2`);
+    t.after(() => second.close());
+    await until(async () => (await outsiders()).length === 3, 10_000, 'a join after the takeover');
+    await publish(hub.url, 'room', 'again');
+    await waitForPage(plain, `window.t.messages.some((m) => m.data === 'again')`);
+    await waitForPage(asking, `window.t.messages.some((m) => m.data === 'again')`);
+    const seen = await outsiders();
+    const expected = ['join:outsider-1', 'leave:outsider-1', 'join:outsider-2'];
+    assert.deepEqual(seen.map((e) => `${e.type}:${e.client}`), expected);
+    const all = (await asking.evaluate('window.presence')) as { id: string }[];
+    assert.equal(new Set(all.map((e) => e.id)).size, all.length, 'no event twice');
+    // Messages reached every tab once; no tab's onMessage saw a join or a leave.
+    for (const tab of [asking, plain]) {
+      const r = await record(tab);
+      assert.deepEqual(r.messages.map((m) => m.data), ['hi', 'again']);
+      assert.deepEqual(r.errors, []);
+    }
+  });
+}
+
+test('tabs sharing a connection to a hub that wants a token they lack all stop, with the reason', async (t) => {
+  const access = await AccessPolicy.create({ tokens: { secret: 'a-secret-that-is-long-enough-for-hs256!' } });
+  const hub = await startWebHub(t, { access });
+  const browser = await launchBrowser(t);
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const tabs: Page[] = [];
+  const asked = [0, 0];
+  for (let i = 0; i < 2; i++) {
+    const page = await context.newPage();
+    page.on('request', (request) => {
+      if (/^\/(sub|channels)\b/.test(new URL(request.url()).pathname)) asked[i]!++;
+    });
+    await page.goto(`${hub.url}/blank`);
+    await page.evaluate(clientScript('room', { transports: ['sse'] }));
+    tabs.push(page);
+  }
+  for (const tab of tabs) {
+    await waitForPage(tab, `window.t.states.some((s) => s.state === 'disconnected')`);
+    const states = (await record(tab)).states as { state: string; reason: string; code?: string }[];
+    assert.deepEqual(states.at(-1), { ...states.at(-1), state: 'disconnected', reason: 'unauthorized',
+      code: 'KOMETA_ERR_UNAUTHORIZED' });
+  }
+  assert.deepEqual((await Promise.all(tabs.map(role))).sort(), [undefined, undefined]);
+  // No retrying: each tab looks its channel's head up, and a leader's connection asks once.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.ok(asked.every((n) => n <= 2), asked.join());
+});
+
+test('tabs sharing a connection the backend disconnects all stop, and no tab takes the lead to connect again',
+  { timeout: 90_000 }, async (t) => {
+    const secret = 'a-secret-that-is-long-enough-for-hs256!';
+    const access = await AccessPolicy.create({ publisherKey: 'backend-key', tokens: { secret } });
+    const hub = await startWebHub(t, { access });
+    const { SignJWT } = await import('jose');
+    const token = await new SignJWT({ kometa: { subscribe: ['**'] } })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('u1')
+      .setIssuedAt()
+      .sign(new TextEncoder().encode(secret));
+    const browser = await launchBrowser(t);
+    const context = await browser.newContext();
+    t.after(() => context.close());
+    // The race under test: the next tab is granted the connection's lock before it hears that the leader stopped.
+    // Holding back the stop between tabs makes that order certain instead of rare.
+    await context.addInitScript(`{
+      const Original = BroadcastChannel;
+      window.BroadcastChannel = class extends Original {
+        set onmessage(handler) {
+          super.onmessage = (event) => {
+            const stop = event.data?.t === 'state' && event.data.s?.state === 'disconnected';
+            if (stop) setTimeout(() => handler(event), 1000);
+            else handler(event);
+          };
+        }
+      };
+    }`);
+    const tabs: Page[] = [];
+    for (let i = 0; i < 3; i++) tabs.push(await openTab(context, hub.url, 'room', { token, transports: ['sse'] }));
+    assert.equal(hub.hub.subscriberCount('room'), 1);
+    let subscribesAfter = 0;
+    let cut = false;
+    for (const tab of tabs) {
+      tab.on('request', (request) => {
+        if (cut && new URL(request.url()).pathname.startsWith('/sub')) subscribesAfter++;
+      });
+    }
+    cut = true;
+    const answer = await fetch(`${hub.url}/disconnect`, {
+      method: 'POST',
+      headers: { Authorization: 'Bearer backend-key', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user: 'u1' }),
+    });
+    assert.equal(answer.status, 200, await answer.text());
+    for (const tab of tabs) {
+      await waitForPage(tab, `window.t.states.some((s) => s.state === 'disconnected')`);
+      const states = (await record(tab)).states as { state: string; reason: string }[];
+      assert.equal(states.at(-1)?.reason, 'server-disconnect', JSON.stringify(states));
+    }
+    // Long enough for a tab granted the lock to have connected (backoff here is 50–500 ms): none does.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(subscribesAfter, 0);
+    assert.equal(hub.hub.subscriberCount('room'), 0);
+    assert.deepEqual((await Promise.all(tabs.map(role))).sort(), [undefined, undefined, undefined]);
+  });

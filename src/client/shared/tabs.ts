@@ -7,11 +7,14 @@
  * channels and relays what arrives over a BroadcastChannel; every tab,
  * the leader's too, drops what it has already seen by id.
  */
+import { PRESENCE_EVENTS, encodePresenceData } from '../../protocol/presence.js';
 import { type ChannelPosition, parseId } from '../positions.js';
 import {
   type KometaGap,
   type KometaMessage,
+  type KometaPresence,
   KometaClientError,
+  PRESENCE_OFF,
   type StateReason,
   type TransportName,
 } from '../transport.js';
@@ -22,12 +25,15 @@ export interface SharedState {
   readonly reason: StateReason;
   readonly transport?: TransportName;
   readonly detail?: string;
+  readonly code?: string;
 }
 
 /** What a tab's client gives the shared connection. */
 export interface SharedHost {
   /** The channels this tab follows, with the last position it has seen (ready ones only). */
   channels(): ReadonlyMap<string, ChannelPosition | undefined>;
+  /** Whether this tab wants the channel's joins and leaves. */
+  presence(channel: string): boolean;
   message(message: KometaMessage): void;
   gap(gap: KometaGap): void;
   channelError(channel: string, error: KometaClientError): void;
@@ -38,10 +44,13 @@ export interface SharedHost {
 export interface Engine {
   subscribe(channel: string, options: {
     readonly cursor?: string;
+    readonly presence: boolean;
     readonly onMessage: (message: KometaMessage) => void;
     readonly onGap: (gap: KometaGap) => void;
     readonly onError: (error: KometaClientError) => void;
-  }): unknown;
+    readonly onJoin: (join: KometaPresence) => void;
+    readonly onLeave: (leave: KometaPresence) => void;
+  }): { unsubscribe(): void };
   unsubscribe(channel: string): void;
   positions(): Map<string, string | undefined>;
   close(): void;
@@ -75,7 +84,9 @@ export interface ShareInput {
 export type ShareIdentity = { readonly token?: string; readonly key?: string; readonly settings: string };
 
 type Wire =
-  | { readonly t: 'subs'; readonly from: string; readonly channels: [string, string | null][] }
+  | { readonly t: 'subs'; readonly from: string; readonly channels: [string, string | null][];
+      /** The channels whose joins and leaves the tab wants. */
+      readonly p?: string[] }
   | { readonly t: 'bye'; readonly from: string }
   | { readonly t: 'leader' }
   | { readonly t: 'msg'; readonly m: KometaMessage }
@@ -120,11 +131,17 @@ async function sha256(text: string): Promise<string> {
 
 export class SharedConnection {
   readonly #id = randomMemberId();
+  /** A final stop marked after this tab started applies to it (see #markStopped); an older one does not. */
+  readonly #startedAt = Date.now();
   readonly #host: SharedHost;
   readonly #createEngine: EngineFactory;
   readonly #abort = new AbortController();
   /** Every tab's channels, this one's included, as last announced. */
   readonly #members = new Map<string, TabChannels>();
+  /** Every tab's channels that want joins and leaves, as last announced. */
+  readonly #presence = new Map<string, ReadonlySet<string>>();
+  /** The engine subscription relaying each followed channel, and whether it asked for joins and leaves. */
+  readonly #relays = new Map<string, { presence: boolean; sub: { unsubscribe(): void } }>();
   /** Tabs heard from since this tab took the lead: a first report asks for all its channels afresh. */
   readonly #heard = new Set<string>();
   #name: string | undefined;
@@ -200,6 +217,7 @@ export class SharedConnection {
     this.#engine.close();
     this.#engine = undefined;
     this.#followed.clear();
+    this.#relays.clear();
     this.#resign?.();
   }
 
@@ -207,8 +225,10 @@ export class SharedConnection {
   update(): void {
     if (this.#closed || this.#bus === undefined) return;
     const channels: [string, string | null][] = [...this.#host.channels()].map(([c, p]) => [c, p?.id ?? null]);
+    const p = channels.map(([c]) => c).filter((c) => this.#host.presence(c));
+    this.#presence.set(this.#id, new Set(p));
     const asked = this.#record(this.#id, new Map(channels));
-    this.#post({ t: 'subs', from: this.#id, channels });
+    this.#post({ t: 'subs', from: this.#id, channels, p });
     if (this.#engine !== undefined) this.#reconcile(asked);
   }
 
@@ -244,15 +264,25 @@ export class SharedConnection {
 
   async #lead(): Promise<void> {
     if (this.#closed) return;
-    await this.#forgetClosedTabs();
+    const held = await this.#forgetClosedTabs();
     if (this.#closed) return;
+    const stopped = this.#stopMarkedSinceStart(held);
+    if (stopped !== undefined) {
+      // The last leader stopped for good while this tab was open: it ends too, and leaves the lock to the next tab.
+      this.#host.state(stopped);
+      return;
+    }
     this.#trustOwnPositions();
     this.#heard.clear();
     this.#heard.add(this.#id);
     this.#engine = this.#createEngine((state) => {
       this.#lastState = state;
-      this.#post({ t: 'state', s: state });
-      this.#host.state(state);
+      const tell = () => {
+        this.#post({ t: 'state', s: state });
+        this.#host.state(state);
+      };
+      if (state.state === 'disconnected' && state.reason !== 'client-closed') this.#markStopped(state, tell);
+      else tell();
     });
     // Every tab answers with its channels and where it stands on each; the engine starts from what is known now.
     this.#post({ t: 'leader' });
@@ -267,11 +297,45 @@ export class SharedConnection {
     for (const [member, channels] of startingPositions(this.#members, this.#id)) this.#members.set(member, channels);
   }
 
-  async #forgetClosedTabs(): Promise<void> {
+  async #forgetClosedTabs(): Promise<Set<string | undefined>> {
     const held = new Set((await navigator.locks.query()).held?.map((lock) => lock.name));
     for (const member of [...this.#members.keys()]) {
       if (member !== this.#id && !held.has(`${this.#name}|member|${member}`)) this.#members.delete(member);
     }
+    return held;
+  }
+
+  /*
+   * A leader whose client stops for good (the backend disconnected it, or the hub wants a credential the tabs lack)
+   * tells every tab, then lets go of the connection's lock. The lock may reach the next tab before the message does,
+   * and that tab would connect again under its own client id, undoing a disconnect. So before telling anyone the
+   * leader takes a lock of its own naming the stop and its time, and holds it while its page lives: a tab granted
+   * the connection first looks for one made since it started. A page opened after the stop is a fresh start.
+   */
+  #markStopped(state: SharedState, tell: () => void): void {
+    const marker = `${this.#name}|stopped|${Date.now()}|${JSON.stringify(state)}`;
+    navigator.locks
+      .request(marker, () => {
+        tell();
+        return new Promise<void>(() => {});
+      })
+      .catch(tell);
+  }
+
+  #stopMarkedSinceStart(held: ReadonlySet<string | undefined>): SharedState | undefined {
+    const prefix = `${this.#name}|stopped|`;
+    for (const name of held) {
+      if (name?.startsWith(prefix) !== true) continue;
+      const rest = name.slice(prefix.length);
+      const bar = rest.indexOf('|');
+      if (Number(rest.slice(0, bar)) < this.#startedAt) continue;
+      try {
+        return JSON.parse(rest.slice(bar + 1)) as SharedState;
+      } catch {
+        continue;
+      }
+    }
+    return undefined;
   }
 
   #receive(wire: Wire): void {
@@ -279,6 +343,7 @@ export class SharedConnection {
     switch (wire.t) {
       case 'subs': {
         const known = this.#members.has(wire.from);
+        this.#presence.set(wire.from, new Set(wire.p ?? []));
         const asked = this.#record(wire.from, new Map(wire.channels));
         if (this.#engine === undefined) return;
         this.#reconcile(asked);
@@ -320,13 +385,22 @@ export class SharedConnection {
     const plan = planConnection(unionOfTabs(this.#members.values()), followed, unionOfTabs([asked]));
     for (const channel of plan.drop) {
       this.#followed.delete(channel);
+      this.#relays.delete(channel);
       engine.unsubscribe(channel);
     }
     for (const [channel, position] of plan.follow) this.#follow(engine, channel, position);
+    for (const [channel, relay] of this.#relays) {
+      if (relay.presence === this.#presenceWanted(channel)) continue;
+      // Some tab now asks for joins and leaves, or none does any longer: relay through a subscription that asks as
+      // they do, made before the old one ends, so the engine keeps the channel and its position.
+      this.#follow(engine, channel, undefined);
+      relay.sub.unsubscribe();
+    }
     for (const [channel, position] of plan.rewind) {
       // Unsubscribe now and subscribe again from the older position in a later task, so the transport sends
       // both (it compares channel sets, not cursors). Tabs further on drop the repeats by id.
       engine.unsubscribe(channel);
+      this.#relays.delete(channel);
       this.#followed.set(channel, position);
       setTimeout(() => {
         const still = this.#engine === engine && this.#followed.get(channel) === position;
@@ -335,31 +409,53 @@ export class SharedConnection {
     }
   }
 
+  /** Whether any open tab wants the channel's joins and leaves. */
+  #presenceWanted(channel: string): boolean {
+    return [...this.#members.keys()].some((member) => this.#presence.get(member)?.has(channel) === true);
+  }
+
   #follow(engine: Engine, channel: string, position: ChannelPosition | undefined): void {
-    this.#followed.set(channel, position);
-    engine.subscribe(channel, {
+    if (position !== undefined || !this.#followed.has(channel)) this.#followed.set(channel, position);
+    const relay = (m: KometaMessage) => {
+      this.#post({ t: 'msg', m });
+      this.#host.message(m);
+    };
+    // A join or a leave travels between tabs as the message it came as; each tab hands it to the handlers that asked.
+    const relayPresence = ({ channel: c, id, type, member }: KometaPresence) =>
+      relay({ channel: c, id, event: PRESENCE_EVENTS[type], data: encodePresenceData(member) });
+    const presence = this.#presenceWanted(channel);
+    const sub = engine.subscribe(channel, {
       ...(position === undefined ? {} : { cursor: position.id }),
-      onMessage: (m) => {
-        this.#post({ t: 'msg', m });
-        this.#host.message(m);
-      },
+      presence,
+      onJoin: relayPresence,
+      onLeave: relayPresence,
+      onMessage: relay,
       onGap: (g) => {
         this.#post({ t: 'gap', g });
         this.#host.gap(g);
       },
       onError: (error) => {
+        const { code, message: detail, status } = error;
+        const wire: Wire = { t: 'err', channel, code, detail, ...(status === undefined ? {} : { status }) };
+        if (code === PRESENCE_OFF) {
+          // The hub sends no joins and leaves: the tabs that asked are told, and the channel goes on without them.
+          this.#post(wire);
+          this.#host.channelError(channel, error);
+          return;
+        }
         // The hub refused the channel for these credentials: every tab drops it, so it is not asked for again.
         this.#followed.delete(channel);
+        this.#relays.delete(channel);
         for (const [member, channels] of this.#members) {
           const rest = new Map(channels);
           rest.delete(channel);
           this.#members.set(member, rest);
         }
-        const { code, message: detail, status } = error;
-        this.#post({ t: 'err', channel, code, detail, ...(status === undefined ? {} : { status }) });
+        this.#post(wire);
         this.#host.channelError(channel, error);
       },
     });
+    this.#relays.set(channel, { presence, sub });
   }
 }
 

@@ -3,7 +3,6 @@ import { type PollBody, parsePollBody } from '../../protocol/long-poll.js';
 import { parseCursorEntries, parseId } from '../positions.js';
 import {
   type ClientTransport,
-  KometaClientError,
   type KometaGap,
   type TransportClose,
   type TransportConnection,
@@ -11,6 +10,7 @@ import {
   type TransportTimings,
   authHeaders,
   closeForResponse,
+  refuseChannels,
   subscribeQuery,
   withTicket,
 } from '../transport.js';
@@ -80,7 +80,7 @@ class PollConnection implements TransportConnection {
           this.#markOpen();
           return; // idle until the channel set changes
         }
-        const query = subscribeQuery(channels, 'poll', this.host.clientId);
+        const query = subscribeQuery(channels, 'poll', this.host.clientId, (c) => this.host.presence(c));
         query.set('timeout', String(holdSeconds));
         response = await this.host.fetch(await withTicket(this.host, new URL(`/sub?${query}`, this.host.base)), {
           headers,
@@ -91,15 +91,7 @@ class PollConnection implements TransportConnection {
         if (!response.ok) {
           const close = await closeForResponse(response, this.#opened);
           if (generation !== this.#generation) return;
-          const refused = close.problem?.channel;
-          if (refused !== undefined && channels.has(refused)) {
-            this.host.channelError(
-              refused,
-              new KometaClientError(close.problem?.code ?? 'KOMETA_ERR', close.detail ?? '', response.status, refused),
-            );
-            return;
-          }
-          this.#finish(close);
+          if (!refuseChannels(this.host, close, channels, response.status)) this.#finish(close);
           return;
         }
         const body = parsePollBody(await response.text());

@@ -11,6 +11,7 @@ import {
   authHeaders,
   closeForResponse,
   fetchChannelInfo,
+  refuseChannels,
   subscribeQuery,
   withTicket,
 } from '../transport.js';
@@ -60,7 +61,15 @@ class SseConnection implements TransportConnection {
     this.#controller = controller;
     this.#run(generation, controller).catch((error: unknown) => {
       if (generation !== this.#generation || this.#done) return;
-      this.#finish({ reason: 'network', opened: this.#opened, detail: String(error) });
+      const opened = this.#opened;
+      // The look-up of a channel's head needs the same rights as the stream: a channel refused there is refused.
+      if (error instanceof KometaClientError && error.status === 403 && error.channel !== undefined) {
+        this.host.channelError(error.channel, error);
+        return;
+      }
+      this.#finish(error instanceof KometaClientError && error.status === 401
+        ? { reason: 'unauthorized', opened, detail: error.message, code: error.code }
+        : { reason: 'network', opened, detail: String(error) });
     });
   }
 
@@ -76,10 +85,8 @@ class SseConnection implements TransportConnection {
     }
     this.#positions.clear();
     for (const [channel, position] of channels) if (position !== undefined) this.#positions.set(channel, position);
-    const url = await withTicket(
-      this.host,
-      new URL(`/sub?${subscribeQuery(channels, 'sse', this.host.clientId)}`, this.host.base),
-    );
+    const query = subscribeQuery(channels, 'sse', this.host.clientId, (c) => this.host.presence(c));
+    const url = await withTicket(this.host, new URL(`/sub?${query}`, this.host.base));
     const response = await this.host.fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
     if (generation !== this.#generation) return;
     if (!response.ok || response.body === null) {
@@ -133,14 +140,8 @@ class SseConnection implements TransportConnection {
   ): Promise<void> {
     const close = await closeForResponse(response, this.#opened);
     if (generation !== this.#generation) return;
-    const refused = close.problem?.channel;
-    if (refused !== undefined && channels.has(refused)) {
-      // One channel is refused: drop it and go on with the rest (the client calls update()).
-      const code = close.problem?.code ?? 'KOMETA_ERR';
-      this.host.channelError(refused, new KometaClientError(code, close.detail ?? '', response.status, refused));
-      return;
-    }
-    this.#finish(close);
+    // The client calls update() to go on with what is left.
+    if (!refuseChannels(this.host, close, channels, response.status)) this.#finish(close);
   }
 
   /** Read the event stream until it ends, the connection is replaced, or an event ends it. */

@@ -69,8 +69,8 @@ class WebSocketConnection implements TransportConnection {
   #done = false;
   /** Detail of a connection-level error frame, for the close that follows it. */
   #closingDetail: string | undefined;
-  /** Channels subscribed (or being subscribed) on this socket. */
-  readonly #subscribed = new Set<string>();
+  /** Channels subscribed (or being subscribed) on this socket, each with whether it asked for joins and leaves. */
+  readonly #subscribed = new Map<string, boolean>();
   readonly #pending = new Map<number, { resolve: (r: PublishResult) => void; reject: (e: Error) => void }>();
   #nextRef = 1;
   /** Monotonic (performance.now): a wall-clock step must not look like silence, nor hide it. */
@@ -185,18 +185,22 @@ class WebSocketConnection implements TransportConnection {
     const socket = this.#socket;
     if (socket === undefined || !this.#opened || this.#done || socket.readyState !== OPEN) return;
     const wanted = this.host.channels();
-    for (const channel of [...this.#subscribed]) {
-      if (wanted.has(channel)) continue;
+    for (const [channel, presence] of [...this.#subscribed]) {
+      // Presence asked for or given up: subscribe again, from where the channel stands (the hub reads frames in order).
+      if (wanted.has(channel) && presence === this.host.presence(channel)) continue;
       this.#subscribed.delete(channel);
       socket.send(encodeClientFrame({ type: 'unsubscribe', channel }));
     }
     for (const [channel, position] of wanted) {
       if (this.#subscribed.has(channel)) continue;
-      this.#subscribed.add(channel);
-      socket.send(encodeClientFrame(position === undefined ? {
+      const presence = this.host.presence(channel);
+      this.#subscribed.set(channel, presence);
+      socket.send(encodeClientFrame({
         type: 'subscribe',
         channel,
-      } : { type: 'subscribe', channel, cursor: position.id }));
+        ...(position === undefined ? {} : { cursor: position.id }),
+        ...(presence ? { presence } : {}),
+      }));
     }
   }
 
