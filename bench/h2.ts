@@ -1,8 +1,9 @@
 /*
  * Server CPU per delivery: SSE over HTTP/2 with TLS against SSE over plain
- * HTTP/1.1, same hub, same messages, one run.
+ * HTTP/1.1, same hub, same messages, one run; and the floors under each.
+ * A scenario of `npm run bench` (bench/scenarios/h2.ts):
  *
- *   npm run bench:h2 -- [--subscribers 1000] [--rate 100] [--seconds 5]
+ *   npm run bench -- h2 [--subscribers 1000] [--repeat 3] [--quick]
  *
  * `kometa serve --memory`, pinned to one core, once per case; the
  * subscribers are held by load processes (node's http2 client, or raw
@@ -13,10 +14,14 @@
  * watch. Cases: plain HTTP/1.1; HTTPS HTTP/1.1; HTTP/2 with one connection
  * per subscriber (many users, one tab each: the costly case, every stream its
  * own TLS session); HTTP/2 with 100 streams per connection (tabs of a few
- * users sharing connections).
+ * users sharing connections). Floors (bench/servers/tls-floor.ts): Node alone
+ * writing the same SSE bytes to the same number of plain sockets, TLS
+ * sockets, and HTTP/2 streams (one per session), so what is Node's TLS and
+ * HTTP/2 stack and what is kometa's can be told apart. Every case runs once
+ * per round, rounds interleaved; the medians are reported.
  */
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { connect } from 'node:net';
@@ -24,13 +29,12 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { killAllStarted, spawnServer, stopProcess, waitForOutput } from './lib/procs.js';
+import { spawnServer, stopProcess, waitForOutput } from './lib/procs.js';
 import { sourceAddress } from './lib/protocol.js';
 
 const HERE = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+const FLOOR = fileURLToPath(new URL('./servers/tls-floor.js', import.meta.url));
 
 type Mode = 'h1' | 'h1-tls' | 'h2';
 
@@ -63,7 +67,60 @@ function counter(): { feed(text: string): void; readonly n: number } {
   };
 }
 
+/**
+ * The subscribers' HTTP/2 sessions, 20 opening at a time (1,000 at once
+ * overflow a busy server's accept queue). A session closed before all its
+ * streams were answered is opened again for the ones that were not.
+ */
+function openH2Sessions(
+  order: Start,
+  done: () => void,
+  sessions: ClientHttp2Session[],
+  counters: { n: number }[],
+): void {
+  const isReady = (text: string) => text.includes('\nid: ') || text.startsWith('id: ');
+  const sizes: number[] = [];
+  for (let left = order.count; left > 0; left -= order.perSession) sizes.push(Math.min(order.perSession, left));
+  let next = 0;
+  const openNext = () => {
+    if (next < sizes.length) openOne(sizes[next++]!);
+  };
+  const openOne = (size: number) => {
+    const session = h2connect(`https://127.0.0.1:${order.port}`, {
+      rejectUnauthorized: false,
+      localAddress: order.address,
+      // A browser's window: data keeps flowing without a WINDOW_UPDATE per message.
+      settings: { initialWindowSize: 1 << 20 },
+    } as Parameters<typeof h2connect>[1]);
+    session.on('error', () => {});
+    sessions.push(session);
+    let ready = 0;
+    session.once('close', () => {
+      if (ready < size) setTimeout(() => openOne(size - ready), 200);
+    });
+    for (let i = 0; i < size; i++) {
+      const count = counter();
+      counters.push(count);
+      let first = true;
+      const stream = session.request({ ':path': '/sub/bench', accept: 'text/event-stream' });
+      stream.setEncoding('utf8');
+      stream.on('data', (text: string) => {
+        if (first && isReady(text)) {
+          first = false;
+          done();
+          if (++ready === size) openNext();
+        }
+        count.feed(text);
+      });
+      stream.on('error', () => {});
+    }
+  };
+  for (let i = 0; i < 20; i++) openNext();
+}
+
 function runLoader(): void {
+  // The driver gone (stopped or crashed): do not hold connections open behind it.
+  process.on('disconnect', () => process.exit(0));
   const counters: { n: number }[] = [];
   let ready = 0;
   const sessions: ClientHttp2Session[] = [];
@@ -75,31 +132,7 @@ function runLoader(): void {
         if (++ready === order.count) process.send!({ type: 'ready' });
       };
       if (order.mode === 'h2') {
-        for (let opened = 0; opened < order.count; ) {
-          const session = h2connect(`https://127.0.0.1:${order.port}`, {
-            rejectUnauthorized: false,
-            localAddress: order.address,
-            // A browser's window: data keeps flowing without a WINDOW_UPDATE per message.
-            settings: { initialWindowSize: 1 << 20 },
-          } as Parameters<typeof h2connect>[1]);
-          session.on('error', () => {});
-          sessions.push(session);
-          for (let i = 0; i < order.perSession && opened < order.count; i++, opened++) {
-            const count = counter();
-            counters.push(count);
-            let first = true;
-            const stream = session.request({ ':path': '/sub/bench', accept: 'text/event-stream' });
-            stream.setEncoding('utf8');
-            stream.on('data', (text: string) => {
-              if (first && isReady(text)) {
-                first = false;
-                done();
-              }
-              count.feed(text);
-            });
-            stream.on('error', () => {});
-          }
-        }
+        openH2Sessions(order, done, sessions, counters);
         return;
       }
       let next = 0;
@@ -159,23 +192,84 @@ function count(loaders: ChildProcess[]): Promise<number> {
 
 interface Case {
   readonly label: string;
+  /** kometa, or Node alone (tls-floor.ts) in the mode named. */
+  readonly server: 'kometa' | 'floor-net' | 'floor-tls' | 'floor-h2';
   readonly mode: Mode;
   readonly perSession: number;
 }
 
- 
-async function runCase(c: Case, tls: { cert: string; key: string }, options: Options, port: number) {
+export const CASES: readonly Case[] = [
+  { label: 'kometa, HTTP/1.1, plain', server: 'kometa', mode: 'h1', perSession: 1 },
+  { label: 'floor: node net, chunked SSE', server: 'floor-net', mode: 'h1', perSession: 1 },
+  { label: 'kometa, HTTP/1.1 over TLS', server: 'kometa', mode: 'h1-tls', perSession: 1 },
+  { label: 'floor: node tls, chunked SSE', server: 'floor-tls', mode: 'h1-tls', perSession: 1 },
+  { label: 'kometa, HTTP/2, 1 stream per connection', server: 'kometa', mode: 'h2', perSession: 1 },
+  { label: 'floor: node http2, 1 stream per session', server: 'floor-h2', mode: 'h2', perSession: 1 },
+  { label: 'kometa, HTTP/2, 100 streams per connection', server: 'kometa', mode: 'h2', perSession: 100 },
+];
+
+export interface H2Options {
+  readonly subscribers: number;
+  readonly rate: number;
+  readonly seconds: number;
+  readonly rounds: number;
+  /**
+   * Run only kometa's HTTP/2 case with one stream per connection, under node --cpu-prof, writing the
+   * profiles here (a profiled process is slower: its numbers are not compared).
+   */
+  readonly profileDir?: string | undefined;
+  readonly log: (line: string) => void;
+}
+
+export interface H2Row {
+  readonly case: string;
+  readonly round: number;
+  readonly subscribers: number;
+  readonly delivered: number;
+  readonly expected: number;
+  readonly serverCpuSec: number;
+  readonly cpuUsPerDelivery: number;
+}
+
+function startCaseServer(c: Case, tls: { cert: string; key: string }, port: number, profileDir?: string) {
+  if (c.server !== 'kometa') {
+    const mode = c.server.slice('floor-'.length);
+    const args = ['--mode', mode, '--port', String(port), '--cert', tls.cert, '--key', tls.key];
+    return spawnServer(process.execPath, [FLOOR, ...args]);
+  }
   const tlsArgs = c.mode === 'h1' ? [] : ['--tls-cert', tls.cert, '--tls-key', tls.key];
-  const server = spawnServer(process.execPath, [
-    CLI, 'serve', '--memory', '--port', String(port), '--log-level', 'warn', '--publish-rate', '0', ...tlsArgs,
+  const profile = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+  // A profile is written on a clean exit only: a short drain, well inside stopProcess's wait.
+  const drain = profileDir === undefined ? [] : ['--shutdown-grace', '2'];
+  return spawnServer(process.execPath, [
+    ...profile, CLI, 'serve', '--memory', '--port', String(port), '--log-level', 'warn', '--publish-rate', '0',
+    ...tlsArgs, ...drain,
   ]);
+}
+
+async function publishAtRate(publish: () => Promise<void>, options: H2Options): Promise<number> {
+  const interval = 1000 / options.rate;
+  const total = options.rate * options.seconds;
+  const started = performance.now();
+  for (let i = 0; i < total; i++) {
+    await publish();
+    const wait = started + (i + 1) * interval - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+  return total;
+}
+
+type Pair = { cert: string; key: string };
+
+async function runCase(c: Case, tls: Pair, options: H2Options, port: number, round: number) {
+  const server = startCaseServer(c, tls, port, options.profileDir);
+  const loaders: ChildProcess[] = [];
   try {
     await waitForOutput(server, 'listening on', 20_000);
     const loaderCount = 2;
     const per = Math.ceil(options.subscribers / loaderCount);
-    const loaders = Array.from({ length: loaderCount }, () =>
-      fork(HERE, ['loader'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-    );
+    for (let i = 0; i < loaderCount; i++)
+      loaders.push(fork(HERE, ['loader'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     const ready = loaders.map((l) => new Promise<void>((resolve) => l.once('message', () => resolve())));
     loaders.forEach((loader, i) =>
       loader.send({
@@ -183,21 +277,14 @@ async function runCase(c: Case, tls: { cert: string; key: string }, options: Opt
       }),
     );
     await Promise.all(ready);
-    // The backend publishes to the same port, over what that port speaks.
-    const publish = publisher(c.mode === 'h1' ? 'http' : 'https', port);
+    // kometa's backend publishes to the same port, over what that port speaks; a floor takes it on port + 1.
+    const publish =
+      c.server === 'kometa' ? publisher(c.mode === 'h1' ? 'http' : 'https', port) : publisher('http', port + 1);
     await publish(); // warm-up
     await sleep(500);
     const before = await count(loaders);
     const cpuBefore = cpuSeconds(server.pid!);
-    const interval = 1000 / options.rate;
-    const total = options.rate * options.seconds;
-    const started = performance.now();
-    for (let i = 0; i < total; i++) {
-      await publish();
-      const due = started + (i + 1) * interval;
-      const wait = due - performance.now();
-      if (wait > 0) await sleep(wait);
-    }
+    const total = await publishAtRate(publish, options);
     const expected = total * per * loaderCount;
     let delivered = 0;
     for (let i = 0; i < 100; i++) {
@@ -206,18 +293,18 @@ async function runCase(c: Case, tls: { cert: string; key: string }, options: Opt
       await sleep(100);
     }
     const cpu = cpuSeconds(server.pid!) - cpuBefore;
-    for (const loader of loaders) loader.send({ type: 'exit' });
     return {
       case: c.label,
+      round,
       subscribers: per * loaderCount,
-      messages: total,
       delivered,
       expected,
       serverCpuSec: Math.round(cpu * 100) / 100,
       cpuUsPerDelivery: Math.round(((cpu * 1e6) / Math.max(1, delivered)) * 100) / 100,
     };
   } finally {
-    await stopProcess(server, 5000);
+    for (const loader of loaders) loader.send({ type: 'exit' });
+    await stopProcess(server, options.profileDir === undefined ? 5000 : 30_000);
   }
 }
 
@@ -247,66 +334,70 @@ function publisher(scheme: 'http' | 'https', port: number): () => Promise<void> 
     });
 }
 
-interface Options {
-  subscribers: number;
-  rate: number;
-  seconds: number;
-}
-
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { subscribers: { type: 'string' }, rate: { type: 'string' }, seconds: { type: 'string' } },
-  });
-  const options: Options = {
-    subscribers: Number(values.subscribers ?? 1000),
-    rate: Number(values.rate ?? 100),
-    seconds: Number(values.seconds ?? 5),
-  };
-  process.on('exit', killAllStarted);
-  const dir = mkdtempSync(join(tmpdir(), 'kometa-h2-bench-'));
+function selfSignedPair(dir: string): { cert: string; key: string } {
   const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
   execFileSync('openssl', [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
     '-keyout', tls.key, '-out', tls.cert, '-subj', '/CN=localhost',
   ], { stdio: 'ignore' });
-  const cases: Case[] = [
-    { label: 'HTTP/1.1, plain', mode: 'h1', perSession: 1 },
-    { label: 'HTTP/1.1 over TLS', mode: 'h1-tls', perSession: 1 },
-    { label: 'HTTP/2 over TLS, 1 stream per connection', mode: 'h2', perSession: 1 },
-    { label: 'HTTP/2 over TLS, 100 streams per connection', mode: 'h2', perSession: 100 },
-  ];
-  const rows = [];
+  return tls;
+}
+
+/** Every case once per round, rounds interleaved (a noisy minute hits every case alike). */
+export async function h2Comparison(options: H2Options, firstPort: number): Promise<H2Row[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'kometa-h2-bench-'));
+  const tls = selfSignedPair(dir);
+  const rows: H2Row[] = [];
   try {
-    let port = 18_750;
-    for (const c of cases) {
-      const row = await runCase(c, tls, options, port++);
-      rows.push(row);
-      process.stderr.write(`${row.case}: ${row.cpuUsPerDelivery} µs/delivery (${row.delivered}/${row.expected})\n`);
+    let port = firstPort;
+    const profiled = (c: Case) => c.server === 'kometa' && c.mode === 'h2' && c.perSession === 1;
+    const cases = options.profileDir === undefined ? CASES : CASES.filter(profiled);
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const c of cases) {
+        const row = await runCase(c, tls, options, port, round);
+        port += 2;
+        rows.push(row);
+        const delivered = `${row.delivered}/${row.expected}`;
+        options.log(`h2 round ${round}: ${row.case}: ${row.cpuUsPerDelivery} µs/delivery (${delivered})`);
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const base = rows[0]!.cpuUsPerDelivery;
-  let text = '| case | subscribers | delivered | server CPU s | µs per delivery | × plain HTTP/1.1 |\n';
-  text += '|---|---|---|---|---|---|\n';
-  for (const row of rows) {
-    const ratio = (row.cpuUsPerDelivery / base).toFixed(2);
-    const delivered = `${row.delivered}/${row.expected}`;
-    const cpu = `${row.serverCpuSec} | ${row.cpuUsPerDelivery}`;
-    text += `| ${row.case} | ${row.subscribers} | ${delivered} | ${cpu} | ${ratio} |\n`;
-  }
-  process.stdout.write(text);
-  mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, 'h2.json'), JSON.stringify(rows, null, 2));
-  writeFileSync(join(RESULTS, 'h2.md'), text);
+  return rows;
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Medians per case, each as a ratio to kometa's plain HTTP/1.1 and to Node's floor under it. */
+export function renderH2(rows: readonly H2Row[]): string {
+  const medianOf = (label: string) => median(rows.filter((r) => r.case === label).map((r) => r.cpuUsPerDelivery));
+  const base = rows.some((r) => r.case === CASES[0]!.label) ? medianOf(CASES[0]!.label) : Number.NaN;
+  const floorOf: Record<Mode, string> = { h1: CASES[1]!.label, 'h1-tls': CASES[3]!.label, h2: CASES[5]!.label };
+  const rounds = Math.max(...rows.map((r) => r.round));
+  let text = `## TLS and HTTP/2: server CPU per delivery\n\n`;
+  text += `${rows[0]?.subscribers ?? 0} SSE subscribers of one channel; median of ${rounds} rounds `;
+  text += `(each round runs every case once). Floor = Node alone writing the same bytes `;
+  text += `(bench/servers/tls-floor.ts).\n\n`;
+  text += '| case | µs per delivery (median) | rounds | × kometa plain HTTP/1.1 | × its floor | delivered (last) |\n';
+  text += '|---|---|---|---|---|---|\n';
+  for (const c of CASES) {
+    const mine = rows.filter((r) => r.case === c.label);
+    if (mine.length === 0) continue;
+    const value = medianOf(c.label);
+    const hasFloor = c.server === 'kometa' && c.perSession === 1 && rows.some((r) => r.case === floorOf[c.mode]);
+    const floor = hasFloor ? (value / medianOf(floorOf[c.mode])).toFixed(2) : '';
+    const last = mine.at(-1)!;
+    const all = mine.map((r) => r.cpuUsPerDelivery).join(', ');
+    text += `| ${c.label} | ${value.toFixed(2)} | ${all} | ${(value / base).toFixed(2)} | ${floor} | `;
+    text += `${last.delivered}/${last.expected} |\n`;
+  }
+  return text + '\n';
+}
+
+// The load processes this module forks run it with `loader`; imported by bench/run.js, it only exports.
 if (process.argv[2] === 'loader') runLoader();
-else
-  main().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-      process.exit(1);
-    },
-  );

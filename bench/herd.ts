@@ -3,7 +3,7 @@
  * EventSource: they obey the `retry:` hint, reconnect after it with
  * Last-Event-ID, and take a 200 + kometa-error as "try again after retry".
  *
- *   npm run bench:herd -- [--subscribers 10000] [--loaders 4] [--channels 100]
+ *   npm run bench -- herd [--subscribers 10000] [--quick]      (bench/scenarios/herd.ts)
  *
  * Twice, in one run: with today's fixed hint (--retry-jitter 0 --admit-rate 0)
  * and with the herd controls at their defaults (--retry-jitter 0.5
@@ -19,19 +19,17 @@
  * repeated a message. docs/benchmarks.md has the numbers.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { killAllStarted, spawnServer, stopProcess, waitForOutput } from './lib/procs.js';
+import { spawnServer, stopProcess, waitForOutput } from './lib/procs.js';
 import { sourceAddress } from './lib/protocol.js';
 
 const HERE = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const now = () => Number(process.hrtime.bigint() / 1000n) / 1000;
 
 // ---------------------------------------------------------------- the load process
@@ -275,14 +273,14 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-interface Options {
+export interface HerdOptions {
   subscribers: number;
   loaders: number;
   channels: number;
 }
 
 // eslint-disable-next-line max-lines-per-function -- one scenario, read top to bottom
-async function restart(label: string, args: string[], options: Options, port: number) {
+async function restart(label: string, args: string[], options: HerdOptions, port: number) {
   const dataDir = mkdtempSync(join(tmpdir(), 'kometa-herd-'));
   const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${label}: ${line}\n`);
   try {
@@ -378,13 +376,16 @@ async function restart(label: string, args: string[], options: Options, port: nu
   }
 }
 
-type Row = Awaited<ReturnType<typeof restart>>;
+export type HerdRow = Awaited<ReturnType<typeof restart>>;
+type Row = HerdRow;
 
-function render(rows: Row[]): string {
+/** The two restarts side by side, then when each subscriber came back. */
+export function renderHerd(rows: readonly Row[]): string {
+  let out = `## Reconnect storm after a restart\n\n`;
   const buckets = [...new Set(rows.flatMap((r) => Object.keys(r.histogram)))];
   buckets.sort((a, b) => parseFloat(a) - parseFloat(b));
   const scale = Math.max(...rows.flatMap((r) => Object.values(r.histogram))) / 50;
-  let out = '| | ' + rows.map((r) => r.label).join(' | ') + ' |\n|---|' + rows.map(() => '---').join('|') + '|\n';
+  out += '| | ' + rows.map((r) => r.label).join(' | ') + ' |\n|---|' + rows.map(() => '---').join('|') + '|\n';
   const keys = Object.keys(rows[0]!).filter((k) => !['label', 'histogram'].includes(k)) as (keyof Row)[];
   for (const key of keys) out += `| ${key} | ${rows.map((r) => String(r[key])).join(' | ')} |\n`;
   for (const row of rows) {
@@ -397,34 +398,13 @@ function render(rows: Row[]): string {
   return out;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { subscribers: { type: 'string' }, loaders: { type: 'string' }, channels: { type: 'string' } },
-  });
-  const options: Options = {
-    subscribers: Number(values.subscribers ?? 10_000),
-    loaders: Number(values.loaders ?? 4),
-    channels: Number(values.channels ?? 100),
-  };
-  const process_ = process;
-  process_.on('exit', killAllStarted);
-  const rows = [
-    await restart('fixed retry (today)', ['--retry-jitter', '0', '--admit-rate', '0'], options, 18_701),
-    await restart('jitter + admission', ['--retry-jitter', '0.5', '--admit-rate', '2000'], options, 18_702),
+/** A restart with today's fixed hint, then one with the herd controls at their defaults. */
+export async function herdComparison(options: HerdOptions, firstPort: number): Promise<HerdRow[]> {
+  return [
+    await restart('fixed retry (today)', ['--retry-jitter', '0', '--admit-rate', '0'], options, firstPort),
+    await restart('jitter + admission', ['--retry-jitter', '0.5', '--admit-rate', '2000'], options, firstPort + 1),
   ];
-  const text = render(rows);
-  process.stdout.write(text);
-  mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, 'herd.json'), JSON.stringify(rows, null, 2));
-  writeFileSync(join(RESULTS, 'herd.md'), text);
 }
 
+// The load processes this module forks run it with `loader`; imported by bench/run.js, it only exports.
 if (process.argv[2] === 'loader') runLoader();
-else
-  main().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-      process.exit(1);
-    },
-  );

@@ -1,10 +1,14 @@
 /*
  * kometa's benchmark: the hub against the Node floor and the peers, in one run.
  *
- *   npm run bench -- [all|idle|fanout|channels|storm|workers|profile|profile-channels|redis-cluster]
+ *   npm run bench -- [all|idle|fanout|channels|storm|workers|profile|profile-channels|redis-cluster|h2|herd|
+ *                     presence|presence-fanout|presence-joins]
  *                    [--systems a,b] [--quick]
  *                    [--repeat 3] [--kometa-before <dir>] [--out name]
  *                    [--workers 5] [--subscribers 95000]   (the workers scenario)
+ *                    [--subscribers 1000] [--profile-dir d] (h2: floors, TLS and HTTP/2; profiles of kometa's h2 cases)
+ *                    [--subscribers 10000]                  (herd: a restart under EventSource-like subscribers)
+ *                    [--presence-share 1] [--presence-redis] (the presence scenario)
  *
  * This process (pinned to core 1) starts each server on core 0, forks load
  * generators (bench/lib/loader.ts, core 1) that hold the subscribers on raw
@@ -27,16 +31,20 @@ import { type System, allSystems, redisVersion } from './lib/systems.js';
 import { channels } from './scenarios/channels.js';
 import { fanout } from './scenarios/fanout.js';
 import { idle } from './scenarios/idle.js';
+import { presence, presenceFanoutPart, presenceJoinsPart } from './scenarios/presence.js';
 import { redisCluster } from './scenarios/redis-cluster.js';
 import { storm } from './scenarios/storm.js';
 import { workersScenario } from './scenarios/workers.js';
+import { h2Scenario } from './scenarios/h2.js';
+import { herdScenario } from './scenarios/herd.js';
 
 const SCENARIOS = [
   ...['idle', 'fanout', 'channels', 'storm', 'workers'] as const,
-  ...['profile', 'profile-channels', 'redis-cluster'] as const,
+  ...['profile', 'profile-channels', 'redis-cluster', 'h2', 'herd'] as const,
+  ...['presence', 'presence-fanout', 'presence-joins'] as const,
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
-/** What `all` runs: the profile and the Redis Cluster comparison are asked for by name. */
+/** What `all` runs: the profile, the Redis Cluster comparison, h2 and herd are asked for by name. */
 const ALL: Scenario[] = ['idle', 'fanout', 'channels', 'storm', 'workers'];
 
 const RUNNERS: Record<Scenario, (bench: Bench) => Promise<void>> = {
@@ -56,7 +64,21 @@ const RUNNERS: Record<Scenario, (bench: Bench) => Promise<void>> = {
   'profile-channels': (bench) =>
     channels(bench, bench.systems.filter((s) => s.name.startsWith('kometa')), bench.config.channels, { profile: true }),
   'redis-cluster': redisCluster,
+  h2: (bench) => h2Scenario(bench, scenarioSubscribers, h2ProfileDir),
+  herd: (bench) => herdScenario(bench, scenarioSubscribers),
+  presence: (bench) => presence(bench, { share: presenceShare, redis: presenceRedis }),
+  'presence-fanout': presenceFanoutPart,
+  'presence-joins': (bench) => presenceJoinsPart(bench, { share: presenceShare, redis: presenceRedis }),
 };
+/** --subscribers as given (h2 and herd have their own defaults; the workers scenario's is 95,000). */
+let scenarioSubscribers: number | undefined;
+/** --profile-dir: V8 CPU profiles of the h2 scenario's kometa HTTP/2 cases. */
+let h2ProfileDir: string | undefined;
+
+/** The share of a joins channel's members that ask for in-band joins and leaves. */
+let presenceShare = 1;
+/** The presence scenario's joins also through a Redis of its own. */
+let presenceRedis = false;
 /** The many-channels scenario runs once per system unless --repeat asks for more rounds. */
 let channelRounds = 1;
 
@@ -80,6 +102,9 @@ function parse(argv: string[]): Args | 'help' {
       out: { type: 'string' },
       workers: { type: 'string' },
       subscribers: { type: 'string' },
+      'profile-dir': { type: 'string' },
+      'presence-share': { type: 'string' },
+      'presence-redis': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -91,6 +116,11 @@ function parse(argv: string[]): Args | 'help' {
   if (values.repeat !== undefined) channelRounds = repeat;
   const workers = Number(values.workers ?? (quick ? 2 : 5));
   const subscribers = Number(values.subscribers ?? (quick ? 4000 : 95_000));
+  if (values.subscribers !== undefined) scenarioSubscribers = subscribers;
+  h2ProfileDir = values['profile-dir'];
+  presenceShare = Number(values['presence-share'] ?? 1);
+  presenceRedis = values['presence-redis'] === true;
+  if (!(presenceShare > 0 && presenceShare <= 1)) throw new UsageError('--presence-share: a number in (0, 1]');
   const systems = chooseSystems(allSystems(values['kometa-before']), values.systems);
   return { scenarios, bench: new Bench(benchConfig(quick, repeat, workers, subscribers), systems), out: values.out };
 }
@@ -143,7 +173,7 @@ async function run({ scenarios, bench, out }: Args): Promise<void> {
     log(`--- ${scenario}`);
     await RUNNERS[scenario](bench);
   }
-  const usesRedis = scenarios.includes('workers') || scenarios.includes('redis-cluster');
+  const usesRedis = scenarios.includes('workers') || scenarios.includes('redis-cluster') || presenceRedis;
   const document = {
     date: startedAt.toISOString(),
     durationSec: Math.round((Date.now() - startedAt.getTime()) / 1000),

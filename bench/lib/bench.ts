@@ -105,6 +105,9 @@ export class Bench {
     workers: [],
     profile: [],
     'redis-cluster': [],
+    h2: [],
+    herd: [],
+    presence: [],
   };
   readonly skipped: Skipped[] = [];
   /** The part of a profiled run to summarize (the measured phase, not start-up and connecting). */
@@ -132,7 +135,18 @@ export class Bench {
     return first;
   }
 
-  startSystem(system: System, cpuProfDir?: string, serveArgs?: string[]): Promise<Running> {
+  async startSystem(system: System, cpuProfDir?: string, serveArgs?: string[]): Promise<Running> {
+    // Another run on the shared machine may hold this block's port: take the next block, a few times.
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.#start(system, cpuProfDir, serveArgs);
+      } catch (error) {
+        if (tries >= 5 || !(error instanceof Error) || !error.message.includes('EADDRINUSE')) throw error;
+      }
+    }
+  }
+
+  #start(system: System, cpuProfDir?: string, serveArgs?: string[]): Promise<Running> {
     return system.start({
       port: this.port(),
       tmp: this.tmp,

@@ -20,6 +20,10 @@ export interface OpenOptions {
   channels?: number;
   trackIds?: boolean;
   frontier?: boolean;
+  /** Count in-band joins and leaves (subscribers that asked with `?presence=1`). */
+  countEvents?: boolean;
+  /** Global index of the first subscriber (`{i}` in the path; channel names): default 0. */
+  firstIndex?: number;
   /** Connections each load process opens at once (default 200). */
   concurrency?: number;
   timeoutMs?: number;
@@ -43,6 +47,9 @@ export class Load {
   readonly counts: number[] = [];
   #frontiers: number[] = [];
   onFrontier: ((seq: number) => void) | undefined;
+  #eventFrontiers: number[] = [];
+  /** With countEvents: called when every subscriber has seen one more join or leave. */
+  onEvents: ((n: number) => void) | undefined;
   readonly #bench: Bench;
 
   private constructor(bench: Bench) {
@@ -70,7 +77,7 @@ export class Load {
   ): { load: Load; connected: Promise<Connected> } {
     const load = new Load(bench);
     const processes = Math.max(1, Math.ceil(count / PER_LOADER));
-    let first = 0;
+    let first = opts.firstIndex ?? 0;
     const results: Promise<ChildMessage & { type: 'connected' }>[] = [];
     for (let p = 0; p < processes; p++) {
       const n = Math.floor(count / processes) + (p < count % processes ? 1 : 0);
@@ -80,11 +87,15 @@ export class Load {
       load.children.push(child);
       load.counts.push(n);
       load.#frontiers.push(0);
+      load.#eventFrontiers.push(0);
       const index = p;
       child.on('message', (message: ChildMessage) => {
         if (message.type === 'frontier') {
           load.#frontiers[index] = message.seq;
           load.onFrontier?.(load.frontier);
+        } else if (message.type === 'events') {
+          load.#eventFrontiers[index] = message.n;
+          load.onEvents?.(load.eventFrontier);
         }
       });
       const perAddress = 1000;
@@ -107,6 +118,7 @@ export class Load {
         concurrency: opts.concurrency ?? 200,
         trackIds: opts.trackIds ?? false,
         frontier: opts.frontier ?? false,
+        ...(opts.countEvents === true ? { countEvents: true } : {}),
       };
       first += n;
       const timeoutMs = opts.timeoutMs ?? 10_000 + count;
@@ -127,6 +139,11 @@ export class Load {
     return Math.min(...this.#frontiers);
   }
 
+  /** Joins and leaves every subscriber has seen since the last reset (countEvents). */
+  get eventFrontier(): number {
+    return Math.min(...this.#eventFrontiers);
+  }
+
   #await(child: ChildProcess, type: ChildMessage['type'], timeoutMs: number): Promise<ChildMessage> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -144,6 +161,7 @@ export class Load {
   }
 
   async reset(): Promise<void> {
+    this.#eventFrontiers.fill(0);
     await Promise.all(
       this.children.map((child) => {
         const answer = this.#await(child, 'reset', 30_000);
@@ -164,6 +182,7 @@ export class Load {
     const total: LoadReport & { processes: number } = {
       ...{ frames: 0, unique: 0, duplicates: 0, skipped: 0, latency: [], latencyMax: 0, cpuUs: 0, wallMs: 0 },
       ...{ ready: 0, closed: 0, errors: 0, atSeq: {}, processes: reports.length },
+      ...{ joins: 0, leaves: 0, atEvents: {} },
       errorCodes: mergeCounts(reports.map((r) => r.errorCodes)),
     };
     const hist = new Histogram();
@@ -179,6 +198,9 @@ export class Load {
       total.errors += r.errors;
       hist.addSparse(r.latency, r.latencyMax);
       for (const [seq, n] of Object.entries(r.atSeq)) total.atSeq[seq] = (total.atSeq[seq] ?? 0) + n;
+      total.joins += r.joins;
+      total.leaves += r.leaves;
+      for (const [at, n] of Object.entries(r.atEvents)) total.atEvents[at] = (total.atEvents[at] ?? 0) + n;
     }
     total.latency = hist.toSparse();
     total.latencyMax = hist.max;

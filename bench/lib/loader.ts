@@ -17,6 +17,8 @@ const MARK = Buffer.from('@@');
 const ID_LINE = Buffer.from('\nid: ');
 const ID_START = Buffer.from('id: ');
 const PONG = Buffer.from([0x8a, 0x80, 0, 0, 0, 0]);
+const JOIN = Buffer.from('event: kometa-join\n');
+const LEAVE = Buffer.from('event: kometa-leave\n');
 
 interface Sub {
   readonly index: number;
@@ -29,6 +31,10 @@ interface Sub {
   tail: Buffer | null;
   head: string;
   attempts: number;
+  /** In-band presence events seen since the reset (countEvents), and the bytes that may start the next one. */
+  joins: number;
+  leaves: number;
+  eventTail: Buffer | null;
 }
 
 let order: ConnectOrder | undefined;
@@ -43,6 +49,8 @@ let cpuAt = process.cpuUsage();
 let wallAt = performance.now();
 const reached = new Map<number, number>();
 let frontier = 0;
+const reachedEvents = new Map<number, number>();
+let eventFrontier = 0;
 let dropping = false;
 
 function send(message: ChildMessage): void {
@@ -57,7 +65,7 @@ function channelOf(o: ConnectOrder, sub: Sub): string {
 
 function request(o: ConnectOrder, sub: Sub): Buffer {
   const ch = channelOf(o, sub);
-  const path = o.path.replaceAll('{ch}', ch);
+  const path = o.path.replaceAll('{ch}', ch).replaceAll('{i}', String(o.firstIndex + sub.index));
   if (o.kind === 'ws') {
     const head = Buffer.from(
       `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -147,6 +155,36 @@ function delivered(sub: Sub, seq: number, latencyUs: number): void {
   } else reached.set(seq, count);
 }
 
+/** Count `kometa-join` and `kometa-leave` events; a name split between two chunks is found in the next. */
+function countEvents(sub: Sub, input: Buffer): void {
+  const buf = sub.eventTail === null ? input : Buffer.concat([sub.eventTail, input]);
+  let end = 0;
+  for (const [name, kind] of [[JOIN, 'joins'], [LEAVE, 'leaves']] as const) {
+    for (let at = buf.indexOf(name); at !== -1; at = buf.indexOf(name, at + name.length)) {
+      sub[kind]++;
+      end = Math.max(end, at + name.length);
+      eventSeen(sub.joins + sub.leaves);
+    }
+  }
+  // Shorter than a name, so no event is counted twice.
+  const tail = buf.subarray(Math.max(end, buf.length - LEAVE.length + 1));
+  sub.eventTail = tail.length === 0 ? null : Buffer.from(tail);
+}
+
+/** Tell the parent once every subscriber here has seen `n` events. */
+function eventSeen(n: number): void {
+  const count = (reachedEvents.get(n) ?? 0) + 1;
+  if (count < order!.count) {
+    reachedEvents.set(n, count);
+    return;
+  }
+  reachedEvents.delete(n);
+  if (n > eventFrontier) {
+    eventFrontier = n;
+    send({ type: 'events', n });
+  }
+}
+
 function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean) => void): void {
   const address = sourceAddress(addressBase + Math.floor(sub.index / o.perAddress));
   const socket = connect({ host: o.host, port: o.port, localAddress: address });
@@ -197,6 +235,7 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
     // (RFC 6455, 5.5.3) and harmless.
     if (o.kind === 'ws' && chunk.indexOf(0x89) !== -1) socket.write(PONG);
     scan(sub, chunk, Number(process.hrtime.bigint() / 1000n));
+    if (o.countEvents === true) countEvents(sub, chunk);
   });
   socket.on('error', (error: NodeJS.ErrnoException) => {
     stats.errors++;
@@ -251,10 +290,16 @@ function connectAll(
 function report(): LoadReport {
   const cpu = process.cpuUsage(cpuAt);
   const atSeq: Record<string, number> = {};
+  const atEvents: Record<string, number> = {};
   let ready = 0;
+  let joins = 0;
+  let leaves = 0;
   for (const sub of subs) {
     if (sub.ready) ready++;
     atSeq[sub.last] = (atSeq[sub.last] ?? 0) + 1;
+    joins += sub.joins;
+    leaves += sub.leaves;
+    atEvents[`${sub.joins}/${sub.leaves}`] = (atEvents[`${sub.joins}/${sub.leaves}`] ?? 0) + 1;
   }
   return {
     ...stats,
@@ -265,6 +310,9 @@ function report(): LoadReport {
     ready,
     errorCodes,
     atSeq,
+    joins,
+    leaves,
+    atEvents,
   };
 }
 
@@ -273,7 +321,10 @@ process.on('message', (message: ParentMessage) => {
     case 'connect': {
       order = message;
       for (let i = 0; i < message.count; i++)
-        subs.push({ index: i, socket: null, ready: false, last: 0, id: '', tail: null, head: '', attempts: 0 });
+        subs.push({
+          ...{ index: i, socket: null, ready: false, last: 0, id: '', tail: null, head: '', attempts: 0 },
+          ...{ joins: 0, leaves: 0, eventTail: null },
+        });
       connectAll(message, message.addressBase, subs, (ready, failed, ms) =>
         send({ type: 'connected', ready, failed, ms, errorCodes }),
       );
@@ -283,6 +334,12 @@ process.on('message', (message: ParentMessage) => {
       hist.reset();
       for (const key of Object.keys(stats) as (keyof typeof stats)[]) stats[key] = 0;
       errorCodes = {};
+      for (const sub of subs) {
+        sub.joins = 0;
+        sub.leaves = 0;
+      }
+      reachedEvents.clear();
+      eventFrontier = 0;
       cpuAt = process.cpuUsage();
       wallAt = performance.now();
       send({ type: 'reset' });

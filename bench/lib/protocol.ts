@@ -9,7 +9,7 @@ export interface ConnectOrder {
   readonly kind: SubscriberKind;
   /** Subscribers this process opens. */
   readonly count: number;
-  /** Request path; `{ch}` is replaced by the subscriber's channel. */
+  /** Request path; `{ch}` is replaced by the subscriber's channel, `{i}` by its global index. */
   readonly path: string;
   /** One channel for all (`c`), or one each (`prefix` + global index) when `perSocketChannel`. */
   readonly channel: string;
@@ -33,6 +33,8 @@ export interface ConnectOrder {
   readonly trackIds: boolean;
   /** Report each message sequence once every subscriber here has it (closed-loop publishing). */
   readonly frontier: boolean;
+  /** Count in-band `kometa-join` / `kometa-leave` events per subscriber, and report each event once all have it. */
+  readonly countEvents?: boolean;
 }
 
 export type ParentMessage =
@@ -65,6 +67,10 @@ export interface LoadReport {
   errorCodes: Record<string, number>;
   /** Subscribers whose last message is the given sequence (caught-up check). */
   atSeq: Record<string, number>;
+  /** With `countEvents`: joins and leaves seen, and subscribers by how many of each they saw (`"<joins>/<leaves>"`). */
+  joins: number;
+  leaves: number;
+  atEvents: Record<string, number>;
 }
 
 export type ChildMessage =
@@ -76,6 +82,8 @@ export type ChildMessage =
       readonly errorCodes: Record<string, number>;
     }
   | { readonly type: 'frontier'; readonly seq: number }
+  /** With `countEvents`: every subscriber of this process has seen at least `n` joins and leaves since the reset. */
+  | { readonly type: 'events'; readonly n: number }
   | { readonly type: 'report'; readonly report: LoadReport }
   | { readonly type: 'dropped' }
   | { readonly type: 'reset' }

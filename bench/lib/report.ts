@@ -1,4 +1,5 @@
 /** The Markdown form of a results document. */
+import { presenceSection } from './report-presence.js';
 
 type Row = Record<string, unknown>;
 interface Doc {
@@ -30,6 +31,9 @@ export function renderMarkdown(doc: Doc): string {
   out += targets(doc);
   out += fanoutSection(doc) + idleSection(doc) + channelsSection(doc) + stormSection(doc);
   out += workersSection(doc) + profileSection(doc) + clusterSection(doc);
+  // h2 and herd render their own tables (bench/h2.ts, bench/herd.ts).
+  for (const name of ['h2', 'herd']) for (const r of (doc.results[name] ?? []) as Row[]) out += String(r.markdown);
+  out += presenceSection(doc.results);
   if (doc.skipped.length) {
     const seen = new Set<string>();
     const once = doc.skipped.filter((s) => !seen.has(`${s.system}${s.reason}`) && seen.add(`${s.system}${s.reason}`));

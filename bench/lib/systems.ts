@@ -588,3 +588,17 @@ export function allSystems(kometaBefore?: string): System[] {
   list.push(betterSse, socketio, nchan, pushpin);
   return list;
 }
+
+/**
+ * The servers of the presence scenario, in memory, from this tree: presence off (`--no-presence`), on (the
+ * default, no in-band events) and with in-band joins and leaves (`--presence-events`).
+ */
+export function presenceSystems(): { off: System; on: System; events: System } {
+  const make = (name: string, flags: string[]) =>
+    kometaSystem(name, ROOT, `kometa serve --memory ${flags.join(' ')}`.trim() + ', SSE', 'memory', false, flags);
+  return {
+    off: make('kometa-no-presence', ['--no-presence']),
+    on: make('kometa', []),
+    events: make('kometa-presence-events', ['--presence-events']),
+  };
+}

@@ -124,7 +124,7 @@ export const settingSpecs = {
     flag: 'keep-alive-timeout',
     kind: 'seconds',
     default: 5,
-    help: 'idle keep-alive connections close after this, in seconds',
+    help: 'idle keep-alive connections (and HTTP/2 ones with no open stream) close after this, in seconds',
   },
   maxHeaderBytes: { flag: 'max-header-bytes', kind: 'int', default: 16384, help: 'largest request head, in bytes' },
   shutdownGrace: {

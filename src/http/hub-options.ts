@@ -23,7 +23,7 @@ export interface HubHttpOptions {
   readonly headersTimeoutMs: number;
   /** Time allowed to receive a whole request, body included. */
   readonly requestTimeoutMs: number;
-  /** Idle keep-alive connections are closed after this. */
+  /** Idle keep-alive connections are closed after this; over TLS also HTTP/2 sessions with no open stream (GOAWAY). */
   readonly keepAliveTimeoutMs: number;
   /** Largest request head (request line and headers). */
   readonly maxHeaderBytes: number;

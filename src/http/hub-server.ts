@@ -14,7 +14,7 @@ import type { HubHttpOptions } from './hub-options.js';
 import { ForwardedConnections, limitConnections } from './connection-limits.js';
 import { drainServer } from './shutdown.js';
 import { sanitizePath, serverFull } from './route-kit.js';
-import { type SecureListener, type TlsMaterial, createSecureListener, sessionOf } from './tls.js';
+import { type SecureListener, type TlsMaterial, createSecureListener, isHttp2, sessionOf } from './tls.js';
 
 /*
  * The hub as a node:http server. The pieces, one concern each: hub-http.ts
@@ -79,6 +79,7 @@ function buildHubServer(
     else if (http.reservedSockets.has(socket)) socket.end(rawProblemResponse(serverFull()));
     else gate.inOrder.upgrade(socket, () => webSocket.handleUpgrade(req, socket, head));
   });
+  if (secure !== undefined) server.on('connect', extendedConnectHandler(http, gate, webSocket));
   const { maxConnections, maxConnectionsPerIp, trustProxy } = http.options;
   const { rejected } = gate;
   const secured = secure !== undefined;
@@ -108,7 +109,12 @@ function createListener(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
 ): { server: Server | Http2SecureServer; secure: SecureListener | undefined } {
   if (tls !== undefined) {
-    const limits = { maxHeaderBytes: http.options.maxHeaderBytes, maxStreams: SECURE_MAX_STREAMS };
+    const limits = {
+      maxHeaderBytes: http.options.maxHeaderBytes,
+      maxStreams: SECURE_MAX_STREAMS,
+      // HTTP/1.1's keep-alive timeout is HTTP/2's idle-session timeout too: one idea, one setting.
+      idleSessionMs: http.options.keepAliveTimeoutMs,
+    };
     const secure = createSecureListener(tls, limits, handler);
     http.connectionOf = secure.connectionOf;
     return { server: secure.server, secure };
@@ -136,6 +142,35 @@ function answerRejectedStream(req: IncomingMessage, res: ServerResponse): void {
   if (session === undefined) return;
   sendProblem(res, new KometaError('KOMETA_ERR_TOO_MANY_CONNECTIONS', 'The hub has too many connections open'));
   session.close();
+}
+
+/**
+ * `server.on('connect')` over TLS: an HTTP/2 extended CONNECT (RFC 8441) is a
+ * WebSocket on a stream, through the same gate as an HTTP/1.1 upgrade. node
+ * also emits 'connect' for an HTTP/1.1 CONNECT (a proxy tunnel request, with
+ * the socket instead of a response): the hub is no proxy, 405.
+ */
+function extendedConnectHandler(
+  http: HubHttp,
+  gate: ConnectionGate,
+  webSocket: HubWebSocket,
+): (req: IncomingMessage, res: ServerResponse | Socket) => void {
+  return (req, res) => {
+    if (!isHttp2(req)) {
+      (res as Socket).end(rawProblemResponse(new KometaError('KOMETA_ERR_METHOD', 'The hub is not a CONNECT proxy')));
+      return;
+    }
+    const response = res as ServerResponse;
+    const connection = http.connectionOf(req);
+    if (connection !== undefined && gate.rejected.has(connection)) {
+      answerRejectedStream(req, response);
+      return;
+    }
+    const overLimit = gate.forwarded.admit(req, response);
+    if (overLimit !== undefined) sendProblem(response, overLimit);
+    else if (connection !== undefined && http.reservedSockets.has(connection)) sendProblem(response, serverFull());
+    else webSocket.handleExtendedConnect(req, response);
+  };
 }
 
 /** What every request and upgrade passes before it reaches the hub. */

@@ -5,6 +5,7 @@ import {
   type Http2SecureServer,
   type Http2ServerRequest,
   type ServerHttp2Session,
+  type ServerHttp2Stream,
   createSecureServer,
 } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -78,6 +79,8 @@ export interface SecureListenerOptions {
   readonly maxHeaderBytes: number;
   /** Requests at most in flight on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
   readonly maxStreams: number;
+  /** An HTTP/2 connection with no open stream for this long is sent GOAWAY and closed; 0: never. */
+  readonly idleSessionMs: number;
 }
 
 /**
@@ -96,12 +99,18 @@ export function createSecureListener(
   const sockets = new Set<TLSSocket>();
   const sessionSockets = new WeakMap<ServerHttp2Session, Socket>();
   let lastSecured: TLSSocket | undefined;
+  const idle = new IdleSessions(options.idleSessionMs);
   const server = createSecureServer(
     {
       cert: tls.cert,
       key: tls.key,
       allowHTTP1: true,
-      settings: { maxConcurrentStreams: options.maxStreams, maxHeaderListSize: options.maxHeaderBytes },
+      settings: {
+        maxConcurrentStreams: options.maxStreams,
+        maxHeaderListSize: options.maxHeaderBytes,
+        // RFC 8441 section 3: SETTINGS_ENABLE_CONNECT_PROTOCOL lets a client open a WebSocket on a stream.
+        enableConnectProtocol: true,
+      },
       Http2ServerResponse: Http2HubResponse as typeof Http2ServerResponse,
     },
     // The compat objects are used as node:http's: see the comment above.
@@ -120,6 +129,7 @@ export function createSecureListener(
     lastSecured = undefined;
     // A peer gone mid-write must only end its streams, never crash the process.
     session.on('error', () => session.destroy());
+    idle.track(session);
   });
   return {
     server,
@@ -133,4 +143,55 @@ export function createSecureListener(
 export function sessionOf(req: IncomingMessage): ServerHttp2Session | undefined {
   if (!isHttp2(req)) return undefined;
   return ((req as unknown as Http2ServerRequest).stream.session as ServerHttp2Session | undefined) ?? undefined;
+}
+
+/**
+ * HTTP/2's keep-alive timeout. A browser keeps a connection open as long as
+ * the server does; one with nothing on it for `idleMs` is sent GOAWAY
+ * (session.close(): no new streams, the connection closes once the open ones
+ * end, and here there are none). A session with any stream open, such as a
+ * subscription that gets no message for hours, is never idle. One shared
+ * sweep checks the idle sessions, and runs only while there are some.
+ */
+class IdleSessions {
+  /** Sessions with no open stream, and since when (ms). */
+  readonly #since = new Map<ServerHttp2Session, number>();
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(readonly idleMs: number) {}
+
+  track(session: ServerHttp2Session): void {
+    if (this.idleMs <= 0) return;
+    let open = 0;
+    this.#idle(session);
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      open++;
+      this.#since.delete(session);
+      stream.once('close', () => {
+        if (--open === 0) this.#idle(session);
+      });
+    });
+    session.once('close', () => this.#since.delete(session));
+  }
+
+  #idle(session: ServerHttp2Session): void {
+    if (session.closed || session.destroyed) return;
+    this.#since.set(session, Date.now());
+    if (this.#sweep !== undefined) return;
+    this.#sweep = setInterval(() => this.#check(), Math.min(1000, Math.max(50, this.idleMs / 4)));
+    this.#sweep.unref();
+  }
+
+  #check(): void {
+    const now = Date.now();
+    for (const [session, since] of this.#since) {
+      if (now - since < this.idleMs) continue;
+      this.#since.delete(session);
+      session.close();
+    }
+    if (this.#since.size === 0) {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
+  }
 }

@@ -1,6 +1,7 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { assertChannelName } from '../core/channel-name.js';
 import { parseCursor } from '../core/cursor.js';
 import { reportError } from '../core/diagnostics.js';
@@ -15,10 +16,10 @@ import {
   type Ref,
   parseClientFrame,
 } from '../protocol/websocket.js';
-import { WsConnection, WsSink } from '../transports/websocket.js';
+import { WsConnection, type WsOutput, WsSink } from '../transports/websocket.js';
 import { AccessPolicy } from '../auth/access.js';
 import { type Grant, allowAll } from '../auth/grant.js';
-import { rawProblemResponse } from './problem.js';
+import { rawProblemResponse, sendProblem } from './problem.js';
 import type { RateLimiter } from './rate-limit.js';
 import { type ConnectionRegistry, clientIdOf, userOf } from './connections.js';
 import type { MemberIdentity } from '../core/presence.js';
@@ -61,6 +62,43 @@ export interface HubWebSocketOptions {
 
 /** Publishes awaiting the broker on one connection; past this the server stops reading from it. */
 const MAX_INFLIGHT_PUBLISHES = 32;
+
+/** ws's default: how long a closing handshake may take before the stream is cut. */
+const WS_CLOSE_TIMEOUT_MS = 30_000;
+
+/** ws's constructor as WebSocketServer calls it for the server side (its types know only `new WebSocket(null)`). */
+const ServerSideWebSocket = WebSocket as unknown as new (
+  address: null,
+  protocols: undefined,
+  options: { autoPong: boolean; closeTimeout: number },
+) => WebSocket;
+
+/** The part of ws's WebSocket that WebSocketServer uses to start one on a duplex (not in its published types). */
+interface WsSetSocket {
+  setSocket(
+    socket: Http2Stream,
+    head: Buffer,
+    options: { allowSynchronousEvents: boolean; maxPayload: number | undefined; skipUTF8Validation: boolean },
+  ): void;
+}
+
+/**
+ * What an extended CONNECT must say besides its path (RFC 8441 section 4:
+ * `:protocol websocket`; section 5: `sec-websocket-version` as in RFC 6455).
+ * A CONNECT without `:protocol` asks for a tunnel, which the hub is not.
+ */
+function extendedConnectRefusal(req: IncomingMessage): KometaError | undefined {
+  const protocol = req.headers[':protocol'];
+  if (protocol === undefined)
+    return new KometaError('KOMETA_ERR_METHOD', 'CONNECT is accepted only with :protocol websocket (RFC 8441)');
+  if (protocol !== 'websocket') {
+    const named = String(protocol).slice(0, 40);
+    return new KometaError('KOMETA_ERR_BAD_REQUEST', `Unsupported :protocol ${named}; only websocket`);
+  }
+  if (req.headers['sec-websocket-version'] !== '13')
+    return new KometaError('KOMETA_ERR_BAD_REQUEST', 'Missing or invalid sec-websocket-version (13)');
+  return undefined;
+}
 
 /** One client connection and the channels it follows. */
 class Session {
@@ -120,24 +158,9 @@ export class HubWebSocket {
   /** For `server.on('upgrade')`. Upgrades elsewhere than /ws, or when turned off, are answered with problem details. */
   handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    const path = (req.url ?? '/').split('?')[0];
-    let refusal: KometaError | undefined;
-    if (path !== WEBSOCKET_PATH)
-      refusal = new KometaError('KOMETA_ERR_NOT_FOUND', `WebSocket is served at ${WEBSOCKET_PATH}`);
-    else if (!this.options.enabled)
-      refusal = new KometaError('KOMETA_ERR_NOT_FOUND', 'WebSocket is turned off on this hub');
-    else if (this.#draining) refusal = new KometaError('KOMETA_ERR_DRAINING');
+    const refusal = this.#refusal(req);
     if (refusal !== undefined) {
       socket.end(rawProblemResponse(refusal));
-      return;
-    }
-    // Cross-site WebSocket hijacking: a page on another origin must not ride on the user's cookies.
-    if (!this.#access.originAllowed(req)) {
-      socket.end(
-        rawProblemResponse(
-          new KometaError('KOMETA_ERR_ORIGIN', 'This hub does not accept WebSocket connections from that origin'),
-        ),
-      );
       return;
     }
     this.#access.authenticate(req, new URL(req.url ?? '/', 'http://kometa.invalid')).then(
@@ -145,7 +168,10 @@ export class HubWebSocket {
         if (socket.destroyed) return;
         if (setCookie !== undefined) this.#cookies.set(req, setCookie);
         // ws answers a malformed handshake with 400 itself ("abortHandshake").
-        this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws, socket, req, grant));
+        this.#wss.handleUpgrade(req, socket, head, (ws) => {
+          socket.setNoDelay(true);
+          this.#open(ws, socket, req, grant);
+        });
       },
       (error: unknown) => {
         const known = error instanceof KometaError ? error : new KometaError('KOMETA_ERR_INTERNAL');
@@ -154,12 +180,63 @@ export class HubWebSocket {
     );
   }
 
-  #open(ws: WebSocket, socket: Socket, req: IncomingMessage, grant: Grant): void {
+  /**
+   * RFC 8441: a WebSocket over one HTTP/2 stream. The client sends an extended
+   * CONNECT (`:method CONNECT`, `:protocol websocket`, `:path /ws`); "a 2xx
+   * series status code" accepts it (section 5, no Sec-WebSocket-Key/Accept
+   * over HTTP/2), and from then on the stream's DATA frames carry the same
+   * RFC 6455 frames an upgraded socket would. Same refusals, access policy and
+   * protocol as handleUpgrade; refusals are problem details on the stream.
+   */
+  handleExtendedConnect(req: IncomingMessage, res: ServerResponse): void {
+    const refusal = extendedConnectRefusal(req) ?? this.#refusal(req);
+    if (refusal !== undefined) {
+      sendProblem(res, refusal);
+      return;
+    }
+    const stream = (res as unknown as { stream: Http2Stream }).stream;
+    this.#access.authenticate(req, new URL(req.url ?? '/', 'http://kometa.invalid')).then(
+      ({ grant, setCookie }) => {
+        if (stream.destroyed || stream.closed) return;
+        if (setCookie !== undefined) res.setHeader('Set-Cookie', setCookie);
+        res.writeHead(200);
+        res.flushHeaders();
+        const ws = new ServerSideWebSocket(null, undefined, { autoPong: true, closeTimeout: WS_CLOSE_TIMEOUT_MS });
+        // ws's own way of running a server-side WebSocket on a duplex once a
+        // handshake is done (WebSocketServer.completeUpgrade calls it); an
+        // Http2Stream is such a duplex, with setTimeout and without setNoDelay,
+        // both of which ws only calls when present.
+        (ws as unknown as WsSetSocket).setSocket(stream, Buffer.alloc(0), {
+          allowSynchronousEvents: true,
+          maxPayload: this.#wss.options.maxPayload,
+          skipUTF8Validation: false,
+        });
+        stream.on('error', () => stream.destroy());
+        this.#open(ws, stream, req, grant);
+      },
+      (error: unknown) => sendProblem(res, error),
+    );
+  }
+
+  /** Why an upgrade is refused before its credentials are looked at, if it is. */
+  #refusal(req: IncomingMessage): KometaError | undefined {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== WEBSOCKET_PATH)
+      return new KometaError('KOMETA_ERR_NOT_FOUND', `WebSocket is served at ${WEBSOCKET_PATH}`);
+    if (!this.options.enabled) return new KometaError('KOMETA_ERR_NOT_FOUND', 'WebSocket is turned off on this hub');
+    if (this.#draining) return new KometaError('KOMETA_ERR_DRAINING');
+    // Cross-site WebSocket hijacking: a page on another origin must not ride on the user's cookies.
+    if (!this.#access.originAllowed(req))
+      return new KometaError('KOMETA_ERR_ORIGIN', 'This hub does not accept WebSocket connections from that origin');
+    return undefined;
+  }
+
+  #open(ws: WebSocket, out: WsOutput, req: IncomingMessage, grant: Grant): void {
     const session = new Session();
     session.grant = grant;
     session.request = req;
     session.member = memberOf(grant, new URL(req.url ?? '/', 'http://kometa.invalid'), 'ws');
-    session.connection = new WsConnection(ws, socket, { maxQueueBytes: this.options.maxQueueBytes }, () =>
+    session.connection = new WsConnection(ws, out, { maxQueueBytes: this.options.maxQueueBytes }, () =>
       this.#closeSession(session),
     );
     if (this.#draining) {
@@ -182,7 +259,6 @@ export class HubWebSocket {
         end: (channel, detail) => this.#disconnect(session, channel, detail),
       });
     }
-    socket.setNoDelay(true);
     ws.on('message', (data, isBinary) => this.#onFrame(session, data, isBinary));
     ws.on('pong', () => {
       session.connection.alive = true;

@@ -1,4 +1,3 @@
-import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { reportDrop } from '../core/diagnostics.js';
 import { wsCloseCode } from '../core/errors.js';
@@ -55,6 +54,17 @@ export const wsEncoder: Encoder = {
   message: (message, cursor) => wsTextFrame(wsMessageJson(message, cursor)),
 };
 
+/**
+ * Where a connection's frames go: the upgraded TCP socket, or over HTTP/2
+ * (RFC 8441) the request's stream, whose queue grows the same way when the
+ * peer stops reading (its flow-control window shuts).
+ */
+export interface WsOutput {
+  write(bytes: Buffer): boolean;
+  readonly writableLength: number;
+  readonly remoteAddress?: string | undefined;
+}
+
 export interface WsConnectionLimits {
   /** Outgoing bytes that may wait on the socket before the connection is closed as a slow consumer. */
   readonly maxQueueBytes: number;
@@ -77,7 +87,7 @@ export class WsConnection {
 
   constructor(
     readonly ws: WebSocket,
-    readonly socket: Socket,
+    readonly socket: WsOutput,
     private readonly limits: WsConnectionLimits,
     /** Called once, when the connection starts closing for any reason. */
     private readonly onClosing: () => void,

@@ -307,8 +307,64 @@ test('tabs sharing a connection to a hub that wants a token they lack all stop, 
       code: 'KOMETA_ERR_UNAUTHORIZED' });
   }
   assert.deepEqual((await Promise.all(tabs.map(role))).sort(), [undefined, undefined]);
-  // No retrying: each tab looks its channel's head up, and a leader's connection asks once. (A tab that takes the
-  // lead before it hears that the last leader stopped tries once itself.)
+  // No retrying: each tab looks its channel's head up, and a leader's connection asks once.
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert.ok(asked.every((n) => n <= 2), asked.join());
 });
+
+test('tabs sharing a connection the backend disconnects all stop, and no tab takes the lead to connect again',
+  { timeout: 90_000 }, async (t) => {
+    const secret = 'a-secret-that-is-long-enough-for-hs256!';
+    const access = await AccessPolicy.create({ publisherKey: 'backend-key', tokens: { secret } });
+    const hub = await startWebHub(t, { access });
+    const { SignJWT } = await import('jose');
+    const token = await new SignJWT({ kometa: { subscribe: ['**'] } })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('u1')
+      .setIssuedAt()
+      .sign(new TextEncoder().encode(secret));
+    const browser = await launchBrowser(t);
+    const context = await browser.newContext();
+    t.after(() => context.close());
+    // The race under test: the next tab is granted the connection's lock before it hears that the leader stopped.
+    // Holding back the stop between tabs makes that order certain instead of rare.
+    await context.addInitScript(`{
+      const Original = BroadcastChannel;
+      window.BroadcastChannel = class extends Original {
+        set onmessage(handler) {
+          super.onmessage = (event) => {
+            const stop = event.data?.t === 'state' && event.data.s?.state === 'disconnected';
+            if (stop) setTimeout(() => handler(event), 1000);
+            else handler(event);
+          };
+        }
+      };
+    }`);
+    const tabs: Page[] = [];
+    for (let i = 0; i < 3; i++) tabs.push(await openTab(context, hub.url, 'room', { token, transports: ['sse'] }));
+    assert.equal(hub.hub.subscriberCount('room'), 1);
+    let subscribesAfter = 0;
+    let cut = false;
+    for (const tab of tabs) {
+      tab.on('request', (request) => {
+        if (cut && new URL(request.url()).pathname.startsWith('/sub')) subscribesAfter++;
+      });
+    }
+    cut = true;
+    const answer = await fetch(`${hub.url}/disconnect`, {
+      method: 'POST',
+      headers: { Authorization: 'Bearer backend-key', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user: 'u1' }),
+    });
+    assert.equal(answer.status, 200, await answer.text());
+    for (const tab of tabs) {
+      await waitForPage(tab, `window.t.states.some((s) => s.state === 'disconnected')`);
+      const states = (await record(tab)).states as { state: string; reason: string }[];
+      assert.equal(states.at(-1)?.reason, 'server-disconnect', JSON.stringify(states));
+    }
+    // Long enough for a tab granted the lock to have connected (backoff here is 50–500 ms): none does.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(subscribesAfter, 0);
+    assert.equal(hub.hub.subscriberCount('room'), 0);
+    assert.deepEqual((await Promise.all(tabs.map(role))).sort(), [undefined, undefined, undefined]);
+  });

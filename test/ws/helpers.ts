@@ -18,6 +18,16 @@ export interface TestSocket {
 
 export async function openSocket(baseUrl: string, path = '/ws'): Promise<TestSocket> {
   const ws = new WebSocket(baseUrl.replace(/^http/, 'ws') + path, { perMessageDeflate: false });
+  const socket = trackSocket(ws);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return socket;
+}
+
+/** The TestSocket of a `ws` WebSocket however it was opened (over HTTP/2 it is open before this returns). */
+export function trackSocket(ws: WebSocket): TestSocket {
   const frames: Frame[] = [];
   let taken = 0;
   let wake: (() => void) | undefined;
@@ -32,10 +42,6 @@ export async function openSocket(baseUrl: string, path = '/ws'): Promise<TestSoc
     });
   });
   ws.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
   const socket: TestSocket = {
     ws,
     frames,

@@ -131,6 +131,8 @@ async function sha256(text: string): Promise<string> {
 
 export class SharedConnection {
   readonly #id = randomMemberId();
+  /** A final stop marked after this tab started applies to it (see #markStopped); an older one does not. */
+  readonly #startedAt = Date.now();
   readonly #host: SharedHost;
   readonly #createEngine: EngineFactory;
   readonly #abort = new AbortController();
@@ -262,15 +264,25 @@ export class SharedConnection {
 
   async #lead(): Promise<void> {
     if (this.#closed) return;
-    await this.#forgetClosedTabs();
+    const held = await this.#forgetClosedTabs();
     if (this.#closed) return;
+    const stopped = this.#stopMarkedSinceStart(held);
+    if (stopped !== undefined) {
+      // The last leader stopped for good while this tab was open: it ends too, and leaves the lock to the next tab.
+      this.#host.state(stopped);
+      return;
+    }
     this.#trustOwnPositions();
     this.#heard.clear();
     this.#heard.add(this.#id);
     this.#engine = this.#createEngine((state) => {
       this.#lastState = state;
-      this.#post({ t: 'state', s: state });
-      this.#host.state(state);
+      const tell = () => {
+        this.#post({ t: 'state', s: state });
+        this.#host.state(state);
+      };
+      if (state.state === 'disconnected' && state.reason !== 'client-closed') this.#markStopped(state, tell);
+      else tell();
     });
     // Every tab answers with its channels and where it stands on each; the engine starts from what is known now.
     this.#post({ t: 'leader' });
@@ -285,11 +297,45 @@ export class SharedConnection {
     for (const [member, channels] of startingPositions(this.#members, this.#id)) this.#members.set(member, channels);
   }
 
-  async #forgetClosedTabs(): Promise<void> {
+  async #forgetClosedTabs(): Promise<Set<string | undefined>> {
     const held = new Set((await navigator.locks.query()).held?.map((lock) => lock.name));
     for (const member of [...this.#members.keys()]) {
       if (member !== this.#id && !held.has(`${this.#name}|member|${member}`)) this.#members.delete(member);
     }
+    return held;
+  }
+
+  /*
+   * A leader whose client stops for good (the backend disconnected it, or the hub wants a credential the tabs lack)
+   * tells every tab, then lets go of the connection's lock. The lock may reach the next tab before the message does,
+   * and that tab would connect again under its own client id, undoing a disconnect. So before telling anyone the
+   * leader takes a lock of its own naming the stop and its time, and holds it while its page lives: a tab granted
+   * the connection first looks for one made since it started. A page opened after the stop is a fresh start.
+   */
+  #markStopped(state: SharedState, tell: () => void): void {
+    const marker = `${this.#name}|stopped|${Date.now()}|${JSON.stringify(state)}`;
+    navigator.locks
+      .request(marker, () => {
+        tell();
+        return new Promise<void>(() => {});
+      })
+      .catch(tell);
+  }
+
+  #stopMarkedSinceStart(held: ReadonlySet<string | undefined>): SharedState | undefined {
+    const prefix = `${this.#name}|stopped|`;
+    for (const name of held) {
+      if (name?.startsWith(prefix) !== true) continue;
+      const rest = name.slice(prefix.length);
+      const bar = rest.indexOf('|');
+      if (Number(rest.slice(0, bar)) < this.#startedAt) continue;
+      try {
+        return JSON.parse(rest.slice(bar + 1)) as SharedState;
+      } catch {
+        continue;
+      }
+    }
+    return undefined;
   }
 
   #receive(wire: Wire): void {
