@@ -131,7 +131,7 @@ async function sha256(text: string): Promise<string> {
 
 export class SharedConnection {
   readonly #id = randomMemberId();
-  /** A final stop marked after this tab started applies to it (see #markStopped); an older one does not. */
+  /** A stop marked before this tab started is not its own. */
   readonly #startedAt = Date.now();
   readonly #host: SharedHost;
   readonly #createEngine: EngineFactory;
@@ -305,35 +305,20 @@ export class SharedConnection {
     return held;
   }
 
-  /*
-   * A leader whose client stops for good (the backend disconnected it, or the hub wants a credential the tabs lack)
-   * tells every tab, then lets go of the connection's lock. The lock may reach the next tab before the message does,
-   * and that tab would connect again under its own client id, undoing a disconnect. So before telling anyone the
-   * leader takes a lock of its own naming the stop and its time, and holds it while its page lives: a tab granted
-   * the connection first looks for one made since it started. A page opened after the stop is a fresh start.
-   */
+  // A stop for good is marked by a lock held while the page lives: the connection's lock may reach the next tab
+  // before the message does, and that tab must not connect again (docs/client.md).
   #markStopped(state: SharedState, tell: () => void): void {
     const marker = `${this.#name}|stopped|${Date.now()}|${JSON.stringify(state)}`;
-    navigator.locks
-      .request(marker, () => {
-        tell();
-        return new Promise<void>(() => {});
-      })
-      .catch(tell);
+    navigator.locks.request(marker, () => (tell(), new Promise<void>(() => {}))).catch(tell);
   }
 
   #stopMarkedSinceStart(held: ReadonlySet<string | undefined>): SharedState | undefined {
     const prefix = `${this.#name}|stopped|`;
     for (const name of held) {
-      if (name?.startsWith(prefix) !== true) continue;
-      const rest = name.slice(prefix.length);
+      const rest = name?.startsWith(prefix) === true ? name.slice(prefix.length) : '';
       const bar = rest.indexOf('|');
-      if (Number(rest.slice(0, bar)) < this.#startedAt) continue;
-      try {
-        return JSON.parse(rest.slice(bar + 1)) as SharedState;
-      } catch {
-        continue;
-      }
+      const mine = bar > 0 && Number(rest.slice(0, bar)) >= this.#startedAt;
+      if (mine) return JSON.parse(rest.slice(bar + 1)) as SharedState;
     }
     return undefined;
   }
