@@ -22,9 +22,11 @@ export interface RedisCommandLink {
   eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
   pexpire(key: string, ms: number): Promise<unknown>;
   ping(): Promise<unknown>;
-  on(event: 'ready' | 'close', listener: () => void): unknown;
+  on(event: 'ready' | 'close' | 'end', listener: () => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
   once(event: 'ready', listener: () => void): unknown;
+  /** Connect again after the link ended ('end': the client gave up reconnecting). */
+  connect(): Promise<unknown>;
   quit(): Promise<unknown>;
   disconnect(reconnect?: boolean): void;
 }
@@ -36,9 +38,11 @@ export interface RedisSubscriberLink {
   unsubscribe(...channels: string[]): Promise<unknown>;
   ping(): Promise<unknown>;
   on(event: 'message', listener: (channel: string, payload: string) => void): unknown;
-  on(event: 'ready' | 'close', listener: () => void): unknown;
+  on(event: 'ready' | 'close' | 'end', listener: () => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
   once(event: 'ready', listener: () => void): unknown;
+  /** Connect again after the link ended ('end': the client gave up reconnecting). */
+  connect(): Promise<unknown>;
   quit(): Promise<unknown>;
   disconnect(reconnect?: boolean): void;
 }
@@ -189,11 +193,38 @@ export class RedisBroker implements Broker {
     this.#commands.on('ready', () => {
       if (this.#rollbackCheckPending && this.#subscriber.status === 'ready') this.#resubscribe();
     });
+    const retry = redisConnectionOptions(options).retryStrategy!;
+    for (const link of [this.#commands, this.#subscriber]) this.#reviveOnEnd(link, retry);
     const pingIntervalMs = options.pingIntervalMs ?? 10_000;
     if (pingIntervalMs > 0) {
       this.#pingTimer = setInterval(() => this.#checkLinks(), pingIntervalMs);
       this.#pingTimer.unref();
     }
+  }
+
+  /**
+   * ioredis stops reconnecting for good ('end') when its connector is told to
+   * disconnect while it is still connecting. With Sentinel that happens in a
+   * failover: the +switch-master watcher of an earlier connection fires while
+   * a reconnect is asking the sentinels for the master, the connect fails with
+   * "Connection is closed." and the link stays down, and publishes answer 503,
+   * until the process restarts. An open broker never lets a link end: connect
+   * it again, with the same backoff as ioredis's own reconnects.
+   */
+  #reviveOnEnd(link: RedisCommandLink | RedisSubscriberLink, retry: (attempt: number) => number | void | null): void {
+    let attempt = 0;
+    link.on('ready', () => {
+      attempt = 0;
+    });
+    link.on('end', () => {
+      if (this.#closed) return;
+      const delay = Number(retry(++attempt) ?? 0);
+      setTimeout(() => {
+        if (this.#closed || link.status !== 'end') return;
+        // A failed connect ends the link again, and 'end' brings us back here.
+        link.connect().catch(() => {});
+      }, delay).unref();
+    });
   }
 
   /** Ping both links; drop one that does not answer, so ioredis reconnects it (and we resubscribe and catch up). */

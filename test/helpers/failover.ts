@@ -16,6 +16,8 @@ export interface Attempt {
   readonly status: number;
   readonly id?: string;
   readonly code?: string;
+  /** The problem's detail, when refused: it says why (unreachable, or still checking after a reconnect). */
+  readonly detail?: string;
 }
 
 export async function publishAttempt(node: KometaProcess, channel: string, k: number): Promise<Attempt> {
@@ -25,26 +27,59 @@ export async function publishAttempt(node: KometaProcess, channel: string, k: nu
     body: `${channel}|${k}`,
   });
   if (res.status === 201) return { channel, k, status: 201, id: res.json<{ id: string }>().id };
-  const problem = res.headers['content-type']?.toString().includes('json') ? res.json<{ code?: string }>() : {};
-  return { channel, k, status: res.status, code: problem.code };
+  const problem = res.headers['content-type']?.toString().includes('json')
+    ? res.json<{ code?: string; detail?: string }>()
+    : {};
+  return { channel, k, status: res.status, code: problem.code, detail: problem.detail };
 }
 
-/** Publish until it is answered 201 (bounded), the data of each try numbered by `next`. */
+/**
+ * Publish until it is answered 201 (bounded), the data of each try numbered by `next`. When it gives up, the error
+ * says why the node refused, what its /healthz says, the end of its output and whatever `context` adds (the
+ * sentinels' view, say): a failure seen once in a full run must be diagnosable from its log alone.
+ */
 export async function publishUntilStored(
   node: KometaProcess,
   channel: string,
   next: () => number,
   attempts: Attempt[],
+  context?: () => Promise<string>,
 ): Promise<Attempt> {
-  const deadline = Date.now() + 60_000;
+  const started = Date.now();
+  const deadline = started + 60_000;
   for (;;) {
     const attempt = await publishAttempt(node, channel, next());
     attempts.push(attempt);
     if (attempt.status === 201) return attempt;
-    if (Date.now() > deadline)
-      throw new Error(`publishing to ${channel} kept failing: ${attempt.status} ${attempt.code}`);
+    if (Date.now() > deadline) {
+      throw new Error(
+        `publishing to ${channel} kept failing for ${Date.now() - started} ms: ${attempt.status} ${attempt.code}; ` +
+          `why, by count: ${refusals(attempts, channel)}\n` +
+          `${await describeNode(node)}${context === undefined ? '' : `\n${await context().catch(String)}`}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The reasons a channel's publishes were refused, each with how often: `detail ×n; …`. */
+function refusals(attempts: readonly Attempt[], channel: string): string {
+  const counts = new Map<string, number>();
+  for (const x of attempts) {
+    if (x.channel !== channel || x.status === 201) continue;
+    const why = `${x.status} ${x.detail ?? x.code ?? ''}`;
+    counts.set(why, (counts.get(why) ?? 0) + 1);
+  }
+  return [...counts].map(([why, n]) => `${why} ×${n}`).join('; ');
+}
+
+/** A node's /healthz and the end of its output, for a failure message. */
+export async function describeNode(node: KometaProcess): Promise<string> {
+  const health = await httpRequest(`${node.url}/healthz`).then(
+    (res) => `${res.status} ${res.body}`,
+    (error: unknown) => `no answer (${String(error)})`,
+  );
+  return `node ${node.url}: /healthz ${health}\nits output ends:\n${node.output().slice(-3000)}`;
 }
 
 export function subscribe(t: After, node: KometaProcess, cursor: string, channels: readonly string[]): SseCollector {

@@ -18,6 +18,8 @@ export interface RedisProcess {
   /** SIGSTOP / SIGCONT: frozen, its sockets open, answering nothing. */
   pause(): void;
   resume(): void;
+  /** What it printed (its log), for a failure message. */
+  output(): string;
 }
 
 async function spawnRedis(
@@ -39,7 +41,7 @@ async function spawnRedis(
   return { proc, output: () => output };
 }
 
-function processHandle(port: number, proc: ChildProcess): RedisProcess {
+function processHandle(port: number, proc: ChildProcess, output: () => string): RedisProcess {
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   return {
     port,
@@ -54,6 +56,7 @@ function processHandle(port: number, proc: ChildProcess): RedisProcess {
     },
     pause: () => proc.kill('SIGSTOP'),
     resume: () => proc.kill('SIGCONT'),
+    output,
   };
 }
 
@@ -112,7 +115,7 @@ export async function startOwnCluster(
       // The cluster bus port is given explicitly: port + 10000 may be past 65535 for a spare port.
       const port = await freePort();
       const busPort = await freePort();
-      const { proc } = await spawnRedis(
+      const { proc, output } = await spawnRedis(
         [
           'redis-server',
           '--port',
@@ -139,7 +142,7 @@ export async function startOwnCluster(
         /Ready to accept connections/,
         'redis-server (cluster node)',
       );
-      nodes.push(processHandle(port, proc));
+      nodes.push(processHandle(port, proc, output));
     }
     await run(
       'redis-cli',
@@ -222,6 +225,8 @@ export interface OwnSentinels {
   readonly seeds: string;
   /** The port the sentinels name as master now. */
   currentMaster(): Promise<number | undefined>;
+  /** Who each sentinel names as master, each server's role, and the end of the sentinels' logs. */
+  describe(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -237,7 +242,7 @@ export async function startOwnSentinels(
   const name = 'kometa-test';
   const server = async (extra: string[]) => {
     const port = await freePort();
-    const { proc } = await spawnRedis(
+    const { proc, output } = await spawnRedis(
       [
         'redis-server',
         '--port',
@@ -257,7 +262,7 @@ export async function startOwnSentinels(
       /Ready to accept connections/,
       'redis-server',
     );
-    const handle = processHandle(port, proc);
+    const handle = processHandle(port, proc, output);
     all.push(handle);
     return handle;
   };
@@ -284,12 +289,12 @@ export async function startOwnSentinels(
           '',
         ].join('\n'),
       );
-      const { proc } = await spawnRedis(
+      const { proc, output } = await spawnRedis(
         ['redis-server', conf, '--sentinel'],
         /Sentinel ID is|monitor master/i,
         'redis-sentinel',
       );
-      const handle = processHandle(port, proc);
+      const handle = processHandle(port, proc, output);
       all.push(handle);
       sentinels.push(handle);
     }
@@ -323,10 +328,31 @@ export async function startOwnSentinels(
       name,
       seeds: sentinels.map((s) => `127.0.0.1:${s.port}`).join(','),
       currentMaster,
+      describe: () => describeSentinels(name, [master, ...replicas], sentinels),
       stop,
     };
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+async function describeSentinels(
+  name: string,
+  servers: readonly RedisProcess[],
+  sentinels: readonly RedisProcess[],
+): Promise<string> {
+  const lines: string[] = [];
+  for (const s of sentinels) {
+    const addr = await ask(s.port, (r) => r.call('SENTINEL', 'get-master-addr-by-name', name));
+    lines.push(`sentinel ${s.port} names master ${JSON.stringify(addr)}`);
+  }
+  for (const server of servers) {
+    const info = server.alive ? await ask(server.port, (r) => r.info('replication')) : undefined;
+    const role = /role:(\w+)/.exec(info ?? '')?.[1] ?? (server.alive ? 'no answer' : 'dead');
+    const link = /master_link_status:(\w+)/.exec(info ?? '')?.[1];
+    lines.push(`redis ${server.port}: ${role}${link === undefined ? '' : ` (link to its master ${link})`}`);
+  }
+  for (const s of sentinels) lines.push(`sentinel ${s.port} log ends:\n${s.output().slice(-2500)}`);
+  return lines.join('\n');
 }

@@ -51,7 +51,9 @@ test('Redis Sentinel failover: the master killed mid-stream, three sentinels pro
     counters.set(c, k);
     return k;
   };
-  const start = await Promise.all(CHANNELS.map((c) => publishUntilStored(a!, c, next(c), attempts)));
+  const start = await Promise.all(
+    CHANNELS.map((c) => publishUntilStored(a!, c, next(c), attempts, () => redis.describe())),
+  );
   const cursor0 = start.map((s) => s.id!).join(',');
   const subs = [subscribe(t, a!, cursor0, CHANNELS), subscribe(t, b!, cursor0, CHANNELS)];
   assert.equal(await redis.currentMaster(), redis.master.port);
@@ -101,7 +103,7 @@ test('Redis Sentinel failover: the master killed mid-stream, three sentinels pro
   const last = new Map<string, number>();
   await Promise.all(
     CHANNELS.map(async (c, i) =>
-      last.set(c, (await publishUntilStored(i % 2 === 0 ? a! : b!, c, next(c), attempts)).k),
+      last.set(c, (await publishUntilStored(i % 2 === 0 ? a! : b!, c, next(c), attempts, () => redis.describe())).k),
     ),
   );
   for (const sub of subs) {
@@ -121,7 +123,7 @@ test('Redis Sentinel failover: the master killed mid-stream, three sentinels pro
   onB!.close();
   const moved = [subscribe(t, b!, onA!.lastId(), CHANNELS), subscribe(t, a!, onB!.lastId(), CHANNELS)];
   const after = await Promise.all(
-    CHANNELS.map((c, i) => publishUntilStored(i % 2 === 0 ? b! : a!, c, next(c), attempts)),
+    CHANNELS.map((c, i) => publishUntilStored(i % 2 === 0 ? b! : a!, c, next(c), attempts, () => redis.describe())),
   );
   for (const sub of moved)
     await waitFor(
@@ -175,7 +177,9 @@ test('Redis Sentinel failover to a replica that had not caught up: the lost posi
     return k;
   };
   const storeRound = () =>
-    Promise.all(CHANNELS.map((c, i) => publishUntilStored(i % 2 === 0 ? a! : b!, c, next(c), attempts)));
+    Promise.all(
+      CHANNELS.map((c, i) => publishUntilStored(i % 2 === 0 ? a! : b!, c, next(c), attempts, () => redis.describe())),
+    );
   const start = await storeRound();
   const cursor0 = start.map((s) => s.id!).join(',');
   const subs = [subscribe(t, a!, cursor0, CHANNELS), subscribe(t, b!, cursor0, CHANNELS)];
