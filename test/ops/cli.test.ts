@@ -77,7 +77,8 @@ test(
   },
 );
 
-test('kometa publish and kometa tail: output and exit codes', { timeout: 30_000 }, async (t) => {
+// About ten `kometa` processes start one after another: under a loaded machine each start takes seconds.
+test('kometa publish and kometa tail: output and exit codes', { timeout: 90_000 }, async (t) => {
   const hub = await startOpsHub(t);
   const tail = spawnKometa(['tail', 'terminal', '--url', hub.url, '--count', '2']);
   t.after(() => tail.child.kill());
@@ -115,7 +116,7 @@ test('kometa publish and kometa tail: output and exit codes', { timeout: 30_000 
 
 test(
   'kometa tail and publish: a hub with access control refuses without a token (1) and accepts with one',
-  { timeout: 30_000 },
+  { timeout: 90_000 },
   async (t) => {
     const { AccessPolicy } = await import('../../src/auth/access.js');
     const hub = await startOpsHub(t, { access: await AccessPolicy.create({ publisherKey: 'backend-key-123' }) });
