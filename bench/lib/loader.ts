@@ -185,7 +185,20 @@ function eventSeen(n: number): void {
   }
 }
 
-function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean) => void): void {
+/** An SSE answer that refuses the subscription in-band: its error code and the `retry:` it asks for. */
+function refusedSubscription(head: string): { code: string; retryMs: number } | undefined {
+  if (!head.includes('event: kometa-error')) return undefined;
+  const code = /"code":"([A-Z_]+)"/.exec(head)?.[1] ?? 'kometa-error';
+  const retryMs = Number(/\nretry: (\d+)/.exec(head)?.[1] ?? 1000);
+  return { code, retryMs };
+}
+
+function open(
+  o: ConnectOrder,
+  sub: Sub,
+  addressBase: number,
+  done: (ok: boolean, retryMs?: number) => void,
+): void {
   const address = sourceAddress(addressBase + Math.floor(sub.index / o.perAddress));
   const socket = connect({ host: o.host, port: o.port, localAddress: address });
   sub.socket = socket;
@@ -194,10 +207,10 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
   sub.tail = null;
   let frameSent = o.wsFrame === undefined;
   let settled = false;
-  const settle = (ok: boolean) => {
+  const settle = (ok: boolean, retryMs?: number) => {
     if (settled) return;
     settled = true;
-    done(ok);
+    done(ok, retryMs);
   };
   socket.setNoDelay(true);
   socket.on('connect', () => {
@@ -225,6 +238,16 @@ function open(o: ConnectOrder, sub: Sub, addressBase: number, done: (ok: boolean
         }
       }
       if (!sub.head.includes(o.readyToken!)) return;
+      const refusal = refusedSubscription(sub.head);
+      if (refusal !== undefined) {
+        // Told to come back later (kometa's admission limit: 200 + `kometa-error`
+        // KOMETA_ERR_BUSY and a `retry:`): not a subscriber yet. Come back when
+        // told, as EventSource and kometa's client do.
+        countError(refusal.code);
+        settle(false, refusal.retryMs);
+        socket.destroy();
+        return;
+      }
       sub.ready = true;
       sub.head = '';
       settle(true);
@@ -268,10 +291,11 @@ function connectAll(
       const sub = subsToOpen[next++]!;
       inflight++;
       const attempt = () =>
-        open(o, sub, addressBase, (ok) => {
-          if (!ok && sub.attempts < 3) {
+        open(o, sub, addressBase, (ok, retryMs) => {
+          // A refusal that names its retry (admission) is a normal wait, not a failure: more of them.
+          if (!ok && sub.attempts < (retryMs === undefined ? 3 : 10)) {
             sub.attempts++;
-            setTimeout(attempt, 50 * sub.attempts);
+            setTimeout(attempt, retryMs ?? 50 * sub.attempts);
             return;
           }
           inflight--;

@@ -8,7 +8,7 @@ import { wallClock } from '../core/clock.js';
 import { AccessPolicy } from '../auth/access.js';
 import { RateLimiter } from './rate-limit.js';
 import { requestClientAddress } from './client-address.js';
-import { sendProblem } from './problem.js';
+import { answerFailure, sendProblem } from './problem.js';
 import { answersPromptly } from './in-order.js';
 import { BackendApi } from './backend-routes.js';
 import { acquireBackendServices } from './backend-services.js';
@@ -17,7 +17,7 @@ import { HubSubscribers, asksForSse, sendSseError } from './subscribe.js';
 import { publishRoute } from './publish.js';
 import { channelInfoRoute, healthRoute } from './channel-routes.js';
 import { ticketRoute } from './tickets.js';
-import type { RouteContext } from './route-kit.js';
+import { NO_QUERY, type RouteContext } from './route-kit.js';
 import { Admission, RetryHints } from './herd.js';
 
 /** The wheel's tick: heartbeats, long-poll timeouts and credential expiry are counted in it. */
@@ -27,13 +27,8 @@ const EXPIRY_RECHECK_MS = 10_000;
 /** Aged history is trimmed and unused channels forgotten once a minute. */
 const HOUSEKEEPING_MS = 60_000;
 
-type Route = () => Promise<void>;
+type Route = () => Promise<void> | void;
 
-/**
- * The URL every query-less request is routed with. Routes only read it (its
- * search params are empty), so one shared instance is safe.
- */
-const NO_QUERY: URL = new URL('/', 'http://kometa.invalid');
 
 /**
  * The hub's HTTP routes: /sub, /pub, /channels, /tickets, /healthz and the
@@ -214,16 +209,15 @@ export class HubHttp implements RouteContext {
    * `kometa:error` event (and the CLI's log line) carries the cause.
    */
   #run(route: Route, res: ServerResponse): void {
-    let running: Promise<void>;
+    let running: Promise<void> | void;
     try {
       running = route();
     } catch (error) {
-      running = Promise.reject(error);
+      answerFailure(res, error);
+      return;
     }
-    running.catch((error: unknown) => {
-      const retryAfter = error instanceof KometaError ? error.extra?.retryAfter : undefined;
-      sendProblem(res, error, retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) });
-    });
+    // A route that finished (or took over its own failures: the publish path without promises) returns nothing.
+    running?.catch((error: unknown) => answerFailure(res, error));
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { reportError } from '../core/diagnostics.js';
 import { KometaError, toProblem } from '../core/errors.js';
+import { endWithBody } from './send-json.js';
 
 /**
  * RFC 9110 section 11.6.1: "A server generating a 401 (Unauthorized)
@@ -31,7 +32,17 @@ export function sendProblem(res: ServerResponse, error: unknown, headers: Record
     ...challenge(known),
     ...headers,
   });
-  res.end(body);
+  endWithBody(res, body);
+}
+
+/**
+ * A route's failure as problem details: a KometaError is the route refusing
+ * on purpose (with its Retry-After, when it has one); anything else is a bug
+ * or a broken dependency, a 500 that says nothing of it to the client.
+ */
+export function answerFailure(res: ServerResponse, error: unknown): void {
+  const retryAfter = error instanceof KometaError ? error.extra?.retryAfter : undefined;
+  sendProblem(res, error, retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) });
 }
 
 /** The same body as a raw HTTP/1.1 response, for sockets node:http could not parse a request from. */

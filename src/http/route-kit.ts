@@ -10,6 +10,13 @@ import type { RateLimiter } from './rate-limit.js';
 
 export { sendJson } from './send-json.js';
 
+/**
+ * The URL every query-less request is routed with. Routes only read it (its
+ * search params are empty), so one shared instance is safe, and a route can
+ * tell "no query" by identity without asking the URL.
+ */
+export const NO_QUERY: URL = new URL('/', 'http://kometa.invalid');
+
 /** What the hub's route handlers share: HubHttp hands itself to each as this. */
 export interface RouteContext {
   readonly hub: Hub;
