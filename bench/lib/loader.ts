@@ -193,6 +193,17 @@ function refusedSubscription(head: string): { code: string; retryMs: number } | 
   return { code, retryMs };
 }
 
+/** An answer that is not 200/101 (e.g. 429 when the server is full) is no subscription. */
+function refused(head: string, socket: Socket, settle: (ok: boolean) => void): boolean {
+  if (!head.startsWith('HTTP/1.1 ') || !head.includes('\r\n')) return false;
+  const status = head.slice(9, 12);
+  if (status === '200' || status === '101') return false;
+  countError(`HTTP ${status}`);
+  socket.destroy();
+  settle(false);
+  return true;
+}
+
 function open(
   o: ConnectOrder,
   sub: Sub,
@@ -228,15 +239,7 @@ function open(
         frameSent = true;
         socket.write(wsTextFrame(o, sub));
       }
-      // An answer that is not 200/101 (e.g. 429 when the server is full) is no subscription.
-      if (sub.head.startsWith('HTTP/1.1 ') && sub.head.includes('\r\n')) {
-        const status = sub.head.slice(9, 12);
-        if (status !== '200' && status !== '101') {
-          countError(`HTTP ${status}`);
-          socket.destroy();
-          return;
-        }
-      }
+      if (refused(sub.head, socket, settle)) return;
       if (!sub.head.includes(o.readyToken!)) return;
       const refusal = refusedSubscription(sub.head);
       if (refusal !== undefined) {
