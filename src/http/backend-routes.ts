@@ -166,8 +166,10 @@ export class BackendApi {
     const items = parseBatch(req.headers['content-type'], body, this.options.maxBatchItems);
     let publishes = 0;
     for (const item of items) if (item.ok) publishes += item.channels.length;
-    for (let i = 0; i < publishes; i++) {
-      const wait = this.deps.limiter.takePublish(grant, this.deps.clientAddress(req));
+    // Off (--publish-rate 0): no bucket to take from, so no client address to work out.
+    const address = this.deps.limiter.perSecond > 0 ? this.deps.clientAddress(req) : undefined;
+    for (let i = 0; i < publishes && address !== undefined; i++) {
+      const wait = this.deps.limiter.takePublish(grant, address);
       if (wait > 0) {
         throw new KometaError(
           'KOMETA_ERR_RATE_LIMITED',
