@@ -232,8 +232,10 @@ const writeFloor: System = {
     );
     return nodeRunning(child, options.port, {
       port: options.port,
-      request: (channel) => postRequest('/fire', channel),
-      batch: (items) => postRequest('/fire', items.map((item) => item.channel).join('\n')),
+      // The first line names the round (the message's sequence number): its frames were built at subscribe time.
+      request: (channel, data) => postRequest('/fire', `${seqOf(data)}\n${channel}`),
+      batch: (items) =>
+        postRequest('/fire', [seqOf(items[0]?.data ?? ''), ...items.map((item) => item.channel)].join('\n')),
     });
   },
 };
@@ -242,6 +244,11 @@ const writeFloor: System = {
  * The same system, publishing the same requests to channels nobody follows
  * (`q` + the name): what a publish costs without its delivery.
  */
+/** The sequence number in the bench's message marker (`@@<seq>.<µs>;`, protocol.ts). */
+function seqOf(data: string): number {
+  return Number(/^@@(\d+)\./.exec(data)?.[1] ?? 1);
+}
+
 function withoutSubscribers(base: System): System {
   const elsewhere = (channel: string) => `q${channel}`;
   return {

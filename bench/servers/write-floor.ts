@@ -8,10 +8,12 @@
  * GET /sub/<channel> answers 200 text/event-stream (chunked) and prebuilds
  * that subscriber's frame: one HTTP chunk `data: <payload>\n\n`, as kometa
  * writes it (its latency, measured from subscribe time, means nothing).
- * POST /fire with a body of channel names (one a line) writes
- * each named subscriber's prebuilt chunk with one `socket.write`, as
- * kometa's ChunkedStream does, and answers an empty 201. The bench sends the
- * names of 100 channels per request, as it sends kometa's batches.
+ * POST /fire with a body of the round's number (the message's sequence
+ * number, 1 to 4: the bench's warm-up round and its measured ones) and
+ * channel names, one a line, writes each named subscriber's chunk for that
+ * round, prebuilt, with one `socket.write`, as kometa's ChunkedStream does,
+ * and answers an empty 201. The bench sends the names of 100 channels per
+ * request, as it sends kometa's batches.
  */
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -27,14 +29,17 @@ const { values } = parseArgs({
 
 interface Subscriber {
   readonly socket: Socket;
-  readonly frame: Buffer;
+  /** The frame of each round. */
+  readonly frames: readonly Buffer[];
 }
+
+const ROUNDS = 4;
 
 const subscribers = new Map<string, Subscriber>();
 
 /** The bench's message marker (`@@<seq>.<µs>;`, bench/lib/protocol.ts) padded to its size; built at subscribe time. */
-function frameFor(): Buffer {
-  const data = `@@1.${Number(process.hrtime.bigint() / 1000n)};`.padEnd(Number(values.bytes), 'x');
+function frameFor(seq: number): Buffer {
+  const data = `@@${seq}.${Number(process.hrtime.bigint() / 1000n)};`.padEnd(Number(values.bytes), 'x');
   const payload = `data: ${data}\n\n`;
   return Buffer.from(`${Buffer.byteLength(payload).toString(16)}\r\n${payload}\r\n`);
 }
@@ -52,7 +57,8 @@ const server = createServer((req, res) => {
     res.flushHeaders();
     const socket = res.socket!;
     socket.setNoDelay(true);
-    subscribers.set(name, { socket, frame: frameFor() });
+    const frames = Array.from({ length: ROUNDS }, (_, i) => frameFor(i + 1));
+    subscribers.set(name, { socket, frames });
     socket.on('close', () => subscribers.delete(name));
     return;
   }
@@ -60,9 +66,11 @@ const server = createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (part: Buffer) => parts.push(part));
     req.on('end', () => {
-      for (const name of Buffer.concat(parts).toString().split('\n')) {
+      const [round, ...names] = Buffer.concat(parts).toString().split('\n');
+      const index = Math.min(ROUNDS, Math.max(1, Number(round))) - 1;
+      for (const name of names) {
         const subscriber = subscribers.get(name);
-        if (subscriber !== undefined) subscriber.socket.write(subscriber.frame);
+        if (subscriber !== undefined) subscriber.socket.write(subscriber.frames[index]!);
       }
       res.writeHead(201, { 'Content-Length': '0' });
       res.end();
