@@ -3,7 +3,7 @@ import { KometaError } from '../core/errors.js';
 import type { Grant } from '../auth/grant.js';
 import { decodePublishBody, readBodyThen } from './body.js';
 import { answerFailure } from './problem.js';
-import { endWithBody } from './send-json.js';
+import { sendJsonText } from './send-json.js';
 import {
   type RouteContext,
   allowMethods,
@@ -131,13 +131,5 @@ function rateLimit(ctx: RouteContext, req: IncomingMessage, res: ServerResponse,
  */
 function sendPublished(res: ServerResponse, channel: string, id: string, subscribers: number): void {
   const body = `{"channel":${JSON.stringify(channel)},"id":${JSON.stringify(id)},"subscribers":${subscribers}}`;
-  res.writeHead(201, [
-    'Content-Type',
-    'application/json; charset=utf-8',
-    'Content-Length',
-    String(Buffer.byteLength(body)),
-    'Cache-Control',
-    'no-store',
-  ]);
-  endWithBody(res, body);
+  sendJsonText(res, 201, body);
 }

@@ -2,7 +2,11 @@ import type { ServerResponse } from 'node:http';
 
 /** A JSON answer, never cached (every route's answer is about now). */
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
+  sendJsonText(res, status, JSON.stringify(value));
+}
+
+/** `sendJson` for a body that is JSON text already (the publish route builds its 201 by hand). */
+export function sendJsonText(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, [
     'Content-Type',
     'application/json; charset=utf-8',
